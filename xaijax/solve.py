@@ -17,7 +17,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-__all__ = ["Surrogate", "weighted_lstsq", "fit_surrogate"]
+__all__ = ["Surrogate", "weighted_lstsq", "fit_surrogate", "lars_active_set"]
 
 
 class Surrogate(NamedTuple):
@@ -81,10 +81,14 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
     Aw = sw[:, None] * A
     yw = sw.reshape((-1,) + (1,) * (y.ndim - 1)) * y
     M = A.shape[1]
+    zero_col = jnp.all(Aw == 0, axis=0)
     if not (isinstance(ridge, (int, float)) and ridge == 0):
         Aw = jnp.concatenate([Aw, jnp.sqrt(jnp.asarray(ridge, dtype)) * jnp.eye(M, dtype=dtype)])
         yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
     b = jnp.linalg.lstsq(Aw, yw)[0]
+    # The minimum-norm solution is 0 on an all-zero column only up to rounding; make it exact, so
+    # a dummy feature's attribution is exactly 0 and the constraint absorbs nothing from it.
+    b = jnp.where(zero_col.reshape((M,) + (1,) * (b.ndim - 1)), 0.0, b)
     if constraint is not None:
         b = b.at[pivot].set(0.0)
         b = b.at[pivot].set((d - jnp.tensordot(c, b, axes=1)) / c[pivot])
@@ -139,3 +143,61 @@ def fit_surrogate(
     # A constant target is fitted perfectly; report 1 rather than 0/0.
     score = jnp.where(total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), 1.0)
     return Surrogate(coef, intercept, score, prediction)
+
+
+def lars_active_set(X, y, k: int):
+    """The first ``k`` features to enter the least-angle regression (LAR) path of ``y ~ X``.
+
+    Equals the active set of scikit-learn's ``lars_path(X, y, method="lar", max_iter=k)`` (no
+    centring or scaling), which the SHAP reference uses for ``l1_reg="num_features(k)"``. Runs a
+    fixed ``k`` steps, so it compiles to a static loop.
+
+    Args:
+        X: ``(S, M)`` design matrix.
+        y: ``(S,)`` target.
+        k: number of features to select (static).
+
+    Returns:
+        ``(M,)`` boolean mask with ``min(k, M)`` entries set.
+
+    References:
+        Efron, Hastie, Johnstone & Tibshirani, "Least Angle Regression", Annals of Statistics 2004.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> X = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
+        >>> lars_active_set(X, X @ jnp.array([3.0, 0.1, -2.0]), 2).tolist()
+        [True, False, True]
+    """
+    X = jnp.asarray(X, jnp.result_type(X, jnp.float32))
+    y = jnp.asarray(y, X.dtype)
+    M = X.shape[1]
+    G = X.T @ X
+    tiny = jnp.finfo(X.dtype).tiny
+
+    def step(carry, _):
+        active, cov = carry
+        j = jnp.argmax(jnp.where(active, -jnp.inf, jnp.abs(cov)))
+        active = active.at[j].set(True)
+        C = jnp.abs(cov[j])
+        sign = jnp.where(active, jnp.sign(cov), 0.0)
+        both = active[:, None] & active[None, :]
+        G_active = jnp.where(both, G, 0.0) + jnp.diag(jnp.where(active, 0.0, 1.0))
+        w = jnp.linalg.solve(G_active, sign)
+        norm = 1.0 / jnp.sqrt(jnp.maximum(jnp.dot(w, sign), tiny))
+        w = w * norm
+        a = G @ w  # correlation of each feature with the equiangular direction
+        free = ~active
+        up = (C - cov) / jnp.where(norm - a == 0, tiny, norm - a)
+        down = (C + cov) / jnp.where(norm + a == 0, tiny, norm + a)
+        candidates = jnp.concatenate(
+            [
+                jnp.where(free & (up > tiny), up, jnp.inf),
+                jnp.where(free & (down > tiny), down, jnp.inf),
+            ]
+        )
+        gamma = jnp.minimum(jnp.min(candidates), C / norm)
+        return (active, cov - gamma * a), None
+
+    (active, _), _ = jax.lax.scan(step, (jnp.zeros(M, bool), X.T @ y), None, length=min(k, M))
+    return active

@@ -1,0 +1,20 @@
+"""Shapley-value explainers: exact enumeration, Kernel SHAP, permutation sampling, Linear SHAP."""
+
+from xaijax.shapley.background import kmeans
+from xaijax.shapley.coalitions import Background
+from xaijax.shapley.exact import exact_shapley, shapley_weights
+from xaijax.shapley.kernel import coalition_plan, kernel_shap, shapley_kernel_weights
+from xaijax.shapley.linear import linear_shap
+from xaijax.shapley.permutation import permutation_shap
+
+__all__ = [
+    "Background",
+    "coalition_plan",
+    "exact_shapley",
+    "kernel_shap",
+    "kmeans",
+    "linear_shap",
+    "permutation_shap",
+    "shapley_kernel_weights",
+    "shapley_weights",
+]
