@@ -130,16 +130,17 @@ def fit_surrogate(
         x_mean = weights @ features / wsum
         y_mean = jnp.tensordot(weights, outputs, axes=1) / wsum
         coef = weighted_lstsq(
-            features - x_mean, outputs - y_mean, weights, ridge=ridge, constraint=constraint
+            features - x_mean[None, :], outputs - y_mean[None], weights, ridge=ridge,
+            constraint=constraint,
         )
         intercept = y_mean - jnp.tensordot(x_mean, coef, axes=1)
     else:
         coef = weighted_lstsq(features, outputs, weights, ridge=ridge, constraint=constraint)
         intercept = jnp.zeros(outputs.shape[1:], features.dtype)
-    prediction = intercept + features @ coef
+    prediction = intercept[None] + features @ coef
     y_bar = jnp.tensordot(weights, outputs, axes=1) / wsum
     residual = jnp.tensordot(weights, (outputs - prediction) ** 2, axes=1)
-    total = jnp.tensordot(weights, (outputs - y_bar) ** 2, axes=1)
+    total = jnp.tensordot(weights, (outputs - y_bar[None]) ** 2, axes=1)
     # A constant target is fitted perfectly; report 1 rather than 0/0.
     score = jnp.where(total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), 1.0)
     return Surrogate(coef, intercept, score, prediction)

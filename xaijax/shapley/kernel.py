@@ -257,7 +257,7 @@ def _kernel(
     fnull = apply_link(link, fnull_raw)
     base = jnp.broadcast_to(fnull, fx.shape)
     if M == 1:
-        return (fx - fnull)[:, None], base
+        return (fx - fnull[None])[:, None], base
 
     plan = coalition_plan(M, num_samples)
     fixed = jnp.asarray(plan.fixed_masks)
@@ -287,17 +287,17 @@ def _kernel(
         v = coalition_values(
             model, params, x, background, weights, lambda i: masks[i], S, batch_size
         )
-        y = apply_link(link, v) - fnull
+        y = apply_link(link, v) - fnull[None]
         d = fx_i - fnull
         # A feature equal to every background row cannot change the model: a dummy, fixed at 0.
         varying = jnp.any(background != x[None, :], axis=0)
-        A = masks.astype(dtype) * varying.astype(dtype)
+        A = masks.astype(dtype) * varying.astype(dtype)[None, :]
         active = varying
         if num_features is not None:
             active = active & _l1_selection(A, y, kernel_w, d, varying, num_features)
         any_active = jnp.any(active)
         c = jnp.where(any_active, active, jnp.arange(M) == 0).astype(dtype)
-        phi = weighted_lstsq(A * c, y, kernel_w, constraint=(c, d))
+        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d))
         shape = (M,) + (1,) * (phi.ndim - 1)
         return jnp.where(any_active & active.reshape(shape), phi, 0.0)
 
