@@ -105,10 +105,8 @@ def _permutation(
 
     def one(args):
         x, key = args
-        # rank[p, i] = position of feature i in order p.
-        rank = jnp.argsort(
-            jax.vmap(lambda k: jax.random.permutation(k, M))(jax.random.split(key, P)), axis=1
-        )
+        # rank[p, i] = position of feature i in order p (a uniformly random order).
+        rank = jnp.argsort(jnp.argsort(jax.random.uniform(key, (P, M)), axis=1), axis=1)
 
         def masks(idx):
             p, t = idx // (2 * M + 1), idx % (2 * M + 1)
