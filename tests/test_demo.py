@@ -19,18 +19,31 @@ def test_demo_quick_writes_results_and_figures(tmp_path):
     errors = results["diabetes"]["mean_abs_error_vs_exact"]
     assert max(errors.values()) < 0.2 * results["diabetes"]["mean_abs_exact_value"]
     assert results["host_linear_model"]["max_abs_diff_kernel_vs_linear_shap"] < 1e-4
-    for name in ("breast_cancer_bar.png", "breast_cancer_waterfall.png",
-                 "diabetes_estimates_vs_exact.png"):
+    for name in (
+        "breast_cancer_bar.png",
+        "breast_cancer_waterfall.png",
+        "diabetes_estimates_vs_exact.png",
+    ):
         assert (out / name).stat().st_size > 5000
     saved = xj.Explanation.load(out / "breast_cancer_kernel_shap")
     assert saved.values.shape == (5, 30, 2)
 
 
 def test_plots_render(tmp_path):
-    exp = xj.Explanation(np.array([[0.5, -1.0, 0.2]]), np.array([0.1]), np.ones((1, 3)),
-                         feature_names=["a", "b", "c"], method="demo")
-    for i, fig in enumerate([plots.bar(exp), plots.waterfall(exp[0], max_display=2),
-                             plots.compare(exp.values, {"same": exp.values})]):
+    exp = xj.Explanation(
+        np.array([[0.5, -1.0, 0.2]]),
+        np.array([0.1]),
+        np.ones((1, 3)),
+        feature_names=["a", "b", "c"],
+        method="demo",
+    )
+    for i, fig in enumerate(
+        [
+            plots.bar(exp),
+            plots.waterfall(exp[0], max_display=2),
+            plots.compare(exp.values, {"same": exp.values}),
+        ]
+    ):
         path = tmp_path / f"{i}.png"
         fig.savefig(path)
         assert path.stat().st_size > 1000

@@ -1,4 +1,4 @@
-"""Shapley explainers against independent oracles: brute force, closed forms and the shap package."""
+"""Shapley explainers against independent oracles: brute force, closed forms and shap."""
 
 import itertools
 import math
@@ -12,13 +12,17 @@ import pytest
 import xaijax as xj
 from xaijax.shapley import kernel as kernel_module
 
-# -- oracles written independently of the package -------------------------------------------
+# -- oracles written independently of the package -------------------------------------------------
 
 
 def brute_force_shapley(fn, x, background, weights=None):
     """Shapley values from the formula, one coalition at a time, in float64 NumPy."""
     M = x.shape[0]
-    w = np.full(len(background), 1 / len(background)) if weights is None else weights / weights.sum()
+    w = (
+        np.full(len(background), 1 / len(background))
+        if weights is None
+        else weights / weights.sum()
+    )
 
     def v(S):
         rows = background.copy()
@@ -61,7 +65,7 @@ def data6():
     return rng.normal(size=(4, 6)), rng.normal(size=(7, 6))
 
 
-# -- exactness against brute force ------------------------------------------------------------
+# -- exactness against brute force ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("K", [None, 3])
@@ -102,7 +106,7 @@ def test_exact_shapley_twelve_features_chunked():
     np.testing.assert_allclose(exp.values.sum(1) + exp.base_values, fn(X), atol=1e-5)
 
 
-# -- the shap package on identical data ---------------------------------------------------------
+# -- the shap package on identical data -----------------------------------------------------------
 
 
 @pytest.mark.parametrize("K", [None, 2])
@@ -180,7 +184,7 @@ def test_lars_active_set_equals_sklearn_lars_path():
         assert set(np.flatnonzero(ours)) == set(active)
 
 
-# -- the coalition plan -------------------------------------------------------------------------
+# -- the coalition plan ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -204,7 +208,7 @@ def test_shapley_kernel_weights_closed_form():
     np.testing.assert_allclose(w, [5 / (6 * 5), 5 / (15 * 8), 5 / (20 * 9)])
 
 
-# -- the sampling regime ------------------------------------------------------------------------
+# -- the sampling regime --------------------------------------------------------------------------
 
 
 def test_sampling_error_no_worse_than_shap():
@@ -221,7 +225,7 @@ def test_sampling_error_no_worse_than_shap():
     for seed in range(4):
         est = xj.kernel_shap(f, X, bg, key=jax.random.key(seed), num_samples=400).values
         ours.append(np.abs(est - truth).mean())
-        np.random.seed(seed)
+        np.random.seed(seed)  # noqa: NPY002 - shap samples from the global NumPy state
         est = explainer.shap_values(X, nsamples=400, l1_reg=False, silent=True)
         theirs.append(np.abs(est - truth).mean())
     # Measured: ours ~1.0x shap's error; allow sampling noise across four seeds.
@@ -243,7 +247,7 @@ def test_permutation_error_shrinks_with_permutations():
     assert err[1] < 0.5 * err[0]
 
 
-# -- Shapley axioms and closed forms ------------------------------------------------------------
+# -- Shapley axioms and closed forms --------------------------------------------------------------
 
 
 def pairwise(X):
@@ -319,7 +323,7 @@ def test_kernel_shap_all_features_missing_gives_zeros():
     np.testing.assert_array_equal(exp.values, np.zeros(4))
 
 
-# -- adapters --------------------------------------------------------------------------------------
+# -- adapters -------------------------------------------------------------------------------------
 
 
 def test_host_sklearn_model_and_nnx_module():
@@ -340,7 +344,7 @@ def test_host_sklearn_model_and_nnx_module():
     np.testing.assert_allclose(exp.values, xj.linear_shap(W, b, X, bg).values, atol=1e-5)
 
 
-# -- batching, keys, compilation ---------------------------------------------------------------------
+# -- batching, keys, compilation ------------------------------------------------------------------
 
 
 def test_batch_equals_loop_and_keys_reproduce():
@@ -378,7 +382,7 @@ def test_many_calls_compile_once():
     assert kernel_module._kernel._cache_size() == 1
 
 
-# -- bad input -------------------------------------------------------------------------------------
+# -- bad input ------------------------------------------------------------------------------------
 
 
 def test_bad_input_errors_name_the_argument():

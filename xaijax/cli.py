@@ -1,4 +1,4 @@
-"""The ``xaijax`` command: ``xaijax demo`` runs the main job (explanations + figures under runs/)."""
+"""The ``xaijax`` command; ``xaijax demo`` is the main job (explanations, figures in runs/)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,14 @@ def _versions() -> dict:
 
     import xaijax
 
-    return {"xaijax": xaijax.__version__, "jax": jax.__version__, "flax": flax.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version(),
-            "device": str(jax.devices()[0])}
+    return {
+        "xaijax": xaijax.__version__,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "device": str(jax.devices()[0]),
+    }
 
 
 def _timed(label, fn, log):
@@ -58,16 +63,24 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     log("[1/3] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
     train, test = data.train_test_split(data.breast_cancer(), seed=seed)
     net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
-    _, timings["train_mlp"] = _timed("train", lambda: nets.train(
-        net, train.X, train.y, key=k_train, epochs=epochs), log)
+    _, timings["train_mlp"] = _timed(
+        "train", lambda: nets.train(net, train.X, train.y, key=k_train, epochs=epochs), log
+    )
     accuracy = float((np.asarray(net(test.X)).argmax(1) == test.y).mean())
     background = xj.kmeans(train.X, 10, key=k_bg)
     X = test.X[:n_explain]
-    kernel, timings["kernel_shap"] = _timed("kernel_shap", lambda: xj.kernel_shap(
-        net, X, background, key=k_kernel, feature_names=train.feature_names), log)
-    perm, timings["permutation_shap"] = _timed("permutation_shap", lambda: xj.permutation_shap(
-        net, X, background, key=k_perm, num_permutations=10, feature_names=train.feature_names),
-        log)
+    kernel, timings["kernel_shap"] = _timed(
+        "kernel_shap",
+        lambda: xj.kernel_shap(net, X, background, key=k_kernel, feature_names=train.feature_names),
+        log,
+    )
+    perm, timings["permutation_shap"] = _timed(
+        "permutation_shap",
+        lambda: xj.permutation_shap(
+            net, X, background, key=k_perm, num_permutations=10, feature_names=train.feature_names
+        ),
+        log,
+    )
     proba = np.asarray(net(X))
     results["breast_cancer"] = {
         "test_accuracy": accuracy,
@@ -84,30 +97,46 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
         ],
     }
     kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
-    _save(plots.bar(kernel, output=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
-          out, "breast_cancer_bar.png")
-    _save(plots.waterfall(kernel[0], output=1, title="Kernel SHAP, P(benign): test instance 0"),
-          out, "breast_cancer_waterfall.png")
+    _save(
+        plots.bar(kernel, output=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
+        out,
+        "breast_cancer_bar.png",
+    )
+    _save(
+        plots.waterfall(kernel[0], output=1, title="Kernel SHAP, P(benign): test instance 0"),
+        out,
+        "breast_cancer_waterfall.png",
+    )
 
     # 2. Diabetes (M = 10): exact Shapley values as the truth for the sampling estimators.
     log("[2/3] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
     dtrain, dtest = data.train_test_split(data.diabetes(), seed=seed)
     reg = nets.MLP(10, [32], 1, rngs=nnx.Rngs(seed + 1))
-    _, timings["train_regressor"] = _timed("train", lambda: nets.train(
-        reg, dtrain.X, dtrain.y, key=k_train2, loss="mse", epochs=epochs), log)
+    _, timings["train_regressor"] = _timed(
+        "train",
+        lambda: nets.train(reg, dtrain.X, dtrain.y, key=k_train2, loss="mse", epochs=epochs),
+        log,
+    )
 
     def f(Z):
         return reg(Z)[:, 0]
 
     dbg = xj.kmeans(dtrain.X, 10, key=k_bg)
     DX = dtest.X[:n_explain]
-    exact, timings["exact_shapley"] = _timed("exact_shapley", lambda: xj.exact_shapley(
-        f, DX, dbg, feature_names=dtrain.feature_names), log)
+    exact, timings["exact_shapley"] = _timed(
+        "exact_shapley",
+        lambda: xj.exact_shapley(f, DX, dbg, feature_names=dtrain.feature_names),
+        log,
+    )
     budget = 12 * 21  # permutation SHAP's 12 antithetic orders score 12 (2M + 1) coalitions
-    kern10, timings["kernel_shap_m10"] = _timed("kernel_shap", lambda: xj.kernel_shap(
-        f, DX, dbg, key=k_kernel2, num_samples=budget), log)
-    perm10, timings["permutation_shap_m10"] = _timed("permutation_shap", lambda: (
-        xj.permutation_shap(f, DX, dbg, key=k_perm2, num_permutations=12)), log)
+    kern10, timings["kernel_shap_m10"] = _timed(
+        "kernel_shap", lambda: xj.kernel_shap(f, DX, dbg, key=k_kernel2, num_samples=budget), log
+    )
+    perm10, timings["permutation_shap_m10"] = _timed(
+        "permutation_shap",
+        lambda: xj.permutation_shap(f, DX, dbg, key=k_perm2, num_permutations=12),
+        log,
+    )
     results["diabetes"] = {
         "coalitions_per_instance": budget,
         "mean_abs_error_vs_exact": {
@@ -116,16 +145,24 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
         },
         "mean_abs_exact_value": float(np.abs(exact.values).mean()),
     }
-    _save(plots.compare(exact.values, {"Kernel SHAP": kern10.values,
-                                        "permutation SHAP": perm10.values},
-                        title=f"diabetes MLP: {budget} coalitions vs exact Shapley"),
-          out, "diabetes_estimates_vs_exact.png")
+    _save(
+        plots.compare(
+            exact.values,
+            {"Kernel SHAP": kern10.values, "permutation SHAP": perm10.values},
+            title=f"diabetes MLP: {budget} coalitions vs exact Shapley",
+        ),
+        out,
+        "diabetes_estimates_vs_exact.png",
+    )
 
     # 3. A scikit-learn model through the host adapter: Kernel SHAP against Linear SHAP.
     log("[3/3] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
     lin = LinearRegression().fit(dtrain.X, dtrain.y)
-    host, timings["kernel_shap_host_sklearn"] = _timed("kernel_shap (host model)", lambda: (
-        xj.kernel_shap(lin.predict, DX, dtrain.X[:50], key=k_lin, num_samples=100)), log)
+    host, timings["kernel_shap_host_sklearn"] = _timed(
+        "kernel_shap (host model)",
+        lambda: xj.kernel_shap(lin.predict, DX, dtrain.X[:50], key=k_lin, num_samples=100),
+        log,
+    )
     closed = xj.linear_shap(lin.coef_, lin.intercept_, DX, dtrain.X[:50])
     results["host_linear_model"] = {
         "max_abs_diff_kernel_vs_linear_shap": float(np.abs(host.values - closed.values).max())
@@ -146,7 +183,8 @@ def _save(fig, out, name):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="xaijax", description="Explain machine-learning models in JAX.")
+        prog="xaijax", description="Explain machine-learning models in JAX."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="explain small models on embedded data; write figures")
     p_demo.add_argument("--out", default=os.path.join("runs", "demo"), help="output folder")

@@ -36,8 +36,13 @@ def breast_cancer(*, standardise: bool = True) -> Dataset:
 
     raw = load_breast_cancer()
     X = _standardise(raw.data) if standardise else raw.data.astype(np.float32)
-    return Dataset(X, raw.target.astype(np.int32), tuple(raw.feature_names),
-                   tuple(raw.target_names), "breast_cancer")
+    return Dataset(
+        X,
+        raw.target.astype(np.int32),
+        tuple(raw.feature_names),
+        tuple(raw.target_names),
+        "breast_cancer",
+    )
 
 
 def diabetes() -> Dataset:
@@ -51,8 +56,13 @@ def diabetes() -> Dataset:
 
     raw = load_diabetes()
     y = np.asarray(raw.target, np.float64)
-    return Dataset(_standardise(raw.data), ((y - y.mean()) / y.std()).astype(np.float32),
-                   tuple(raw.feature_names), ("progression",), "diabetes")
+    return Dataset(
+        _standardise(raw.data),
+        ((y - y.mean()) / y.std()).astype(np.float32),
+        tuple(raw.feature_names),
+        ("progression",),
+        "diabetes",
+    )
 
 
 def train_test_split(ds: Dataset, *, test_fraction: float = 0.25, seed: int = 0):

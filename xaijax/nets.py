@@ -24,14 +24,23 @@ class MLP(nnx.Module):
         (3, 2)
     """
 
-    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int, *,
-                 softmax: bool = False, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: Sequence[int],
+        out_features: int,
+        *,
+        softmax: bool = False,
+        rngs: nnx.Rngs,
+    ):
         sizes = [in_features, *hidden]
-        self.hidden = nnx.List(
-            [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
-        ) if hasattr(nnx, "List") else [
-            nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
-        ]
+        self.hidden = (
+            nnx.List(
+                [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+            )
+            if hasattr(nnx, "List")
+            else [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
         self.out = nnx.Linear(sizes[-1], out_features, rngs=rngs)
         self.softmax = softmax
 
@@ -42,8 +51,18 @@ class MLP(nnx.Module):
         return jax.nn.softmax(x, axis=-1) if self.softmax else x
 
 
-def train(model: nnx.Module, X, y, *, key, loss: str = "cross_entropy", epochs: int = 50,
-          learning_rate: float = 1e-2, batch_size: int = 64, weight_decay: float = 1e-4):
+def train(
+    model: nnx.Module,
+    X,
+    y,
+    *,
+    key,
+    loss: str = "cross_entropy",
+    epochs: int = 50,
+    learning_rate: float = 1e-2,
+    batch_size: int = 64,
+    weight_decay: float = 1e-4,
+):
     """Train ``model`` in place with AdamW on ``(X, y)``; returns the per-epoch mean losses.
 
     ``loss`` is ``"cross_entropy"`` (integer labels; a softmax model is trained on its

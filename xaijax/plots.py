@@ -27,7 +27,7 @@ def _output_slice(values, base, exp: Explanation, output):
 
 
 def bar(exp: Explanation, *, output: int = 0, max_display: int = 10, title: str | None = None):
-    """Mean ``|value|`` per feature over a batch (global importance), or ``|value|`` of one instance.
+    """Mean ``|value|`` per feature over a batch (global importance), or one instance's ``|value|``.
 
     Example:
         >>> import numpy as np
@@ -46,7 +46,9 @@ def bar(exp: Explanation, *, output: int = 0, max_display: int = 10, title: str 
     return fig
 
 
-def waterfall(exp: Explanation, *, output: int = 0, max_display: int = 10, title: str | None = None):
+def waterfall(
+    exp: Explanation, *, output: int = 0, max_display: int = 10, title: str | None = None
+):
     """How one instance's attributions add up from the base value to the model output.
 
     Example:
@@ -56,8 +58,10 @@ def waterfall(exp: Explanation, *, output: int = 0, max_display: int = 10, title
     """
     values, base = _output_slice(np.asarray(exp.values), exp.base_values, exp, output)
     if values.ndim != 1:
-        raise ValueError(f"waterfall shows one instance; got values of shape {values.shape} "
-                         "(index the Explanation first, e.g. exp[0])")
+        raise ValueError(
+            f"waterfall shows one instance; got values of shape {values.shape} "
+            "(index the Explanation first, e.g. exp[0])"
+        )
     base = float(base)
     names = _names(exp, values.shape[0])
     data = np.asarray(exp.data).reshape(-1)
@@ -73,8 +77,7 @@ def waterfall(exp: Explanation, *, output: int = 0, max_display: int = 10, title
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(labels) + 1.5))
     for row, (c, s) in enumerate(zip(contrib, starts, strict=True)):
         ax.barh(row, c, left=s, color=_POS if c >= 0 else _NEG)
-        ax.text(s + c, row, f" {c:+.3g}", va="center", ha="left" if c >= 0 else "right",
-                fontsize=8)
+        ax.text(s + c, row, f" {c:+.3g}", va="center", ha="left" if c >= 0 else "right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels)
     ax.axvline(base, color="grey", lw=0.8, ls="--")
     ax.margins(x=0.2)

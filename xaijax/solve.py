@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 
 __all__ = ["Surrogate", "weighted_lstsq", "fit_surrogate", "lars_active_set"]
 
@@ -36,7 +37,7 @@ class Surrogate(NamedTuple):
     prediction: jax.Array
 
 
-def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
+def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None, method="svd"):
     """Solve ``min_b sum_s w_s (y_s - A_s b)^2 + ridge * |b|^2``, optionally with ``c . b = d``.
 
     Solved as ordinary least squares on ``sqrt(w) * A`` (SVD, minimum-norm where rank deficient),
@@ -50,6 +51,9 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
         weights: ``(S,)`` non-negative sample weights.
         ridge: L2 penalty on ``b`` (on the non-eliminated coefficients when constrained).
         constraint: ``None`` or ``(c, d)`` with ``c: (M,)`` and ``d: ()`` or ``(K,)``.
+        method: ``"svd"`` (minimum-norm, safe when rank deficient) or ``"qr"`` (several times
+            faster; needs full column rank apart from all-zero columns, e.g. ``ridge > 0`` or many
+            more samples than features).
 
     Returns:
         ``b``: ``(M,)`` or ``(M, K)``.
@@ -85,7 +89,16 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
     if not (isinstance(ridge, (int, float)) and ridge == 0):
         Aw = jnp.concatenate([Aw, jnp.sqrt(jnp.asarray(ridge, dtype)) * jnp.eye(M, dtype=dtype)])
         yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
-    b = jnp.linalg.lstsq(Aw, yw)[0]
+    if method == "qr":
+        # An all-zero column would make R singular; a unit row pins its coefficient to 0 instead.
+        Aw = jnp.concatenate([Aw, jnp.diag(zero_col.astype(dtype))])
+        yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
+        Q, R = jnp.linalg.qr(Aw)
+        b = jax.scipy.linalg.solve_triangular(R, Q.T @ yw, lower=False)
+    elif method == "svd":
+        b = jnp.linalg.lstsq(Aw, yw)[0]
+    else:
+        raise ValueError(f"method must be 'svd' or 'qr'; got {method!r}")
     # The minimum-norm solution is 0 on an all-zero column only up to rounding; make it exact, so
     # a dummy feature's attribution is exactly 0 and the constraint absorbs nothing from it.
     b = jnp.where(zero_col.reshape((M,) + (1,) * (b.ndim - 1)), 0.0, b)
@@ -96,7 +109,7 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
 
 
 def fit_surrogate(
-    features, outputs, weights, *, ridge=0.0, fit_intercept=True, constraint=None
+    features, outputs, weights, *, ridge=0.0, fit_intercept=True, constraint=None, method=None
 ) -> Surrogate:
     """Fit the weighted linear surrogate ``outputs ~ intercept + features @ coef``.
 
@@ -111,6 +124,8 @@ def fit_surrogate(
         ridge: L2 penalty (LIME's ``Ridge(alpha=1)``; Kernel SHAP uses 0).
         fit_intercept: fit an unpenalised intercept.
         constraint: ``(c, d)`` linear equality ``c . coef = d`` (Kernel SHAP's efficiency).
+        method: the :func:`weighted_lstsq` method; default ``"qr"`` with a ridge (always full
+            rank), else ``"svd"``.
 
     Returns:
         A :class:`Surrogate`.
@@ -126,16 +141,24 @@ def fit_surrogate(
     outputs = jnp.asarray(outputs, features.dtype)
     weights = jnp.asarray(weights, features.dtype)
     wsum = jnp.sum(weights)
+    if method is None:
+        method = "qr" if not (isinstance(ridge, (int, float)) and ridge == 0) else "svd"
     if fit_intercept:
         x_mean = weights @ features / wsum
         y_mean = jnp.tensordot(weights, outputs, axes=1) / wsum
         coef = weighted_lstsq(
-            features - x_mean[None, :], outputs - y_mean[None], weights, ridge=ridge,
+            features - x_mean[None, :],
+            outputs - y_mean[None],
+            weights,
+            ridge=ridge,
             constraint=constraint,
+            method=method,
         )
         intercept = y_mean - jnp.tensordot(x_mean, coef, axes=1)
     else:
-        coef = weighted_lstsq(features, outputs, weights, ridge=ridge, constraint=constraint)
+        coef = weighted_lstsq(
+            features, outputs, weights, ridge=ridge, constraint=constraint, method=method
+        )
         intercept = jnp.zeros(outputs.shape[1:], features.dtype)
     prediction = intercept[None] + features @ coef
     y_bar = jnp.tensordot(weights, outputs, axes=1) / wsum

@@ -28,13 +28,21 @@ import numpy as np
 from xaijax.explanation import Explanation
 from xaijax.models import DEFAULT_BATCH_SIZE, Model, as_model, map_row_chunks
 
-__all__ = ["Background", "Problem", "prepare", "coalition_values", "map_instances", "finish"]
+__all__ = [
+    "Background",
+    "Problem",
+    "prepare",
+    "coalition_values",
+    "map_instances",
+    "finish",
+    "random_orders",
+]
 
 LINKS = ("identity", "logit")
 
 
 class Background(NamedTuple):
-    """A weighted background sample: ``data (B, M)`` rows with ``weights (B,)`` (e.g. cluster sizes)."""
+    """A weighted background: ``data (B, M)`` rows with ``weights (B,)`` (e.g. cluster sizes)."""
 
     data: Any
     weights: Any
@@ -168,6 +176,24 @@ def coalition_values(
     return map_row_chunks(chunk, num_masks, masks_per_chunk)
 
 
+def random_orders(key, num: int, M: int) -> jax.Array:
+    """``num`` uniformly random orders of ``M`` features, ``(num, M)`` int32 (row = a permutation).
+
+    Sorting random 32-bit keys is one key-value sort, about twice as fast on CPU as the
+    ``argsort`` of uniform floats (which sorts (value, index) pairs and then gathers).
+    """
+    bits = jax.random.bits(key, (num, M), jnp.uint32)
+    index = jnp.broadcast_to(jnp.arange(M, dtype=jnp.int32), (num, M))
+    return jax.lax.sort_key_val(bits, index, dimension=1)[1]
+
+
+def ranks_of(orders: jax.Array) -> jax.Array:
+    """The inverse permutations: ``rank[p, i]`` is the position of feature ``i`` in order ``p``."""
+    num, M = orders.shape
+    positions = jnp.broadcast_to(jnp.arange(M, dtype=orders.dtype), (num, M))
+    return jnp.zeros_like(orders).at[jnp.arange(num)[:, None], orders].set(positions)
+
+
 def map_instances(per_instance: Callable, xs: Any, rows_per_instance: int, batch_size: int):
     """``per_instance`` over the leading axis of the pytree ``xs`` in one compiled loop.
 
@@ -197,8 +223,9 @@ def finish(problem: Problem, values, base_values, *, method: str, extras=None) -
     base_values = np.asarray(base_values)
     if not (np.all(np.isfinite(values)) and np.all(np.isfinite(base_values))):
         raise ValueError(
-            "f returned NaN or inf on some model inputs (the explained instances, the background, "
-            "or rows that mix them); an explanation of non-finite outputs would be meaningless"
+            "non-finite attributions: f returned NaN or inf on some model inputs (the explained "
+            "instances, the background, or rows that mix them); an explanation of non-finite "
+            "outputs would be meaningless"
         )
     extras = dict(extras or {})
     X = problem.X

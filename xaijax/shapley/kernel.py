@@ -14,7 +14,15 @@ import numpy as np
 
 from xaijax.explanation import Explanation
 from xaijax.models import DEFAULT_BATCH_SIZE, evaluate
-from xaijax.shapley.coalitions import apply_link, coalition_values, finish, map_instances, prepare
+from xaijax.shapley.coalitions import (
+    apply_link,
+    coalition_values,
+    finish,
+    map_instances,
+    prepare,
+    random_orders,
+    ranks_of,
+)
 from xaijax.solve import lars_active_set, weighted_lstsq
 
 __all__ = ["kernel_shap", "coalition_plan", "shapley_kernel_weights", "CoalitionPlan"]
@@ -151,13 +159,15 @@ def kernel_shap(
     :func:`coalition_plan` (small sizes enumerated, the rest sampled in complementary pairs), each
     scored by the model averaged over the background, and the attributions are the weighted
     least-squares fit of the linked scores with the Shapley kernel, under the efficiency constraint
-    ``sum(phi) = link(f(x)) - link(E f(background))`` imposed exactly by elimination. A feature equal
-    to every background row is a dummy and gets exactly 0. All instances run in one compiled call.
+    ``sum(phi) = link(f(x)) - link(E f(background))`` imposed exactly by elimination. A feature
+    equal to every background row is a dummy and gets exactly 0. All instances run in one
+    compiled call.
 
-    Departures from ``shap.KernelExplainer``, each for static shapes under ``jit``: coalitions are
-    sampled over all ``M`` features (dummies included, then dropped from the fit) rather than the
-    varying ones only; a coalition drawn twice is kept twice (shap adds its weight, the same fit) and
-    no extra draws replace it; the middle size of an even ``M`` is paired with its complement too.
+    Departures from ``shap.KernelExplainer``, each for static shapes under ``jit``: coalitions
+    are sampled over all ``M`` features (dummies included, then dropped from the fit) rather than
+    the varying ones only; a coalition drawn twice is kept twice (shap adds its weight: the same
+    fit) and no extra draws replace it; the middle size of an even ``M`` is paired with its
+    complement too.
     With full enumeration the results equal shap's; ``l1_reg`` defaults to no selection (shap's
     default ``"num_features(10)"`` zeroes all but 10 features).
 
@@ -168,8 +178,8 @@ def kernel_shap(
         background: ``(B, M)`` background rows or a :class:`Background` from :func:`kmeans`.
         key: a ``jax.random.key``; the same key gives the same values.
         num_samples: coalitions per instance, or ``"auto"`` (``2M + 2048``, capped at ``2^M - 2``).
-        l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: keep the first
-            ``k`` features entering the LARS path of the augmented problem, as shap does.
+        l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: keep the
+            first ``k`` features entering the LARS path of the augmented problem, as shap does.
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights of the background rows.
         feature_names: optional ``M`` names.
@@ -265,6 +275,10 @@ def _kernel(
     S = plan.num_samples
     random_w = jnp.full((plan.num_random,), plan.random_weight / max(plan.num_random, 1), dtype)
     kernel_w = jnp.concatenate([fixed_w, random_w])
+    # Complementary pairs carry one equation between them once the constraint is imposed, so a
+    # sampled design is full rank (QR, several times faster than SVD) only with ample samples;
+    # below that the minimum-norm SVD solution degrades gracefully.
+    solver = "qr" if plan.num_random == 0 or plan.num_samples >= 4 * M else "svd"
 
     def sample(key):
         num_pairs = -(-plan.num_random // 2)
@@ -275,9 +289,7 @@ def _kernel(
             (num_pairs,),
             p=jnp.asarray(plan.random_probs, dtype),
         )
-        order = jax.random.uniform(order_key, (num_pairs, M))
-        ranks = jnp.argsort(jnp.argsort(order, axis=1), axis=1)
-        m = ranks < sizes[:, None]
+        m = ranks_of(random_orders(order_key, num_pairs, M)) < sizes[:, None]
         pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
         return pairs[: plan.num_random]
 
@@ -297,7 +309,7 @@ def _kernel(
             active = active & _l1_selection(A, y, kernel_w, d, varying, num_features)
         any_active = jnp.any(active)
         c = jnp.where(any_active, active, jnp.arange(M) == 0).astype(dtype)
-        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d))
+        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d), method=solver)
         shape = (M,) + (1,) * (phi.ndim - 1)
         return jnp.where(any_active & active.reshape(shape), phi, 0.0)
 

@@ -9,7 +9,15 @@ import jax.numpy as jnp
 
 from xaijax.explanation import Explanation
 from xaijax.models import DEFAULT_BATCH_SIZE
-from xaijax.shapley.coalitions import apply_link, coalition_values, finish, map_instances, prepare
+from xaijax.shapley.coalitions import (
+    apply_link,
+    coalition_values,
+    finish,
+    map_instances,
+    prepare,
+    random_orders,
+    ranks_of,
+)
 
 __all__ = ["permutation_shap"]
 
@@ -106,7 +114,7 @@ def _permutation(
     def one(args):
         x, key = args
         # rank[p, i] = position of feature i in order p (a uniformly random order).
-        rank = jnp.argsort(jnp.argsort(jax.random.uniform(key, (P, M)), axis=1), axis=1)
+        rank = ranks_of(random_orders(key, P, M))
 
         def masks(idx):
             p, t = idx // (2 * M + 1), idx % (2 * M + 1)
