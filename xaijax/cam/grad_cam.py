@@ -44,7 +44,7 @@ _GRADIENT_METHODS = ("grad_cam", "grad_cam_plus_plus", "hires_cam", "xgrad_cam",
 _RESIZE_METHODS = ("bilinear", "nearest")
 
 
-# -- channel weightings: (A, G) -> (cam (n,h,w), channel weights (n,c) or None) --------------------
+# -- channel weightings: (A, G) -> (cam (n,h,w), channel weights (n,c) or None) --
 def _safe_divide(num, den):
     return num / jnp.where(den == 0, 1.0, den)
 
@@ -99,7 +99,7 @@ _WEIGHTINGS = {
 }
 
 
-# -- shared post-processing ------------------------------------------------------------------------
+# -- shared post-processing --
 def upsample_maps(maps, size, method="bilinear"):
     """Resize maps ``(n, h, w)`` to ``(n, *size)`` with ``jax.image.resize`` (half-pixel centres).
 
@@ -125,7 +125,7 @@ def normalize_maps(maps):
     return _safe_divide(maps - lo, span)
 
 
-# -- the one compiled mechanism --------------------------------------------------------------------
+# -- the one compiled mechanism --
 def capture(lm: LayerModel, X, targets, target_fn, sign=1.0):
     """Activations, gradients of the (signed) target score w.r.t. them, logits, scores, targets.
 
