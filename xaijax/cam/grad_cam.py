@@ -208,7 +208,7 @@ def _cam(lm, X, targets, *, method, target_fn, counterfactual, relu, resize, nor
     extras = {"raw_maps": raw, "targets": t, "scores": scores, "logits": logits}
     if weights is not None:
         extras["channel_weights"] = weights
-    return maps, extras
+    return maps, extras, jnp.isfinite(logits).all()
 
 
 def _explain(
@@ -240,7 +240,7 @@ def _explain(
         raise ValueError(f"head must return logits (n,) or (n, K); got shape {tuple(logits_shape)}")
     num_classes = logits_shape[1] if len(logits_shape) == 2 else None
     t, target_fn = resolve_targets(targets, X.shape[0], num_classes)
-    maps, extras = _cam(
+    maps, extras, finite = _cam(
         lm,
         X,
         t,
@@ -252,7 +252,7 @@ def _explain(
         normalize=bool(normalize),
         batch_size=int(batch_size),
     )
-    if not bool(jnp.isfinite(extras["logits"]).all()):
+    if not bool(finite):
         raise ValueError("the model's outputs (logits) contain NaN or inf for these images")
     exp = Explanation(
         values=maps,
@@ -278,7 +278,21 @@ def _check_images(images):
     return (X[None] if single else X), single
 
 
+_PROBES: dict = {}
+
+
 def _probe(lm, X):
+    """Shapes of the logits and the layer's activations, traced once per model and input shape."""
+    leaves, treedef = jax.tree.flatten(lm)
+    cache_key = (treedef, tuple((np.shape(x), str(x.dtype)) for x in leaves), X.shape, X.dtype)
+    if cache_key not in _PROBES:
+        if len(_PROBES) > 64:
+            _PROBES.clear()
+        _PROBES[cache_key] = _probe_shapes(lm, X)
+    return _PROBES[cache_key]
+
+
+def _probe_shapes(lm, X):
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
     try:
         logits, A = jax.eval_shape(lambda x: lm.forward(x), spec)

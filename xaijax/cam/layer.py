@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.models import _is_nnx_module, _nnx_eval_split
+from xaijax.models import _is_nnx_module
 
 __all__ = ["LayerModel", "layer_model", "resolve_targets", "target_scores"]
 
@@ -66,7 +66,7 @@ class LayerModel:
     def _run_nnx(self, X, replace):
         from flax import nnx
 
-        module = nnx.merge(self.graphdef, self.state)
+        module = _eval_mode(nnx.merge(self.graphdef, self.state))
         parent = _walk(module, self.path[:-1])
         layer = _child(parent, self.path[-1])
         captured = []
@@ -84,6 +84,17 @@ class LayerModel:
                 "forward pass; choose a layer that runs exactly once"
             )
         return logits, captured[0]
+
+
+def _eval_mode(module):
+    # Flax renamed the eval switch across versions; use whichever this version has.
+    if hasattr(module, "eval"):
+        module.eval()
+    elif hasattr(module, "set_attributes"):  # pragma: no cover - older/newer flax
+        module.set_attributes(
+            deterministic=True, use_running_average=True, raise_if_not_found=False
+        )
+    return module
 
 
 class _Hook:
@@ -147,8 +158,12 @@ def layer_model(features, head) -> LayerModel:
         ValueError: if the functions are not callable or the layer path does not exist.
     """
     if _is_nnx_module(features):
+        from flax import nnx
+
         path = _parse_path(head)
-        graphdef, state = _nnx_eval_split(features)
+        # Split only; eval mode is set on the copy merged inside the trace, which keeps this
+        # per-call step cheap (one graph traversal) and leaves the user's module untouched.
+        graphdef, state = nnx.split(features)
         try:
             parent = _walk(features, path[:-1])
             target = _child(parent, path[-1])
