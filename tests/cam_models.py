@@ -2,7 +2,23 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
+
+
+def random_module(make, seed=0, scale=0.3):
+    """Build ``make()`` abstractly and fill its state from NumPy: N(0, scale^2) weights, positive
+    BatchNorm variances. Flax's own initialisers compile one PRNG kernel per parameter shape,
+    which costs seconds per layer on a loaded 2-core CPU."""
+    graphdef, state = nnx.split(nnx.eval_shape(make))
+    rng = np.random.default_rng(seed)
+
+    def fill(path, x):
+        v = (rng.normal(size=x.shape) * scale).astype(x.dtype)
+        return np.abs(v) + 0.5 if any("var" in str(p) for p in path) else v
+
+    return nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
+
 
 # captum's BasicModel_ConvNet_One_Conv: conv1 (1->2, 3x3, weights 1, bias [-50, -75]) -> relu1
 # -> flatten in PyTorch's (c, h, w) order -> fc1 (8->4, weights [1]*5 + [-1]*3, bias 0) -> relu2.
@@ -32,11 +48,12 @@ class CaptumOneConv(nnx.Module):
 
     def __init__(self):
         rngs = nnx.Rngs(0)
-        self.conv1 = nnx.Conv(1, 2, (3, 3), padding="VALID", rngs=rngs)
-        self.conv1.kernel = nnx.Param(jnp.ones((3, 3, 1, 2)))
+        # Constant initialisers (no PRNG kernels to compile); the weights are then set exactly.
+        const = dict(kernel_init=nnx.initializers.ones, bias_init=nnx.initializers.zeros)
+        self.conv1 = nnx.Conv(1, 2, (3, 3), padding="VALID", rngs=rngs, **const)
         self.conv1.bias = nnx.Param(jnp.array([-50.0, -75.0]))
         self.relu1 = ReLU()
-        self.fc1 = nnx.Linear(8, 4, rngs=rngs)
+        self.fc1 = nnx.Linear(8, 4, rngs=rngs, **const)
         self.fc1.kernel = nnx.Param(CAPTUM_FC.T)
         self.fc1.bias = nnx.Param(jnp.zeros(4))
 

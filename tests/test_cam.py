@@ -11,6 +11,7 @@ from cam_models import (
     TinyResNet,
     captum_conv1,
     captum_fc,
+    random_module,
 )
 from flax import nnx
 
@@ -208,7 +209,7 @@ def test_all_zero_cam_stays_zero():
 
 # -- NNX modules by layer path --
 def test_nnx_layer_path_equals_explicit_split_in_residual_network():
-    model = TinyResNet(nnx.Rngs(0))
+    model = random_module(lambda: TinyResNet(nnx.Rngs(0)))
     images = jax.random.uniform(jax.random.key(2), (2, 16, 16, 3))
     model.eval()
     # The hand-written split: everything up to block 0's conv2 output is "features".
@@ -222,9 +223,14 @@ def test_nnx_layer_path_equals_explicit_split_in_residual_network():
         return lambda a: model.head(model.blocks[1](jax.nn.relu(skip + a)))
 
     by_path = cam.grad_cam(model, "blocks/0/conv2", images, 1, relu=False, normalize=False)
-    A = features(images)
-    G = jax.grad(lambda a: head_with_skip(images)(a)[:, 1].sum())(A)
-    expected = jnp.einsum("nhwc,nc->nhw", A, G.mean(axis=(1, 2)))
+
+    @jax.jit  # one compiled oracle instead of hundreds of eager NNX ops
+    def oracle(x):
+        A = features(x)
+        G = jax.grad(lambda a: head_with_skip(x)(a)[:, 1].sum())(A)
+        return jnp.einsum("nhwc,nc->nhw", A, G.mean(axis=(1, 2)))
+
+    expected = oracle(images)
     np.testing.assert_allclose(by_path.extras["raw_maps"], expected, rtol=1e-4, atol=1e-5)
 
 
@@ -237,7 +243,7 @@ def test_nnx_layer_path_equals_explicit_split_for_gradient_free_cams(fn):
 
 
 def test_nnx_module_is_not_modified():
-    model = TinyResNet(nnx.Rngs(0))
+    model = random_module(lambda: TinyResNet(nnx.Rngs(0)))
     before = jax.tree.map(np.asarray, nnx.state(model))
     cam.grad_cam(model, "blocks/1", jnp.ones((1, 16, 16, 3)))
     assert isinstance(model.blocks[1], nnx.Module)
@@ -277,9 +283,13 @@ def test_target_out_of_range():
 
 def test_layer_path_that_does_not_exist():
     with pytest.raises(ValueError, match="layer 'blocks/7'.*available layer paths"):
-        cam.grad_cam(TinyResNet(nnx.Rngs(0)), "blocks/7", jnp.ones((1, 16, 16, 3)))
+        cam.grad_cam(
+            random_module(lambda: TinyResNet(nnx.Rngs(0))), "blocks/7", jnp.ones((1, 16, 16, 3))
+        )
     with pytest.raises(ValueError, match="layer"):
-        cam.grad_cam(TinyResNet(nnx.Rngs(0)), "nope", jnp.ones((1, 16, 16, 3)))
+        cam.grad_cam(
+            random_module(lambda: TinyResNet(nnx.Rngs(0))), "nope", jnp.ones((1, 16, 16, 3))
+        )
 
 
 def test_non_4d_activations():
