@@ -1,6 +1,7 @@
 """Gradient attributions against closed forms, finite differences and brute-force averages."""
 
 import jax
+import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -144,3 +145,21 @@ def test_bad_input():
         xg.saliency(lambda X: mlp(X) * jnp.nan, X, 0)
     with pytest.raises(ValueError, match="NaN"):
         xg.saliency(mlp, X.at[0, 0].set(jnp.inf))
+
+
+_compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, *a, **kw: _compiles.append(name) if "backend_compile" in name else None
+)
+
+
+def test_compiles_once_for_same_shaped_calls():
+    inputs = [jax.random.normal(jax.random.key(i), (5, 4)) for i in range(3)]
+    keys = [jax.random.key(i) for i in range(3)]
+    xg.integrated_gradients(mlp, inputs[0], [0, 1, 2, 0, 1], num_steps=8)
+    xg.expected_gradients(mlp, inputs[0], BACKGROUND, key=keys[0], num_samples=8)
+    _compiles.clear()
+    for X_i, k in zip(inputs[1:], keys[1:], strict=True):
+        xg.integrated_gradients(mlp, X_i, [2, 1, 0, 0, 1], num_steps=8)
+        xg.expected_gradients(mlp, X_i, BACKGROUND, key=k, num_samples=8)
+    assert _compiles == []
