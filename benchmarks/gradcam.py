@@ -115,7 +115,7 @@ def _time_interleaved(fns, repeats):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def _captum(model, images_nhwc, targets, repeats):
+def _captum(model, images_nhwc, targets, raw_maps, repeats):
     """captum's LayerGradCam on a PyTorch twin with the same weights; None if unavailable."""
     try:
         import torch
@@ -133,9 +133,17 @@ def _captum(model, images_nhwc, targets, repeats):
         attr = gc.attribute(x, target=t, relu_attributions=True)
         return LayerAttribution.interpolate(attr, tuple(x.shape[2:]), "bilinear")
 
+    low_res = gc.attribute(x, target=t, relu_attributions=True).detach().numpy()[:, 0]
+    map_diff = np.abs(low_res - np.asarray(raw_maps)).max()
     seconds = _time(run, repeats)
-    return {"seconds": seconds, "max_logit_diff_vs_jax": float(diff), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}  # fmt: skip
+    return {
+        "seconds": seconds,
+        "max_logit_diff_vs_xaijax": float(diff),
+        "max_raw_map_diff_vs_xaijax": float(map_diff),
+        "max_raw_map": float(np.abs(low_res).max()),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _torch_twin(model, torch):
@@ -277,7 +285,7 @@ def main(argv=None):
         "ratio_grad_cam_to_layer_floor": t_cam / t_layer,
         "raw_map_shape": list(np.shape(exp.extras["raw_maps"])),
     }
-    captum = _captum(model, images, exp.extras["targets"], args.repeats)
+    captum = _captum(model, images, exp.extras["targets"], exp.extras["raw_maps"], args.repeats)
     if captum is not None:
         captum["images_per_s"] = n / captum["seconds"]
         result["captum_layer_grad_cam"] = captum
