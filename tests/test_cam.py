@@ -267,10 +267,12 @@ def test_compiles_once_for_same_shaped_calls():
     batches = [jax.random.uniform(jax.random.key(i), (3, H, H, 3)) for i in range(4)]
     targets = [np.array([i % K, 1, 2]) for i in range(4)]
     cam.grad_cam(features, gap_head, batches[0], targets[0])
+    traced = len(traces)
     _compiles.clear()
     for X, t in zip(batches[1:], targets[1:], strict=True):
         cam.grad_cam(features, gap_head, X, t)
     assert _compiles == []
+    assert len(traces) == traced  # not even re-traced (the shape probe is cached too)
 
 
 # -- bad input --

@@ -18,6 +18,7 @@ options are static, so repeated calls with same-shaped images compile once.
 from __future__ import annotations
 
 import functools
+import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -330,9 +331,9 @@ def _doc(summary, references, example, extra_args=""):
         fn.__doc__ = (
             summary
             + "\n"
-            + _DOC_ARGS.replace("\n    Returns:", extra_args + "\n    Returns:")
-            + "\n    References:\n        "
-            + references
+            + _DOC_ARGS.replace("\n\n    Returns:", extra_args + "\n\n    Returns:")
+            + "\n    References:\n"
+            + textwrap.fill(references, 100, initial_indent=" " * 8, subsequent_indent=" " * 8)
             + "\n\n    Example:\n"
             + example
         )
