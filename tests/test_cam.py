@@ -1,0 +1,310 @@
+"""The Grad-CAM family against captum's fixture numbers and closed forms on GAP networks."""
+
+import jax
+import jax.monitoring
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cam_models import (
+    CAPTUM_INPUT,
+    CaptumOneConv,
+    TinyResNet,
+    captum_conv1,
+    captum_fc,
+    random_module,
+)
+from flax import nnx
+
+import xaijax.cam as cam
+
+# -- captum's LayerGradCam fixture (tests/attr/layer/test_grad_cam.py) --
+
+
+def test_captum_fixture_conv1_before_relu():
+    exp = cam.grad_cam(
+        captum_conv1,
+        lambda A: captum_fc(jax.nn.relu(A)),
+        CAPTUM_INPUT,
+        targets=0,
+        relu=False,
+        normalize=False,
+    )
+    np.testing.assert_allclose(exp.extras["raw_maps"][0], [[11.25, 13.5], [20.25, 22.5]], atol=1e-5)
+
+
+def test_captum_fixture_relu1():
+    exp = cam.grad_cam(
+        lambda X: jax.nn.relu(captum_conv1(X)),
+        captum_fc,
+        CAPTUM_INPUT,
+        targets=0,
+        relu=False,
+        normalize=False,
+    )
+    np.testing.assert_allclose(exp.extras["raw_maps"][0], [[0.0, 4.0], [28.0, 32.5]], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "layer, expected",
+    [("conv1", [[11.25, 13.5], [20.25, 22.5]]), ("relu1", [[0.0, 4.0], [28.0, 32.5]])],
+)
+def test_captum_fixture_through_nnx_layer_path(layer, expected):
+    model = CaptumOneConv()
+    exp = cam.grad_cam(model, layer, CAPTUM_INPUT[0], targets=0, relu=False, normalize=False)
+    np.testing.assert_allclose(exp.extras["raw_maps"], expected, atol=1e-5)
+    assert exp.values.shape == (4, 4)  # one image in, no leading axis out
+
+
+# -- a GAP network: conv -> ReLU -> global average pool -> dense; Grad-CAM == CAM --
+H, C, K = 16, 6, 4
+_k = jax.random.split(jax.random.key(1), 4)
+CONV_W = jax.random.normal(_k[0], (3, 3, 3, C)) * 0.5
+FC_W = jax.random.normal(_k[1], (C, K))
+FC_B = jax.random.normal(_k[2], (K,))
+IMAGES = jax.random.uniform(_k[3], (3, H, H, 3))
+
+
+def gap_features(X):
+    y = jax.lax.conv_general_dilated(
+        X, CONV_W, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    return jax.nn.relu(y)
+
+
+def gap_head(A):
+    return A.mean(axis=(1, 2)) @ FC_W + FC_B[None, :]
+
+
+def class_activation_map(A, k):
+    """Zhou et al. 2016's CAM: the class's dense weights times the activations."""
+    return jnp.einsum("nhwc,c->nhw", A, FC_W[:, k])
+
+
+A_GAP = gap_features(IMAGES)
+HW = A_GAP.shape[1] * A_GAP.shape[2]
+
+
+def raw(fn, targets=2, **kw):
+    exp = fn(gap_features, gap_head, IMAGES, targets, relu=False, normalize=False, **kw)
+    return np.asarray(exp.extras["raw_maps"]), exp
+
+
+def test_grad_cam_equals_cam_on_gap_network():
+    maps, _ = raw(cam.grad_cam)
+    np.testing.assert_allclose(maps * HW, class_activation_map(A_GAP, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_grad_cam_default_output_is_normalised_upsampled_relu_cam():
+    exp = cam.grad_cam(gap_features, gap_head, IMAGES, targets=2)
+    expected = cam.normalize_maps(
+        jax.image.resize(jax.nn.relu(class_activation_map(A_GAP, 2)), (3, H, H), "bilinear")
+    )
+    np.testing.assert_allclose(exp.values, expected, atol=1e-5)
+    assert exp.values.min() >= 0.0 and exp.values.max() <= 1.0
+    np.testing.assert_allclose(exp.values.max(axis=(1, 2)), 1.0)
+
+
+def test_nearest_upsampling_repeats_blocks():
+    exp = cam.grad_cam(gap_features, gap_head, IMAGES, 2, resize="nearest", normalize=False)
+    np.testing.assert_allclose(
+        exp.values, np.repeat(np.repeat(exp.extras["raw_maps"], 2, axis=1), 2, axis=2)
+    )
+
+
+def test_counterfactual_negates_gradient():
+    maps, _ = raw(cam.grad_cam, counterfactual=True)
+    np.testing.assert_allclose(maps * HW, -class_activation_map(A_GAP, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_hires_and_xgrad_equal_grad_cam_when_gradients_are_spatially_constant():
+    expected = class_activation_map(A_GAP, 2) / HW
+    for fn in (cam.hires_cam, cam.xgrad_cam):
+        np.testing.assert_allclose(raw(fn)[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_layer_cam_closed_form():
+    expected = jnp.einsum("nhwc,c->nhw", A_GAP, jax.nn.relu(FC_W[:, 2])) / HW
+    np.testing.assert_allclose(raw(cam.layer_cam)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_grad_cam_plus_plus_closed_form():
+    g = FC_W[:, 2] / HW  # d logit / d A, the same at every position
+    s = A_GAP.sum(axis=(1, 2))  # (n, c)
+    alpha = g[None, :] ** 2 / (2 * g[None, :] ** 2 + s * g[None, :] ** 3)
+    w = HW * alpha * jax.nn.relu(g)[None, :]
+    maps, exp = raw(cam.grad_cam_plus_plus)
+    np.testing.assert_allclose(exp.extras["channel_weights"], w, rtol=1e-4)
+    np.testing.assert_allclose(maps, jnp.einsum("nhwc,nc->nhw", A_GAP, w), rtol=1e-4, atol=1e-6)
+
+
+def test_ablation_cam_closed_form():
+    y = gap_head(A_GAP)[:, 2]
+    drop = A_GAP.mean(axis=(1, 2)) * FC_W[None, :, 2]  # y - y_without_c for a linear head
+    maps, exp = raw(cam.ablation_cam, batch_size=5)
+    np.testing.assert_allclose(exp.extras["channel_weights"], drop / y[:, None], rtol=1e-4)
+    np.testing.assert_allclose(
+        maps, jnp.einsum("nhwc,nc->nhw", A_GAP, drop / y[:, None]), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_score_cam_matches_a_loop_over_channels():
+    scores = np.zeros((3, C))
+    for i in range(3):
+        for c in range(C):
+            m = jax.image.resize(A_GAP[i, :, :, c], (H, H), "bilinear")
+            m = (m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else m * 0
+            scores[i, c] = gap_head(gap_features(IMAGES[i : i + 1] * m[None, :, :, None]))[0, 2]
+    weights = jax.nn.softmax(jnp.asarray(scores), axis=1)
+    maps, exp = raw(cam.score_cam, batch_size=4)  # 18 rows in chunks of 4: a ragged last chunk
+    np.testing.assert_allclose(exp.extras["channel_weights"], weights, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(maps, jnp.einsum("nhwc,nc->nhw", A_GAP, weights), rtol=1e-4)
+
+
+def test_chunk_size_does_not_change_score_or_ablation_cam():
+    for fn in (cam.score_cam, cam.ablation_cam):
+        a = raw(fn, batch_size=1)[0]
+        b = raw(fn, batch_size=1000)[0]
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_eigen_cam_is_first_principal_component():
+    maps, _ = raw(cam.eigen_cam)
+    for i in range(3):
+        flat = np.asarray(A_GAP[i]).reshape(HW, C).astype(np.float64)
+        centered = flat - flat.mean(axis=0)
+        proj = centered @ np.linalg.svd(centered)[2][0]
+        proj *= np.sign(proj @ flat.mean(axis=1))
+        np.testing.assert_allclose(maps[i].reshape(-1), proj, rtol=1e-3, atol=1e-4)
+
+
+# -- targets --
+def test_targets_none_is_argmax_and_callable_equals_int():
+    predicted = np.argmax(gap_head(A_GAP), axis=1)
+    by_none = cam.grad_cam(gap_features, gap_head, IMAGES)
+    by_index = cam.grad_cam(gap_features, gap_head, IMAGES, predicted)
+    np.testing.assert_array_equal(by_none.extras["targets"], predicted)
+    np.testing.assert_allclose(by_none.values, by_index.values)
+    by_fn = cam.grad_cam(gap_features, gap_head, IMAGES, lambda logits: logits[:, 1])
+    np.testing.assert_allclose(by_fn.values, cam.grad_cam(gap_features, gap_head, IMAGES, 1).values)
+    np.testing.assert_array_equal(by_fn.extras["targets"], [-1, -1, -1])
+
+
+@pytest.mark.parametrize(
+    "fn", [cam.grad_cam, cam.grad_cam_plus_plus, cam.layer_cam, cam.score_cam, cam.ablation_cam]
+)
+def test_batch_equals_loop_over_images(fn):
+    targets = np.array([0, 3, 1])
+    batch = fn(gap_features, gap_head, IMAGES, targets)
+    for i in range(3):
+        one = fn(gap_features, gap_head, IMAGES[i], int(targets[i]))
+        np.testing.assert_allclose(batch.values[i], one.values, rtol=1e-5, atol=1e-6)
+
+
+def test_all_zero_cam_stays_zero():
+    dead = lambda X: jax.nn.relu(gap_features(X) - 1e3)  # noqa: E731
+    for fn in (cam.grad_cam, cam.grad_cam_plus_plus, cam.xgrad_cam, cam.eigen_cam, cam.score_cam):
+        exp = fn(dead, gap_head, IMAGES)
+        assert np.all(np.isfinite(exp.values)) and np.all(exp.values == 0.0), fn.__name__
+
+
+# -- NNX modules by layer path --
+def test_nnx_layer_path_equals_explicit_split_in_residual_network():
+    model = random_module(lambda: TinyResNet(nnx.Rngs(0)))
+    images = jax.random.uniform(jax.random.key(2), (2, 16, 16, 3))
+    model.eval()
+    # The hand-written split: everything up to block 0's conv2 output is "features".
+    blk = model.blocks[0]
+
+    def features(x):
+        return blk.conv2(jax.nn.relu(blk.bn(blk.conv1(jax.nn.relu(model.stem(x))))))
+
+    def head_with_skip(x):
+        skip = jax.nn.relu(model.stem(x))
+        return lambda a: model.head(model.blocks[1](jax.nn.relu(skip + a)))
+
+    by_path = cam.grad_cam(model, "blocks/0/conv2", images, 1, relu=False, normalize=False)
+
+    @jax.jit  # one compiled oracle instead of hundreds of eager NNX ops
+    def oracle(x):
+        A = features(x)
+        G = jax.grad(lambda a: head_with_skip(x)(a)[:, 1].sum())(A)
+        return jnp.einsum("nhwc,nc->nhw", A, G.mean(axis=(1, 2)))
+
+    expected = oracle(images)
+    np.testing.assert_allclose(by_path.extras["raw_maps"], expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [cam.ablation_cam, cam.score_cam])
+def test_nnx_layer_path_equals_explicit_split_for_gradient_free_cams(fn):
+    # The hook zeroes a channel of the layer's output inside the running network (Ablation-CAM).
+    by_path = fn(CaptumOneConv(), ("conv1",), CAPTUM_INPUT, 0, normalize=False, batch_size=3)
+    split = fn(captum_conv1, lambda A: captum_fc(jax.nn.relu(A)), CAPTUM_INPUT, 0, normalize=False)
+    np.testing.assert_allclose(by_path.values, split.values, rtol=1e-5, atol=1e-5)
+
+
+def test_nnx_module_is_not_modified():
+    model = random_module(lambda: TinyResNet(nnx.Rngs(0)))
+    before = jax.tree.map(np.asarray, nnx.state(model))
+    cam.grad_cam(model, "blocks/1", jnp.ones((1, 16, 16, 3)))
+    assert isinstance(model.blocks[1], nnx.Module)
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.asarray, nnx.state(model)))
+
+
+# -- compile once --
+_compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, *a, **kw: _compiles.append(name) if "backend_compile" in name else None
+)
+
+
+def test_compiles_once_for_same_shaped_calls():
+    traces = []
+
+    def features(X):
+        traces.append(1)
+        return gap_features(X)
+
+    batches = [jax.random.uniform(jax.random.key(i), (3, H, H, 3)) for i in range(4)]
+    targets = [np.array([i % K, 1, 2]) for i in range(4)]
+    cam.grad_cam(features, gap_head, batches[0], targets[0])
+    traced = len(traces)
+    _compiles.clear()
+    for X, t in zip(batches[1:], targets[1:], strict=True):
+        cam.grad_cam(features, gap_head, X, t)
+    assert _compiles == []
+    assert len(traces) == traced  # not even re-traced (the shape probe is cached too)
+
+
+# -- bad input --
+def test_target_out_of_range():
+    with pytest.raises(ValueError, match="targets"):
+        cam.grad_cam(gap_features, gap_head, IMAGES, targets=K)
+    with pytest.raises(ValueError, match="targets"):
+        cam.grad_cam(gap_features, gap_head, IMAGES, targets=[0, 1])
+
+
+def test_layer_path_that_does_not_exist():
+    with pytest.raises(ValueError, match="layer 'blocks/7'.*available layer paths"):
+        cam.grad_cam(
+            random_module(lambda: TinyResNet(nnx.Rngs(0))), "blocks/7", jnp.ones((1, 16, 16, 3))
+        )
+    with pytest.raises(ValueError, match="layer"):
+        cam.grad_cam(
+            random_module(lambda: TinyResNet(nnx.Rngs(0))), "nope", jnp.ones((1, 16, 16, 3))
+        )
+
+
+def test_non_4d_activations():
+    with pytest.raises(ValueError, match=r"4-D \(n, h, w, c\)"):
+        cam.grad_cam(lambda X: X.mean(axis=(1, 2)), lambda A: A, IMAGES)
+
+
+def test_bad_images_and_nan_outputs():
+    with pytest.raises(ValueError, match="images"):
+        cam.grad_cam(gap_features, gap_head, IMAGES[0, 0])
+    with pytest.raises(ValueError, match="NaN"):
+        cam.grad_cam(gap_features, gap_head, IMAGES.at[0, 0, 0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="NaN"):
+        cam.grad_cam(gap_features, lambda A: gap_head(A) * jnp.nan, IMAGES, 0)
+    with pytest.raises(ValueError, match="resize"):
+        cam.grad_cam(gap_features, gap_head, IMAGES, resize="bicubic")

@@ -1,0 +1,300 @@
+"""Guided backpropagation and Guided Grad-CAM for any JAX function, by jaxpr re-interpretation.
+
+Guided backpropagation (Springenberg et al. 2015) changes only the backward pass of ReLU: a
+gradient passes a ReLU where the input was positive *and* the incoming gradient is positive. To do
+that without asking users to change their model, :func:`with_guided_relu` traces the model to a
+jaxpr and evaluates that jaxpr again, equation by equation, binding every primitive as is except
+ReLUs, which it replaces by a ``jax.custom_vjp`` function with the guided backward rule. The result
+is an ordinary JAX function, so ``jax.vjp``, ``jit`` and ``vmap`` apply to it as usual.
+
+A ReLU is recognised as ``max(x, 0)`` with a literal (or broadcast) zero: this is what
+``jax.nn.relu``, ``nnx.relu`` and ``jnp.maximum(x, 0)`` trace to. The interpreter descends into
+``jit`` sub-jaxprs and into ``custom_jvp`` calls that contain a ReLU (``jax.nn.relu`` itself is a
+``custom_jvp`` function); other higher-order primitives (``scan``, ``cond``, ``while``) are bound
+unchanged, so ReLUs inside a ``lax.scan`` body keep their ordinary gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+from xaijax.cam.grad_cam import _check_images, grad_cam
+from xaijax.cam.layer import layer_model, resolve_targets, target_scores
+from xaijax.explanation import Explanation
+from xaijax.models import as_model
+
+__all__ = ["guided_relu", "with_guided_relu", "guided_backprop", "guided_grad_cam"]
+
+
+@jax.custom_vjp
+def guided_relu(x):
+    """``max(x, 0)`` whose gradient is passed only where ``x > 0`` and the gradient is positive.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> jax.vjp(guided_relu, jnp.array([-1.0, 2.0, 3.0]))[1](jnp.array([1.0, -1.0, 2.0]))
+        (Array([0., 0., 2.], dtype=float32),)
+    """
+    return jnp.maximum(x, jnp.zeros((), x.dtype))
+
+
+def _guided_relu_fwd(x):
+    return guided_relu(x), x
+
+
+def _guided_relu_bwd(x, g):
+    return (jnp.where((x > 0) & (g > 0), g, jnp.zeros((), g.dtype)),)
+
+
+guided_relu.defvjp(_guided_relu_fwd, _guided_relu_bwd)
+
+
+def _is_zero_literal(v) -> bool:
+    if not isinstance(v, jcore.Literal):
+        return False
+    val = np.asarray(v.val)
+    return val.size == 1 and float(val.reshape(())) == 0.0
+
+
+def _relu_operand(eqn, zeros):
+    """The non-zero operand index if ``eqn`` is ``max(x, 0)``, else ``None``."""
+    if eqn.primitive.name != "max" or len(eqn.invars) != 2:
+        return None
+    for i, v in enumerate(eqn.invars):
+        if _is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros):
+            return 1 - i
+    return None
+
+
+def _contains_relu(jaxpr) -> bool:
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    zeros = _zero_vars(jaxpr)
+    for eqn in jaxpr.eqns:
+        if _relu_operand(eqn, zeros) is not None:
+            return True
+        for sub in _eqn_subjaxprs(eqn):
+            if _contains_relu(sub):
+                return True
+    return False
+
+
+def _eqn_subjaxprs(eqn):
+    for name in ("jaxpr", "call_jaxpr"):
+        sub = eqn.params.get(name)
+        if sub is not None and hasattr(getattr(sub, "jaxpr", sub), "eqns"):
+            yield sub
+
+
+def _zero_vars(jaxpr) -> set:
+    """Variables holding a broadcast literal zero (``jnp.maximum(x, jnp.zeros_like(x))``)."""
+    zeros = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "broadcast_in_dim" and _is_zero_literal(eqn.invars[0]):
+            zeros.add(eqn.outvars[0])
+    return zeros
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)
+    # JAX < 0.7 returns (subfuns, params); newer versions return the params alone.
+    subfuns = []
+    if isinstance(params, tuple):
+        subfuns, params = params
+    return eqn.primitive.bind(*subfuns, *invals, **params)
+
+
+def _eval_guided(jaxpr, consts, *args):
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    def write(v, val):
+        if not isinstance(v, jcore.DropVar):
+            env[v] = val
+
+    for v, val in zip(jaxpr.constvars, consts, strict=True):
+        write(v, val)
+    for v, val in zip(jaxpr.invars, args, strict=True):
+        write(v, val)
+    zeros = _zero_vars(jaxpr)
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        name = eqn.primitive.name
+        relu_arg = _relu_operand(eqn, zeros)
+        if relu_arg is not None:
+            outs = [guided_relu(invals[relu_arg])]
+        elif name in ("jit", "pjit") or (
+            name == "custom_jvp_call" and _contains_relu(eqn.params["call_jaxpr"])
+        ):
+            inner = eqn.params["jaxpr" if name != "custom_jvp_call" else "call_jaxpr"]
+            outs = _eval_guided(inner.jaxpr, inner.consts, *invals)
+        else:
+            outs = _bind(eqn, invals)
+            if not eqn.primitive.multiple_results:
+                outs = [outs]
+        for v, val in zip(eqn.outvars, outs, strict=True):
+            write(v, val)
+    return [read(v) for v in jaxpr.outvars]
+
+
+def with_guided_relu(fn):
+    """Return ``fn`` with every ReLU's backward pass replaced by the guided rule.
+
+    The forward values are unchanged; gradients through ReLUs keep only positive signals
+    (Springenberg et al. 2015). Works on any traceable JAX function of arrays (pytrees allowed);
+    see the module docstring for how ReLUs are found.
+
+    Args:
+        fn: a JAX function ``fn(*args) -> outputs``.
+
+    Returns:
+        A function with the same signature and forward values.
+
+    References:
+        Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net, ICLR
+        workshop.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = lambda x: jnp.sum(jax.nn.relu(x) * jnp.array([1.0, -1.0]))
+        >>> jax.grad(with_guided_relu(f))(jnp.array([1.0, 1.0])).tolist()
+        [1.0, 0.0]
+    """
+
+    @functools.wraps(fn)
+    def guided(*args):
+        flat, tree = jax.tree.flatten(args)
+        closed, out_shape = jax.make_jaxpr(
+            lambda *leaves: fn(*jax.tree.unflatten(tree, leaves)), return_shape=True
+        )(*flat)
+        outs = _eval_guided(closed.jaxpr, closed.consts, *flat)
+        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+
+    return guided
+
+
+def _model_logits(model, params, X):
+    return model.apply(params, X)
+
+
+def _layer_logits(lm, X):
+    return lm.logits(X)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "target_fn"))
+def _guided_gradients(apply, params, X, targets, *, target_fn):
+    guided = with_guided_relu(apply)
+
+    def scored(x):
+        logits = guided(params, x)
+        scores, t = target_scores(logits, targets, target_fn)
+        return scores, (t, scores, logits)
+
+    _, vjp, (t, scores, logits) = jax.vjp(scored, X, has_aux=True)
+    (grads,) = vjp(jnp.ones_like(scores))
+    return grads, t, scores, logits
+
+
+def _guided_explanation(apply, params, X, targets, target_fn):
+    grads, t, scores, logits = _guided_gradients(apply, params, X, targets, target_fn=target_fn)
+    if not bool(jnp.isfinite(logits).all()):
+        raise ValueError("the model's outputs (logits) contain NaN or inf for these images")
+    return grads, {"targets": t, "scores": scores, "logits": logits}
+
+
+def guided_backprop(f, images, targets=None) -> Explanation:
+    """Guided backpropagation: d score / d image with ReLU gradients restricted to positive ones.
+
+    Args:
+        f: the model, ``X (n,H,W,C) -> logits (n,K)`` (a JAX function or a Flax NNX module).
+        images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
+        targets: ``None`` (the predicted class), an int, ``(n,)`` ints, or ``fn(logits) -> (n,)``.
+
+    Returns:
+        An :class:`~xaijax.Explanation` with ``values (n, H, W, C)``, ``data`` the images,
+        ``base_values`` zeros and extras ``targets``, ``scores``, ``logits``.
+
+    References:
+        Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net, ICLR
+        workshop.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> f = lambda X: jax.nn.relu(X).sum(axis=(1, 2)) - X.mean(axis=(1, 2))
+        >>> guided_backprop(f, jnp.ones((2, 4, 4, 3)), targets=0).values.shape
+        (2, 4, 4, 3)
+    """
+    X, single = _check_images(images)
+    model, params = as_model(f, X)
+    if model.kind == "host":
+        raise ValueError("f must be a differentiable JAX function or NNX module, not a host model")
+    num_classes = model.num_outputs
+    t, target_fn = resolve_targets(targets, X.shape[0], num_classes)
+    grads, extras = _guided_explanation(
+        functools.partial(_model_logits, model), params, X, t, target_fn
+    )
+    exp = Explanation(
+        values=grads,
+        base_values=jnp.zeros(X.shape[:1], grads.dtype),
+        data=X,
+        method="guided_backprop",
+        extras=extras,
+    )
+    return exp[0] if single else exp
+
+
+def guided_grad_cam(features, head, images, targets=None, *, resize="bilinear") -> Explanation:
+    """Guided Grad-CAM: guided backpropagation times the upsampled (unnormalised) Grad-CAM map.
+
+    Args:
+        features: ``X (n,H,W,C) -> A (n,h,w,c)``, or a Flax NNX module.
+        head: ``A -> logits (n,K)``, or the path of the target layer in the module.
+        images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
+        targets: ``None`` (the predicted class), an int, ``(n,)`` ints, or ``fn(logits) -> (n,)``.
+        resize: upsampling of the Grad-CAM map, ``"bilinear"`` or ``"nearest"`` (captum's).
+
+    Returns:
+        An :class:`~xaijax.Explanation` with ``values (n, H, W, C)`` and extras ``grad_cam``
+        ``(n, H, W)``, ``guided_backprop (n, H, W, C)``, ``raw_maps``, ``targets``, ``scores``.
+
+    References:
+        Selvaraju et al. 2017, Grad-CAM, ICCV; Springenberg et al. 2015, Striving for
+        Simplicity: The All Convolutional Net, ICLR workshop.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> w = jax.random.normal(jax.random.key(0), (3, 5))
+        >>> head = lambda A: A.mean(axis=(1, 2)) @ w
+        >>> exp = guided_grad_cam(jax.nn.relu, head, jnp.ones((2, 8, 8, 3)), targets=1)
+        >>> exp.values.shape
+        (2, 8, 8, 3)
+    """
+    X, single = _check_images(images)
+    cam = grad_cam(features, head, X, targets, resize=resize, normalize=False, relu=True)
+    lm = layer_model(features, head)
+    # Explain the class Grad-CAM explained (its argmax when targets is None).
+    if callable(targets):
+        t, target_fn = None, targets
+    else:
+        t, target_fn = cam.extras["targets"], None
+    grads, extras = _guided_explanation(_layer_logits, lm, X, t, target_fn)
+    values = grads * cam.values[..., None]
+    exp = Explanation(
+        values=values,
+        base_values=jnp.zeros(X.shape[:1], values.dtype),
+        data=X,
+        method="guided_grad_cam",
+        extras={
+            **extras,
+            "grad_cam": cam.values,
+            "guided_backprop": grads,
+            "raw_maps": cam.extras["raw_maps"],
+        },
+    )
+    return exp[0] if single else exp
