@@ -3,7 +3,27 @@
 The public API at a glance (see DESIGN.md for the contract).
 """
 
+from xaijax.cam import (
+    ablation_cam,
+    eigen_cam,
+    grad_cam,
+    grad_cam_plus_plus,
+    guided_backprop,
+    guided_grad_cam,
+    hires_cam,
+    layer_cam,
+    score_cam,
+    with_guided_relu,
+    xgrad_cam,
+)
 from xaijax.explanation import Explanation
+from xaijax.gradients import (
+    expected_gradients,
+    gradient_x_input,
+    integrated_gradients,
+    saliency,
+    smoothgrad,
+)
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, host_model
 from xaijax.shapley import (
     Background,
@@ -35,6 +55,23 @@ __all__ = [
     "linear_shap",
     "permutation_shap",
     "shapley_kernel_weights",
+    # Grad-CAM family and gradients
+    "ablation_cam",
+    "eigen_cam",
+    "expected_gradients",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "gradient_x_input",
+    "guided_backprop",
+    "guided_grad_cam",
+    "hires_cam",
+    "integrated_gradients",
+    "layer_cam",
+    "saliency",
+    "score_cam",
+    "smoothgrad",
+    "with_guided_relu",
+    "xgrad_cam",
     # surrogate fits
     "Surrogate",
     "fit_surrogate",

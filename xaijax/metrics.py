@@ -32,14 +32,14 @@ __all__ = [
 
 
 class Curve(NamedTuple):
-    """A perturbation curve: ``auc (n,)`` and the target score after each step ``scores (n, T+1)``."""
+    """A perturbation curve: ``auc (n,)`` and the target score after each step, ``(n, T+1)``."""
 
     auc: np.ndarray
     scores: np.ndarray
 
 
 def gaussian_blur(images, sigma: float = 5.0, radius: int = 5) -> jax.Array:
-    """Blur ``(n, H, W, C)`` images with a separable Gaussian (RISE's insertion start: klen 11, s 5).
+    """Blur ``(n, H, W, C)`` images with a separable Gaussian (RISE's insertion start: 11 px, s=5).
 
     Example:
         >>> import numpy as np
