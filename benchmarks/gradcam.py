@@ -34,55 +34,9 @@ import numpy as np
 from flax import nnx
 
 import xaijax.cam as cam
+from xaijax.nets import ResNet
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "gradcam.json")
-
-
-# -- a small ResNet (He et al. 2016's basic blocks), NHWC, with PyTorch-compatible padding --
-def _conv(cin, cout, k, stride, rngs):
-    pad = ((k // 2, k // 2), (k // 2, k // 2))
-    return nnx.Conv(cin, cout, (k, k), strides=(stride, stride), padding=pad, use_bias=False,
-                    rngs=rngs)  # fmt: skip
-
-
-class BasicBlock(nnx.Module):
-    def __init__(self, cin, cout, stride, rngs):
-        self.conv1 = _conv(cin, cout, 3, stride, rngs)
-        self.bn1 = nnx.BatchNorm(cout, rngs=rngs)
-        self.conv2 = _conv(cout, cout, 3, 1, rngs)
-        self.bn2 = nnx.BatchNorm(cout, rngs=rngs)
-        self.project = stride != 1 or cin != cout
-        if self.project:
-            self.down = nnx.Sequential(
-                _conv(cin, cout, 1, stride, rngs), nnx.BatchNorm(cout, rngs=rngs)
-            )
-
-    def __call__(self, x):
-        y = self.bn2(self.conv2(jax.nn.relu(self.bn1(self.conv1(x)))))
-        return jax.nn.relu(y + (self.down(x) if self.project else x))
-
-
-class ResNet(nnx.Module):
-    """stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) -> 4 stages of basic blocks -> GAP -> dense."""
-
-    def __init__(self, widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1), classes=1000, *, rngs):
-        self.stem = _conv(3, widths[0], 7, 2, rngs)
-        self.stem_bn = nnx.BatchNorm(widths[0], rngs=rngs)
-        stages, cin = [], widths[0]
-        for i, (w, b) in enumerate(zip(widths, blocks, strict=True)):
-            layers = [BasicBlock(cin if j == 0 else w, w, 2 if (i > 0 and j == 0) else 1, rngs)
-                      for j in range(b)]  # fmt: skip
-            stages.append(nnx.Sequential(*layers))
-            cin = w
-        self.stages = nnx.List(stages)
-        self.fc = nnx.Linear(cin, classes, rngs=rngs)
-
-    def __call__(self, x):
-        x = jax.nn.relu(self.stem_bn(self.stem(x)))
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        for stage in self.stages:
-            x = stage(x)
-        return self.fc(x.mean(axis=(1, 2)))
 
 
 def _randomise_batchnorm(model, key):
@@ -214,7 +168,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     widths = tuple(int(w) for w in args.widths.split(","))
-    model = ResNet(widths, rngs=nnx.Rngs(0))
+    model = ResNet(widths, classes=1000, rngs=nnx.Rngs(0))
     _randomise_batchnorm(model, jax.random.key(1))
     model.eval()
     images = jax.random.uniform(jax.random.key(2), (args.batch, args.size, args.size, 3))
