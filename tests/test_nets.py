@@ -18,12 +18,12 @@ def test_cnn_learns_synthetic_shapes_and_round_trips(tmp_path):
     acc = nets.accuracy(cnn, test.images, test.labels)
     assert acc > 0.8  # chance is 1/3
     nets.save(cnn, str(tmp_path / "cnn.npz"))
-    other = nets.build(lambda r: nets.CNN(3, 3, widths=(8, 16), rngs=r), seed=5)
+    other = nets.build(lambda r: nets.CNN(3, 3, widths=(16, 32), rngs=r), seed=5)
     nets.load(str(tmp_path / "cnn.npz"), other)
     np.testing.assert_array_equal(
         np.asarray(other(test.images[:4])), np.asarray(cnn(test.images[:4]))
     )
-    wrong = nets.build(lambda r: nets.CNN(3, 3, widths=(8, 8), rngs=r))
+    wrong = nets.build(lambda r: nets.CNN(3, 3, widths=(16, 16), rngs=r))
     with pytest.raises(ValueError, match="same architecture"):
         nets.load(str(tmp_path / "cnn.npz"), wrong)
 
