@@ -8,11 +8,11 @@ from xaijax import data, nets
 
 
 def test_cnn_learns_synthetic_shapes_and_round_trips(tmp_path):
-    train = data.synthetic_shapes(jax.random.key(0), 192, size=24)
-    test = data.synthetic_shapes(jax.random.key(1), 96, size=24)
-    cnn = nets.build(lambda r: nets.CNN(3, 3, widths=(8, 16), rngs=r))
+    train = data.synthetic_shapes(jax.random.key(0), 256, size=32)
+    test = data.synthetic_shapes(jax.random.key(1), 96, size=32)
+    cnn = nets.build(lambda r: nets.CNN(3, 3, widths=(16, 32), rngs=r))
     losses = nets.train(
-        cnn, train.images, train.labels, key=jax.random.key(2), epochs=12, learning_rate=3e-3
+        cnn, train.images, train.labels, key=jax.random.key(2), epochs=15, learning_rate=3e-3
     )
     assert losses[-1] < 0.5 * losses[0]
     acc = nets.accuracy(cnn, test.images, test.labels)
