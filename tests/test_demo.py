@@ -25,6 +25,13 @@ def test_demo_quick_writes_results_and_figures(tmp_path):
         "diabetes_estimates_vs_exact.png",
     ):
         assert (out / name).stat().st_size > 5000
+    shapes = results["synthetic_shapes"]["scores"]
+    assert {"Grad-CAM", "integrated gradients", "random (baseline)"} <= set(shapes)
+    for sc in shapes.values():
+        assert 0.0 <= sc["pointing_game"] <= 1.0 and 0.0 <= sc["deletion_auc"] <= 1.0
+    assert (out / "shapes_methods.png").stat().st_size > 5000
+    page = (out / "index.html").read_text()
+    assert "shapes_methods.png" in page and "pointing game" in page
     saved = xj.Explanation.load(out / "breast_cancer_kernel_shap")
     assert saved.values.shape == (5, 30, 2)
 

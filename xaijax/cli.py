@@ -60,7 +60,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     timings = results["timings_s"]
 
     # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
-    log("[1/3] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
+    log("[1/4] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
     train, test = data.train_test_split(data.breast_cancer(), seed=seed)
     net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
     _, timings["train_mlp"] = _timed(
@@ -109,7 +109,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     )
 
     # 2. Diabetes (M = 10): exact Shapley values as the truth for the sampling estimators.
-    log("[2/3] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
+    log("[2/4] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
     dtrain, dtest = data.train_test_split(data.diabetes(), seed=seed)
     reg = nets.MLP(10, [32], 1, rngs=nnx.Rngs(seed + 1))
     _, timings["train_regressor"] = _timed(
@@ -156,7 +156,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     )
 
     # 3. A scikit-learn model through the host adapter: Kernel SHAP against Linear SHAP.
-    log("[3/3] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
+    log("[3/4] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
     lin = LinearRegression().fit(dtrain.X, dtrain.y)
     host, timings["kernel_shap_host_sklearn"] = _timed(
         "kernel_shap (host model)",
@@ -168,10 +168,136 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
         "max_abs_diff_kernel_vs_linear_shap": float(np.abs(host.values - closed.values).max())
     }
 
+    _demo_images(out, quick=quick, seed=seed, results=results, log=log)
+
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
-    log(f"wrote {out}/results.json and figures")
+    _write_report(out, results)
+    log(f"wrote {out}/results.json, {out}/index.html and figures")
     return results
+
+
+def _demo_images(out, *, quick, seed, results, log):
+    """Synthetic shapes: a CNN explained by the CAM family and gradients, scored against masks."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import xaijax as xj
+    from xaijax import data, metrics, nets, plots
+
+    log("[4/4] synthetic shapes: CNN, CAM family and gradient attributions vs ground-truth masks")
+    timings = results["timings_s"]
+    k_data, k_test, k_train, k_smooth, k_random = jax.random.split(jax.random.key(seed + 7), 5)
+    size = 32
+    train = data.synthetic_shapes(k_data, 128 if quick else 384, size=size)
+    test = data.synthetic_shapes(k_test, 4 if quick else 16, size=size)
+    cnn = nets.build(lambda r: nets.CNN(3, 3, widths=(16, 32), rngs=r), seed=seed)
+    _, timings["train_cnn"] = _timed(
+        "train",
+        lambda: nets.train(
+            cnn,
+            train.images,
+            train.labels,
+            key=k_train,
+            epochs=8 if quick else 15,
+            learning_rate=3e-3,
+        ),
+        log,
+    )
+    accuracy = nets.accuracy(cnn, test.images, test.labels)
+
+    def proba(X):
+        return jax.nn.softmax(cnn(X), axis=-1)
+
+    images, targets = test.images, test.labels
+    methods = {
+        "Grad-CAM": lambda: xj.grad_cam(cnn, "features", images, targets).values,
+        "Grad-CAM++": lambda: xj.grad_cam_plus_plus(cnn, "features", images, targets).values,
+        "Score-CAM": lambda: xj.score_cam(cnn, "features", images, targets).values,
+        "EigenCAM": lambda: xj.eigen_cam(cnn, "features", images, targets).values,
+        "saliency": lambda: np.abs(xj.saliency(cnn, images, targets).values).sum(-1),
+        "integrated gradients": lambda: np.abs(
+            xj.integrated_gradients(cnn, images, targets, num_steps=32).values
+        ).sum(-1),
+        "SmoothGrad": lambda: np.abs(
+            xj.smoothgrad(cnn, images, targets, key=k_smooth, num_samples=16).values
+        ).sum(-1),
+    }
+    maps = {}
+    for name, run in methods.items():
+        maps[name], timings[f"image_{name}"] = _timed(name, lambda run=run: np.asarray(run()), log)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    maps["centre (baseline)"] = np.broadcast_to(-(yy**2 + xx**2), images.shape[:3]).astype(float)
+    maps["random (baseline)"] = np.asarray(jax.random.uniform(k_random, images.shape[:3]))
+
+    scores = {}
+    for name, m in maps.items():
+        scores[name] = {
+            "pointing_game": float(metrics.pointing_game(m, test.masks).mean()),
+            "energy_in_mask": float(metrics.energy_in_mask(m - m.min(), test.masks).mean()),
+            "deletion_auc": float(
+                metrics.deletion_auc(proba, images, m, target=targets).auc.mean()
+            ),
+            "insertion_auc": float(
+                metrics.insertion_auc(proba, images, m, target=targets).auc.mean()
+            ),
+        }
+    results["synthetic_shapes"] = {
+        "test_accuracy": accuracy,
+        "images": int(len(images)),
+        "image_size": size,
+        "scores": scores,
+    }
+    shown = min(4, len(images))
+    _save(
+        plots.image_grid(
+            images[:shown],
+            {k: v[:shown] for k, v in maps.items()},
+            row_titles=[test.class_names[t] for t in targets[:shown]],
+            title="synthetic shapes: attribution maps (rows: test images)",
+        ),
+        out,
+        "shapes_methods.png",
+    )
+    del jnp
+
+
+def _write_report(out, results):
+    """A self-contained index.html showing the numbers and every PNG in ``out``."""
+    import html
+
+    figures = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    rows = ""
+    shapes = results.get("synthetic_shapes", {}).get("scores", {})
+    for name, sc in shapes.items():
+        cells = "".join(f"<td>{v:.3f}</td>" for v in sc.values())
+        rows += f"<tr><td>{html.escape(name)}</td>{cells}</tr>\n"
+    table = (
+        (
+            "<table><tr><th>method</th><th>pointing game</th><th>energy in mask</th>"
+            "<th>deletion AUC (lower better)</th><th>insertion AUC</th></tr>\n"
+            f"{rows}</table>"
+        )
+        if rows
+        else ""
+    )
+    imgs = "\n".join(
+        f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
+        for f in figures
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>xaijax demo</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+img{{max-width:100%}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}
+figure{{display:inline-block;max-width:520px;vertical-align:top}}</style></head><body>
+<h1>xaijax demo</h1>
+<p>Seed {results["seed"]}, versions {html.escape(json.dumps(results["versions"]))}.</p>
+<h2>Localisation on synthetic shapes</h2>{table}
+<h2>Figures</h2>{imgs}
+<h2>All numbers</h2><pre>{html.escape(json.dumps(results, indent=2))}</pre>
+</body></html>"""
+    with open(os.path.join(out, "index.html"), "w") as fh:
+        fh.write(page)
 
 
 def _save(fig, out, name):

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from xaijax.explanation import Explanation  # noqa: E402
 
-__all__ = ["bar", "waterfall", "compare"]
+__all__ = ["bar", "waterfall", "compare", "beeswarm", "overlay", "image_grid"]
 
 _POS, _NEG = "#d62728", "#1f77b4"
 
@@ -106,5 +106,108 @@ def compare(reference, estimates: dict, *, title: str = "estimates against refer
     ax.set_ylabel("estimate")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def beeswarm(exp: Explanation, *, output: int = 0, max_display: int = 10, title: str | None = None):
+    """Every instance's attribution per feature, coloured by the feature's value (a summary plot).
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax import Explanation
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(20, 3))
+        >>> fig = beeswarm(Explanation(X * 2, np.zeros(20), X))
+    """
+    values, _ = _output_slice(np.asarray(exp.values), exp.base_values, exp, output)
+    if values.ndim != 2:
+        raise ValueError(f"beeswarm needs a batch of attributions (n, M); got {values.shape}")
+    data = np.asarray(exp.data).reshape(values.shape)
+    names = _names(exp, values.shape[1])
+    order = np.argsort(np.abs(values).mean(0))[::-1][:max_display][::-1]
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(order) + 1.5))
+    for row, j in enumerate(order):
+        col = data[:, j]
+        span = np.ptp(col)
+        colour = (col - col.min()) / span if span > 0 else np.full_like(col, 0.5)
+        jitter = rng.uniform(-0.25, 0.25, size=len(col))
+        points = ax.scatter(
+            values[:, j], row + jitter, c=colour, cmap="coolwarm", s=10, vmin=0, vmax=1
+        )
+    ax.set_yticks(range(len(order)), [names[j] for j in order])
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("attribution")
+    fig.colorbar(points, ax=ax, label="feature value (low -> high)", ticks=[])
+    ax.set_title(title or f"{exp.method or 'attributions'}: summary")
+    fig.tight_layout()
+    return fig
+
+
+def _as_heatmap(a):
+    a = np.asarray(a, np.float32)
+    return np.abs(a).sum(-1) if a.ndim == 3 else a
+
+
+def overlay(
+    image, heatmap, *, alpha: float = 0.5, cmap: str = "jet", title: str | None = None, ax=None
+):
+    """Draw ``heatmap (H, W)`` (or ``(H, W, C)``, summed over ``|channels|``) over ``image``.
+
+    Returns the Figure (a new one unless ``ax`` is given).
+
+    Example:
+        >>> import numpy as np
+        >>> fig = overlay(np.zeros((8, 8, 3)), np.eye(8))
+    """
+    image = np.asarray(image, np.float32)
+    heat = _as_heatmap(heatmap)
+    if heat.shape != image.shape[:2]:
+        raise ValueError(
+            f"heatmap must have shape {image.shape[:2]} like the image; got {heat.shape}"
+        )
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(3, 3))
+    else:
+        fig = ax.figure
+    ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
+    ax.imshow(heat, cmap=cmap, alpha=alpha)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def image_grid(images, maps: dict, *, alpha: float = 0.5, row_titles=None, title=None):
+    """A grid of images (rows) by methods (columns), each map overlaid on its image.
+
+    Args:
+        images: ``(n, H, W, C)``.
+        maps: method name -> ``(n, H, W)`` (or ``(n, H, W, C)``) maps.
+
+    Example:
+        >>> import numpy as np
+        >>> fig = image_grid(np.zeros((2, 8, 8, 3)), {"a": np.ones((2, 8, 8))})
+    """
+    images = np.asarray(images)
+    n = images.shape[0]
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(1.6 * cols, 1.6 * n + 0.4), squeeze=False)
+    for i in range(n):
+        axes[i, 0].imshow(images[i].squeeze(-1) if images.shape[-1] == 1 else images[i])
+        axes[i, 0].set_axis_off()
+        if row_titles is not None:
+            axes[i, 0].set_title(str(row_titles[i]), fontsize=7)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            overlay(
+                images[i],
+                np.asarray(m)[i],
+                alpha=alpha,
+                ax=axes[i, j],
+                title=name if i == 0 else None,
+            )
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
