@@ -60,3 +60,63 @@ def test_plots_render(tmp_path):
         assert "one instance" in str(err)
     else:
         raise AssertionError("waterfall of a batch must raise")
+
+
+def test_explain_command_on_a_pickled_sklearn_model(tmp_path, capsys):
+    import pickle
+
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    clf = LogisticRegression().fit(X, (X[:, 0] - X[:, 2] > 0).astype(int))
+    with open(tmp_path / "model.pkl", "wb") as fh:
+        pickle.dump(clf, fh)
+    np.savez(tmp_path / "data.npz", X=X, feature_names=np.array(["a", "b", "c", "d"]))
+    out = tmp_path / "out"
+    argv = [
+        "explain",
+        "--model",
+        str(tmp_path / "model.pkl"),
+        "--data",
+        str(tmp_path / "data.npz"),
+        "--instances",
+        "5",
+        "--background-size",
+        "10",
+        "--out",
+        str(out),
+    ]
+    assert cli.main(argv) == 0
+    exp = xj.Explanation.load(out / "explanation")
+    assert exp.values.shape == (5, 4, 2) and exp.feature_names == ("a", "b", "c", "d")
+    np.testing.assert_allclose(
+        exp.values.sum(1) + exp.base_values, clf.predict_proba(X[:5]), atol=1e-5
+    )
+    assert (out / "beeswarm.png").stat().st_size > 5000
+    # CSV with a header works the same way; errors are one clear line and exit status 2.
+    np.savetxt(tmp_path / "data.csv", X, delimiter=",", header="a,b,c,d", comments="")
+    assert (
+        cli.main(
+            argv[:4] + ["--data", str(tmp_path / "data.csv"), "--instances", "2", "--out", str(out)]
+        )
+        == 0
+    )
+    assert cli.main(["explain", "--model", "nope.pkl", "--data", str(tmp_path / "data.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    np.savez(tmp_path / "wide.npz", X=np.ones((3, 5), np.float32))
+    assert (
+        cli.main(
+            [
+                "explain",
+                "--model",
+                str(tmp_path / "model.pkl"),
+                "--data",
+                str(tmp_path / "wide.npz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "error" in capsys.readouterr().err
