@@ -98,7 +98,7 @@ def test_explain_command_on_a_pickled_sklearn_model(tmp_path, capsys):
     np.savetxt(tmp_path / "data.csv", X, delimiter=",", header="a,b,c,d", comments="")
     assert (
         cli.main(
-            argv[:4] + ["--data", str(tmp_path / "data.csv"), "--instances", "2", "--out", str(out)]
+            argv[:3] + ["--data", str(tmp_path / "data.csv"), "--instances", "2", "--out", str(out)]
         )
         == 0
     )
