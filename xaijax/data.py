@@ -52,8 +52,8 @@ def breast_cancer(*, standardise: bool = True) -> Dataset:
     return Dataset(
         X,
         raw.target.astype(np.int32),
-        tuple(raw.feature_names),
-        tuple(raw.target_names),
+        tuple(str(n) for n in raw.feature_names),
+        tuple(str(n) for n in raw.target_names),
         "breast_cancer",
     )
 
@@ -72,7 +72,7 @@ def diabetes() -> Dataset:
     return Dataset(
         _standardise(raw.data),
         ((y - y.mean()) / y.std()).astype(np.float32),
-        tuple(raw.feature_names),
+        tuple(str(n) for n in raw.feature_names),
         ("progression",),
         "diabetes",
     )
@@ -91,8 +91,8 @@ def wine() -> Dataset:
     return Dataset(
         _standardise(raw.data),
         raw.target.astype(np.int32),
-        tuple(raw.feature_names),
-        tuple(raw.target_names),
+        tuple(str(n) for n in raw.feature_names),
+        tuple(str(n) for n in raw.target_names),
         "wine",
     )
 

@@ -365,7 +365,7 @@ def complexity(attributions) -> np.ndarray:
     total = a.sum(1, keepdims=True)
     p = a / np.where(total > 0, total, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.where(p > 0, p * np.log(p), 0.0).sum(1)
+        return 0.0 - np.where(p > 0, p * np.log(p), 0.0).sum(1)
 
 
 def spearman(a, b) -> np.ndarray:
