@@ -43,7 +43,7 @@ class Surrogate(NamedTuple):
     prediction: jax.Array
 
 
-def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
+def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None, solver="svd"):
     """Solve ``min_b sum_s w_s (y_s - A_s b)^2 + ridge * |b|^2``, optionally with ``c . b = d``.
 
     Solved as ordinary least squares on ``sqrt(w) * A`` (SVD, minimum-norm where rank deficient),
@@ -57,6 +57,10 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
         weights: ``(S,)`` non-negative sample weights.
         ridge: L2 penalty on ``b`` (on the non-eliminated coefficients when constrained).
         constraint: ``None`` or ``(c, d)`` with ``c: (M,)`` and ``d: ()`` or ``(K,)``.
+        solver: ``"svd"`` (default; any weights) or ``"cholesky"``: the ridge-regularised normal
+            equations with two steps of iterative refinement, about 10x faster for tall systems
+            and as accurate when ``ridge > 0`` and the weights are bounded (LIME's kernel is in
+            ``(0, 1]``). Never use it with the Shapley kernel's huge weights.
 
     Returns:
         ``b``: ``(M,)`` or ``(M, K)``.
@@ -88,18 +92,40 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None):
     Aw = sw[:, None] * A
     yw = sw.reshape((-1,) + (1,) * (y.ndim - 1)) * y
     M = A.shape[1]
-    if not (isinstance(ridge, (int, float)) and ridge == 0):
-        Aw = jnp.concatenate([Aw, jnp.sqrt(jnp.asarray(ridge, dtype)) * jnp.eye(M, dtype=dtype)])
-        yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
-    b = jnp.linalg.lstsq(Aw, yw)[0]
+    if solver == "cholesky":
+        b = _ridge_normal_equations(Aw, yw, jnp.asarray(ridge, dtype))
+    elif solver == "svd":
+        b = _ridge_svd(Aw, yw, ridge, dtype)
+    else:
+        raise ValueError(f"solver must be 'svd' or 'cholesky'; got {solver!r}")
     if constraint is not None:
         b = b.at[pivot].set(0.0)
         b = b.at[pivot].set((d - jnp.tensordot(c, b, axes=1)) / c[pivot])
     return b
 
 
+def _ridge_normal_equations(Aw, yw, ridge):
+    M = Aw.shape[1]
+    gram = Aw.T @ Aw + ridge * jnp.eye(M, dtype=Aw.dtype)
+    factor = jax.scipy.linalg.cho_factor(gram)
+    b = jax.scipy.linalg.cho_solve(factor, Aw.T @ yw)
+    # Refinement recovers the digits float32 loses to the squared condition number.
+    for _ in range(2):
+        residual = Aw.T @ (yw - Aw @ b) - ridge * b
+        b = b + jax.scipy.linalg.cho_solve(factor, residual)
+    return b
+
+
+def _ridge_svd(Aw, yw, ridge, dtype):
+    M = Aw.shape[1]
+    if not (isinstance(ridge, (int, float)) and ridge == 0):
+        Aw = jnp.concatenate([Aw, jnp.sqrt(jnp.asarray(ridge, dtype)) * jnp.eye(M, dtype=dtype)])
+        yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
+    return jnp.linalg.lstsq(Aw, yw)[0]
+
+
 def fit_surrogate(
-    features, outputs, weights, *, ridge=0.0, fit_intercept=True, constraint=None
+    features, outputs, weights, *, ridge=0.0, fit_intercept=True, constraint=None, solver="svd"
 ) -> Surrogate:
     """Fit the weighted linear surrogate ``outputs ~ intercept + features @ coef``.
 
@@ -114,6 +140,7 @@ def fit_surrogate(
         ridge: L2 penalty (LIME's ``Ridge(alpha=1)``; Kernel SHAP uses 0).
         fit_intercept: fit an unpenalised intercept.
         constraint: ``(c, d)`` linear equality ``c . coef = d`` (Kernel SHAP's efficiency).
+        solver: ``"svd"`` or ``"cholesky"``, see :func:`weighted_lstsq`.
 
     Returns:
         A :class:`Surrogate`.
@@ -129,20 +156,28 @@ def fit_surrogate(
     outputs = jnp.asarray(outputs, features.dtype)
     weights = jnp.asarray(weights, features.dtype)
     wsum = jnp.sum(weights)
+    # Explicit leading axes: the suite runs with jax_numpy_rank_promotion="raise".
     if fit_intercept:
         x_mean = weights @ features / wsum
         y_mean = jnp.tensordot(weights, outputs, axes=1) / wsum
         coef = weighted_lstsq(
-            features - x_mean, outputs - y_mean, weights, ridge=ridge, constraint=constraint
+            features - x_mean[None, :],
+            outputs - y_mean[None, ...],
+            weights,
+            ridge=ridge,
+            constraint=constraint,
+            solver=solver,
         )
         intercept = y_mean - jnp.tensordot(x_mean, coef, axes=1)
     else:
-        coef = weighted_lstsq(features, outputs, weights, ridge=ridge, constraint=constraint)
+        coef = weighted_lstsq(
+            features, outputs, weights, ridge=ridge, constraint=constraint, solver=solver
+        )
         intercept = jnp.zeros(outputs.shape[1:], features.dtype)
-    prediction = intercept + features @ coef
+    prediction = intercept[None, ...] + features @ coef
     y_bar = jnp.tensordot(weights, outputs, axes=1) / wsum
     residual = jnp.tensordot(weights, (outputs - prediction) ** 2, axes=1)
-    total = jnp.tensordot(weights, (outputs - y_bar) ** 2, axes=1)
+    total = jnp.tensordot(weights, (outputs - y_bar[None, ...]) ** 2, axes=1)
     # A constant target is fitted perfectly; report 1 rather than 0/0.
     score = jnp.where(total > 0, 1.0 - residual / jnp.where(total > 0, total, 1.0), 1.0)
     return Surrogate(coef, intercept, score, prediction)
@@ -159,7 +194,9 @@ FEATURE_SELECTION_METHODS = ("auto", "forward_selection", "highest_weights", "la
 def forward_selection(features, outputs, weights, num_features: int):
     """Greedily add the feature whose unpenalised weighted fit has the highest R², ``num_features`` times.
 
-    Ties go to the lowest feature index, as in the LIME reference.
+    Ties go to the lowest feature index, as in the LIME reference. Every candidate fit is solved
+    on the weighted, centred Gram matrix restricted to the candidate set (``M x M``), so a step
+    costs ``M`` small solves instead of ``M`` passes over the samples.
 
     Args:
         features: ``(S, M)`` design matrix.
@@ -172,13 +209,24 @@ def forward_selection(features, outputs, weights, num_features: int):
     """
     features = jnp.asarray(features)
     M = features.shape[1]
+    weights = jnp.asarray(weights, features.dtype)
+    wsum = jnp.sum(weights)
+    Zc = features - (weights @ features / wsum)[None, :]
+    yc = outputs - jnp.dot(weights, outputs) / wsum
+    Zw = Zc * jnp.sqrt(weights)[:, None]
+    gram, rhs = Zw.T @ Zw, Zc.T @ (weights * yc)
+    total = jnp.dot(weights, yc * yc)
+
+    def r2(chosen):
+        keep = chosen.astype(features.dtype)
+        A = gram * jnp.outer(keep, keep) + jnp.diag(1.0 - keep)
+        b = jnp.linalg.lstsq(A, rhs * keep)[0]
+        # Least squares residual: total - b.rhs; R² = explained / total.
+        return jnp.where(total > 0, jnp.dot(b, rhs * keep) / jnp.where(total > 0, total, 1.0), 1.0)
 
     def step(used, _):
-        def score_with(j):
-            chosen = used.at[j].set(True)
-            return fit_surrogate(features * chosen[None, :], outputs, weights).score
-
-        scores = jnp.where(used, -jnp.inf, jax.vmap(score_with)(jnp.arange(M)))
+        scores = jax.vmap(lambda j: r2(used.at[j].set(True)))(jnp.arange(M))
+        scores = jnp.where(used, -jnp.inf, scores)
         return used.at[jnp.argmax(scores)].set(True), None
 
     used, _ = jax.lax.scan(step, jnp.zeros(M, bool), None, length=min(num_features, M))
@@ -194,7 +242,7 @@ def highest_weights(features, outputs, weights, num_features: int):
         Boolean mask ``(M,)``.
     """
     features = jnp.asarray(features)
-    coef = fit_surrogate(features, outputs, weights, ridge=0.01).coef
+    coef = fit_surrogate(features, outputs, weights, ridge=0.01, solver="cholesky").coef
     order = jnp.argsort(-jnp.abs(coef * features[0]), stable=True)
     return jnp.zeros(features.shape[1], bool).at[order[:num_features]].set(True)
 

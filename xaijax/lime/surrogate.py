@@ -94,5 +94,8 @@ def explain_with_data(
     selected = select_features(features, outputs, weights, num_features, feature_selection)
     # A zeroed column gets coefficient exactly 0 under the ridge penalty: fitting on the masked
     # design equals fitting on the selected columns alone, with static shapes.
-    fit = fit_surrogate(features * selected[None, :], outputs, weights, ridge=1.0)
+    # Ridge with weights in (0, 1]: the normal equations (refined) are accurate and ~10x faster.
+    fit = fit_surrogate(
+        features * selected[None, :], outputs, weights, ridge=1.0, solver="cholesky"
+    )
     return LimeFit(fit.coef, fit.intercept, fit.score, fit.prediction[0], selected)
