@@ -91,7 +91,6 @@ def weighted_lstsq(A, y, weights, *, ridge=0.0, constraint=None, solver="svd"):
     sw = jnp.sqrt(weights)
     Aw = sw[:, None] * A
     yw = sw.reshape((-1,) + (1,) * (y.ndim - 1)) * y
-    M = A.shape[1]
     if solver == "cholesky":
         b = _ridge_normal_equations(Aw, yw, jnp.asarray(ridge, dtype))
     elif solver == "svd":
@@ -120,7 +119,7 @@ def _ridge_svd(Aw, yw, ridge, dtype):
     M = Aw.shape[1]
     if not (isinstance(ridge, (int, float)) and ridge == 0):
         Aw = jnp.concatenate([Aw, jnp.sqrt(jnp.asarray(ridge, dtype)) * jnp.eye(M, dtype=dtype)])
-        yw = jnp.concatenate([yw, jnp.zeros((M,) + y.shape[1:], dtype)])
+        yw = jnp.concatenate([yw, jnp.zeros((M,) + yw.shape[1:], dtype)])
     return jnp.linalg.lstsq(Aw, yw)[0]
 
 
@@ -192,7 +191,7 @@ FEATURE_SELECTION_METHODS = ("auto", "forward_selection", "highest_weights", "la
 
 
 def forward_selection(features, outputs, weights, num_features: int):
-    """Greedily add the feature whose unpenalised weighted fit has the highest R², ``num_features`` times.
+    """Greedily add the feature whose unpenalised weighted fit has the highest R² (LIME).
 
     Ties go to the lowest feature index, as in the LIME reference. Every candidate fit is solved
     on the weighted, centred Gram matrix restricted to the candidate set (``M x M``), so a step
@@ -234,7 +233,7 @@ def forward_selection(features, outputs, weights, num_features: int):
 
 
 def highest_weights(features, outputs, weights, num_features: int):
-    """Select the ``num_features`` largest ``|coef_j * features[0, j]|`` of a Ridge(0.01) fit on all.
+    """Select the ``num_features`` largest ``|coef_j * features[0, j]|`` of a Ridge(0.01) fit.
 
     Row 0 is the explained instance (LIME's convention); ties keep the lower index first.
 
@@ -273,7 +272,9 @@ def select_features(features, outputs, weights, num_features: int, method: str):
         return highest_weights(features, outputs, weights, num_features)
     if method == "lasso_path":
         return lasso_path_selection(features, outputs, weights, num_features)
-    raise ValueError(f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; got {method!r}")
+    raise ValueError(
+        f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; got {method!r}"
+    )
 
 
 def lasso_path_selection(features, outputs, weights, num_features: int):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax.explanation import Explanation
+from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import cosine_distance, explain_with_data
 from xaijax.models import as_model, map_row_chunks
 from xaijax.solve import FEATURE_SELECTION_METHODS
@@ -35,7 +36,7 @@ QUICKSHIFT_DEFAULTS = dict(kernel_size=4, max_dist=200, ratio=0.2)
 
 
 def segment_images(images, method: str = "quickshift", **kwargs) -> np.ndarray:
-    """Superpixels of ``images: (n, H, W, 3)`` with scikit-image, labelled ``0..m-1``: ``(n, H, W)``.
+    """Superpixels ``(n, H, W)`` of ``images: (n, H, W, 3)`` by scikit-image, labelled ``0..m-1``.
 
     ``quickshift`` defaults to the reference's ``kernel_size=4, max_dist=200, ratio=0.2``.
     """
@@ -132,7 +133,7 @@ def _explain(
     n = images.shape[0]
     S, m = num_samples, num_segments
     fudged = jax.vmap(lambda im, sg: fudged_image(im, sg, m, hide_color, integer))(images, segments)
-    keys = jax.random.split(key, n)
+    keys = key if key.ndim else jax.random.split(key, n)
     exists = (jnp.arange(m)[None, :] < counts[:, None]).astype(images.dtype)
 
     def masks_for(k, real):
@@ -166,7 +167,9 @@ def _explain(
             feature_selection=feature_selection,
         )
 
-    fits = jax.vmap(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(masks, y, distances, label_ids)
+    fits = jax.vmap(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(
+        masks, y, distances, label_ids
+    )
     finite = jnp.all(jnp.isfinite(y), axis=(1, 2))
     return fits, label_ids, y[:, 0, :], finite
 
@@ -198,7 +201,8 @@ def lime_image(
     Args:
         f: model ``(n, H, W, C) -> (n, K)`` or ``(n,)``.
         images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
-        key: a ``jax.random.key``.
+        key: a ``jax.random.key`` (split over the instances), or ``(n,)`` keys, one per
+            instance; the same key gives the same explanation.
         num_samples: masks per image.
         segments: ``(n, H, W)`` / ``(H, W)`` integer superpixel map, or ``None`` to compute one.
         segmentation: ``"quickshift"`` (reference default), ``"slic"`` or ``"felzenszwalb"``.
@@ -242,6 +246,7 @@ def lime_image(
     n, H, W, C = batch.shape
     if not np.all(np.isfinite(batch)):
         raise ValueError("images must be finite (no NaN or inf)")
+    key = check_key(key, n)
     if segments is None:
         if C != 3:
             raise ValueError(

@@ -27,7 +27,9 @@ def _explanation_matrix(exp: Explanation):
         return np.abs(summed)
     names = np.asarray(names)
     if names.shape != summed.shape:
-        raise ValueError(f"extras['feature_labels'] must have shape {summed.shape}; got {names.shape}")
+        raise ValueError(
+            f"extras['feature_labels'] must have shape {summed.shape}; got {names.shape}"
+        )
     keys = {}
     for row in names:
         for name in row:

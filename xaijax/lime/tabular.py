@@ -17,13 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax.explanation import Explanation
+from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import explain_with_data
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate
 from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = ["TabularStats", "fit_discretizer", "lime_tabular"]
 
-# Feature kinds: sampled from a standard normal, sampled from the training values, or sampled by bin.
+# Feature kinds: sampled from a normal, from the training values, or by bin.
 CONTINUOUS, CATEGORICAL, DISCRETIZED = 0, 1, 2
 DISCRETIZERS = ("quartile", "decile", "entropy")
 
@@ -136,7 +137,9 @@ def fit_discretizer(
             hi = np.concatenate([edges, [col.max()]])
             n = names[j]
             labels = [f"{n} <= {edges[0]:.2f}"]
-            labels += [f"{a:.2f} < {n} <= {b:.2f}" for a, b in zip(edges[:-1], edges[1:])]
+            labels += [
+                f"{a:.2f} < {n} <= {b:.2f}" for a, b in zip(edges[:-1], edges[1:], strict=True)
+            ]
             labels.append(f"{n} > {edges[-1]:.2f}")
             columns.append((DISCRETIZED, edges, ids, counts, mean, std, lo, hi, tuple(labels)))
         else:
@@ -146,7 +149,9 @@ def fit_discretizer(
     V = max(len(c[2]) for c in columns)
 
     def pad(i, width, fill):
-        return np.stack([np.pad(c[i], (0, width - len(c[i])), constant_values=fill) for c in columns])
+        return np.stack(
+            [np.pad(c[i], (0, width - len(c[i])), constant_values=fill) for c in columns]
+        )
 
     kind = np.array([c[0] for c in columns])
     freqs = pad(3, V, 0).astype(np.float64)
@@ -226,8 +231,10 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
 
     inputs = inputs.at[0].set(x)
     scaled = (inputs - stats.mean[None, :]) / stats.scale[None, :]
-    features = jnp.where(is_continuous, scaled, same).at[0].set(
-        jnp.where(stats.kind == CONTINUOUS, (x - stats.mean) / stats.scale, 1.0)
+    features = (
+        jnp.where(is_continuous, scaled, same)
+        .at[0]
+        .set(jnp.where(stats.kind == CONTINUOUS, (x - stats.mean) / stats.scale, 1.0))
     )
     return features, inputs
 
@@ -265,7 +272,7 @@ def _explain(
     batch_size,
 ):
     n, M = X.shape
-    keys = jax.random.split(key, n)
+    keys = key if key.ndim else jax.random.split(key, n)
     features, inputs = jax.vmap(
         lambda x, k: _sample(stats, x, k, num_samples, sample_around_instance, kinds)
     )(X, keys)
@@ -328,7 +335,8 @@ def lime_tabular(
             as ``predict_proba``).
         X: ``(n, M)`` rows or one row ``(M,)``.
         training_data: ``(N, M)`` training rows (for the bins, frequencies and scaling).
-        key: a ``jax.random.key``; the same key gives the same explanation.
+        key: a ``jax.random.key`` (split over the instances), or ``(n,)`` keys, one per
+            instance; the same key gives the same explanation.
         num_samples: neighbourhood size (row 0 is the instance itself).
         num_features: number of features in each surrogate.
         feature_selection: ``"auto"``, ``"forward_selection"``, ``"highest_weights"``,
@@ -371,9 +379,12 @@ def lime_tabular(
         raise ValueError(f"training_data must have shape (N, M); got {train.shape}")
     M = train.shape[1]
     if X2.ndim != 2 or X2.shape[1] != M:
-        raise ValueError(f"X must have shape (n, {M}) or ({M},) to match training_data; got {X.shape}")
+        raise ValueError(
+            f"X must have shape (n, {M}) or ({M},) to match training_data; got {X.shape}"
+        )
     if not np.all(np.isfinite(X2)):
         raise ValueError("X must be finite (no NaN or inf)")
+    key = check_key(key, X2.shape[0])
     if int(num_samples) < 2:
         raise ValueError(f"num_samples must be >= 2; got {num_samples}")
     if feature_selection not in FEATURE_SELECTION_METHODS:
@@ -395,7 +406,9 @@ def lime_tabular(
     K = model.num_outputs
     if top_labels is not None:
         if K is None or not 1 <= int(top_labels) <= K:
-            raise ValueError(f"top_labels must be in 1..K for a model with K outputs; got {top_labels}")
+            raise ValueError(
+                f"top_labels must be in 1..K for a model with K outputs; got {top_labels}"
+            )
         label_tuple, top = None, int(top_labels)
     else:
         label_tuple = tuple(range(K or 1)) if labels is None else tuple(int(i) for i in labels)
@@ -433,7 +446,9 @@ def lime_tabular(
     )
     if not bool(np.all(np.asarray(finite))):
         bad = np.flatnonzero(~np.asarray(finite)).tolist()
-        raise ValueError(f"f returned NaN or inf model outputs on the neighbourhoods of X rows {bad}")
+        raise ValueError(
+            f"f returned NaN or inf model outputs on the neighbourhoods of X rows {bad}"
+        )
 
     values = jnp.moveaxis(fits.coef, 1, 2)  # (n, L, M) -> (n, M, L)
     extras = dict(
@@ -448,11 +463,18 @@ def lime_tabular(
     base_values = fits.intercept
     if K is None:
         values, base_values = values[:, :, 0], base_values[:, 0]
-        extras = {k: v[:, 0] if k in ("intercept", "score", "local_pred") else v for k, v in extras.items()}
+        extras = {
+            k: v[:, 0] if k in ("intercept", "score", "local_pred") else v
+            for k, v in extras.items()
+        }
         extras["selected"] = extras["selected"][:, :, 0]
-    output_names = None if K is None else tuple(
-        f"top{i}" for i in range(top)
-    ) if top is not None else tuple(str(i) for i in label_tuple)
+    output_names = (
+        None
+        if K is None
+        else tuple(f"top{i}" for i in range(top))
+        if top is not None
+        else tuple(str(i) for i in label_tuple)
+    )
     exp = Explanation(
         values=values,
         base_values=base_values,

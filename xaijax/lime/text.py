@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax.explanation import Explanation
+from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import cosine_distance, explain_with_data
 from xaijax.solve import FEATURE_SELECTION_METHODS
 
@@ -49,7 +50,7 @@ def tokenize(text: str, split_expression: str = r"\W+", bow: bool = True) -> Tok
         >>> tokenize("a b, a", bow=False).positions
         ((0,), (2,), (4,))
     """
-    splitter = re.compile(r"(%s)|$" % split_expression)
+    splitter = re.compile(rf"({split_expression})|$")
     tokens = tuple(s for s in splitter.split(text) if s)
     words, positions, vocab = [], [], {}
     for i, token in enumerate(tokens):
@@ -96,7 +97,7 @@ def removal_masks(key, num_words, num_samples: int, width: int):
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "width"))
 def _masks(key, counts, *, num_samples, width):
-    keys = jax.random.split(key, counts.shape[0])
+    keys = key if key.ndim else jax.random.split(key, counts.shape[0])
     return jax.vmap(lambda k, d: removal_masks(k, d, num_samples, width))(keys, counts)
 
 
@@ -117,7 +118,9 @@ def _fit(masks, y, label_ids, *, num_features, feature_selection, kernel_width):
             feature_selection=feature_selection,
         )
 
-    return jax.vmap(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(masks, y, distances, label_ids)
+    return jax.vmap(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(
+        masks, y, distances, label_ids
+    )
 
 
 def lime_text(
@@ -147,7 +150,7 @@ def lime_text(
         f: classifier on a list of strings, returning ``(n, K)`` (e.g. a scikit-learn pipeline's
             ``predict_proba``); called on the host in chunks of ``batch_size`` strings.
         texts: one string or a sequence of ``n`` strings.
-        key: a ``jax.random.key``.
+        key: a ``jax.random.key`` (split over the texts), or ``(n,)`` keys, one per text.
         num_samples, num_features, feature_selection, labels, top_labels: as in
             :func:`xaijax.lime.lime_tabular` (default labels: all outputs).
         bow: bag-of-words features (else one feature per word position).
@@ -189,6 +192,7 @@ def lime_text(
             f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; "
             f"got {feature_selection!r}"
         )
+    key = check_key(key, len(texts))
     docs = [tokenize(t, split_expression, bow) for t in texts]
     counts = np.array([len(d.words) for d in docs])
     if np.any(counts == 0):
@@ -202,7 +206,9 @@ def lime_text(
         for i, doc in enumerate(docs)
         for s in range(S)
     ]
-    chunks = [np.asarray(f(strings[a : a + batch_size])) for a in range(0, len(strings), batch_size)]
+    chunks = [
+        np.asarray(f(strings[a : a + batch_size])) for a in range(0, len(strings), batch_size)
+    ]
     y = np.concatenate(chunks).astype(np.float32)
     if y.shape[0] != n * S or y.ndim not in (1, 2):
         raise ValueError(
