@@ -7,7 +7,7 @@ import numpy as np
 
 
 def check_key(key, n: int):
-    """``key`` must be one typed/raw PRNG key or ``(n,)`` keys, one per instance."""
+    """``key`` must be one typed/raw PRNG key or ``(n,)`` keys; returns ``(n,)`` keys."""
     if key is None:
         raise ValueError("key is required: pass key=jax.random.key(0)")
     if not jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):

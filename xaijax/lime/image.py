@@ -133,7 +133,7 @@ def _explain(
     n = images.shape[0]
     S, m = num_samples, num_segments
     fudged = jax.vmap(lambda im, sg: fudged_image(im, sg, m, hide_color, integer))(images, segments)
-    keys = key if key.ndim else jax.random.split(key, n)
+    keys = key
     exists = (jnp.arange(m)[None, :] < counts[:, None]).astype(images.dtype)
 
     def masks_for(k, real):

@@ -124,7 +124,10 @@ def fit_discretizer(
         col = data[:, j]
         if j in categorical:
             values, counts = np.unique(col, return_counts=True)
-            columns.append((CATEGORICAL, np.zeros(0), values, counts, *([values * 0] * 4), ()))
+            zero = np.zeros_like(values)
+            columns.append(
+                (CATEGORICAL, np.zeros(0), values, counts, zero, zero + 1, zero, zero, ())
+            )
         elif discretize_continuous:
             edges = _bin_edges(col, discretizer, training_labels)
             bins = np.searchsorted(edges, col)
@@ -144,7 +147,7 @@ def fit_discretizer(
             columns.append((DISCRETIZED, edges, ids, counts, mean, std, lo, hi, tuple(labels)))
         else:
             one = np.zeros(1)
-            columns.append((CONTINUOUS, np.zeros(0), one, one + 1, one, one, one, one, ()))
+            columns.append((CONTINUOUS, np.zeros(0), one, one + 1, one, one + 1, one, one, ()))
     E = max(1, max(len(c[1]) for c in columns))
     V = max(len(c[2]) for c in columns)
 
@@ -272,7 +275,7 @@ def _explain(
     batch_size,
 ):
     n, M = X.shape
-    keys = key if key.ndim else jax.random.split(key, n)
+    keys = key
     features, inputs = jax.vmap(
         lambda x, k: _sample(stats, x, k, num_samples, sample_around_instance, kinds)
     )(X, keys)

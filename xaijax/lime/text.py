@@ -97,7 +97,7 @@ def removal_masks(key, num_words, num_samples: int, width: int):
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "width"))
 def _masks(key, counts, *, num_samples, width):
-    keys = key if key.ndim else jax.random.split(key, counts.shape[0])
+    keys = key
     return jax.vmap(lambda k, d: removal_masks(k, d, num_samples, width))(keys, counts)
 
 
