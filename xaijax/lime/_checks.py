@@ -16,4 +16,5 @@ def check_key(key, n: int):
         raise ValueError(
             f"key must be one PRNG key or ({n},) keys, one per instance; got {key.shape}"
         )
-    return key
+    # Always hand the compiled function (n,) keys, so both forms share one compilation.
+    return jax.random.split(key, n) if key.shape == () else key
