@@ -95,6 +95,11 @@ def perturb_image(image, fudged, segments, mask):
     return jnp.where(on[:, :, None], image, fudged)
 
 
+def _columns(draw, key, width):
+    """``(S, width)`` random columns, column ``j`` drawn from ``fold_in(key, j)``."""
+    return jax.vmap(lambda j: draw(jax.random.fold_in(key, j)), out_axes=1)(jnp.arange(width))
+
+
 @functools.partial(
     jax.jit,
     static_argnames=(
@@ -137,7 +142,9 @@ def _explain(
     exists = (jnp.arange(m)[None, :] < counts[:, None]).astype(images.dtype)
 
     def masks_for(k, real):
-        z = jax.random.bernoulli(k, 0.5, (S, m)).astype(images.dtype)
+        # One key per segment column, so the draws do not depend on the padded width: an image
+        # gets the same masks alone as in any batch.
+        z = _columns(lambda kj: jax.random.bernoulli(kj, 0.5, (S,)), k, m).astype(images.dtype)
         return z.at[0].set(1.0) * real[None, :]
 
     masks = jax.vmap(masks_for)(keys, exists)  # (n, S, m)

@@ -89,7 +89,11 @@ def removal_masks(key, num_words, num_samples: int, width: int):
     size = jax.random.randint(k_size, (num_samples, 1), 1, num_words + 1)
     real = jnp.arange(width)[None, :] < num_words
     # A uniformly random order of the real words per row: the first `size` are removed.
-    scores = jnp.where(real, jax.random.uniform(k_order, (num_samples, width)), jnp.inf)
+    # Column j's draws come from fold_in(key, j): the same text gets the same masks at any width.
+    uniform = jax.vmap(
+        lambda j: jax.random.uniform(jax.random.fold_in(k_order, j), (num_samples,)), out_axes=1
+    )(jnp.arange(width))
+    scores = jnp.where(real, uniform, jnp.inf)
     rank = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
     keep = (rank >= size) & real
     return keep.at[0].set(real[0]).astype(jnp.float32)
