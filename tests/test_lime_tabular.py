@@ -46,6 +46,7 @@ _sample = jax.jit(tabular_module._sample, static_argnums=(3, 4, 5))
         ("highest_weights", 5),
         ("auto", 3),
         ("auto", 8),
+        ("lasso_path", 4),
     ],
 )
 def test_surrogate_matches_lime_base(binary, method, num_features):
