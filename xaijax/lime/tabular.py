@@ -218,11 +218,12 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         u_value = ((bits & 0xFFFF).astype(dtype) + 0.5) / 65536.0
         cdf = jnp.cumsum(stats.freqs, axis=1)
         choice = jnp.sum(u_choice[:, :, None] >= cdf[None, :, :-1], axis=2)
-        column = jnp.broadcast_to(jnp.arange(M)[None, :], (S, M))
-        # Every per-value table in one gather: the value (category or bin id) and the bin's
-        # truncated normal as ``mean + std * ndtri(cdf_lo + u * (cdf_hi - cdf_lo))``.
+        # Every per-value table in one row gather from a (V * M, 5) table: the value (category or
+        # bin id) and the bin's truncated normal as ``mean + std * ndtri(cdf_lo + u * width)``.
+        # (A flat ``take`` is several times faster on CPU than 2-D advanced indexing.)
         tables = (stats.values, stats.bin_mean, stats.bin_std, stats.cdf_lo, stats.cdf_hi)
-        picked = jnp.stack(tables, axis=2)[column, choice]  # (S, M, 5)
+        flat = jnp.stack(tables, axis=2).transpose(1, 0, 2).reshape(-1, len(tables))
+        picked = jnp.take(flat, choice * M + jnp.arange(M)[None, :], axis=0)  # (S, M, 5)
         drawn, mu, sd, c_lo, c_hi = (picked[:, :, t] for t in range(5))
 
         instance_bin = jax.vmap(lambda e, v: jnp.searchsorted(e, v, side="left"))(stats.edges, x)
