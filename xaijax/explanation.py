@@ -128,9 +128,7 @@ class Explanation:
         with np.load(stem + ".npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
         extras = dict(meta.get("extras", {}))
-        extras.update(
-            {k[len("extras/") :]: v for k, v in arrays.items() if k.startswith("extras/")}
-        )
+        extras.update({k[len("extras/") :]: v for k, v in arrays.items() if k.startswith("extras/")})
         names = meta.get("feature_names")
         outputs = meta.get("output_names")
         return cls(
