@@ -24,6 +24,7 @@ from xaijax.gradients import (
     saliency,
     smoothgrad,
 )
+from xaijax.lime import get_image_and_mask, lime_image, lime_tabular, lime_text, submodular_pick
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, host_model
 from xaijax.shapley import (
     Background,
@@ -55,6 +56,12 @@ __all__ = [
     "linear_shap",
     "permutation_shap",
     "shapley_kernel_weights",
+    # LIME
+    "get_image_and_mask",
+    "lime_image",
+    "lime_tabular",
+    "lime_text",
+    "submodular_pick",
     # Grad-CAM family and gradients
     "ablation_cam",
     "eigen_cam",

@@ -309,7 +309,7 @@ def _kernel(
             active = active & _l1_selection(A, y, kernel_w, d, varying, num_features)
         any_active = jnp.any(active)
         c = jnp.where(any_active, active, jnp.arange(M) == 0).astype(dtype)
-        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d), method=solver)
+        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d), solver=solver)
         shape = (M,) + (1,) * (phi.ndim - 1)
         return jnp.where(any_active & active.reshape(shape), phi, 0.0)
 

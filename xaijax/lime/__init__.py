@@ -1,0 +1,40 @@
+"""LIME: local surrogate explanations for tabular data, images and text, and submodular pick.
+
+References:
+    Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
+    Classifier, KDD 2016.
+"""
+
+from xaijax.lime.image import (
+    fudged_image,
+    get_image_and_mask,
+    lime_image,
+    perturb_image,
+    segment_images,
+)
+from xaijax.lime.submodular import global_importance, submodular_pick
+from xaijax.lime.surrogate import LimeFit, cosine_distance, explain_with_data, exponential_kernel
+from xaijax.lime.tabular import TabularStats, fit_discretizer, lime_tabular
+from xaijax.lime.text import TokenizedText, lime_text, removal_masks, text_from_mask, tokenize
+
+__all__ = [
+    "LimeFit",
+    "TabularStats",
+    "TokenizedText",
+    "cosine_distance",
+    "explain_with_data",
+    "exponential_kernel",
+    "fit_discretizer",
+    "fudged_image",
+    "get_image_and_mask",
+    "global_importance",
+    "lime_image",
+    "lime_tabular",
+    "lime_text",
+    "perturb_image",
+    "removal_masks",
+    "segment_images",
+    "submodular_pick",
+    "text_from_mask",
+    "tokenize",
+]
