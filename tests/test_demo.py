@@ -25,8 +25,11 @@ def test_demo_quick_writes_results_and_figures(tmp_path):
         "diabetes_estimates_vs_exact.png",
     ):
         assert (out / name).stat().st_size > 5000
+    assert 0.0 <= results["breast_cancer"]["lime"]["top5_overlap_with_kernel_shap"] <= 1.0
+    assert len(set(results["breast_cancer"]["lime"]["sp_lime_picks"])) == 3
+    assert results["sentiment_text"]["top_word_is_a_sentiment_word"] >= 2 / 3
     shapes = results["synthetic_shapes"]["scores"]
-    assert {"Grad-CAM", "integrated gradients", "random (baseline)"} <= set(shapes)
+    assert {"Grad-CAM", "integrated gradients", "LIME (SLIC)", "random (baseline)"} <= set(shapes)
     for sc in shapes.values():
         assert 0.0 <= sc["pointing_game"] <= 1.0 and 0.0 <= sc["deletion_auc"] <= 1.0
     assert (out / "shapes_methods.png").stat().st_size > 5000

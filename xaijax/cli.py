@@ -53,14 +53,15 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
 
     os.makedirs(out, exist_ok=True)
     key = jax.random.key(seed)
-    k_train, k_bg, k_kernel, k_perm, k_train2, k_kernel2, k_perm2, k_lin = jax.random.split(key, 8)
+    keys = jax.random.split(key, 10)
+    k_train, k_bg, k_kernel, k_perm, k_train2, k_kernel2, k_perm2, k_lin, k_lime, k_text = keys
     n_explain = 5 if quick else 20
     epochs = 10 if quick else 40
     results: dict = {"seed": seed, "quick": quick, "versions": _versions(), "timings_s": {}}
     timings = results["timings_s"]
 
     # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
-    log("[1/4] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
+    log("[1/5] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
     train, test = data.train_test_split(data.breast_cancer(), seed=seed)
     net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
     _, timings["train_mlp"] = _timed(
@@ -96,6 +97,39 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
             train.feature_names[i] for i in np.argsort(-np.abs(kernel.values[..., 1]).mean(0))[:5]
         ],
     }
+    lime, timings["lime_tabular"] = _timed(
+        "lime_tabular",
+        lambda: xj.lime_tabular(
+            net,
+            X,
+            train.X,
+            key=k_lime,
+            num_samples=1000 if quick else 5000,
+            labels=(1,),
+            feature_names=train.feature_names,
+        ),
+        log,
+    )
+    top_shap = np.argsort(-np.abs(kernel.values[..., 1]), axis=1)[:, :5]
+    top_lime = np.argsort(-np.abs(lime.values[..., 0]), axis=1)[:, :5]
+    overlap = [len(set(a) & set(b)) / 5 for a, b in zip(top_shap, top_lime, strict=True)]
+    picks = xj.submodular_pick(lime, budget=3)
+    results["breast_cancer"]["lime"] = {
+        "num_samples": 1000 if quick else 5000,
+        "mean_surrogate_r2": float(np.asarray(lime.extras["score"]).mean()),
+        "top5_overlap_with_kernel_shap": float(np.mean(overlap)),
+        "sp_lime_picks": [int(i) for i in picks],
+    }
+    _save(
+        plots.lime_bar(lime, instance=0, title="LIME, P(benign): test instance 0"),
+        out,
+        "breast_cancer_lime.png",
+    )
+    _save(
+        plots.beeswarm(kernel, output=1, title="Kernel SHAP, P(benign): all explained instances"),
+        out,
+        "breast_cancer_beeswarm.png",
+    )
     kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
     _save(
         plots.bar(kernel, output=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
@@ -109,7 +143,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     )
 
     # 2. Diabetes (M = 10): exact Shapley values as the truth for the sampling estimators.
-    log("[2/4] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
+    log("[2/5] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
     dtrain, dtest = data.train_test_split(data.diabetes(), seed=seed)
     reg = nets.MLP(10, [32], 1, rngs=nnx.Rngs(seed + 1))
     _, timings["train_regressor"] = _timed(
@@ -156,7 +190,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     )
 
     # 3. A scikit-learn model through the host adapter: Kernel SHAP against Linear SHAP.
-    log("[3/4] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
+    log("[3/5] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
     lin = LinearRegression().fit(dtrain.X, dtrain.y)
     host, timings["kernel_shap_host_sklearn"] = _timed(
         "kernel_shap (host model)",
@@ -169,6 +203,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     }
 
     _demo_images(out, quick=quick, seed=seed, results=results, log=log)
+    _demo_text(out, quick=quick, seed=seed, results=results, log=log)
 
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
@@ -186,9 +221,11 @@ def _demo_images(out, *, quick, seed, results, log):
     import xaijax as xj
     from xaijax import data, metrics, nets, plots
 
-    log("[4/4] synthetic shapes: CNN, CAM family and gradient attributions vs ground-truth masks")
+    log("[4/5] synthetic shapes: CNN, CAM family and gradient attributions vs ground-truth masks")
     timings = results["timings_s"]
-    k_data, k_test, k_train, k_smooth, k_random = jax.random.split(jax.random.key(seed + 7), 5)
+    k_data, k_test, k_train, k_smooth, k_random, k_lime = jax.random.split(
+        jax.random.key(seed + 7), 6
+    )
     size = 32
     train = data.synthetic_shapes(k_data, 128 if quick else 384, size=size)
     test = data.synthetic_shapes(k_test, 4 if quick else 16, size=size)
@@ -223,6 +260,17 @@ def _demo_images(out, *, quick, seed, results, log):
         "SmoothGrad": lambda: np.abs(
             xj.smoothgrad(cnn, images, targets, key=k_smooth, num_samples=16).values
         ).sum(-1),
+        "LIME (SLIC)": lambda: _lime_heatmap(
+            xj.lime_image(
+                proba,
+                images,
+                key=k_lime,
+                num_samples=200 if quick else 1000,
+                segmentation="slic",
+                segmentation_kwargs={"n_segments": 30, "compactness": 10, "start_label": 0},
+                top_labels=1,
+            )
+        ),
     }
     maps = {}
     for name, run in methods.items():
@@ -261,6 +309,57 @@ def _demo_images(out, *, quick, seed, results, log):
         "shapes_methods.png",
     )
     del jnp
+
+
+def _lime_heatmap(exp):
+    """Per-pixel LIME weights of each image's top label."""
+    import numpy as np
+
+    heat = np.asarray(exp.extras["heatmap"])  # (n, H, W, L)
+    return heat[..., 0] if heat.ndim == 4 else heat
+
+
+def _demo_text(out, *, quick, seed, results, log):
+    """LIME on text: a scikit-learn bag-of-words classifier on the generated sentiment corpus."""
+    import jax
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    import xaijax as xj
+    from xaijax import data, plots
+
+    log("[5/5] sentiment corpus: scikit-learn text classifier on the host, LIME text")
+    texts, labels = data.sentiment_corpus(400, seed=seed)
+    clf = make_pipeline(CountVectorizer(), LogisticRegression(max_iter=1000))
+    clf.fit(texts[:300], labels[:300])
+    docs = texts[300 : 303 if quick else 310]
+    exp, results["timings_s"]["lime_text"] = _timed(
+        "lime_text",
+        lambda: xj.lime_text(
+            clf.predict_proba,
+            docs,
+            key=jax.random.key(seed + 11),
+            labels=(1,),
+            num_samples=500 if quick else 5000,
+        ),
+        log,
+    )
+    words = np.asarray(exp.extras["feature_labels"])
+    top = [str(words[i, int(np.abs(exp.values[i, :, 0]).argmax())]) for i in range(len(docs))]
+    sentiment_words = set(data.SENTIMENT_WORDS)
+    results["sentiment_text"] = {
+        "test_accuracy": float((clf.predict(texts[300:]) == labels[300:]).mean()),
+        "documents": docs,
+        "top_word": top,
+        "top_word_is_a_sentiment_word": float(np.mean([w in sentiment_words for w in top])),
+    }
+    _save(
+        plots.lime_bar(exp, instance=0, title=f"LIME text, P(positive): {docs[0]!r}"),
+        out,
+        "text_lime.png",
+    )
 
 
 def _write_report(out, results):

@@ -273,6 +273,7 @@ _SUBJECTS = (
     "the script",
     "the pacing",
 )
+SENTIMENT_WORDS = _POSITIVE + _NEGATIVE
 _FILLER = ("honestly", "overall", "i thought", "to be fair", "in the end", "for me")
 
 

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from xaijax.explanation import Explanation  # noqa: E402
 
-__all__ = ["bar", "waterfall", "compare", "beeswarm", "overlay", "image_grid"]
+__all__ = ["bar", "waterfall", "compare", "beeswarm", "overlay", "image_grid", "lime_bar"]
 
 _POS, _NEG = "#d62728", "#1f77b4"
 
@@ -209,5 +209,49 @@ def image_grid(images, maps: dict, *, alpha: float = 0.5, row_titles=None, title
             )
     if title:
         fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def lime_bar(
+    exp: Explanation,
+    *,
+    instance: int = 0,
+    label: int = 0,
+    num_features: int = 10,
+    title: str | None = None,
+):
+    """LIME's signed bar chart: one instance's top features by ``|weight|`` with readable labels.
+
+    Uses ``extras["feature_labels"]`` (e.g. ``"0.12 < mean radius <= 0.57"`` or words) when the
+    explanation has them; ``label`` indexes the explained labels (the last axis of ``values``).
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax import Explanation
+        >>> fig = lime_bar(Explanation(np.array([[[0.5], [-0.2]]]), np.zeros((1, 1)),
+        ...                            np.zeros((1, 2))))
+    """
+    values = np.asarray(exp.values)
+    if not exp.is_batched:
+        values = values[None]
+    if values.ndim == 3:
+        values = values[..., label]
+    weights = values[instance]
+    labels = exp.extras.get("feature_labels")
+    if labels is not None and np.ndim(labels) == 2:
+        names = [str(s) for s in np.asarray(labels)[instance]]
+    else:
+        names = _names(exp, weights.shape[0])
+    order = np.argsort(np.abs(weights))[::-1][:num_features][::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.2))
+    ax.barh(
+        [names[i] for i in order],
+        weights[order],
+        color=[_POS if weights[i] >= 0 else _NEG for i in order],
+    )
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("surrogate weight")
+    ax.set_title(title or f"{exp.method or 'LIME'}: instance {instance}")
     fig.tight_layout()
     return fig
