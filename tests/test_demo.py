@@ -123,3 +123,16 @@ def test_explain_command_on_a_pickled_sklearn_model(tmp_path, capsys):
         == 2
     )
     assert "error" in capsys.readouterr().err
+
+
+def test_experiment_command_runs_a_script_and_reports_unknown_names(tmp_path, monkeypatch, capsys):
+    scripts = tmp_path / "experiments"
+    scripts.mkdir()
+    (scripts / "hello.py").write_text("def main(argv):\n    print('hello', argv)\n    return 0\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["experiment"]) == 0
+    assert "hello" in capsys.readouterr().out
+    assert cli.main(["experiment", "hello", "--quick"]) == 0
+    assert "hello ['--quick']" in capsys.readouterr().out
+    assert cli.main(["experiment", "nope"]) == 2
+    assert "unknown experiment 'nope'" in capsys.readouterr().err

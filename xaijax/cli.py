@@ -65,7 +65,9 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     train, test = data.train_test_split(data.breast_cancer(), seed=seed)
     net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
     _, timings["train_mlp"] = _timed(
-        "train", lambda: nets.train(net, train.X, train.y, key=k_train, epochs=epochs), log
+        "train",
+        lambda: nets.train(net, train.X, train.y, key=k_train, epochs=epochs, progress=not quick),
+        log,
     )
     accuracy = float((np.asarray(net(test.X)).argmax(1) == test.y).mean())
     background = xj.kmeans(train.X, 10, key=k_bg)
@@ -148,7 +150,9 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     reg = nets.MLP(10, [32], 1, rngs=nnx.Rngs(seed + 1))
     _, timings["train_regressor"] = _timed(
         "train",
-        lambda: nets.train(reg, dtrain.X, dtrain.y, key=k_train2, loss="mse", epochs=epochs),
+        lambda: nets.train(
+            reg, dtrain.X, dtrain.y, key=k_train2, loss="mse", epochs=epochs, progress=not quick
+        ),
         log,
     )
 
@@ -239,6 +243,7 @@ def _demo_images(out, *, quick, seed, results, log):
             key=k_train,
             epochs=8 if quick else 15,
             learning_rate=3e-3,
+            progress=not quick,
         ),
         log,
     )
@@ -550,6 +555,40 @@ def explain(args, log=print) -> dict:
     return summary
 
 
+def _experiment_dirs():
+    import xaijax
+
+    here = os.path.join(os.getcwd(), "experiments")
+    repo = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(xaijax.__file__))), "experiments"
+    )
+    return [d for d in dict.fromkeys((here, repo)) if os.path.isdir(d)]
+
+
+def available_experiments() -> dict:
+    """Experiment name -> script path, from ``experiments/`` (cwd first, then the source tree)."""
+    found = {}
+    for d in _experiment_dirs():
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".py") and not name.startswith("_"):
+                found.setdefault(name[:-3], os.path.join(d, name))
+    return found
+
+
+def run_experiment(name: str, argv) -> int:
+    """Run ``experiments/<name>.py``'s ``main(argv)``."""
+    import importlib.util
+
+    scripts = available_experiments()
+    if name not in scripts:
+        listed = ", ".join(scripts) or "none found (run from the repository root)"
+        raise CliError(f"unknown experiment {name!r}; available: {listed}")
+    spec = importlib.util.spec_from_file_location(f"experiments.{name}", scripts[name])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(list(argv)) or 0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="xaijax", description="Explain machine-learning models in JAX."
@@ -581,9 +620,24 @@ def main(argv=None) -> int:
     p_exp.add_argument("--link", choices=("identity", "logit"), default="identity")
     p_exp.add_argument("--seed", type=int, default=0)
     p_exp.add_argument("--out", default=os.path.join("runs", "explain"), help="output folder")
-    args = parser.parse_args(argv)
+    p_run = sub.add_parser(
+        "experiment",
+        help="run a paper reproduction in experiments/",
+        description="Run experiments/<name>.py (e.g. --quick for a CPU size); "
+        "it writes runs/<name>/results.json and figures.",
+    )
+    p_run.add_argument("name", nargs="?", help="experiment name; omit to list them")
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "experiment" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        if args.command == "demo":
+        if args.command == "experiment":
+            if not args.name:
+                for name, path in available_experiments().items():
+                    print(f"{name:28s} {path}")
+                return 0
+            return run_experiment(args.name, rest)
+        elif args.command == "demo":
             demo(args.out, quick=args.quick, seed=args.seed)
         elif args.command == "explain":
             explain(args)

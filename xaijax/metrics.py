@@ -23,6 +23,7 @@ __all__ = [
     "pointing_game",
     "energy_in_mask",
     "local_accuracy_gap",
+    "surrogate_fidelity",
     "sparseness",
     "complexity",
     "spearman",
@@ -324,6 +325,31 @@ def local_accuracy_gap(exp, outputs) -> np.ndarray:
             f"outputs must have shape {total.shape} like base_values; got shape {outputs.shape}"
         )
     return np.abs(total - outputs)
+
+
+def surrogate_fidelity(exp) -> np.ndarray:
+    """How well a LIME explanation's linear surrogate fits the model on its neighbourhood.
+
+    The kernel-weighted R² of the surrogate, per instance and explained label (``(n, L)``): near 1
+    means the local linear story is faithful; near 0 means the weights explain little.
+
+    References:
+        Ribeiro, Singh & Guestrin, "Why Should I Trust You?", KDD 2016 (the ``score``).
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax import Explanation
+        >>> e = Explanation(np.zeros((1, 2, 1)), np.zeros((1, 1)), np.zeros((1, 2)),
+        ...                 output_names=("1",), extras={"score": np.array([[0.9]])})
+        >>> surrogate_fidelity(e).tolist()
+        [[0.9]]
+    """
+    if "score" not in exp.extras:
+        raise ValueError(
+            "exp has no surrogate score: pass a LIME explanation "
+            f"(lime_tabular, lime_image, lime_text); got method {exp.method!r}"
+        )
+    return np.asarray(exp.extras["score"], np.float64)
 
 
 def _flat_abs(attributions):

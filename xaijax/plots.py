@@ -11,7 +11,16 @@ import numpy as np  # noqa: E402
 
 from xaijax.explanation import Explanation  # noqa: E402
 
-__all__ = ["bar", "waterfall", "compare", "beeswarm", "overlay", "image_grid", "lime_bar"]
+__all__ = [
+    "bar",
+    "waterfall",
+    "compare",
+    "beeswarm",
+    "overlay",
+    "image_grid",
+    "lime_bar",
+    "lime_segments",
+]
 
 _POS, _NEG = "#d62728", "#1f77b4"
 
@@ -253,5 +262,51 @@ def lime_bar(
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("surrogate weight")
     ax.set_title(title or f"{exp.method or 'LIME'}: instance {instance}")
+    fig.tight_layout()
+    return fig
+
+
+def lime_segments(
+    exp: Explanation,
+    *,
+    label: int | None = None,
+    num_features: int = 5,
+    positive_only: bool = True,
+    title: str | None = None,
+):
+    """One image's LIME superpixels: all boundaries, and the top ``num_features`` segments kept.
+
+    ``exp`` is a single image's :func:`xaijax.lime_image` explanation (index a batch first);
+    ``label`` defaults to its first explained label.
+
+    Example:
+        >>> import jax, numpy as np, jax.numpy as jnp
+        >>> from xaijax import lime_image
+        >>> f = lambda X: jnp.stack([X[..., 0].mean((1, 2)), X[..., 1].mean((1, 2))], axis=1)
+        >>> seg = np.repeat(np.arange(4), 4).reshape(4, 4)
+        >>> exp = lime_image(f, np.random.rand(4, 4, 3), key=jax.random.key(0), segments=seg,
+        ...                  num_samples=20, top_labels=1)
+        >>> fig = lime_segments(exp, num_features=2)
+    """
+    from skimage.segmentation import mark_boundaries
+
+    from xaijax.lime import get_image_and_mask
+
+    labels = np.asarray(exp.extras["labels"]).reshape(-1)
+    label = int(labels[0]) if label is None else int(label)
+    image = np.asarray(exp.data, np.float32)
+    segments = np.asarray(exp.extras["segments"])
+    shown, mask = get_image_and_mask(
+        exp, label, positive_only=positive_only, num_features=num_features, hide_rest=True
+    )
+    scale = 255.0 if image.max() > 1.0 else 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.2))
+    axes[0].imshow(mark_boundaries(image / scale, segments))
+    axes[0].set_title("superpixels", fontsize=8)
+    axes[1].imshow(mark_boundaries(np.asarray(shown, np.float32) / scale, mask.astype(int)))
+    axes[1].set_title(f"top {num_features} segments, label {label}", fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title or "LIME superpixels", fontsize=9)
     fig.tight_layout()
     return fig
