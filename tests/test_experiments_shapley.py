@@ -1,0 +1,54 @@
+"""The Shapley experiments run end to end at a tiny size and report sane numbers."""
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def experiments():
+    sys.path.insert(0, ROOT)
+    import experiments.shap_sample_efficiency as efficiency
+    import experiments.shapley_axioms as axioms
+
+    yield axioms, efficiency
+    sys.path.remove(ROOT)
+
+
+def test_shapley_axioms_tiny(experiments, tmp_path):
+    axioms, _ = experiments
+    assert axioms.main(["--instances", "2", "--models", "linear", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["summary"]["local_accuracy"] < 1e-4
+    assert results["summary"]["missingness"] == 0.0
+    assert results["all_consistent"]
+    assert results["axioms"]["linear/exact_shapley"]["symmetry"] < 1e-5
+    assert results["versions"]["jax"] and results["seed"] == 0
+    assert (tmp_path / "axioms.png").stat().st_size > 5000
+
+
+def test_sample_efficiency_tiny(experiments, tmp_path):
+    _, efficiency = experiments
+    argv = [
+        "--panels",
+        "A",
+        "--methods",
+        "Kernel SHAP",
+        "--replicates",
+        "8",
+        "--budgets-a",
+        "40,320",
+        "--out",
+        str(tmp_path),
+    ]
+    assert efficiency.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    curve = results["panels"]["A"]["curves"]["Kernel SHAP"]
+    assert curve[1]["mean_abs_error"] < curve[0]["mean_abs_error"]  # error falls with evaluations
+    for c in curve:
+        assert c["p10"] <= c["p50"] <= c["p90"]
+    assert (tmp_path / "sample_efficiency.png").stat().st_size > 5000
