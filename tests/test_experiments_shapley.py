@@ -1,4 +1,4 @@
-"""The Shapley experiments run end to end at a tiny size and report sane numbers."""
+"""The Shapley and LIME experiments run end to end at a tiny size and report sane numbers."""
 
 import json
 import os
@@ -12,15 +12,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def experiments():
     sys.path.insert(0, ROOT)
+    import experiments.lime_moons as moons
     import experiments.shap_sample_efficiency as efficiency
     import experiments.shapley_axioms as axioms
 
-    yield axioms, efficiency
+    yield axioms, efficiency, moons
     sys.path.remove(ROOT)
 
 
 def test_shapley_axioms_tiny(experiments, tmp_path):
-    axioms, _ = experiments
+    axioms, _, _ = experiments
     assert axioms.main(["--instances", "2", "--models", "linear", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["summary"]["local_accuracy"] < 1e-4
@@ -32,7 +33,7 @@ def test_shapley_axioms_tiny(experiments, tmp_path):
 
 
 def test_sample_efficiency_tiny(experiments, tmp_path):
-    _, efficiency = experiments
+    _, efficiency, _ = experiments
     argv = [
         "--panels",
         "A",
@@ -52,3 +53,13 @@ def test_sample_efficiency_tiny(experiments, tmp_path):
     for c in curve:
         assert c["p10"] <= c["p50"] <= c["p90"]
     assert (tmp_path / "sample_efficiency.png").stat().st_size > 5000
+
+
+def test_lime_moons_tiny(experiments, tmp_path):
+    _, _, moons = experiments
+    assert moons.main(["--repeats", "2", "--num-samples", "500", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["settings"]["instance"] == 103 and len(results["feature_labels"]) == 2
+    assert results["same_sign"]  # our surrogate and lime's agree in direction
+    assert results["coef_mean_abs_difference"] < 0.1
+    assert (tmp_path / "lime_moons.png").stat().st_size > 5000
