@@ -227,7 +227,9 @@ class BasicBlock(nnx.Module):
     def __init__(self, rng, cin, cout, stride):
         self.conv1 = Conv(rng, cin, cout, 3, stride=stride, padding=1)
         self.conv2 = Conv(rng, cout, cout, 3, padding=1, scale=0.0)
-        self.shortcut = Conv(rng, cin, cout, 1, stride=stride) if stride > 1 or cin != cout else None
+        self.shortcut = (
+            Conv(rng, cin, cout, 1, stride=stride) if stride > 1 or cin != cout else None
+        )
 
     def __call__(self, x):
         y = self.conv2(jax.nn.relu(self.conv1(x)))
