@@ -1,4 +1,4 @@
-"""ProtoPNet training: resume from checkpoints, a short run on synthetic shapes, explanations, CLI."""
+"""ProtoPNet training: checkpoint resume, a short run on synthetic shapes, explanations, CLI."""
 
 import json
 
@@ -156,6 +156,10 @@ def test_cli_quick_run_writes_results(tmp_path):
             "24",
             "--prototypes-per-class",
             "1",
+            "--prototype-depth",
+            "4",
+            "--channels",
+            "4,4",
             "--out",
             str(out),
             "--quiet",

@@ -1,4 +1,4 @@
-"""Prototype push: replace each prototype by the nearest latent patch of a training image of its class.
+"""Prototype push: move each prototype onto the nearest latent patch of an image of its class.
 
 References:
     Chen et al. "This Looks Like That: Deep Learning for Interpretable Image Recognition."
@@ -45,7 +45,7 @@ class PushResult(NamedTuple):
 
 
 def upsample(maps, size: int):
-    """Bicubic upsampling of ``(n, h, w)`` maps to ``(n, size, size)`` (``cv2.INTER_CUBIC`` there)."""
+    """Bicubic upsampling of ``(n, h, w)`` maps to ``(n, size, size)`` (as cv2 cubic, reference)."""
     maps = jnp.asarray(maps, jnp.float32)
     return jax.image.resize(maps, (maps.shape[0], size, size), "cubic")
 

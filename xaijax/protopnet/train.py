@@ -63,7 +63,7 @@ class TrainConfig:
         joint_step_size, joint_gamma: the joint rates are multiplied by ``gamma`` every
             ``step_size`` joint epochs (``StepLR``).
         last_layer_lr: learning rate of the last layer in the last-layer stage.
-        weight_decay: L2 weight decay of ``features`` and ``add_on`` (Adam's coupled form, as torch).
+        weight_decay: L2 decay of ``features`` and ``add_on`` (coupled with Adam, as in torch).
         push_start, push_every: push at epochs ``push_start + k * push_every``.
         final_push: also push after the last epoch, so the trained model's prototypes are always
             training patches (the reference only pushes on its schedule).
@@ -107,7 +107,7 @@ class TrainConfig:
 
 
 class TrainState(NamedTuple):
-    """Everything a run needs to resume: parameters, other variables, optimiser states, epoch, key."""
+    """What a run needs to resume: parameters, other variables, optimiser states, epoch, key."""
 
     params: nnx.State
     rest: nnx.State
@@ -251,12 +251,13 @@ def _make_eval(graphdef, terms_fn, coefficients):
     return batch_terms
 
 
-def evaluate(model, images, labels, *, batch_size: int = 128, coefficients=LossCoefficients()):
+def evaluate(model, images, labels, *, batch_size: int = 128, coefficients=None):
     """Mean loss terms and accuracy of a :class:`ProtoPNet` or :class:`PlainCNN` on a data set.
 
     Returns:
         A dict of floats (``accuracy``, ``cross_entropy``, ...).
     """
+    coefficients = LossCoefficients() if coefficients is None else coefficients
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     terms_fn = _protopnet_terms if isinstance(model, ProtoPNet) else _plain_terms
     return _evaluate(
@@ -358,7 +359,8 @@ def load_checkpoint(directory, template: TrainState) -> tuple[TrainState, dict]:
     ):
         raise ValueError(f"directory {directory} holds a checkpoint of a different model or config")
     params, rest, opt_states = jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(loaded, leaves)]
+        treedef,
+        [jnp.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(loaded, leaves, strict=True)],
     )
     key = jax.random.wrap_key_data(jnp.asarray(meta["key"], jnp.uint32))
     return TrainState(params, rest, opt_states, meta["epoch"], key), meta
@@ -619,6 +621,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--n", type=int, default=600, help="synthetic images to generate")
     parser.add_argument("--backbone", choices=("small", "resnet18"), default="small")
     parser.add_argument("--prototypes-per-class", type=int, default=3)
+    parser.add_argument("--prototype-depth", type=int, default=32)
+    parser.add_argument(
+        "--channels", default=None, help="backbone widths, e.g. 16,32,32 (resnet18: 4 stages)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--quiet", action="store_true")
@@ -626,13 +632,16 @@ def main(argv=None) -> dict:
 
     ds, (Xtr, ytr), (Xte, yte) = _dataset(args.dataset, args.size, args.n, args.seed)
     C = len(ds.class_names)
-    channels = (16, 32, 32) if args.backbone == "small" else (16, 32, 64, 64)
+    if args.channels:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    else:
+        channels = (16, 32, 32) if args.backbone == "small" else (16, 32, 64, 64)
     mcfg = ProtoPNetConfig(
         img_size=args.size,
         in_channels=ds.images.shape[-1],
         num_classes=C,
         num_prototypes=C * args.prototypes_per_class,
-        prototype_depth=32,
+        prototype_depth=args.prototype_depth,
         backbone=args.backbone,
         channels=channels,
     )
