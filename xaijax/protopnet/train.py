@@ -434,7 +434,7 @@ def train_protopnet(
             if meta.get("push") is not None:
                 last_push = PushResult(**{k: np.asarray(v) for k, v in meta["push"].items()})
         elif log_path.exists():
-            log_path.unlink()
+            log_path.unlink()  # a fresh run (or nothing to resume) starts a fresh log
     steps = {
         s: _make_step(
             graphdef,
@@ -597,7 +597,7 @@ QUICK = dict(
     warm_epochs=2,
     batch_size=32,
     warm_lr=(3e-3, 3e-3),
-    joint_lr=(2e-3, 3e-3, 3e-3),
+    joint_lr=(5e-3, 5e-3, 5e-3),
     joint_step_size=6,
     push_start=6,
     push_every=100,
