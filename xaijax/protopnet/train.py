@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -242,6 +243,15 @@ def _make_step(graphdef, tx, terms_fn, coefficients):
     return step
 
 
+# Compiled steps are cached on (graph, settings): a resumed or repeated run with the same
+# architecture and schedule reuses the compilation instead of tracing again.
+@functools.lru_cache(maxsize=16)
+def _stage_step(graphdef, config, steps_per_epoch, stage):
+    tx = stage_optimizer(stage, config, steps_per_epoch)
+    return _make_step(graphdef, tx, _protopnet_terms, config.coefficients)
+
+
+@functools.lru_cache(maxsize=16)
 def _make_eval(graphdef, terms_fn, coefficients):
     @jax.jit
     def batch_terms(params, rest, x, y, weight):
@@ -435,15 +445,7 @@ def train_protopnet(
                 last_push = PushResult(**{k: np.asarray(v) for k, v in meta["push"].items()})
         elif log_path.exists():
             log_path.unlink()  # a fresh run (or nothing to resume) starts a fresh log
-    steps = {
-        s: _make_step(
-            graphdef,
-            stage_optimizer(s, config, steps_per_epoch),
-            _protopnet_terms,
-            config.coefficients,
-        )
-        for s in STAGES
-    }
+    steps = {s: _stage_step(graphdef, config, steps_per_epoch, s) for s in STAGES}
     eval_fn = _make_eval(graphdef, _protopnet_terms, config.coefficients)
     progress = _Progress(verbose)
     params, rest, opt_states = state.params, state.rest, dict(state.opt_states)
