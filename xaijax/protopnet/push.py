@@ -8,6 +8,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -149,6 +150,17 @@ def _scan_body(graphdef, state, xs, ys, valid):
 _scan_jit = jax.jit(_scan_body, static_argnums=0)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _source_maps(graphdef, state, sources):
+    """Similarity map of prototype j on its source image j ``(P, h, w)``, and its upsampling."""
+    model = nnx.merge(graphdef, state)
+    _, _, d = model.forward(sources)
+    P = d.shape[-1]
+    # The diagonal of (image j, prototype j).
+    act = log_similarity(d[jnp.arange(P), :, :, jnp.arange(P)])
+    return act, upsample(act, sources.shape[1])
+
+
 def push(model: ProtoPNet, images, labels, *, batch_size: int = 64) -> PushResult:
     """Project every prototype onto its nearest training patch of its own class, in place.
 
@@ -180,16 +192,13 @@ def push(model: ProtoPNet, images, labels, *, batch_size: int = 64) -> PushResul
     z, dist, img, pos = nearest_patches(graphdef, state, images, labels, batch_size=batch_size)
     model.prototypes[...] = z
     img = np.asarray(img)
-    _, _, d = model.forward(jnp.asarray(images[img]))
-    P = cfg.num_prototypes
-    h, w = d.shape[1], d.shape[2]
-    # The prototype's own similarity map on its source image: the diagonal of (image j, proto j).
-    act = log_similarity(d[jnp.arange(P), :, :, jnp.arange(P)])
+    act, up = _source_maps(graphdef, nnx.state(model), jnp.asarray(images[img]))
+    act, up = np.asarray(act), np.asarray(up)
+    P, h, w = act.shape
     pos = np.asarray(pos)
     rows, cols = pos // w, pos % w
     rf = receptive_field(cfg)
     rf_box = np.array([rf.box(r, c, cfg.img_size) for r, c in zip(rows, cols, strict=True)])
-    up = np.asarray(upsample(act, cfg.img_size))
     high = np.array([high_activation_box(m) for m in up])
     return PushResult(
         prototypes=np.asarray(z),
@@ -197,7 +206,7 @@ def push(model: ProtoPNet, images, labels, *, batch_size: int = 64) -> PushResul
         image_index=img,
         position=np.stack([rows, cols], axis=1).astype(np.int32),
         rf_box=rf_box.astype(np.int32),
-        activation=np.asarray(act).reshape(P, h, w),
+        activation=act,
         high_box=high.astype(np.int32),
         classes=np.argmax(np.asarray(model.class_identity[...]), axis=1).astype(np.int32),
     )
