@@ -1,5 +1,6 @@
 """ProtoPNet training: checkpoint resume, a short run on synthetic shapes, explanations, CLI."""
 
+import dataclasses
 import json
 
 import jax
@@ -54,6 +55,17 @@ def test_checkpoint_resume_reproduces_an_uninterrupted_run(tmp_path):
         resume=True,
         verbose=False,
     )
+    with pytest.raises(ValueError, match="config"):
+        train_protopnet(
+            resumed,
+            ds.images,
+            ds.labels,
+            config=dataclasses.replace(tcfg, epochs=4),
+            key=key,
+            out_dir=tmp_path / "b",
+            resume=True,
+            verbose=False,
+        )
     for a, b in zip(_params(straight), _params(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(

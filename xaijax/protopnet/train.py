@@ -441,6 +441,12 @@ def train_protopnet(
         log_path = out / "metrics.jsonl"
         if resume and (out / "checkpoint.npz").exists():
             state, meta = load_checkpoint(out, state)
+            for name, cfg in (("model_config", mcfg), ("config", config)):
+                saved = meta.get("train_config" if name == "config" else name)
+                if saved is not None and saved != _config_dict(cfg):
+                    raise ValueError(
+                        f"{name} differs from the one the checkpoint in {out} was trained with"
+                    )
             if meta.get("push") is not None:
                 last_push = PushResult(**{k: np.asarray(v) for k, v in meta["push"].items()})
         elif log_path.exists():
