@@ -174,9 +174,12 @@ def test_cli_quick_run_writes_results(tmp_path):
             "4,4",
             "--out",
             str(out),
+            "--explain",
+            "1",
             "--quiet",
         ]
     )
     assert 0.0 <= results["protopnet_test_accuracy"] <= 1.0
     assert json.loads((out / "results.json").read_text())["n_test"] == 12
     assert (out / "prototypes.png").exists() and (out / "metrics.jsonl").exists()
+    assert (out / "explanation_0.png").exists() and (out / "checkpoint.npz").exists()

@@ -635,6 +635,7 @@ def main(argv=None) -> dict:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--explain", type=int, default=3, help="test images to explain (PNGs)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
@@ -687,19 +688,20 @@ def main(argv=None) -> dict:
         "model_config": _config_dict(mcfg),
         "train_config": _config_dict(tcfg),
     }
-    try:
-        from xaijax.protopnet import visualize
+    import matplotlib.pyplot as plt
 
-        if result.push is not None:
-            for i in range(3):
-                fig = visualize.explain_figure(
-                    net, Xte[i], result.push, Xtr, class_names=ds.class_names, top_k=3
-                )
-                fig.savefig(out / f"explanation_{i}.png", dpi=100)
-            fig = visualize.prototype_gallery(result.push, Xtr, class_names=ds.class_names)
-            fig.savefig(out / "prototypes.png", dpi=100)
-    except ImportError:  # pragma: no cover - visualize is optional during development
-        pass
+    from xaijax.protopnet import visualize
+
+    if result.push is not None:
+        for i in range(min(args.explain, len(yte))):
+            fig = visualize.explain_figure(
+                net, Xte[i], result.push, Xtr, class_names=ds.class_names, top_k=3
+            )
+            fig.savefig(out / f"explanation_{i}.png", dpi=100)
+            plt.close(fig)
+        fig = visualize.prototype_gallery(result.push, Xtr, class_names=ds.class_names)
+        fig.savefig(out / "prototypes.png", dpi=100)
+        plt.close(fig)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(
         f"test accuracy: ProtoPNet {proto_acc:.3f}, plain CNN {cnn_acc:.3f} "
