@@ -1,0 +1,78 @@
+"""ProtoPNet: prototypical part networks ("this looks like that"), trained and explained in JAX.
+
+References:
+    Chen, Li, Tao, Barnett, Su, Rudin. "This Looks Like That: Deep Learning for Interpretable
+    Image Recognition." NeurIPS 2019.
+"""
+
+from xaijax.protopnet.losses import (
+    LossCoefficients,
+    LossTerms,
+    cluster_cost,
+    l1_wrong_class,
+    protopnet_loss,
+    separation_cost,
+)
+from xaijax.protopnet.model import (
+    PlainCNN,
+    ProtoPNet,
+    ProtoPNetConfig,
+    ReceptiveField,
+    last_layer_init,
+    log_similarity,
+    prototype_class_identity,
+    receptive_field,
+    squared_distances,
+)
+from xaijax.protopnet.push import PushResult, high_activation_box, push
+from xaijax.protopnet.train import (
+    TrainConfig,
+    TrainResult,
+    TrainState,
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    stage_optimizer,
+    train_plain_cnn,
+    train_protopnet,
+)
+from xaijax.protopnet.visualize import (
+    PrototypeEvidence,
+    explain,
+    explain_figure,
+    prototype_gallery,
+)
+
+__all__ = [
+    "LossCoefficients",
+    "LossTerms",
+    "PlainCNN",
+    "PrototypeEvidence",
+    "ProtoPNet",
+    "ProtoPNetConfig",
+    "PushResult",
+    "ReceptiveField",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "cluster_cost",
+    "evaluate",
+    "explain",
+    "explain_figure",
+    "high_activation_box",
+    "l1_wrong_class",
+    "last_layer_init",
+    "load_checkpoint",
+    "log_similarity",
+    "prototype_class_identity",
+    "prototype_gallery",
+    "protopnet_loss",
+    "push",
+    "receptive_field",
+    "save_checkpoint",
+    "separation_cost",
+    "squared_distances",
+    "stage_optimizer",
+    "train_plain_cnn",
+    "train_protopnet",
+]

@@ -1,0 +1,411 @@
+"""The prototypical part network (ProtoPNet) as a Flax NNX module.
+
+A backbone CNN maps an image to a grid of features, 1x1 add-on convolutions (ending in a sigmoid)
+map those to latent patches ``z (n, h, w, D)``, and a prototype layer compares every latent patch
+with every prototype ``p (P, D)``. Each prototype's smallest distance over positions becomes a
+similarity, and a bias-free last layer turns similarities into class logits.
+
+References:
+    Chen, Li, Tao, Barnett, Su, Rudin. "This Looks Like That: Deep Learning for Interpretable
+    Image Recognition." NeurIPS 2019. Reference code: github.com/cfchen-duke/ProtoPNet (model.py,
+    receptive_field.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+__all__ = [
+    "ProtoPNetConfig",
+    "ProtoPNet",
+    "PlainCNN",
+    "Buffer",
+    "ReceptiveField",
+    "receptive_field",
+    "squared_distances",
+    "log_similarity",
+    "prototype_class_identity",
+    "last_layer_init",
+    "numpy_rng",
+]
+
+BACKBONES = ("small", "resnet18")
+
+
+class Buffer(nnx.Variable):
+    """A non-trainable array held by a module (the class-identity matrix)."""
+
+
+def numpy_rng(key) -> np.random.Generator:
+    """A NumPy generator seeded from a JAX key, so weights are built without compiling initialisers.
+
+    Flax's initialisers compile one random kernel per parameter shape; drawing from NumPy keeps
+    model construction cheap and still deterministic in ``key``.
+    """
+    data = np.asarray(jax.random.key_data(key), np.uint32).ravel()
+    return np.random.default_rng([int(v) for v in data])
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoPNetConfig:
+    """Architecture of a ProtoPNet.
+
+    Args:
+        img_size: side of the square input images in pixels.
+        in_channels: image channels (3 for RGB, 1 for grey).
+        num_classes: number of classes C.
+        num_prototypes: P, a multiple of ``num_classes`` (the paper uses 10 per class).
+        prototype_depth: D, channels of the latent patches and prototypes (the paper uses 128).
+        backbone: ``"small"`` (``conv3x3 -> ReLU -> maxpool2`` blocks) or ``"resnet18"`` (a
+            CIFAR-style ResNet-18: 3x3 stem and four stages of two basic blocks).
+        channels: widths of the backbone blocks (small) or of the four stages (resnet18).
+    """
+
+    img_size: int = 32
+    in_channels: int = 3
+    num_classes: int = 3
+    num_prototypes: int = 6
+    prototype_depth: int = 16
+    backbone: str = "small"
+    channels: tuple[int, ...] = (16, 32, 32)
+
+    @property
+    def prototypes_per_class(self) -> int:
+        return self.num_prototypes // self.num_classes
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the argument for an impossible architecture."""
+        for name in ("img_size", "in_channels", "num_classes", "prototype_depth"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
+        if self.num_prototypes < 1:
+            raise ValueError(f"num_prototypes must be positive; got {self.num_prototypes}")
+        _check_divisible(self.num_prototypes, self.num_classes)
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            raise ValueError(f"channels must be positive widths; got {self.channels}")
+        if self.backbone == "resnet18" and len(self.channels) != 4:
+            raise ValueError(f"channels must give 4 stage widths for resnet18; got {self.channels}")
+        rf = receptive_field(self)
+        if rf.size < 1:
+            raise ValueError(
+                f"img_size={self.img_size} is smaller than the receptive field of the "
+                f"{self.backbone!r} backbone with channels={self.channels}: its latent grid would "
+                "be empty; use larger images or fewer blocks"
+            )
+
+
+def _check_divisible(num_prototypes: int, num_classes: int) -> None:
+    if num_prototypes % num_classes:
+        raise ValueError(
+            f"num_prototypes={num_prototypes} must be divisible by num_classes={num_classes} "
+            "(each class owns the same number of prototypes)"
+        )
+
+
+# ----------------------------------------------------------------------------- receptive fields
+class ReceptiveField(NamedTuple):
+    """Receptive-field arithmetic of the latent grid (as ``compute_proto_layer_rf_info``).
+
+    ``size`` latent positions per side, ``jump`` pixels between neighbouring positions, ``rf``
+    pixels seen by one position, ``start`` centre of position 0 in pixels.
+    """
+
+    size: int
+    jump: float
+    rf: float
+    start: float
+
+    def box(self, h: int, w: int, img_size: int) -> tuple[int, int, int, int]:
+        """Pixel box ``(y0, y1, x0, x1)`` (end exclusive) seen by latent position ``(h, w)``."""
+
+        def span(i):
+            centre = self.start + i * self.jump
+            return max(int(centre - self.rf / 2), 0), min(int(centre + self.rf / 2), img_size)
+
+        (y0, y1), (x0, x1) = span(h), span(w)
+        return y0, y1, x0, x1
+
+
+def _backbone_layers(config: ProtoPNetConfig) -> list[tuple[int, int, int]]:
+    """(kernel, stride, padding) of every spatial layer on the backbone's longest path."""
+    if config.backbone == "small":
+        return [layer for _ in config.channels for layer in ((3, 1, 1), (2, 2, 0))]
+    layers = [(3, 1, 1)]
+    for stage in range(4):
+        for block in range(2):
+            stride = 2 if stage > 0 and block == 0 else 1
+            layers += [(3, stride, 1), (3, 1, 1)]
+    return layers
+
+
+def receptive_field(config: ProtoPNetConfig) -> ReceptiveField:
+    """Receptive field of one latent patch, from the layer arithmetic of the backbone.
+
+    Args:
+        config: the architecture.
+
+    Returns:
+        ``ReceptiveField(size, jump, rf, start)``; ``size < 1`` means the image is too small.
+
+    Example:
+        >>> receptive_field(ProtoPNetConfig(img_size=32, channels=(8, 8, 8)))
+        ReceptiveField(size=4, jump=8, rf=22, start=4.0)
+    """
+    n, j, r, start = config.img_size, 1, 1, 0.5
+    for k, s, p in _backbone_layers(config):
+        n = math.floor((n - k + 2 * p) / s) + 1
+        start = start + ((k - 1) / 2 - p) * j
+        r = r + (k - 1) * j
+        j = j * s
+        if n < 1:
+            return ReceptiveField(n, j, r, start)
+    return ReceptiveField(n, j, r, start)
+
+
+# ----------------------------------------------------------------------------- layers
+class Conv(nnx.Module):
+    """A 2-D convolution ``NHWC -> NHWC`` with explicit symmetric padding, weights from NumPy."""
+
+    def __init__(self, rng, cin, cout, kernel, *, stride=1, padding=0, scale=1.0, fan="in"):
+        fan_n = kernel * kernel * (cin if fan == "in" else cout)
+        w = rng.normal(size=(kernel, kernel, cin, cout)) * math.sqrt(2.0 / fan_n) * scale
+        self.kernel = nnx.Param(jnp.asarray(w, jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
+        self.stride = stride
+        self.padding = padding
+
+    def __call__(self, x):
+        p = self.padding
+        y = jax.lax.conv_general_dilated(
+            x,
+            self.kernel[...],
+            (self.stride, self.stride),
+            ((p, p), (p, p)),
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        )
+        return y + self.bias[...].reshape(1, 1, 1, -1)
+
+
+def _max_pool2(x):
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def _modules(items):
+    return nnx.List(items) if hasattr(nnx, "List") else list(items)
+
+
+class SmallCNN(nnx.Module):
+    """``[conv3x3 -> ReLU -> maxpool2] x len(channels)``: a backbone for 24-64 px images."""
+
+    def __init__(self, rng, in_channels, channels):
+        widths = [in_channels, *channels]
+        self.convs = _modules(
+            [Conv(rng, a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:], strict=True)]
+        )
+        self.out_channels = int(channels[-1])
+
+    def __call__(self, x):
+        for conv in self.convs:
+            x = _max_pool2(jax.nn.relu(conv(x)))
+        return x
+
+
+class BasicBlock(nnx.Module):
+    """ResNet basic block; without batch norm the second conv starts at zero (SkipInit)."""
+
+    def __init__(self, rng, cin, cout, stride):
+        self.conv1 = Conv(rng, cin, cout, 3, stride=stride, padding=1)
+        self.conv2 = Conv(rng, cout, cout, 3, padding=1, scale=0.0)
+        self.shortcut = (
+            Conv(rng, cin, cout, 1, stride=stride) if stride > 1 or cin != cout else None
+        )
+
+    def __call__(self, x):
+        y = self.conv2(jax.nn.relu(self.conv1(x)))
+        return jax.nn.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
+
+
+class ResNet18(nnx.Module):
+    """CIFAR-style ResNet-18 (3x3 stem, no max-pool; stages of 2 basic blocks, strides 1,2,2,2).
+
+    Batch norm is left out so that training, push and explanation all see one deterministic
+    function of the parameters; residual branches start at zero instead (SkipInit, De & Smith 2020).
+    """
+
+    def __init__(self, rng, in_channels, channels):
+        self.stem = Conv(rng, in_channels, channels[0], 3, padding=1)
+        blocks, cin = [], channels[0]
+        for stage, cout in enumerate(channels):
+            for block in range(2):
+                blocks.append(BasicBlock(rng, cin, cout, 2 if stage > 0 and block == 0 else 1))
+                cin = cout
+        self.blocks = _modules(blocks)
+        self.out_channels = int(channels[-1])
+
+    def __call__(self, x):
+        x = jax.nn.relu(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def make_backbone(config: ProtoPNetConfig, rng):
+    cls = SmallCNN if config.backbone == "small" else ResNet18
+    return cls(rng, config.in_channels, config.channels)
+
+
+# ----------------------------------------------------------------------------- prototype math
+def prototype_class_identity(num_prototypes: int, num_classes: int) -> jax.Array:
+    """One-hot class of every prototype ``(P, C)``: prototype ``j`` belongs to class ``j // (P/C)``.
+
+    Example:
+        >>> prototype_class_identity(4, 2).tolist()
+        [[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]
+    """
+    _check_divisible(num_prototypes, num_classes)
+    owner = np.arange(num_prototypes) // (num_prototypes // num_classes)
+    return jnp.asarray(np.eye(num_classes, dtype=np.float32)[owner])
+
+
+def last_layer_init(
+    class_identity: jax.Array, *, correct: float = 1.0, incorrect: float = -0.5
+) -> jax.Array:
+    """Last-layer weights ``(P, C)``: ``correct`` from a prototype to its class, else ``incorrect``.
+
+    Example:
+        >>> last_layer_init(prototype_class_identity(2, 2)).tolist()
+        [[1.0, -0.5], [-0.5, 1.0]]
+    """
+    return correct * class_identity + incorrect * (1.0 - class_identity)
+
+
+def squared_distances(z: jax.Array, prototypes: jax.Array) -> jax.Array:
+    """Squared L2 distance between every latent patch and every prototype, clamped at 0.
+
+    Computed as ``||z||^2 - 2 z.p + ||p||^2`` so that the ``(n, h, w, P, D)`` differences are
+    never materialised (the reference's ``_l2_convolution``).
+
+    Args:
+        z: latent patches ``(n, h, w, D)``.
+        prototypes: ``(P, D)``.
+
+    Returns:
+        ``(n, h, w, P)`` distances.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> squared_distances(jnp.ones((1, 1, 1, 2)), jnp.zeros((3, 2))).ravel().tolist()
+        [2.0, 2.0, 2.0]
+    """
+    z2 = jnp.sum(z * z, axis=-1, keepdims=True)
+    p2 = jnp.sum(prototypes * prototypes, axis=-1)
+    zp = jnp.einsum("nhwd,pd->nhwp", z, prototypes)
+    return jax.nn.relu(z2 - 2.0 * zp + p2.reshape(1, 1, 1, -1))
+
+
+def log_similarity(distances: jax.Array, epsilon: float = 1e-4) -> jax.Array:
+    """Similarity ``log((d + 1) / (d + epsilon))``: ``log(1/epsilon)`` at d = 0, decreasing in d.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> round(float(log_similarity(jnp.zeros(()))), 4)
+        9.2103
+    """
+    return jnp.log((distances + 1.0) / (distances + epsilon))
+
+
+# ----------------------------------------------------------------------------- the network
+class ProtoPNet(nnx.Module):
+    """A prototypical part network: backbone, add-on layers, prototypes, bias-free last layer.
+
+    Args:
+        config: the architecture (validated here: a bad one raises ``ValueError``).
+        key: a JAX key; weights are drawn deterministically from it. Prototypes are uniform in
+            [0, 1)^D like the reference's ``torch.rand``.
+
+    ``model(x)`` maps images ``(n, H, W, C)`` to logits ``(n, C)``; ``model.forward(x)`` returns
+    ``(logits, min_distances (n, P), distances (n, h, w, P))``.
+
+    References:
+        Chen et al. "This Looks Like That: Deep Learning for Interpretable Image Recognition."
+        NeurIPS 2019.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> cfg = ProtoPNetConfig(img_size=24, num_classes=2, num_prototypes=4, channels=(4, 4))
+        >>> net = ProtoPNet(cfg, key=jax.random.key(0))
+        >>> net(jnp.zeros((5, 24, 24, 3))).shape
+        (5, 2)
+    """
+
+    def __init__(self, config: ProtoPNetConfig, *, key):
+        config.validate()
+        rng = numpy_rng(key)
+        self.config = config
+        self.features = make_backbone(config, rng)
+        D = config.prototype_depth
+        # Two 1x1 convs, ReLU between, sigmoid after: latent patches live in [0, 1]^D.
+        self.add_on = _modules(
+            [
+                Conv(rng, self.features.out_channels, D, 1, fan="out"),
+                Conv(rng, D, D, 1, fan="out"),
+            ]
+        )
+        P, C = config.num_prototypes, config.num_classes
+        self.prototypes = nnx.Param(jnp.asarray(rng.uniform(size=(P, D)), jnp.float32))
+        identity = prototype_class_identity(P, C)
+        self.class_identity = Buffer(identity)
+        self.last_layer = nnx.Param(last_layer_init(identity))
+
+    def latent(self, x: jax.Array) -> jax.Array:
+        """Latent patches ``(n, h, w, D)`` in [0, 1] for images ``(n, H, W, C)``."""
+        a = self.features(x)
+        return jax.nn.sigmoid(self.add_on[1](jax.nn.relu(self.add_on[0](a))))
+
+    def forward(self, x: jax.Array):
+        """``(logits (n, C), min_distances (n, P), distances (n, h, w, P))`` for images."""
+        d = squared_distances(self.latent(x), self.prototypes[...])
+        min_d = jnp.min(d, axis=(1, 2))
+        logits = log_similarity(min_d) @ self.last_layer[...]
+        return logits, min_d, d
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.forward(x)[0]
+
+
+class PlainCNN(nnx.Module):
+    """The ProtoPNet backbone followed by global average pooling and a linear classifier.
+
+    The baseline that ProtoPNet is compared with: same backbone, no prototypes.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> cfg = ProtoPNetConfig(img_size=24, num_classes=2, num_prototypes=4, channels=(4, 4))
+        >>> PlainCNN(cfg, key=jax.random.key(0))(jnp.zeros((5, 24, 24, 3))).shape
+        (5, 2)
+    """
+
+    def __init__(self, config: ProtoPNetConfig, *, key):
+        config.validate()
+        rng = numpy_rng(key)
+        self.config = config
+        self.features = make_backbone(config, rng)
+        cin = self.features.out_channels
+        w = rng.normal(size=(cin, config.num_classes)) / math.sqrt(cin)
+        self.head = nnx.Param(jnp.asarray(w, jnp.float32))
+        self.head_bias = nnx.Param(jnp.zeros((config.num_classes,), jnp.float32))
+
+    def __call__(self, x):
+        pooled = jnp.mean(self.features(x), axis=(1, 2))
+        return pooled @ self.head[...] + self.head_bias[...].reshape(1, -1)
