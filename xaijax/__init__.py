@@ -26,6 +26,7 @@ from xaijax.gradients import (
 )
 from xaijax.lime import get_image_and_mask, lime_image, lime_tabular, lime_text, submodular_pick
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, host_model
+from xaijax.protopnet import ProtoPNet, ProtoPNetConfig, TrainConfig, train_protopnet
 from xaijax.shapley import (
     Background,
     coalition_plan,
@@ -47,6 +48,11 @@ __all__ = [
     "as_model",
     "evaluate",
     "host_model",
+    # ProtoPNet
+    "ProtoPNet",
+    "ProtoPNetConfig",
+    "TrainConfig",
+    "train_protopnet",
     # Shapley values
     "Background",
     "coalition_plan",

@@ -590,6 +590,13 @@ def run_experiment(name: str, argv) -> int:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["protopnet"]:
+        # ProtoPNet's trainer has its own argument parser (datasets, stages, checkpoints).
+        from xaijax.protopnet.train import main as protopnet_main
+
+        protopnet_main(argv[1:])
+        return 0
     parser = argparse.ArgumentParser(
         prog="xaijax", description="Explain machine-learning models in JAX."
     )
@@ -620,6 +627,11 @@ def main(argv=None) -> int:
     p_exp.add_argument("--link", choices=("identity", "logit"), default="identity")
     p_exp.add_argument("--seed", type=int, default=0)
     p_exp.add_argument("--out", default=os.path.join("runs", "explain"), help="output folder")
+    sub.add_parser(
+        "protopnet",
+        add_help=False,
+        help="train and explain a ProtoPNet (xaijax protopnet --help for its options)",
+    )
     p_run = sub.add_parser(
         "experiment",
         help="run a paper reproduction in experiments/",
