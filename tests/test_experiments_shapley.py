@@ -12,16 +12,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def experiments():
     sys.path.insert(0, ROOT)
+    import experiments.image_lime as image_lime
     import experiments.lime_moons as moons
     import experiments.shap_sample_efficiency as efficiency
     import experiments.shapley_axioms as axioms
 
-    yield axioms, efficiency, moons
+    yield axioms, efficiency, moons, image_lime
     sys.path.remove(ROOT)
 
 
 def test_shapley_axioms_tiny(experiments, tmp_path):
-    axioms, _, _ = experiments
+    axioms = experiments[0]
     assert axioms.main(["--instances", "2", "--models", "linear", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["summary"]["local_accuracy"] < 1e-4
@@ -33,7 +34,7 @@ def test_shapley_axioms_tiny(experiments, tmp_path):
 
 
 def test_sample_efficiency_tiny(experiments, tmp_path):
-    _, efficiency, _ = experiments
+    efficiency = experiments[1]
     argv = [
         "--panels",
         "A",
@@ -56,10 +57,22 @@ def test_sample_efficiency_tiny(experiments, tmp_path):
 
 
 def test_lime_moons_tiny(experiments, tmp_path):
-    _, _, moons = experiments
+    moons = experiments[2]
     assert moons.main(["--repeats", "2", "--num-samples", "500", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["settings"]["instance"] == 103 and len(results["feature_labels"]) == 2
     assert results["same_sign"]  # our surrogate and lime's agree in direction
     assert results["coef_mean_abs_difference"] < 0.1
     assert (tmp_path / "lime_moons.png").stat().st_size > 5000
+
+
+def test_image_lime_tiny(experiments, tmp_path):
+    image_lime = experiments[3]
+    argv = ["--num-samples", "60", "--epochs", "3", "--segments", "20", "--out", str(tmp_path)]
+    assert image_lime.main(argv) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert 10 <= results["num_segments"] <= 40
+    assert 0.05 < results["mean_fraction_hidden"] < 0.4  # about 20% of segments hidden
+    curve = results["p_face_as_top_segments_are_hidden"]
+    assert all(0.0 <= p <= 1.0 for p in curve)
+    assert (tmp_path / "image_lime_steps.png").stat().st_size > 5000
