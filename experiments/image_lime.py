@@ -27,8 +27,6 @@ from xaijax.models import as_model, evaluate
 from xaijax.runs import save_figure, save_results
 from xaijax.solve import fit_surrogate
 
-SIZE = 64
-
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Image LIME, step by step, on lfw faces")
@@ -38,6 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--segments", type=int, default=75)
     parser.add_argument("--kernel-width", type=float, default=0.25)
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--size", type=int, default=64, help="image side after upsampling")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=os.path.join("runs", "image_lime"))
     args = parser.parse_args(argv)
@@ -50,7 +49,8 @@ def main(argv=None) -> int:
     ds = data.lfw_faces()
     from skimage.transform import resize
 
-    images = np.stack([resize(im, (SIZE, SIZE), order=1) for im in ds.images]).astype(np.float32)
+    size = args.size
+    images = np.stack([resize(im, (size, size), order=1) for im in ds.images]).astype(np.float32)
     order = np.asarray(jax.random.permutation(k_split, len(images)))
     train, test = order[:150], order[150:]
     cnn = nets.build(lambda r: nets.CNN(1, 2, widths=(16, 32, 32), rngs=r), seed=args.seed)
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         "experiment": "image_lime",
         "seed": args.seed,
         "settings": {
-            "image_size": SIZE,
+            "image_size": size,
             "num_samples": num_samples,
             "hide_fraction": args.hide,
             "slic_segments_requested": args.segments,

@@ -68,7 +68,8 @@ def test_lime_moons_tiny(experiments, tmp_path):
 
 def test_image_lime_tiny(experiments, tmp_path):
     image_lime = experiments[3]
-    argv = ["--num-samples", "60", "--epochs", "3", "--segments", "20", "--out", str(tmp_path)]
+    argv = ["--num-samples", "60", "--epochs", "3", "--segments", "20", "--size", "32"]
+    argv += ["--out", str(tmp_path)]
     assert image_lime.main(argv) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     assert 10 <= results["num_segments"] <= 40
