@@ -45,7 +45,7 @@ from xaijax import data, metrics, nets, plots  # noqa: E402
 
 SIZES = {
     # train images, epochs, test images, LIME samples, Kernel SHAP coalitions, IG steps
-    "tiny": dict(train=192, epochs=8, test=6, lime_samples=40, shap_samples=40, ig_steps=8),
+    "tiny": dict(train=64, epochs=2, test=6, lime_samples=24, shap_samples=24, ig_steps=4),
     "quick": dict(train=384, epochs=10, test=24, lime_samples=300, shap_samples=300, ig_steps=32),
     "full": dict(
         train=3000, epochs=20, test=300, lime_samples=1000, shap_samples=1000, ig_steps=64
