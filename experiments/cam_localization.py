@@ -106,9 +106,9 @@ class SuperpixelGame(nnx.Module):
         self.target = nnx.Variable(jnp.asarray(target))
 
     def __call__(self, Z):
-        present = jnp.einsum("hwm,nm->nhw", self.one_hot.value, Z)[..., None]
-        X = present * self.image.value[None] + (1 - present) * self.hidden.value[None]
-        return jax.nn.softmax(self.cnn(X), axis=-1)[:, self.target.value]
+        present = jnp.einsum("hwm,nm->nhw", self.one_hot[...], Z)[..., None]
+        X = present * self.image[...][None] + (1 - present) * self.hidden[...][None]
+        return jax.nn.softmax(self.cnn(X), axis=-1)[:, self.target[...]]
 
 
 def kernel_shap_superpixels(cnn, images, segments, targets, *, key, num_samples):
