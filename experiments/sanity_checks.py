@@ -84,6 +84,24 @@ def as_heatmap(a):
     return np.abs(a).sum(-1) if a.ndim == 3 else a
 
 
+def ssim_abs(a, b):
+    """Mean SSIM of ``|a|`` and ``|b|`` per image, each scaled to [0, 1] (Adebayo et al.'s SSIM)."""
+    from skimage.metrics import structural_similarity
+
+    def unit(m):
+        m = as_heatmap(m)
+        return m / m.max() if m.max() > 0 else m
+
+    return float(
+        np.mean(
+            [
+                structural_similarity(unit(x), unit(y), data_range=1.0)
+                for x, y in zip(np.abs(a), np.abs(b), strict=True)
+            ]
+        )
+    )
+
+
 def main(argv=None) -> int:
     args = parse_args(argv or [])
     size = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -168,11 +186,13 @@ def main(argv=None) -> int:
         cascading[name] = {
             "spearman": np.asarray(out["spearman"]).mean(1).tolist(),
             "spearman_abs": np.asarray(out["spearman_abs"]).mean(1).tolist(),
+            "ssim_abs": [ssim_abs(seen[0], later) for later in seen[1:]],
         }
         maps_by_stage[name] = seen
         print(
             f"    {name}: spearman {np.round(cascading[name]['spearman'], 3).tolist()}, "
-            f"abs {np.round(cascading[name]['spearman_abs'], 3).tolist()}",
+            f"abs {np.round(cascading[name]['spearman_abs'], 3).tolist()}, "
+            f"SSIM {np.round(cascading[name]['ssim_abs'], 3).tolist()}",
             flush=True,
         )
 
@@ -185,12 +205,14 @@ def main(argv=None) -> int:
         data_randomization[name] = {
             "spearman": float(metrics.spearman(original, other).mean()),
             "spearman_abs": float(metrics.spearman(np.abs(original), np.abs(other)).mean()),
+            "ssim_abs": ssim_abs(original, other),
         }
         print(f"    {name}: {data_randomization[name]}", flush=True)
 
     # The paper's finding: after randomising every layer, guided methods remain more similar to
     # the trained model's maps than Grad-CAM and gradients do (|.| correlations, as in figure 2).
     final_abs = {name: c["spearman_abs"][-1] for name, c in cascading.items()}
+    final_ssim = {name: c["ssim_abs"][-1] for name, c in cascading.items()}
     top_abs = {name: c["spearman_abs"][0] for name, c in cascading.items()}
     others = ("Grad-CAM", "saliency")
     findings = {
@@ -199,6 +221,10 @@ def main(argv=None) -> int:
         "guided_more_similar_than_grad_cam_and_gradients_after_full_randomization": bool(
             min(final_abs[g] for g in GUIDED) > max(final_abs[o] for o in others)
         ),
+        "guided_more_similar_than_grad_cam_and_gradients_by_ssim": bool(
+            min(final_ssim[g] for g in GUIDED) > max(final_ssim[o] for o in others)
+        ),
+        "final_ssim_abs": final_ssim,
         "grad_cam_drops_after_full_randomization": bool(
             cascading["Grad-CAM"]["spearman_abs"][-1] < 0.5
         ),
@@ -209,8 +235,8 @@ def main(argv=None) -> int:
     # 5. Figures: correlation vs randomised layer, and the maps of one image as layers go.
     print("[4/4] figures and results.json", flush=True)
     stages = ["none", *layers]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    for ax, kind in zip(axes, ("spearman", "spearman_abs"), strict=True):
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4), sharey=True)
+    for ax, kind in zip(axes, ("spearman", "spearman_abs", "ssim_abs"), strict=True):
         for name, c in cascading.items():
             style = "--" if name in GUIDED else "-"
             ax.plot(stages, [1.0, *c[kind]], style, marker="o", label=name)
@@ -219,7 +245,7 @@ def main(argv=None) -> int:
         ax.set_xlabel("randomised up to layer (from the logits down)")
         ax.tick_params(axis="x", rotation=30)
     axes[0].set_ylabel("rank correlation with the trained model's maps")
-    axes[1].legend(fontsize=8)
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out, "correlation_vs_layer.png"), dpi=110)
     plt.close(fig)

@@ -59,7 +59,7 @@ def test_sanity_checks(tmp_path):
     methods = {"saliency", "Integrated Gradients", "Grad-CAM", "guided backprop", "Guided Grad-CAM"}
     assert set(cascading) - {"layers"} == methods
     for name in methods:
-        for kind in ("spearman", "spearman_abs"):
+        for kind in ("spearman", "spearman_abs", "ssim_abs"):
             rho = np.asarray(cascading[name][kind])
             assert rho.shape == (len(layers),)
             assert np.all((rho >= -1.0) & (rho <= 1.0))
