@@ -84,7 +84,6 @@ _AFFINE = frozenset(
         "copy",
         "copy_p",
         "rev",
-        "stop_gradient",
         "reduce_precision",
         "cumsum",
         "reduce_window_sum",
@@ -197,6 +196,10 @@ def _rule(eqn, invals):
     inner = inlinable_jaxpr(eqn)
     if inner is not None:
         return eval_jaxpr(inner.jaxpr, inner.consts, invals, _rule)
+    if name == "stop_gradient":
+        # Differences flow through it: softmax's stop_gradient(max(x)) shift is part of the
+        # function, and summation-to-delta needs every difference accounted for.
+        return invals
     xs, refs = _sides(invals)
 
     if not all(_is_float(v.aval) for v in eqn.outvars):
@@ -247,9 +250,12 @@ def _bilinear(eqn, invals):
 def _elementwise(eqn, invals, varying):
     """Rescale rule for one varying operand; exact two-player Shapley split for two."""
     out_shape = eqn.outvars[0].aval.shape
-    for i in varying:
-        if invals[i].x.shape != out_shape:
-            raise _unsupported(eqn, f"with a broadcast operand of shape {invals[i].x.shape}")
+    # Broadcasting is linear: widen varying operands to the output's shape (the gradient of
+    # broadcast_to sums the multipliers back), so the rules below are truly element-wise.
+    invals = [
+        Pair(*(jnp.broadcast_to(s, out_shape) for s in v)) if isinstance(v, Pair) else v
+        for v in invals
+    ]
     if len(varying) > 2:
         raise _unsupported(eqn, "with more than two operands that depend on the input")
     xs, refs = _sides(invals)
