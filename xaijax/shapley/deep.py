@@ -303,21 +303,31 @@ def _maximum(eqn, a: Pair) -> Pair:
         p = eqn.params
         if any(d != 1 for d in (*p["base_dilation"], *p["window_dilation"])):
             raise _unsupported(eqn, "with dilation")
-        index = _window_index(
-            a.x.shape, p["window_dimensions"], p["window_strides"], p["padding"]
-        )  # (*out_shape, k), -1 for padding
-        safe = jnp.asarray(np.maximum(index, 0).reshape(-1))
-        pad = jnp.asarray(index < 0)
+        strides = tuple(p["window_strides"])
+        padding = [tuple(q) for q in p["padding"]]
+        out_shape = eqn.outvars[0].aval.shape
+
+        # Padding enters as null players: equal at x and r, and below every real entry of both.
+        low = _sg(jnp.minimum(jnp.min(a.x), jnp.min(a.ref)))
 
         def windows(v):
-            return jnp.take(v.reshape(-1), safe).reshape(index.shape)
+            # (*out_shape, k): strided slices of the padded input, one per window offset.
+            padded = jnp.pad(v, padding, constant_values=low)
+            parts = [
+                jax.lax.slice(
+                    padded,
+                    offset,
+                    [
+                        o + (n - 1) * s + 1
+                        for o, n, s in zip(offset, out_shape, strides, strict=True)
+                    ],
+                    strides,
+                )
+                for offset in np.ndindex(*p["window_dimensions"])
+            ]
+            return jnp.stack(parts, axis=-1)
 
         wx, wr = windows(a.x), windows(a.ref)
-        # Padding enters as a null player: equal at x and r, below every real entry of both.
-        real = jnp.minimum(_sg(wx), wr)
-        low = jnp.min(jnp.where(pad, jnp.inf, real), axis=-1, keepdims=True)
-        low = jnp.broadcast_to(_sg(low), index.shape)
-        wx, wr = jnp.where(pad, low, wx), jnp.where(pad, low, wr)
     else:
         axes = tuple(eqn.params["axes"])
         keep = [d for d in range(a.x.ndim) if d not in axes]
@@ -334,16 +344,6 @@ def _maximum(eqn, a: Pair) -> Pair:
     y_ref = sign * jnp.max(sign * wr, axis=-1)
     out = _sg(y) + jnp.sum(_sg(m) * (wx - _sg(wx)), axis=-1)
     return Pair(out, y_ref)
-
-
-def _window_index(shape, window, strides, padding) -> np.ndarray:
-    """Flat indices of each pooling window's entries, ``(*out_shape, k)``; ``-1`` for padding."""
-    index = np.arange(int(np.prod(shape))).reshape(shape)
-    index = np.pad(index, [tuple(p) for p in padding], constant_values=-1)
-    view = np.lib.stride_tricks.sliding_window_view(index, tuple(window))
-    view = view[tuple(slice(None, None, s) for s in strides)]
-    out_shape = view.shape[: len(shape)]
-    return view.reshape(out_shape + (-1,))
 
 
 def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
@@ -374,10 +374,20 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
         [2.5, 0.5]
     """
     x, reference = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(reference))
-    levels = jnp.sort(jnp.concatenate([x, reference], axis=-1), axis=-1)  # (..., 2k)
-    lo, hi = levels[..., :-1], levels[..., 1:]
-    t = ((lo + hi) / 2)[..., :, None]  # (..., 2k-1, 1)
-    below_x = x[..., None, :] < t  # (..., 2k-1, k)
+    shape = x.shape
+    # Work on (rows, k): XLA:CPU crashed lowering the rank-6 intermediates of pooling windows.
+    x, reference = x.reshape(-1, shape[-1]), reference.reshape(-1, shape[-1])
+    # The intervals between consecutive distinct values, found by comparisons rather than a
+    # sort (a sort in this position crashed XLA:CPU's lowering inside lax.map on jax 0.10).
+    lo = jnp.concatenate([x, reference], axis=-1)  # (..., 2k) interval starts
+    above = lo[..., None, :] > lo[..., :, None]  # above[j, i]: value i is above value j
+    top = jnp.max(lo, axis=-1, keepdims=True)[..., None]  # the next value up, or lo if none
+    hi = jnp.min(jnp.where(above, lo[..., None, :], top), axis=-1)
+    n = lo.shape[-1]
+    earlier_equal = (lo[..., None, :] == lo[..., :, None]) & np.tri(n, k=-1, dtype=bool)
+    hi = jnp.where(jnp.any(earlier_equal, axis=-1), lo, hi)  # count repeated values once
+    t = ((lo + hi) / 2)[..., :, None]  # (..., 2k, 1)
+    below_x = x[..., None, :] < t  # (..., 2k, k)
     below_r = reference[..., None, :] < t
     P = below_x & ~below_r
     N = below_r & ~below_x
@@ -386,11 +396,19 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     p = P.sum(axis=-1, keepdims=True)
     q = N.sum(axis=-1, keepdims=True)
     table = jnp.asarray(_unanimity_weights(x.shape[-1]), x.dtype)
-    w_p = table[jnp.maximum(p - 1, 0), q]  # (p-1)! q! / (p+q)!
-    w_n = table[jnp.maximum(q - 1, 0), p]  # p! (q-1)! / (p+q)!
+    # Looked up by one-hot contractions: a gather here crashed XLA:CPU inside lax.map.
+    sizes = jnp.arange(table.shape[0])
+
+    def lookup(a, b):
+        rows = (a == sizes).astype(x.dtype)  # (..., 1, k+1)
+        cols = (b == sizes).astype(x.dtype)
+        return jnp.sum(rows * (cols @ table.T), axis=-1, keepdims=True)
+
+    w_p = lookup(jnp.maximum(p - 1, 0), q)  # (p-1)! q! / (p+q)!
+    w_n = lookup(jnp.maximum(q - 1, 0), p)  # p! (q-1)! / (p+q)!
     per_level = jnp.where(P, -w_p, 0.0) + jnp.where(N, w_n, 0.0)
     per_level = jnp.where(live, per_level, 0.0)
-    return jnp.sum((hi - lo)[..., :, None] * per_level, axis=-2)
+    return jnp.sum((hi - lo)[..., :, None] * per_level, axis=-2).reshape(shape)
 
 
 @functools.cache
@@ -643,9 +661,14 @@ def deep_shap(
     """
     problem = _prepare_deep(f, X, background, background_weights, feature_names)
     if problem.model.kind == "host":
+        try:  # say why it could not be traced
+            jax.eval_shape(f, jax.ShapeDtypeStruct(problem.X.shape, problem.X.dtype))
+            why = ""
+        except Exception as err:
+            why = f" Tracing it failed with {type(err).__name__}: {err}"
         raise ValueError(
             "f must be a JAX function or an NNX module for deep_shap (its jaxpr is "
-            "re-interpreted); a host/NumPy model cannot be traced. Use kernel_shap instead."
+            "re-interpreted); a host/NumPy model cannot be traced. Use kernel_shap instead." + why
         )
     values, base, fx = _deep(
         problem.model,
