@@ -58,7 +58,9 @@ class CNN(nnx.Module):
 
 @pytest.fixture(scope="module")
 def cnn():
-    return random_module(lambda: CNN(nnx.Rngs(0)), seed=1, scale=0.5)
+    model = random_module(lambda: CNN(nnx.Rngs(0)), seed=1, scale=0.5)
+    model.eval()  # BatchNorm on its running statistics, as deep_shap evaluates it
+    return model
 
 
 IMAGES = RNG.normal(size=(3, 8, 8, 1)).astype(np.float32)
@@ -162,12 +164,15 @@ def test_small_relu_net_close_to_exact_shapley():
 
 # -- compile once, chunking, errors --
 def test_compiles_once_for_same_shaped_calls_and_chunks_agree():
+    def model(X):  # a model no other test compiled
+        return jax.nn.relu(X @ W1) @ W2
+
     before = deep_module._deep._cache_size()
-    a = deep_shap(relu_net, X, BG)
-    b = deep_shap(relu_net, X + 1.0, BG - 1.0)
+    a = deep_shap(model, X, BG)
+    b = deep_shap(model, X + 1.0, BG - 1.0)
     assert deep_module._deep._cache_size() == before + 1
     assert not np.allclose(a.values, b.values)
-    chunked = deep_shap(relu_net, X, BG, batch_size=2)
+    chunked = deep_shap(model, X, BG, batch_size=2)
     np.testing.assert_allclose(chunked.values, a.values, atol=1e-6)
 
 

@@ -384,7 +384,7 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     top = jnp.max(lo, axis=-1, keepdims=True)[..., None]  # the next value up, or lo if none
     hi = jnp.min(jnp.where(above, lo[..., None, :], top), axis=-1)
     n = lo.shape[-1]
-    earlier_equal = (lo[..., None, :] == lo[..., :, None]) & np.tri(n, k=-1, dtype=bool)
+    earlier_equal = (lo[..., None, :] == lo[..., :, None]) & np.tri(n, k=-1, dtype=bool)[None]
     hi = jnp.where(jnp.any(earlier_equal, axis=-1), lo, hi)  # count repeated values once
     t = ((lo + hi) / 2)[..., :, None]  # (..., 2k, 1)
     below_x = x[..., None, :] < t  # (..., 2k, k)
@@ -397,10 +397,10 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     q = N.sum(axis=-1, keepdims=True)
     table = jnp.asarray(_unanimity_weights(x.shape[-1]), x.dtype)
     # Looked up by one-hot contractions: a gather here crashed XLA:CPU inside lax.map.
-    sizes = jnp.arange(table.shape[0])
+    sizes = jnp.arange(table.shape[0])[None, None, :]
 
     def lookup(a, b):
-        rows = (a == sizes).astype(x.dtype)  # (..., 1, k+1)
+        rows = (a == sizes).astype(x.dtype)  # (rows, 2k, k+1)
         cols = (b == sizes).astype(x.dtype)
         return jnp.sum(rows * (cols @ table.T), axis=-1, keepdims=True)
 
