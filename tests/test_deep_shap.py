@@ -138,9 +138,10 @@ def test_linear_model_equals_linear_shap():
     [
         lambda X: X[:, 0] * X[:, 1] + X[:, 2],  # product of two inputs
         lambda X: jnp.max(X, axis=1),  # a single max (Max SHAP)
+        lambda X: jnp.min(X, axis=1),
         lambda X: X[:, 0] / (1.0 + X[:, 1] ** 2),  # a quotient
     ],
-    ids=["mul", "max", "div"],
+    ids=["mul", "max", "min", "div"],
 )
 def test_two_player_rules_are_exact_shapley_values(f):
     # With one reference, Deep SHAP's rules for these functions are their Shapley values.

@@ -307,8 +307,9 @@ def _maximum(eqn, a: Pair) -> Pair:
         padding = [tuple(q) for q in p["padding"]]
         out_shape = eqn.outvars[0].aval.shape
 
-        # Padding enters as null players: equal at x and r, and below every real entry of both.
-        low = _sg(jnp.minimum(jnp.min(a.x), jnp.min(a.ref)))
+        # Padding enters as null players: equal at x and r, and below every real entry of both
+        # (above, for a minimum).
+        low = sign * _sg(jnp.minimum(jnp.min(sign * a.x), jnp.min(sign * a.ref)))
 
         def windows(v):
             # (*out_shape, k): strided slices of the padded input, one per window offset.
@@ -375,10 +376,11 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     """
     x, reference = jnp.broadcast_arrays(jnp.asarray(x), jnp.asarray(reference))
     shape = x.shape
-    # Work on (rows, k): XLA:CPU crashed lowering the rank-6 intermediates of pooling windows.
+    # Work on (rows, k): jax 0.10's XLA:CPU segfaulted lowering the rank-6 intermediates that
+    # pooling windows (n, h, w, c, 2k, k) gave inside lax.map.
     x, reference = x.reshape(-1, shape[-1]), reference.reshape(-1, shape[-1])
     # The intervals between consecutive distinct values, found by comparisons rather than a
-    # sort (a sort in this position crashed XLA:CPU's lowering inside lax.map on jax 0.10).
+    # sort: O(k^2), like the level sums below.
     lo = jnp.concatenate([x, reference], axis=-1)  # (..., 2k) interval starts
     above = lo[..., None, :] > lo[..., :, None]  # above[j, i]: value i is above value j
     top = jnp.max(lo, axis=-1, keepdims=True)[..., None]  # the next value up, or lo if none
@@ -396,7 +398,7 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     p = P.sum(axis=-1, keepdims=True)
     q = N.sum(axis=-1, keepdims=True)
     table = jnp.asarray(_unanimity_weights(x.shape[-1]), x.dtype)
-    # Looked up by one-hot contractions: a gather here crashed XLA:CPU inside lax.map.
+    # Looked up by one-hot contractions of the table (float64-exact weights, no gather).
     sizes = jnp.arange(table.shape[0])[None, None, :]
 
     def lookup(a, b):
