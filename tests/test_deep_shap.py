@@ -111,6 +111,17 @@ def test_summation_to_delta_on_an_nnx_cnn_with_max_pooling(cnn):
     np.testing.assert_allclose(one.values, exp.values[1], atol=1e-6)
 
 
+def test_summation_to_delta_through_padded_min_pooling():
+    def f(X):
+        pooled = jax.lax.reduce_window(X, jnp.inf, jax.lax.min, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
+        return pooled.sum(axis=(1, 2, 3))
+
+    exp = deep_shap(f, IMAGES, IMAGE_BG)
+    np.testing.assert_allclose(
+        exp.values.sum(axis=(1, 2, 3)) + exp.base_values, f(IMAGES), atol=1e-5
+    )
+
+
 def test_summation_to_delta_for_each_reference_with_near_equal_inputs():
     # The secant's fallback (x ~ r) must not break the sum: references close to x.
     x = X[0]
@@ -140,8 +151,9 @@ def test_linear_model_equals_linear_shap():
         lambda X: jnp.max(X, axis=1),  # a single max (Max SHAP)
         lambda X: jnp.min(X, axis=1),
         lambda X: X[:, 0] / (1.0 + X[:, 1] ** 2),  # a quotient
+        lambda X: jnp.einsum("ni,ni->n", X[:, :2], X[:, 1:]),  # dot of two inputs (attention)
     ],
-    ids=["mul", "max", "min", "div"],
+    ids=["mul", "max", "min", "div", "dot"],
 )
 def test_two_player_rules_are_exact_shapley_values(f):
     # With one reference, Deep SHAP's rules for these functions are their Shapley values.
