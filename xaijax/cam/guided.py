@@ -20,12 +20,12 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import core as jcore
 
 from xaijax.cam.grad_cam import _check_images, grad_cam
 from xaijax.cam.layer import layer_model, resolve_targets, target_scores
 from xaijax.explanation import Explanation
+from xaijax.interpreter import bind_eqn, eval_jaxpr, is_zero_literal, sub_jaxprs
 from xaijax.models import as_model
 
 __all__ = ["guided_relu", "with_guided_relu", "guided_backprop", "guided_grad_cam"]
@@ -54,19 +54,12 @@ def _guided_relu_bwd(x, g):
 guided_relu.defvjp(_guided_relu_fwd, _guided_relu_bwd)
 
 
-def _is_zero_literal(v) -> bool:
-    if not isinstance(v, jcore.Literal):
-        return False
-    val = np.asarray(v.val)
-    return val.size == 1 and float(val.reshape(())) == 0.0
-
-
 def _relu_operand(eqn, zeros):
     """The non-zero operand index if ``eqn`` is ``max(x, 0)``, else ``None``."""
     if eqn.primitive.name != "max" or len(eqn.invars) != 2:
         return None
     for i, v in enumerate(eqn.invars):
-        if _is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros):
+        if is_zero_literal(v) or (not isinstance(v, jcore.Literal) and v in zeros):
             return 1 - i
     return None
 
@@ -77,70 +70,37 @@ def _contains_relu(jaxpr) -> bool:
     for eqn in jaxpr.eqns:
         if _relu_operand(eqn, zeros) is not None:
             return True
-        for sub in _eqn_subjaxprs(eqn):
+        for sub in sub_jaxprs(eqn):
             if _contains_relu(sub):
                 return True
     return False
-
-
-def _eqn_subjaxprs(eqn):
-    for name in ("jaxpr", "call_jaxpr"):
-        sub = eqn.params.get(name)
-        if sub is not None and hasattr(getattr(sub, "jaxpr", sub), "eqns"):
-            yield sub
 
 
 def _zero_vars(jaxpr) -> set:
     """Variables holding a broadcast literal zero (``jnp.maximum(x, jnp.zeros_like(x))``)."""
     zeros = set()
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "broadcast_in_dim" and _is_zero_literal(eqn.invars[0]):
+        if eqn.primitive.name == "broadcast_in_dim" and is_zero_literal(eqn.invars[0]):
             zeros.add(eqn.outvars[0])
     return zeros
 
 
-def _bind(eqn, invals):
-    params = eqn.primitive.get_bind_params(eqn.params)
-    # JAX < 0.7 returns (subfuns, params); newer versions return the params alone.
-    subfuns = []
-    if isinstance(params, tuple):
-        subfuns, params = params
-    return eqn.primitive.bind(*subfuns, *invals, **params)
-
-
 def _eval_guided(jaxpr, consts, *args):
-    env = {}
-
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
-    def write(v, val):
-        if not isinstance(v, jcore.DropVar):
-            env[v] = val
-
-    for v, val in zip(jaxpr.constvars, consts, strict=True):
-        write(v, val)
-    for v, val in zip(jaxpr.invars, args, strict=True):
-        write(v, val)
     zeros = _zero_vars(jaxpr)
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
+
+    def rule(eqn, invals):
         name = eqn.primitive.name
         relu_arg = _relu_operand(eqn, zeros)
         if relu_arg is not None:
-            outs = [guided_relu(invals[relu_arg])]
-        elif name in ("jit", "pjit") or (
+            return [guided_relu(invals[relu_arg])]
+        if name in ("jit", "pjit") or (
             name == "custom_jvp_call" and _contains_relu(eqn.params["call_jaxpr"])
         ):
             inner = eqn.params["jaxpr" if name != "custom_jvp_call" else "call_jaxpr"]
-            outs = _eval_guided(inner.jaxpr, inner.consts, *invals)
-        else:
-            outs = _bind(eqn, invals)
-            if not eqn.primitive.multiple_results:
-                outs = [outs]
-        for v, val in zip(eqn.outvars, outs, strict=True):
-            write(v, val)
-    return [read(v) for v in jaxpr.outvars]
+            return _eval_guided(inner.jaxpr, inner.consts, *invals)
+        return bind_eqn(eqn, invals)
+
+    return eval_jaxpr(jaxpr, consts, args, rule)
 
 
 def with_guided_relu(fn):
