@@ -29,11 +29,15 @@ from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, host_model
 from xaijax.protopnet import ProtoPNet, ProtoPNetConfig, TrainConfig, train_protopnet
 from xaijax.shapley import (
     Background,
+    UnsupportedPrimitiveError,
     coalition_plan,
+    deep_shap,
     exact_shapley,
     kernel_shap,
     kmeans,
     linear_shap,
+    max_shap,
+    max_shapley_pairs,
     permutation_shap,
     shapley_kernel_weights,
 )
@@ -55,11 +59,15 @@ __all__ = [
     "train_protopnet",
     # Shapley values
     "Background",
+    "UnsupportedPrimitiveError",
     "coalition_plan",
+    "deep_shap",
     "exact_shapley",
     "kernel_shap",
     "kmeans",
     "linear_shap",
+    "max_shap",
+    "max_shapley_pairs",
     "permutation_shap",
     "shapley_kernel_weights",
     # LIME
