@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
@@ -42,6 +41,7 @@ from flax import nnx  # noqa: E402
 
 import xaijax as xj  # noqa: E402
 from xaijax import data, metrics, nets, plots  # noqa: E402
+from xaijax.runs import versions
 
 SIZES = {
     # train images, epochs, test images, LIME samples, Kernel SHAP coalitions, IG steps
@@ -64,19 +64,6 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join("runs", "cam_localization"))
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def versions() -> dict:
-    import flax
-
-    return {
-        "xaijax": xj.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-    }
 
 
 def timed(timings, label, fn):

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 
 import jax
@@ -36,6 +35,7 @@ import numpy as np  # noqa: E402
 
 import xaijax as xj  # noqa: E402
 from xaijax import data, metrics, nets, plots  # noqa: E402
+from xaijax.runs import versions
 
 SIZES = {
     # train images, epochs, explained test images, Integrated Gradients steps
@@ -56,19 +56,6 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join("runs", "sanity_checks"))
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def versions() -> dict:
-    import flax
-
-    return {
-        "xaijax": xj.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-    }
 
 
 def timed(timings, label, fn):

@@ -5,28 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
+from xaijax.runs import versions
+
 __all__ = ["main", "demo"]
-
-
-def _versions() -> dict:
-    import flax
-    import jax
-    import numpy
-
-    import xaijax
-
-    return {
-        "xaijax": xaijax.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-    }
 
 
 def _timed(label, fn, log):
@@ -57,7 +41,7 @@ def demo(out: str = "runs/demo", *, quick: bool = False, seed: int = 0, log=prin
     k_train, k_bg, k_kernel, k_perm, k_train2, k_kernel2, k_perm2, k_lin, k_lime, k_text = keys
     n_explain = 5 if quick else 20
     epochs = 10 if quick else 40
-    results: dict = {"seed": seed, "quick": quick, "versions": _versions(), "timings_s": {}}
+    results: dict = {"seed": seed, "quick": quick, "versions": versions(), "timings_s": {}}
     timings = results["timings_s"]
 
     # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
@@ -544,7 +528,7 @@ def explain(args, log=print) -> dict:
         "rows": int(len(rows)),
         "seed": args.seed,
         "seconds": seconds,
-        "versions": _versions(),
+        "versions": versions(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("command",)},
         "mean_abs_attribution": np.abs(np.asarray(exp.values)).mean(0).tolist(),
         "feature_names": list(exp.feature_names) if exp.feature_names else None,
