@@ -171,7 +171,7 @@ def coalition_values(
         rows = jnp.where(keep[:, None, :], x[None, None, :], background[None, :, :])
         y = model.apply(params, rows.reshape((-1,) + x.shape))
         y = y.reshape((idx.shape[0], B) + model.output_shape)
-        return jnp.einsum("cb...,b->c...", y, weights)
+        return jnp.einsum("cb...,b->c...", y, weights, precision="highest")
 
     return map_row_chunks(chunk, num_masks, masks_per_chunk)
 

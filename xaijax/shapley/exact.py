@@ -129,7 +129,7 @@ def _exact(model, params, X, background, weights, *, link, batch_size):
         for i in range(M):
             gain = jnp.take(grid, 1, axis=i) - jnp.take(grid, 0, axis=i)
             size_w = w[np.take(sizes, 0, axis=i)]
-            phi.append(jnp.tensordot(size_w, gain, axes=M - 1))
+            phi.append(jnp.tensordot(size_w, gain, axes=M - 1, precision="highest"))
         return jnp.stack(phi), v[0]
 
     return map_instances(one, X, num * background.shape[0], batch_size)

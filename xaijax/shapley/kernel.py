@@ -262,7 +262,10 @@ def _kernel(
     dtype = X.dtype
     fx = apply_link(link, evaluate(model, params, X, batch_size=batch_size))
     fnull_raw = jnp.einsum(
-        "b...,b->...", evaluate(model, params, background, batch_size=batch_size), weights
+        "b...,b->...",
+        evaluate(model, params, background, batch_size=batch_size),
+        weights,
+        precision="highest",
     )
     fnull = apply_link(link, fnull_raw)
     base = jnp.broadcast_to(fnull, fx.shape)
