@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import environment, memory
+
 
 def make_model(M, seed=0):
     rng = np.random.default_rng(seed)
@@ -134,8 +136,10 @@ def main(argv=None):
         "background": B,
         "error": "mean |phi - exact| / mean |exact|",
         "results": rows,
+        "environment": environment(),
+        "memory": memory(),
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)
     print(f"wrote {args.out}")

@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 import xaijax.cam as cam
+from benchmarks.common import environment, memory
 from xaijax.nets import ResNet
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "gradcam.json")
@@ -244,6 +245,8 @@ def main(argv=None):
         captum["images_per_s"] = n / captum["seconds"]
         result["captum_layer_grad_cam"] = captum
         result["speedup_vs_captum"] = captum["seconds"] / t_cam
+    result["environment"] = environment()
+    result["memory"] = memory()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=2)

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.common import environment, memory
+
 
 def measure(name, model, np_model, X, bg, S, args):
     import shap
@@ -120,6 +122,8 @@ def main(argv=None):
         "cpu_count": os.cpu_count(),
         "versions": {"jax": jax.__version__, "shap": shap.__version__, "numpy": np.__version__},
         "results": results,
+        "environment": environment(),
+        "memory": memory(),
     }
     out = args.out or os.path.join(
         os.path.dirname(__file__), "results", f"kernel_shap-{jax.default_backend()}.json"

@@ -28,6 +28,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
+from benchmarks.common import environment, memory  # noqa: E402
 from xaijax.lime import lime_image, lime_tabular, segment_images  # noqa: E402
 from xaijax.models import map_row_chunks  # noqa: E402
 
@@ -199,7 +200,9 @@ def bench_image(repeats):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer instances and repeats")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "lime.json")
+    )
     args = parser.parse_args(argv)
     n, n_lime, repeats = (10, 3, 2) if args.quick else (40, 10, 3)
     results = {
@@ -212,8 +215,10 @@ def main(argv=None):
     print(json.dumps(results["tabular"], indent=2), flush=True)
     results["image"] = bench_image(repeats)
     print(json.dumps(results["image"], indent=2), flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "lime.json"), "w") as fh:
+    results["environment"] = environment()
+    results["memory"] = memory()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
         json.dump(results, fh, indent=2)
 
 

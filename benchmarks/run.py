@@ -1,0 +1,240 @@
+"""Every benchmark side by side: xaijax against shap, lime and captum, and against the model floor.
+
+Each benchmark runs in its own process (so one's compilation cache and memory do not colour the
+next; the host peak comes from the operating system, the device peak from XLA's allocator) and
+writes its own JSON. This script gathers them into ``benchmarks/results/<device>-<date>.json`` and
+a Markdown table ``<device>-<date>.md``; ``--readme`` also puts the table into README.md between
+the markers for that device.
+
+    python -m benchmarks.run                 # full sizes (CPU: ~15 min on 2 cores)
+    python -m benchmarks.run --quick         # small sizes, a smoke test (~2 min)
+    python -m benchmarks.run --only kernel_shap,lime --readme
+
+Columns: ms per explained instance (per image for images), the reference library's time on the same
+model and inputs, the ratio, the model-evaluation floor (the same model on the same perturbed rows,
+built in advance), our time over the floor, and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+README = os.path.join(os.path.dirname(HERE), "README.md")
+
+# name -> (arguments for full size, arguments for --quick)
+BENCHMARKS = {
+    "kernel_shap": ([], ["--instances", "4", "--shap-instances", "1", "--repeats", "1"]),
+    "lime": ([], ["--quick"]),
+    "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
+    "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
+}
+
+
+def run_one(name: str, args: list[str], out: str) -> dict:
+    """Run ``benchmarks.<name>`` in a child process; its JSON plus wall time and host peak."""
+    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", f"benchmarks.{name}", "--out", out, *args]
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=os.path.dirname(HERE), env=env)
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - start
+    if child.returncode != 0:
+        return {"failed": f"exit status {child.returncode}", "wall_s": wall}
+    with open(out) as fh:
+        report = json.load(fh)
+    report["wall_s"] = wall
+    report["child_peak_host_mib"] = usage.ru_maxrss / 1024
+    return report
+
+
+def rows_of(name: str, report: dict) -> list[dict]:
+    """Table rows from one benchmark's JSON (each script has its own layout)."""
+    mem = report.get("memory", {})
+    common = {
+        "peak_host_mib": report.get("child_peak_host_mib", mem.get("peak_host_mib")),
+        "peak_device_mib": mem.get("peak_device_mib"),
+    }
+    if "failed" in report:
+        return [{"benchmark": name, "case": f"failed ({report['failed']})", **common}]
+    rows = []
+    if name == "kernel_shap":
+        for r in report["results"]:
+            rows.append(
+                {
+                    "case": f"{r['model']}: M={r['features']}, {r['num_samples']} coalitions, "
+                    f"{r['background']} background rows",
+                    "unit": "instance",
+                    "xaijax_ms": r["xaijax_ms_per_instance"],
+                    "reference": "shap.KernelExplainer",
+                    "reference_ms": r["shap_ms_per_instance"],
+                    "floor_ms": r["floor_ms_per_instance"],
+                }
+            )
+    elif name == "lime":
+        t, i = report["tabular"], report["image"]
+        rows.append(
+            {
+                "case": f"tabular: breast cancer MLP, {t['num_samples']} samples",
+                "unit": "instance",
+                "xaijax_ms": t["ours_ms_per_instance"],
+                "reference": "lime LimeTabularExplainer",
+                "reference_ms": t["lime_ms_per_instance"],
+                "floor_ms": t["model_floor_ms_per_instance"],
+            }
+        )
+        rows.append(
+            {
+                "case": f"image: {i['image_shape'][0]}px CNN, {i['num_samples']} samples, "
+                f"{i['num_segments']} superpixels",
+                "unit": "image",
+                "xaijax_ms": i["ours_ms_per_image"],
+                "reference": "lime LimeImageExplainer",
+                "reference_ms": i["lime_ms_per_image"],
+                "floor_ms": i["model_floor_ms_per_image"],
+            }
+        )
+    elif name == "gradcam":
+        n = report["batch"]
+        captum = report.get("captum_layer_grad_cam")
+        rows.append(
+            {
+                "case": f"Grad-CAM: ResNet {report['image_size']}px, batch {n}",
+                "unit": "image",
+                "xaijax_ms": 1e3 * report["xaijax_grad_cam"]["seconds"] / n,
+                "reference": "captum LayerGradCam" if captum else None,
+                "reference_ms": 1e3 * captum["seconds"] / n if captum else None,
+                # What Grad-CAM must compute at least: forward + gradient down to the layer.
+                "floor_ms": 1e3 * report["forward_backward_to_layer_floor"]["seconds"] / n,
+            }
+        )
+    elif name == "deep_shap":
+        n = report["instances"]
+        by = {r["method"]: r for r in report["results"]}
+        deep = by["deep_shap"]
+        kernel = min(
+            (r for m, r in by.items() if m.startswith("kernel_shap")),
+            key=lambda r: abs(r["relative_error"] - deep["relative_error"]),
+        )
+        rows.append(
+            {
+                "case": f"Deep SHAP: MLP M=10, {report['background']} background rows "
+                f"(error {deep['relative_error']:.2f} vs exact)",
+                "unit": "instance",
+                "xaijax_ms": 1e3 * deep["seconds"] / n,
+                "reference": f"xaijax {kernel['method']} (error {kernel['relative_error']:.2f})",
+                "reference_ms": 1e3 * kernel["seconds"] / n,
+                "floor_ms": None,
+            }
+        )
+    for r in rows:
+        r["benchmark"] = name
+        r.update(common)
+        if r.get("reference_ms") and r.get("xaijax_ms"):
+            r["speedup_vs_reference"] = r["reference_ms"] / r["xaijax_ms"]
+        if r.get("floor_ms") and r.get("xaijax_ms"):
+            r["ratio_to_floor"] = r["xaijax_ms"] / r["floor_ms"]
+    return rows
+
+
+def _num(x, fmt):
+    return "–" if x is None else format(x, fmt)
+
+
+def table(rows: list[dict], title: str) -> str:
+    """The Markdown table of the suite's rows."""
+    lines = [
+        f"**{title}**",
+        "",
+        "| benchmark | case | xaijax ms | reference | reference ms | speed-up | floor ms "
+        "| xaijax / floor | peak host MiB | peak device MiB |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        unit = f" /{r['unit']}" if r.get("unit") else ""
+        case = r["case"].replace("|", "/")
+        lines.append(
+            f"| {r['benchmark']} | {case} | {_num(r.get('xaijax_ms'), '.1f')}{unit} "
+            f"| {r.get('reference') or '–'} | {_num(r.get('reference_ms'), '.1f')} "
+            f"| {_num(r.get('speedup_vs_reference'), '.1f')}× | {_num(r.get('floor_ms'), '.1f')} "
+            f"| {_num(r.get('ratio_to_floor'), '.2f')}× | {_num(r.get('peak_host_mib'), '.0f')} "
+            f"| {_num(r.get('peak_device_mib'), '.0f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(text: str, slug: str, path: str = README) -> bool:
+    """Replace the table between the markers ``<!-- benchmarks:SLUG -->`` and its closing one."""
+    start, end = f"<!-- benchmarks:{slug} -->", f"<!-- /benchmarks:{slug} -->"
+    with open(path) as fh:
+        readme = fh.read()
+    if start not in readme or end not in readme:
+        return False
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    with open(path, "w") as fh:
+        fh.write(f"{head}{start}\n{text}{end}{tail}")
+    return True
+
+
+def main(argv=None):
+    from benchmarks.common import device_slug
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    parser.add_argument("--out", default=RESULTS, help="folder for the suite's JSON and table")
+    parser.add_argument("--readme", action="store_true", help="put the table into README.md")
+    args = parser.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+
+    reports, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            print(f"== {name}", flush=True)
+            full, quick = BENCHMARKS[name]
+            reports[name] = run_one(name, quick if args.quick else full, f"{tmp}/{name}.json")
+            rows += rows_of(name, reports[name])
+    env = next((r["environment"] for r in reports.values() if "environment" in r), None)
+    if env is None:
+        print("every benchmark failed", file=sys.stderr)
+        return 1
+    slug = device_slug(env)
+    date = datetime.date.today().isoformat()
+    stem = f"{slug}-{date}" + ("-quick" if args.quick else "")
+    title = (
+        f"{env['device_kind']} ({env['backend']}, {env['cpu_count']} CPU cores), JAX {env['jax']}, "
+        f"{date}" + (" — quick sizes" if args.quick else "")
+    )
+    text = table(rows, title)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as fh:
+        json.dump(
+            {"environment": env, "quick": args.quick, "rows": rows, "reports": reports},
+            fh,
+            indent=2,
+        )
+    with open(os.path.join(args.out, f"{stem}.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+    if args.readme and not args.quick:
+        where = "updated" if update_readme(text, slug) else "has no markers for"
+        print(f"README.md {where} <!-- benchmarks:{slug} -->")
+    print(f"wrote {args.out}/{stem}.json and .md")
+    return 0 if all("failed" not in r for r in reports.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
