@@ -230,6 +230,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per point")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from the JSON")
     parser.add_argument("--point", nargs=2, metavar=("METHOD", "SETTINGS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.point:
@@ -238,8 +239,25 @@ def main(argv=None):
 
     from benchmarks.common import device_slug
 
+    if args.plot_only:
+        for path in sorted(os.listdir(args.out)):
+            if path.startswith("scaling-") and path.endswith(".json"):
+                with open(os.path.join(args.out, path)) as fh:
+                    saved = json.load(fh)
+                e = saved["environment"]
+                title = f"xaijax scaling on {e['device_kind']} ({e['backend']}), JAX {e['jax']}"
+                plot(saved["sweeps"], os.path.join(args.out, path[:-5] + ".png"), title)
+        return 0
+
     env = run_point("grad_cam", QUICK["grad_cam"], 1, args.timeout)["environment"]
     names = [n for n in args.only.split(",") if n] or list(SWEEPS)
+    slug = device_slug(env) + ("-quick" if args.quick else "")
+    os.makedirs(args.out, exist_ok=True)
+
+    def write(results):
+        with open(os.path.join(args.out, f"scaling-{slug}.json"), "w") as fh:
+            json.dump({"environment": env, "quick": args.quick, "sweeps": results}, fh, indent=2)
+
     results = {}
     for name in names:
         method = name.split(".")[0]
@@ -255,10 +273,7 @@ def main(argv=None):
             results[name].append(p)
             shown = {k: round(v, 4) for k, v in p.items() if isinstance(v, float)}
             print(f"{name} {param}={value}: {shown or p.get('failed')}", flush=True)
-    slug = device_slug(env) + ("-quick" if args.quick else "")
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"scaling-{slug}.json"), "w") as fh:
-        json.dump({"environment": env, "quick": args.quick, "sweeps": results}, fh, indent=2)
+            write(results)  # after every point: a killed run keeps what it finished
     title = f"xaijax scaling on {env['device_kind']} ({env['backend']}), JAX {env['jax']}"
     plot(results, os.path.join(args.out, f"scaling-{slug}.png"), title)
     print(f"wrote {args.out}/scaling-{slug}.json and .png")

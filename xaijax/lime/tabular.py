@@ -20,6 +20,7 @@ from xaijax.explanation import Explanation
 from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import explain_with_data
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate
+from xaijax.shapley.coalitions import map_instances
 from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = ["TabularStats", "fit_discretizer", "lime_tabular"]
@@ -279,35 +280,37 @@ def _explain(
     kinds,
     batch_size,
 ):
-    n, M = X.shape
-    keys = key
-    features, inputs = jax.vmap(
-        lambda x, k: _sample(stats, x, k, num_samples, sample_around_instance, kinds)
-    )(X, keys)
-    y = evaluate(model, params, inputs.reshape(n * num_samples, M), batch_size=batch_size)
-    y = y.reshape((n, num_samples) + y.shape[1:])
-    if y.ndim == 2:
-        y = y[:, :, None]
-    if top_labels is not None:
-        label_ids = jnp.argsort(y[:, 0, :], axis=1, stable=True)[:, ::-1][:, :top_labels]
-    else:
-        label_ids = jnp.broadcast_to(jnp.asarray(labels, jnp.int32)[None, :], (n, len(labels)))
-    distances = jnp.sqrt(jnp.sum((features - features[:, :1, :]) ** 2, axis=2))
+    M = X.shape[1]
 
-    def fit_one(Z, Y, d, label):
-        return explain_with_data(
-            Z,
-            Y[:, label],
-            d,
-            kernel_width=kernel_width,
-            num_features=num_features,
-            feature_selection=feature_selection,
-        )
+    def one(args):
+        # One instance: its neighbourhood, the model on it (chunked), and the surrogate fits.
+        # Instances run a few at a time (map_instances), so memory is bounded by batch_size
+        # model rows, not by the number of instances.
+        x, k = args
+        features, inputs = _sample(stats, x, k, num_samples, sample_around_instance, kinds)
+        y = evaluate(model, params, inputs.reshape(num_samples, M), batch_size=batch_size)
+        if y.ndim == 1:
+            y = y[:, None]
+        if top_labels is not None:
+            label_ids = jnp.argsort(y[0], stable=True)[::-1][:top_labels]
+        else:
+            label_ids = jnp.asarray(labels, jnp.int32)
+        distances = jnp.sqrt(jnp.sum((features - features[:1, :]) ** 2, axis=1))
 
-    per_label = jax.vmap(fit_one, in_axes=(None, None, None, 0))
-    fits = jax.vmap(per_label)(features, y, distances, label_ids)
-    finite = jnp.all(jnp.isfinite(y), axis=(1, 2))
-    return fits, label_ids, y[:, 0, :], finite
+        def fit_one(label):
+            return explain_with_data(
+                features,
+                y[:, label],
+                distances,
+                kernel_width=kernel_width,
+                num_features=num_features,
+                feature_selection=feature_selection,
+            )
+
+        fits = jax.vmap(fit_one)(label_ids)
+        return fits, label_ids, y[0], jnp.all(jnp.isfinite(y))
+
+    return map_instances(one, (X, key), num_samples, batch_size)
 
 
 def lime_tabular(
