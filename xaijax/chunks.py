@@ -1,8 +1,9 @@
 """Long explanation runs in chunks: each finished chunk is kept on disk, and a rerun resumes.
 
-A run over ``n`` rows is cut into chunks of ``chunk_size`` rows. Chunk ``i`` is explained with the
-key ``fold_in(key, i)``, so its randomness depends on nothing but the key and its index: a run
-that was interrupted and resumed gives the same values, bit for bit, as one that never stopped.
+A run over ``n`` rows is cut into chunks of at most ``chunk_size`` rows. Chunk ``i`` is explained
+with the key ``fold_in(key, i)``, so its randomness depends on nothing but the key and its index:
+a run that was interrupted and resumed gives the same values, bit for bit, as one that never
+stopped.
 Every finished chunk is written atomically (a temporary file, then ``os.replace``) to
 ``folder/chunk-00000.npz`` + ``.json``, next to a ``manifest.json`` recording the settings; a
 rerun with the same settings skips the finished chunks, and one with other settings is refused
@@ -72,9 +73,11 @@ def explain_in_chunks(
 ) -> tuple[Explanation, ChunkRun]:
     """Explain the rows of ``X`` chunk by chunk, keeping finished chunks in ``folder``.
 
-    Every chunk has ``min(chunk_size, n)`` rows: the last one is padded with copies of its last
-    row and the padding sliced off, so an explainer compiled for the first chunk is reused for
-    all of them (the padding costs at most ``chunk_size - 1`` rows of work, once).
+    The rows are cut into the fewest chunks of at most ``chunk_size`` rows, of equal size (e.g.
+    569 rows in chunks of 256: three of 190). The last chunk, shorter by at most ``chunks - 1``
+    rows, is padded with copies of its last row and the padding sliced off, so an explainer
+    compiled for the first chunk is reused for all of them: one compilation, almost no wasted
+    work.
 
     Args:
         explain_rows: ``explain_rows(rows: (c, M), key) -> Explanation`` with ``c`` rows.
@@ -82,7 +85,7 @@ def explain_in_chunks(
         key: a ``jax.random.key``, or ``None`` for a deterministic explainer; chunk ``i`` gets
             ``jax.random.fold_in(key, i)``.
         folder: where the chunks and ``manifest.json`` live.
-        chunk_size: rows per chunk.
+        chunk_size: most rows per chunk.
         settings: JSON data that must match for a rerun to reuse the chunks (method, data hash,
             seed, ...). ``n`` and ``chunk_size`` are added to it.
         info: JSON data recorded in the manifest but not compared (e.g. file paths).
@@ -118,8 +121,10 @@ def explain_in_chunks(
         raise ValueError("X must hold at least one row to explain; got 0 rows")
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be a positive number of rows; got {chunk_size}")
-    size = min(int(chunk_size), n)
-    total = math.ceil(n / size)
+    # Balanced chunks: the fewest that fit in chunk_size, all equal but the last shorter by at most
+    # (chunks - 1) rows, so padding it costs almost nothing (569 rows in 256s: 3 chunks of 190).
+    total = math.ceil(n / int(chunk_size))
+    size = math.ceil(n / total)
     wanted = {**(settings or {}), "rows": n, "chunk_size": size}
     _open_folder(folder, wanted, info or {}, total, restart=restart, log=log)
 
