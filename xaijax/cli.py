@@ -612,7 +612,12 @@ def _run_settings(args, background):
         settings["num_samples"] = args.num_samples or "auto"
     if args.method == "permutation_shap":
         settings["num_permutations"] = args.num_permutations
-    info = {"model": args.model, "data": args.data, "background": args.background}
+    info = {
+        "model": args.model,
+        "data": args.data,
+        "background": args.background,
+        "versions": versions(),
+    }
     return settings, info
 
 
