@@ -135,21 +135,19 @@ def test_killed_process_resumes_to_the_uninterrupted_result(setup):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(xaijax.__file__)))
     env = dict(os.environ, XAIJAX_TEST_MODEL_SLEEP="0.3", JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join([repo, str(root), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xaijax.cli", *argv(out)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not chunk_files(out) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        proc.kill()
-        proc.wait()
+    with open(root / "killed.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xaijax.cli", *argv(out)], env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not chunk_files(out) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            proc.kill()
+            proc.wait()
     done = len(chunk_files(out))
-    assert 1 <= done < CHUNKS, "the run was not killed half-way"
+    assert 1 <= done < CHUNKS, (root / "killed.log").read_text()
     assert cli.main(argv(out)) == 0
     assert_same(out, reference)
     assert json.loads((out / "results.json").read_text())["chunks"]["reused"] == done

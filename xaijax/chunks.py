@@ -278,7 +278,7 @@ class _Progress:
         self.stream, self.total, self.done, self.start_done = stream, total, already, already
         self.start = time.perf_counter()
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.shown = False
+        self.shown, self.width = False, 0
 
     def update(self, rows):
         self.done += rows
@@ -293,7 +293,12 @@ class _Progress:
             f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} rows "
             f"({100 * self.done / self.total:.0f}%), {rate:.1f} rows/s, ETA {_clock(eta)}"
         )
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty:
+            # Pad over a longer previous line (the ETA shrinks).
+            line, self.width = line.ljust(self.width), max(self.width, len(line))
+            self.stream.write("\r" + line)
+        else:
+            self.stream.write(line + "\n")
         self.stream.flush()
         self.shown = True
 

@@ -506,6 +506,13 @@ def explain(args, log=print) -> dict:
             progress=sys.stderr,
             log=log,
         )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the finished chunks are kept in {folder}; "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        raise
     except chunks.ResumeMismatch as err:
         raise CliError(
             f"{err}. Rerun with the same settings to resume it, or add --restart to discard it."
@@ -737,6 +744,8 @@ def main(argv=None) -> int:
     except CliError as err:
         print(f"xaijax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
