@@ -463,12 +463,19 @@ def _load_data(path: str):
 
 
 def explain(args, log=print) -> dict:
-    """Explain rows of a data file with a saved model; write the Explanation, JSON and figures."""
+    """Explain rows of a data file with a saved model; write the Explanation, JSON and figures.
+
+    Rows are explained in chunks of ``--chunk-size``; each finished chunk is kept in
+    ``out/chunks/`` (see :mod:`xaijax.chunks`), so rerunning the same command after an
+    interruption skips the finished chunks and gives the same result, bit for bit, as a run that
+    never stopped. Rerunning with other settings over an unfinished run is refused unless
+    ``--restart``. The summary returned is what ``out/results.json`` holds.
+    """
     import jax
     import numpy as np
 
     import xaijax as xj
-    from xaijax import plots
+    from xaijax import chunks, plots
 
     f = _load_model(args.model)
     X, names = _load_data(args.data)
@@ -481,33 +488,35 @@ def explain(args, log=print) -> dict:
     if len(background) > args.background_size:
         background = xj.kmeans(background, args.background_size, key=k_bg)
     rows = X[: args.instances] if args.instances else X
-    os.makedirs(args.out, exist_ok=True)
+    chunk_size = getattr(args, "chunk_size", DEFAULT_CHUNK_SIZE)
+    folder = os.path.join(args.out, "chunks")
+    settings, info = _run_settings(args, background)
     log(f"explaining {len(rows)} rows of {args.data} with {args.method}")
     start = time.perf_counter()
     try:
-        if args.method == "kernel_shap":
-            num = args.num_samples if args.num_samples else "auto"
-            exp = xj.kernel_shap(
-                f,
-                rows,
-                background,
-                key=k_explain,
-                num_samples=num,
-                feature_names=names,
-                link=args.link,
-            )
-        elif args.method == "permutation_shap":
-            exp = xj.permutation_shap(
-                f,
-                rows,
-                background,
-                key=k_explain,
-                link=args.link,
-                num_permutations=args.num_permutations,
-                feature_names=names,
-            )
-        else:
-            exp = xj.exact_shapley(f, rows, background, feature_names=names, link=args.link)
+        exp, run = chunks.explain_in_chunks(
+            lambda r, k: _explain_rows(args, f, r, background, k, names),
+            rows,
+            key=None if args.method == "exact_shapley" else k_explain,
+            folder=folder,
+            chunk_size=chunk_size,
+            settings=settings,
+            info=info,
+            restart=getattr(args, "restart", False),
+            progress=sys.stderr,
+            log=log,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the finished chunks are kept in {folder}; "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        raise
+    except chunks.ResumeMismatch as err:
+        raise CliError(
+            f"{err}. Rerun with the same settings to resume it, or add --restart to discard it."
+        ) from err
     except ValueError as err:
         raise CliError(str(err)) from err
     seconds = time.perf_counter() - start
@@ -515,7 +524,10 @@ def explain(args, log=print) -> dict:
     output = 1 if exp.output_names is not None and len(exp.output_names) > 1 else 0
     _save(plots.bar(exp, output=output), args.out, "bar.png")
     if len(rows) > 1:
-        _save(plots.beeswarm(exp, output=output), args.out, "beeswarm.png")
+        # A scatter of millions of points says no more than one of thousands, and takes minutes.
+        shown = exp[:BEESWARM_ROWS]
+        title = None if len(rows) <= BEESWARM_ROWS else f"first {BEESWARM_ROWS} rows"
+        _save(plots.beeswarm(shown, output=output, title=title), args.out, "beeswarm.png")
     _save(
         plots.waterfall(exp[0] if exp.is_batched else exp, output=output),
         args.out,
@@ -528,6 +540,13 @@ def explain(args, log=print) -> dict:
         "rows": int(len(rows)),
         "seed": args.seed,
         "seconds": seconds,
+        "chunks": {
+            "size": run.chunk_size,
+            "count": run.chunks,
+            "computed": run.computed,
+            "reused": run.reused,
+            "folder": folder,
+        },
         "versions": versions(),
         "settings": {k: v for k, v in vars(args).items() if k not in ("command",)},
         "mean_abs_attribution": np.abs(np.asarray(exp.values)).mean(0).tolist(),
@@ -537,6 +556,76 @@ def explain(args, log=print) -> dict:
         json.dump(summary, fh, indent=2)
     log(f"wrote {args.out}/explanation.npz, results.json and figures ({seconds:.1f} s)")
     return summary
+
+
+DEFAULT_CHUNK_SIZE = 256
+BEESWARM_ROWS = 5000
+
+
+def _explain_rows(args, f, rows, background, key, names):
+    """One chunk: the explainer ``args.method`` on ``rows`` with ``key``."""
+    import xaijax as xj
+
+    if args.method == "kernel_shap":
+        num = args.num_samples if args.num_samples else "auto"
+        return xj.kernel_shap(
+            f, rows, background, key=key, num_samples=num, feature_names=names, link=args.link
+        )
+    if args.method == "permutation_shap":
+        return xj.permutation_shap(
+            f,
+            rows,
+            background,
+            key=key,
+            link=args.link,
+            num_permutations=args.num_permutations,
+            feature_names=names,
+        )
+    return xj.exact_shapley(f, rows, background, feature_names=names, link=args.link)
+
+
+def _run_settings(args, background):
+    """What a resumed run must share with the first one (compared), and paths (recorded only).
+
+    Files are compared by content, so the same data under another path still resumes; the
+    background summary by its bytes, so k-means must give the very same centres.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from xaijax.chunks import file_digest
+
+    data, weights = (
+        (background.data, background.weights)
+        if hasattr(background, "weights")
+        else (background, None)
+    )
+    digest = hashlib.sha256(np.ascontiguousarray(np.asarray(data, np.float32)).tobytes())
+    if weights is not None:
+        digest.update(np.ascontiguousarray(np.asarray(weights, np.float32)).tobytes())
+    settings = {
+        "method": args.method,
+        "model": file_digest(args.model) if os.path.exists(args.model) else args.model,
+        "data": file_digest(args.data),
+        "background": file_digest(args.background) if args.background else None,
+        "background_size": args.background_size,
+        "background_sha256": digest.hexdigest(),
+        "instances": args.instances,
+        "seed": args.seed,
+        "link": args.link,
+    }
+    if args.method == "kernel_shap":
+        settings["num_samples"] = args.num_samples or "auto"
+    if args.method == "permutation_shap":
+        settings["num_permutations"] = args.num_permutations
+    info = {
+        "model": args.model,
+        "data": args.data,
+        "background": args.background,
+        "versions": versions(),
+    }
+    return settings, info
 
 
 def _experiment_dirs():
@@ -593,7 +682,10 @@ def main(argv=None) -> int:
         "explain",
         help="explain rows of a data file with a saved model",
         description="Explain rows of a .npz/.csv file with a pickled model (e.g. a scikit-learn "
-        "estimator: predict_proba is used) or a module:attribute reference.",
+        "estimator: predict_proba is used) or a module:attribute reference. Rows are explained in "
+        "chunks, each kept in OUT/chunks/ as it finishes: rerun the same command after an "
+        "interruption and it resumes, reusing the finished chunks, with the same result as an "
+        "uninterrupted run. Other settings over an unfinished run are refused (see --restart).",
     )
     p_exp.add_argument("--method", choices=EXPLAIN_METHODS, default="kernel_shap")
     p_exp.add_argument("--model", required=True, help="pickle file or package.module:attribute")
@@ -611,6 +703,18 @@ def main(argv=None) -> int:
     p_exp.add_argument("--link", choices=("identity", "logit"), default="identity")
     p_exp.add_argument("--seed", type=int, default=0)
     p_exp.add_argument("--out", default=os.path.join("runs", "explain"), help="output folder")
+    p_exp.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="rows per chunk; each finished chunk is kept in OUT/chunks/ so that rerunning the "
+        "same command after an interruption resumes where it stopped (default %(default)s)",
+    )
+    p_exp.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the chunks of an earlier unfinished run in OUT instead of resuming it",
+    )
     sub.add_parser(
         "protopnet",
         add_help=False,
@@ -640,6 +744,8 @@ def main(argv=None) -> int:
     except CliError as err:
         print(f"xaijax {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 
