@@ -38,7 +38,10 @@ def test_resnet_batchnorm_statistics_update_and_training_is_deterministic():
     a, b = nets.build(make), nets.build(make)
     la = nets.train(a, X, y, key=jax.random.key(0), epochs=2, batch_size=8)
     lb = nets.train(b, X, y, key=jax.random.key(0), epochs=2, batch_size=8)
-    np.testing.assert_array_equal(la, lb)  # same key, same run
+    if jax.default_backend() == "cpu":
+        np.testing.assert_array_equal(la, lb)  # same key, same run
+    else:  # GPU convolution gradients use atomics: same run to float32 rounding, not bitwise
+        np.testing.assert_allclose(la, lb, rtol=1e-5)
     assert float(np.abs(np.asarray(a.stem_bn.mean[...])).sum()) > 0  # running stats moved
     assert a.stem_bn.use_running_average  # back in eval mode after training
     assert a(X[:2]).shape == (2, 2)
