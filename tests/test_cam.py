@@ -164,7 +164,9 @@ def test_chunk_size_does_not_change_score_or_ablation_cam():
     for fn in (cam.score_cam, cam.ablation_cam):
         a = raw(fn, batch_size=1)[0]
         b = raw(fn, batch_size=1000)[0]
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        # The batch size picks the matmul/convolution blocking (CPU and GPU alike): float32 sums
+        # of ~100 come out in another order, ~4e-5 relative apart.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_eigen_cam_is_first_principal_component():

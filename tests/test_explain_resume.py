@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -133,7 +134,11 @@ def test_killed_process_resumes_to_the_uninterrupted_result(setup):
     root, argv, reference = setup
     out = root / "killed"
     repo = os.path.dirname(os.path.dirname(os.path.abspath(xaijax.__file__)))
-    env = dict(os.environ, XAIJAX_TEST_MODEL_SLEEP="0.3", JAX_PLATFORMS="cpu")
+    # The child must run on the parent's backend: chunks from a CPU child and a GPU parent would
+    # differ in float32 rounding.
+    env = dict(os.environ, XAIJAX_TEST_MODEL_SLEEP="0.3", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    if jax.default_backend() == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([repo, str(root), env.get("PYTHONPATH", "")])
     with open(root / "killed.log", "w") as log:
         proc = subprocess.Popen(
