@@ -259,12 +259,13 @@ def launch(args) -> int:
     if not args.no_check:
         import jax
 
-        f, X, background, train, names = setup(args.seed, args.instances)
-        keys = jax.random.split(jax.random.key(args.seed), X.shape[0])
-        start = time.perf_counter()
-        single = explain(
-            args.method, f, X, background, train, names, keys, num_samples=args.num_samples
-        )
+        with jax.default_device(jax.devices("cpu")[0]):  # the workers' platform
+            f, X, background, train, names = setup(args.seed, args.instances)
+            keys = jax.random.split(jax.random.key(args.seed), X.shape[0])
+            start = time.perf_counter()
+            single = explain(
+                args.method, f, X, background, train, names, keys, num_samples=args.num_samples
+            )
         results["single_process_seconds"] = time.perf_counter() - start
         diff = np.abs(np.asarray(single.values) - merged.values)
         results["max_abs_difference"] = float(diff.max())

@@ -80,6 +80,7 @@ FOUR_DEVICES = textwrap.dedent(
 def four_devices():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
     proc = subprocess.run(
         [sys.executable, "-c", FOUR_DEVICES],
         cwd=ROOT,
