@@ -41,6 +41,7 @@ from xaijax.shapley import (
     permutation_shap,
     shapley_kernel_weights,
 )
+from xaijax.sharding import instance_mesh
 from xaijax.solve import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
 
 __version__ = "0.1.0"
@@ -52,6 +53,8 @@ __all__ = [
     "as_model",
     "evaluate",
     "host_model",
+    # many devices
+    "instance_mesh",
     # ProtoPNet
     "ProtoPNet",
     "ProtoPNetConfig",

@@ -21,6 +21,7 @@ from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import explain_with_data
 from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate
 from xaijax.shapley.coalitions import map_instances
+from xaijax.sharding import check_mesh, over_instances
 from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = ["TabularStats", "fit_discretizer", "lime_tabular"]
@@ -261,9 +262,47 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         "sample_around_instance",
         "kinds",
         "batch_size",
+        "mesh",
     ),
 )
 def _explain(
+    model,
+    params,
+    stats,
+    X,
+    key,
+    *,
+    num_samples,
+    num_features,
+    feature_selection,
+    labels,
+    top_labels,
+    kernel_width,
+    sample_around_instance,
+    kinds,
+    batch_size,
+    mesh,
+):
+    def local(instances, shared):
+        return _explain_instances(
+            model,
+            *shared,
+            *instances,
+            num_samples=num_samples,
+            num_features=num_features,
+            feature_selection=feature_selection,
+            labels=labels,
+            top_labels=top_labels,
+            kernel_width=kernel_width,
+            sample_around_instance=sample_around_instance,
+            kinds=kinds,
+            batch_size=batch_size,
+        )
+
+    return over_instances(local, (X, key), (params, stats), mesh=mesh)
+
+
+def _explain_instances(
     model,
     params,
     stats,
@@ -332,6 +371,7 @@ def lime_tabular(
     kernel_width: float | None = None,
     sample_around_instance: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    mesh=None,
 ) -> Explanation:
     """LIME attributions of ``f`` for tabular rows ``X``, as ``lime``'s ``LimeTabularExplainer``.
 
@@ -358,7 +398,9 @@ def lime_tabular(
             as in :func:`fit_discretizer`.
         kernel_width: kernel width (default ``0.75 * sqrt(M)``).
         sample_around_instance: centre the normal sampling at the instance (continuous mode).
-        batch_size: rows per model call.
+        batch_size: rows per model call (per device).
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
 
     Returns:
         An :class:`Explanation`: ``values`` ``(n, M, L)`` surrogate coefficients for the ``L``
@@ -454,6 +496,7 @@ def lime_tabular(
         sample_around_instance=bool(sample_around_instance),
         kinds=tuple(sorted({int(k) for k in stats.kind})),
         batch_size=int(batch_size),
+        mesh=check_mesh(mesh),
     )
     if not bool(np.all(np.asarray(finite))):
         bad = np.flatnonzero(~np.asarray(finite)).tolist()

@@ -35,6 +35,7 @@ __all__ = [
     "coalition_values",
     "map_instances",
     "finish",
+    "instance_keys",
     "random_orders",
 ]
 
@@ -174,6 +175,21 @@ def coalition_values(
         return jnp.einsum("cb...,b->c...", y, weights, precision="highest")
 
     return map_row_chunks(chunk, num_masks, masks_per_chunk)
+
+
+def instance_keys(key, n: int) -> jax.Array:
+    """``(n,)`` per-instance keys: ``jax.random.split(key, n)``, or ``(n,)`` keys as given.
+
+    Instance ``i`` always draws from ``split(key, n)[i]``, so a slice of instances explained with
+    the matching slice of keys (one process's share of a dataset) equals that slice of the whole.
+    """
+    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if not typed or key.shape not in ((), (n,)):
+        raise ValueError(
+            f"key must be a single jax.random.key(...), e.g. jax.random.key(0), or ({n},) keys, "
+            f"one per instance; got {getattr(key, 'shape', type(key).__name__)}"
+        )
+    return jax.random.split(key, n) if key.shape == () else key
 
 
 def random_orders(key, num: int, M: int) -> jax.Array:

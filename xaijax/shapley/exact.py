@@ -12,6 +12,7 @@ import numpy as np
 from xaijax.explanation import Explanation
 from xaijax.models import DEFAULT_BATCH_SIZE
 from xaijax.shapley.coalitions import apply_link, coalition_values, finish, map_instances, prepare
+from xaijax.sharding import check_mesh, over_instances
 
 __all__ = ["exact_shapley", "shapley_weights", "MAX_EXACT_FEATURES"]
 
@@ -41,6 +42,7 @@ def exact_shapley(
     link: str = "identity",
     feature_names=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    mesh=None,
 ) -> Explanation:
     """Exact interventional Shapley values of ``f`` at ``X``, over all ``2^M`` coalitions.
 
@@ -58,7 +60,9 @@ def exact_shapley(
         background_weights: optional ``(B,)`` non-negative weights of the background rows.
         link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output).
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once.
+        batch_size: most rows passed to the model at once (per device).
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
 
     Returns:
         An :class:`Explanation` with ``values (n, M)`` or ``(n, M, K)`` and ``base_values`` ``(n,)``
@@ -101,12 +105,20 @@ def exact_shapley(
         problem.weights,
         link=link,
         batch_size=int(batch_size),
+        mesh=check_mesh(mesh),
     )
     return finish(problem, values, base, method="exact_shapley")
 
 
-@functools.partial(jax.jit, static_argnames=("model", "link", "batch_size"))
-def _exact(model, params, X, background, weights, *, link, batch_size):
+@functools.partial(jax.jit, static_argnames=("model", "link", "batch_size", "mesh"))
+def _exact(model, params, X, background, weights, *, link, batch_size, mesh):
+    def local(X, shared):
+        return _exact_instances(model, *shared, X, link, batch_size)
+
+    return over_instances(local, X, (params, background, weights), mesh=mesh)
+
+
+def _exact_instances(model, params, background, weights, X, link, batch_size):
     M = X.shape[1]
     num = 2**M
     # Bit (M - 1 - j) of a coalition's index says whether feature j is in it, so the values

@@ -18,11 +18,13 @@ from xaijax.shapley.coalitions import (
     apply_link,
     coalition_values,
     finish,
+    instance_keys,
     map_instances,
     prepare,
     random_orders,
     ranks_of,
 )
+from xaijax.sharding import check_mesh, over_instances
 from xaijax.solve import lars_active_set, weighted_lstsq
 
 __all__ = ["kernel_shap", "coalition_plan", "shapley_kernel_weights", "CoalitionPlan"]
@@ -152,6 +154,7 @@ def kernel_shap(
     background_weights=None,
     feature_names=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    mesh=None,
 ) -> Explanation:
     """Kernel SHAP estimates of the interventional Shapley values of ``f`` at ``X``.
 
@@ -176,14 +179,17 @@ def kernel_shap(
             callable such as ``clf.predict_proba``).
         X: ``(M,)`` or ``(n, M)`` instances to explain.
         background: ``(B, M)`` background rows or a :class:`Background` from :func:`kmeans`.
-        key: a ``jax.random.key``; the same key gives the same values.
+        key: a ``jax.random.key`` (instance ``i`` uses ``jax.random.split(key, n)[i]``), or
+            ``(n,)`` keys, one per instance; the same key gives the same values.
         num_samples: coalitions per instance, or ``"auto"`` (``2M + 2048``, capped at ``2^M - 2``).
         l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: keep the
             first ``k`` features entering the LARS path of the augmented problem, as shap does.
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights of the background rows.
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once.
+        batch_size: most rows passed to the model at once (per device).
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
 
     Returns:
         An :class:`Explanation`: ``values (n, M)`` or ``(n, M, K)``, ``base_values`` ``(n,)`` or
@@ -209,10 +215,8 @@ def kernel_shap(
     )
     M = problem.X.shape[1]
     num_features = _parse_l1_reg(l1_reg, M)
-    if not isinstance(key, jax.Array) or key.shape != ():
-        raise ValueError("key must be a single jax.random.key(...), e.g. jax.random.key(0)")
+    keys = instance_keys(key, problem.X.shape[0])
     plan = coalition_plan(M, num_samples) if M >= 2 else None
-    keys = jax.random.split(key, problem.X.shape[0])
     values, base = _kernel(
         problem.model,
         problem.params,
@@ -225,6 +229,7 @@ def kernel_shap(
         num_features=num_features,
         link=link,
         batch_size=int(batch_size),
+        mesh=check_mesh(mesh),
     )
     extras = {
         "num_samples": plan.num_samples if plan else 0,
@@ -254,10 +259,40 @@ def _parse_l1_reg(l1_reg, M: int) -> int | None:
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "M", "num_samples", "num_features", "link", "batch_size"),
+    static_argnames=("model", "M", "num_samples", "num_features", "link", "batch_size", "mesh"),
 )
 def _kernel(
-    model, params, X, background, weights, keys, *, M, num_samples, num_features, link, batch_size
+    model,
+    params,
+    X,
+    background,
+    weights,
+    keys,
+    *,
+    M,
+    num_samples,
+    num_features,
+    link,
+    batch_size,
+    mesh,
+):
+    def local(instances, shared):
+        return _kernel_instances(
+            model,
+            *shared,
+            *instances,
+            M=M,
+            num_samples=num_samples,
+            num_features=num_features,
+            link=link,
+            batch_size=batch_size,
+        )
+
+    return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
+
+
+def _kernel_instances(
+    model, params, background, weights, X, keys, *, M, num_samples, num_features, link, batch_size
 ):
     dtype = X.dtype
     fx = apply_link(link, evaluate(model, params, X, batch_size=batch_size))

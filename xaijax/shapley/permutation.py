@@ -13,11 +13,13 @@ from xaijax.shapley.coalitions import (
     apply_link,
     coalition_values,
     finish,
+    instance_keys,
     map_instances,
     prepare,
     random_orders,
     ranks_of,
 )
+from xaijax.sharding import check_mesh, over_instances
 
 __all__ = ["permutation_shap"]
 
@@ -33,6 +35,7 @@ def permutation_shap(
     background_weights=None,
     feature_names=None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    mesh=None,
 ) -> Explanation:
     """Shapley values from marginal contributions along random feature orders, forward and reverse.
 
@@ -47,12 +50,15 @@ def permutation_shap(
         f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``.
         X: ``(M,)`` or ``(n, M)`` instances.
         background: ``(B, M)`` rows or a :class:`Background`.
-        key: a ``jax.random.key``; the same key gives the same values.
+        key: a ``jax.random.key`` (instance ``i`` uses ``jax.random.split(key, n)[i]``), or
+            ``(n,)`` keys, one per instance; the same key gives the same values.
         num_permutations: orders ``P`` per instance (``P (2M + 1)`` coalitions are scored).
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights.
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once.
+        batch_size: most rows passed to the model at once (per device).
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
 
     Returns:
         An :class:`Explanation` like :func:`exact_shapley`'s; extra ``num_evaluations`` (coalitions
@@ -85,9 +91,7 @@ def permutation_shap(
         or (num_permutations < 1)
     ):
         raise ValueError(f"num_permutations must be a positive int; got {num_permutations!r}")
-    if not isinstance(key, jax.Array) or key.shape != ():
-        raise ValueError("key must be a single jax.random.key(...), e.g. jax.random.key(0)")
-    keys = jax.random.split(key, problem.X.shape[0])
+    keys = instance_keys(key, problem.X.shape[0])
     values, base = _permutation(
         problem.model,
         problem.params,
@@ -98,15 +102,30 @@ def permutation_shap(
         num_permutations=num_permutations,
         link=link,
         batch_size=int(batch_size),
+        mesh=check_mesh(mesh),
     )
     M = problem.X.shape[1]
     extras = {"num_evaluations": num_permutations * (2 * M + 1)}
     return finish(problem, values, base, method="permutation_shap", extras=extras)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "num_permutations", "link", "batch_size"))
+@functools.partial(
+    jax.jit, static_argnames=("model", "num_permutations", "link", "batch_size", "mesh")
+)
 def _permutation(
-    model, params, X, background, weights, keys, *, num_permutations, link, batch_size
+    model, params, X, background, weights, keys, *, num_permutations, link, batch_size, mesh
+):
+    def local(instances, shared):
+        params, background, weights = shared
+        return _permutation_instances(
+            model, params, *instances, background, weights, num_permutations, link, batch_size
+        )
+
+    return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
+
+
+def _permutation_instances(
+    model, params, X, keys, background, weights, num_permutations, link, batch_size
 ):
     M = X.shape[1]
     P = num_permutations
