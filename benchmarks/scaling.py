@@ -203,12 +203,18 @@ def plot(results: dict, path: str, title: str):
             ax.plot(x, t, "o-", label="seconds")
             # Linear in model rows: the line through the first point with slope 1 in rows.
             r0, t0 = pts[0]["model_rows"], t[0]
-            ax.plot(x, [t0 * p["model_rows"] / r0 for p in pts], "k:", label="linear in rows")
+            ax.plot(
+                x,
+                [t0 * p["model_rows"] / r0 for p in pts],
+                "k:",
+                label="proportional to model rows",
+            )
             ax.set_ylabel("seconds")
         mem = [p.get("peak_device_mib", p.get("peak_host_mib")) for p in pts]
         twin = ax.twinx()
         twin.plot(x, mem, "s--", color="tab:red", alpha=0.6)
         twin.set_ylabel("peak MiB", color="tab:red")
+        twin.set_ylim(0, 1.15 * max(m for m in mem if m is not None))  # flat reads as flat
         ax.set_xscale("log")
         if not name.endswith(".batch"):
             ax.set_yscale("log")
