@@ -147,7 +147,9 @@ def rows_of(name: str, report: dict) -> list[dict]:
 
 
 def _num(x, fmt):
-    return "–" if x is None else format(x, fmt)
+    if x is None:
+        return "–"
+    return format(x, ".3f" if fmt == ".1f" and abs(x) < 1 else fmt)  # 0.04 ms is not 0.0
 
 
 def table(rows: list[dict], title: str) -> str:
@@ -186,6 +188,13 @@ def update_readme(text: str, slug: str, path: str = README) -> bool:
     return True
 
 
+def _title(env: dict, date: str, quick: bool) -> str:
+    return (
+        f"{env['device_kind']} ({env['backend']}, {env['cpu_count']} CPU cores), JAX {env['jax']}, "
+        f"{date}" + (" — quick sizes" if quick else "")
+    )
+
+
 def main(argv=None):
     from benchmarks.common import device_slug
 
@@ -194,7 +203,20 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--out", default=RESULTS, help="folder for the suite's JSON and table")
     parser.add_argument("--readme", action="store_true", help="put the table into README.md")
+    parser.add_argument(
+        "--from-json", metavar="PATH", help="re-render a stored suite result (with --readme)"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as fh:
+            stored = json.load(fh)
+        env, date = stored["environment"], os.path.basename(args.from_json)[-15:-5]
+        rows = [r for name, rep in stored["reports"].items() for r in rows_of(name, rep)]
+        text = table(rows, _title(env, date, stored.get("quick", False)))
+        print(text)
+        if args.readme:
+            print("README.md updated:", update_readme(text, device_slug(env)))
+        return 0
     names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
@@ -214,11 +236,7 @@ def main(argv=None):
     slug = device_slug(env)
     date = datetime.date.today().isoformat()
     stem = f"{slug}-{date}" + ("-quick" if args.quick else "")
-    title = (
-        f"{env['device_kind']} ({env['backend']}, {env['cpu_count']} CPU cores), JAX {env['jax']}, "
-        f"{date}" + (" — quick sizes" if args.quick else "")
-    )
-    text = table(rows, title)
+    text = table(rows, _title(env, date, args.quick))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{stem}.json"), "w") as fh:
         json.dump(

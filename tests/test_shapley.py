@@ -435,3 +435,21 @@ def test_kmeans_summary():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="k must be"):
             xj.kmeans(A, 0, key=jax.random.key(0))
+
+
+def test_random_subsets_are_uniform_over_subsets_of_each_size():
+    from itertools import combinations
+
+    from xaijax.shapley.coalitions import random_subsets
+
+    sizes = jnp.full((20000,), 2)
+    m = np.asarray(random_subsets(jax.random.key(3), sizes, 5))
+    assert (m.sum(axis=1) == 2).all()
+    counts = {c: 0 for c in combinations(range(5), 2)}
+    for row in m:
+        counts[tuple(np.flatnonzero(row))] += 1
+    freq = np.array(list(counts.values())) / len(m)
+    # 10 subsets, each 1/10; binomial sd 0.002, so 0.01 is 5 sd.
+    np.testing.assert_allclose(freq, 0.1, atol=0.01)
+    big = np.asarray(random_subsets(jax.random.key(4), jnp.array([0, 1, 299, 300]), 300))
+    assert big.sum(axis=1).tolist() == [0, 1, 299, 300]

