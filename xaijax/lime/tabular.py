@@ -265,39 +265,10 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         "mesh",
     ),
 )
-def _explain(
-    model,
-    params,
-    stats,
-    X,
-    key,
-    *,
-    num_samples,
-    num_features,
-    feature_selection,
-    labels,
-    top_labels,
-    kernel_width,
-    sample_around_instance,
-    kinds,
-    batch_size,
-    mesh,
-):
+def _explain(model, params, stats, X, key, *, mesh, **options):
+    # options: the static keywords of _explain_instances, passed through.
     def local(instances, shared):
-        return _explain_instances(
-            model,
-            *shared,
-            *instances,
-            num_samples=num_samples,
-            num_features=num_features,
-            feature_selection=feature_selection,
-            labels=labels,
-            top_labels=top_labels,
-            kernel_width=kernel_width,
-            sample_around_instance=sample_around_instance,
-            kinds=kinds,
-            batch_size=batch_size,
-        )
+        return _explain_instances(model, *shared, *instances, **options)
 
     return over_instances(local, (X, key), (params, stats), mesh=mesh)
 

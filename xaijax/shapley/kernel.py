@@ -260,32 +260,10 @@ def _parse_l1_reg(l1_reg, M: int) -> int | None:
     jax.jit,
     static_argnames=("model", "M", "num_samples", "num_features", "link", "batch_size", "mesh"),
 )
-def _kernel(
-    model,
-    params,
-    X,
-    background,
-    weights,
-    keys,
-    *,
-    M,
-    num_samples,
-    num_features,
-    link,
-    batch_size,
-    mesh,
-):
+def _kernel(model, params, X, background, weights, keys, *, mesh, **options):
+    # options: M, num_samples, num_features, link, batch_size (static, passed through).
     def local(instances, shared):
-        return _kernel_instances(
-            model,
-            *shared,
-            *instances,
-            M=M,
-            num_samples=num_samples,
-            num_features=num_features,
-            link=link,
-            batch_size=batch_size,
-        )
+        return _kernel_instances(model, *shared, *instances, **options)
 
     return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
 
