@@ -68,6 +68,30 @@ def test_surrogate_matches_lime_base(binary, method, num_features):
     np.testing.assert_allclose(fit.local_pred, local_pred[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("method,num_features", [("forward_selection", 5), ("auto", 9)])
+def test_surrogate_with_degenerate_columns_matches_lime_base(method, num_features):
+    # A constant column and a duplicated column: forward selection must not pick the copy or the
+    # constant while a real feature still adds fit, and the ridge fit must leave them at 0.
+    Z, Y, d, width = _neighbourhood(True, seed=1)
+    Z[:, 4] = 1.0
+    Z[:, 7] = Z[:, 2]
+    d = np.sqrt(((Z - Z[0]) ** 2).sum(axis=1))
+    base = LimeBase(lambda dist: np.sqrt(np.exp(-(dist**2) / width**2)))
+    intercept, exp, score, _ = base.explain_instance_with_data(
+        Z, Y, d, 1, num_features, feature_selection=method
+    )
+    coef = np.zeros(Z.shape[1])
+    for j, w in exp:
+        coef[j] = w
+    fit = _explain_with_data(
+        Z, Y[:, 1], d, kernel_width=width, num_features=num_features, feature_selection=method
+    )
+    assert set(np.flatnonzero(np.asarray(fit.selected))) == {j for j, _ in exp}
+    np.testing.assert_allclose(fit.coef, coef, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fit.intercept, intercept, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fit.score, score, rtol=1e-5, atol=1e-5)
+
+
 def test_unknown_feature_selection_is_rejected():
     Z, Y, d, width = _neighbourhood(True)
     with pytest.raises(ValueError, match="feature_selection"):
@@ -124,9 +148,7 @@ def test_training_frequencies_and_scaler_match_lime(cancer):
 
 # -- sampling semantics ------------------------------------------------------------------------
 def _jax_stats(stats):
-    arrays = (
-        "edges values freqs bin_mean bin_std bin_min bin_max cdf_lo cdf_hi mean scale"
-    ).split()
+    arrays = ("edges values freqs bin_mean bin_std bin_min bin_max quantiles mean scale").split()
     return stats._replace(
         **{k: jnp.asarray(getattr(stats, k), jnp.float32) for k in arrays},
         kind=jnp.asarray(stats.kind),
@@ -152,6 +174,34 @@ def test_discretized_sampling_semantics(cancer):
         # Bins are drawn by their training frequency (4000 draws: 3 sigma of a 1/4 share).
         freq = np.bincount(bins, minlength=len(edges) + 1) / len(bins)
         np.testing.assert_allclose(freq, stats.freqs[j, : len(edges) + 1], atol=0.03)
+
+
+def test_truncated_normal_tables_match_scipy(cancer):
+    # Every one of the 65536 16-bit uniforms, through the table, against scipy's truncated
+    # normal quantile in float64: the breast-cancer bins and heavy-tailed columns (bins reaching
+    # 7 standard deviations from their mean).
+    from scipy.stats import truncnorm
+
+    rng = np.random.default_rng(0)
+    heavy = np.column_stack([rng.lognormal(0, 1.5, 500), rng.standard_t(2, 500)])
+    u16 = jnp.arange(65536, dtype=jnp.uint32)
+    draw = jax.jit(tabular_module._truncnorm_draw)
+    u = (np.arange(65536) + 0.5) / 65536
+    for data in (cancer[0][:, [0, 3, 14]], heavy):
+        stats = fit_discretizer(data)
+        for j in range(data.shape[1]):
+            for b in range(4):
+                mu, sd = stats.bin_mean[j, b], stats.bin_std[j, b]
+                lo, hi = stats.bin_min[j, b], stats.bin_max[j, b]
+                exact = truncnorm.ppf(u, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
+                table = jnp.asarray(stats.quantiles[j, b], jnp.float32)
+                ours = np.asarray(draw(table, jnp.zeros((), jnp.int32), u16), np.float64)
+                # Interpolation: below 1e-3 bin standard deviations (measured 6.3e-4); float32.
+                np.testing.assert_allclose(ours, exact, rtol=1e-6, atol=1e-3 * sd)
+                # The 256 extreme values at each end are tabulated exactly.
+                ends = np.r_[0:256, 65280:65536]
+                np.testing.assert_allclose(ours[ends], exact[ends], rtol=1e-6, atol=1e-6 * sd)
+                assert lo <= ours.min() and ours.max() <= hi * (1 + 1e-7)
 
 
 def test_continuous_and_categorical_sampling(cancer):

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import jax.scipy.linalg
 
 __all__ = [
+    "Moments",
+    "weighted_moments",
     "Surrogate",
     "weighted_lstsq",
     "fit_surrogate",
@@ -164,9 +166,115 @@ def _ridge_qr(Aw, yw, ridge, zero_col, dtype):
     return jax.scipy.linalg.solve_triangular(R, Q.T @ yw, lower=False)
 
 
+class Moments(NamedTuple):
+    """Weighted, centred second moments of a design and its targets: all a ridge fit needs.
+
+    With ``Xc = features - x_mean`` and ``yc = outputs - y_mean`` (weighted means):
+
+    Attributes:
+        gram: ``(M, M)`` ``Xc^T W Xc``.
+        rhs: ``(M,)`` or ``(M, K)`` ``Xc^T W yc``.
+        total: ``()`` or ``(K,)`` ``yc^T W yc``.
+        x_mean: ``(M,)``; y_mean: ``()`` or ``(K,)``.
+    """
+
+    gram: jax.Array
+    rhs: jax.Array
+    total: jax.Array
+    x_mean: jax.Array
+    y_mean: jax.Array
+
+    def masked(self, mask):
+        """The moments of ``features * mask`` (unselected columns zeroed)."""
+        keep = jnp.asarray(mask, self.gram.dtype)
+        return self._replace(
+            gram=self.gram * jnp.outer(keep, keep),
+            rhs=self.rhs * keep.reshape((-1,) + (1,) * (self.rhs.ndim - 1)),
+            x_mean=self.x_mean * keep,
+        )
+
+
+@precise
+def weighted_moments(features, outputs, weights) -> Moments:
+    """The :class:`Moments` of a weighted design, from one product of the centred data.
+
+    Centring happens on the data (not by subtracting outer products of means afterwards), so a
+    nearly constant target keeps its digits in float32.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> m = weighted_moments(jnp.array([[0.0], [1.0], [2.0]]), jnp.array([1.0, 3.0, 5.0]),
+        ...                      jnp.ones(3))
+        >>> float(m.gram[0, 0]), float(m.rhs[0]), float(m.total)
+        (2.0, 4.0, 8.0)
+    """
+    features = jnp.asarray(features, jnp.result_type(features, jnp.float32))
+    outputs = jnp.asarray(outputs, features.dtype)
+    weights = jnp.asarray(weights, features.dtype)
+    M = features.shape[1]
+    y2 = outputs.reshape(outputs.shape[0], -1)
+    wsum = jnp.sum(weights)
+    x_mean = weights @ features / wsum
+    y_mean = weights @ y2 / wsum
+    sw = jnp.sqrt(weights)[:, None]
+    Aw = sw * jnp.concatenate([features - x_mean[None, :], y2 - y_mean[None, :]], axis=1)
+    full = Aw.T @ Aw  # one (M + K)^2 product instead of three
+    rhs, total = full[:M, M:], jnp.diagonal(full[M:, M:])
+    if outputs.ndim == 1:
+        rhs, total, y_mean = rhs[:, 0], total[0], y_mean[0]
+    return Moments(full[:M, :M], rhs, total, x_mean, y_mean)
+
+
+def _moments_ridge(moments: Moments, ridge):
+    """Ridge coefficients from moments by Cholesky, and the factor (for refinement).
+
+    A column with zero centred spread (all-zero or constant) gets coefficient exactly 0.
+    """
+    gram = moments.gram
+    M = gram.shape[0]
+    dead = jnp.diagonal(gram) <= 0
+    # The dead columns' rows and columns are zero; a unit diagonal keeps the system definite.
+    system = gram + jnp.diag(jnp.where(dead, 1.0, 0.0).astype(gram.dtype))
+    system = system + ridge * jnp.eye(M, dtype=gram.dtype)
+    factor = jax.scipy.linalg.cho_factor(system)
+    b = jax.scipy.linalg.cho_solve(factor, moments.rhs)
+    live = (~dead).reshape((M,) + (1,) * (b.ndim - 1))
+    return jnp.where(live, b, 0.0), factor, live
+
+
+def _fit_from_moments(features, outputs, weights, moments: Moments, ridge) -> Surrogate:
+    """Centred ridge fit from :class:`Moments`, refined once against the data."""
+    b, factor, live = _moments_ridge(moments, ridge)
+    # One step of iterative refinement with the residual computed from the data: recovers the
+    # digits float32 loses in forming the moments (the squared condition number).
+    Xc = features - moments.x_mean[None, :]
+    yc = outputs - moments.y_mean[None, ...]
+    r = yc - Xc @ b
+    wr = weights.reshape((-1,) + (1,) * (r.ndim - 1)) * r
+    grad = Xc.T @ wr  # Xc^T W r
+    delta = jnp.where(live, jax.scipy.linalg.cho_solve(factor, grad - ridge * b), 0.0)
+    coef = b + delta
+    # rss(b + delta) without another pass over the data.
+    rss = jnp.sum(wr * r, axis=0) - 2.0 * jnp.sum(delta * grad, axis=0)
+    rss = rss + jnp.sum(delta * (moments.gram @ delta), axis=0)
+    total = moments.total
+    score = jnp.where(total > 0, 1.0 - rss / jnp.where(total > 0, total, 1.0), 1.0)
+    intercept = moments.y_mean - jnp.tensordot(moments.x_mean, coef, axes=1)
+    prediction = intercept[None, ...] + features @ coef
+    return Surrogate(coef, intercept, score, prediction)
+
+
 @precise
 def fit_surrogate(
-    features, outputs, weights, *, ridge=0.0, fit_intercept=True, constraint=None, solver="svd"
+    features,
+    outputs,
+    weights,
+    *,
+    ridge=0.0,
+    fit_intercept=True,
+    constraint=None,
+    solver="svd",
+    moments: Moments | None = None,
 ) -> Surrogate:
     """Fit the weighted linear surrogate ``outputs ~ intercept + features @ coef``.
 
@@ -181,7 +289,11 @@ def fit_surrogate(
         ridge: L2 penalty (LIME's ``Ridge(alpha=1)``; Kernel SHAP uses 0).
         fit_intercept: fit an unpenalised intercept.
         constraint: ``(c, d)`` linear equality ``c . coef = d`` (Kernel SHAP's efficiency).
-        solver: ``"svd"``, ``"qr"`` or ``"cholesky"``, see :func:`weighted_lstsq`.
+        solver: ``"svd"``, ``"qr"`` or ``"cholesky"``, see :func:`weighted_lstsq`. With an
+            intercept and no constraint, ``"cholesky"`` solves from :func:`weighted_moments`
+            (one product of the data) and refines once against the data.
+        moments: the :func:`weighted_moments` of these arrays when already at hand (only used by
+            that ``"cholesky"`` path), e.g. shared with feature selection.
 
     Returns:
         A :class:`Surrogate`.
@@ -196,6 +308,10 @@ def fit_surrogate(
     features = jnp.asarray(features, jnp.result_type(features, jnp.float32))
     outputs = jnp.asarray(outputs, features.dtype)
     weights = jnp.asarray(weights, features.dtype)
+    if solver == "cholesky" and fit_intercept and constraint is None:
+        if moments is None:
+            moments = weighted_moments(features, outputs, weights)
+        return _fit_from_moments(features, outputs, weights, moments, ridge)
     wsum = jnp.sum(weights)
     # Explicit leading axes: the suite runs with jax_numpy_rank_promotion="raise".
     if fit_intercept:
@@ -233,50 +349,53 @@ FEATURE_SELECTION_METHODS = ("auto", "forward_selection", "highest_weights", "la
 
 
 @precise
-def forward_selection(features, outputs, weights, num_features: int):
+def forward_selection(features, outputs, weights, num_features: int, moments=None):
     """Greedily add the feature whose unpenalised weighted fit has the highest R² (LIME).
 
-    Ties go to the lowest feature index, as in the LIME reference. Every candidate fit is solved
-    on the weighted, centred Gram matrix restricted to the candidate set (``M x M``), so a step
-    costs ``M`` small solves instead of ``M`` passes over the samples.
+    Ties go to the lowest feature index, as in the LIME reference. A candidate's R² gain is its
+    squared partial covariance with the target over its partial variance, given the features
+    already chosen; choosing a feature sweeps it out of the weighted, centred Gram matrix (a
+    rank-one update, Gram-Schmidt in the weighted inner product). So a step costs ``O(M²)``
+    instead of ``M`` least-squares fits. A candidate left with (relatively) no variance of its
+    own, such as a constant or a duplicated column, gains nothing.
 
     Args:
         features: ``(S, M)`` design matrix.
         outputs: ``(S,)`` targets.
         weights: ``(S,)`` sample weights.
         num_features: number of features to select (static).
+        moments: their :func:`weighted_moments`, when already at hand.
 
     Returns:
         Boolean mask ``(M,)``.
     """
-    features = jnp.asarray(features)
-    M = features.shape[1]
-    weights = jnp.asarray(weights, features.dtype)
-    wsum = jnp.sum(weights)
-    Zc = features - (weights @ features / wsum)[None, :]
-    yc = outputs - jnp.dot(weights, outputs) / wsum
-    Zw = Zc * jnp.sqrt(weights)[:, None]
-    gram, rhs = Zw.T @ Zw, Zc.T @ (weights * yc)
-    total = jnp.dot(weights, yc * yc)
+    if moments is None:
+        moments = weighted_moments(features, outputs, weights)
+    gram, rhs = moments.gram, moments.rhs
+    M = gram.shape[0]
+    # Below this fraction of its own spread a candidate is collinear with the chosen ones.
+    floor = jnp.diagonal(gram) * (64 * jnp.finfo(gram.dtype).eps)
 
-    def r2(chosen):
-        keep = chosen.astype(features.dtype)
-        A = gram * jnp.outer(keep, keep) + jnp.diag(1.0 - keep)
-        b = jnp.linalg.lstsq(A, rhs * keep)[0]
-        # Least squares residual: total - b.rhs; R² = explained / total.
-        return jnp.where(total > 0, jnp.dot(b, rhs * keep) / jnp.where(total > 0, total, 1.0), 1.0)
+    def step(carry, _):
+        used, gram, rhs = carry
+        var = jnp.diagonal(gram)
+        ok = (~used) & (var > floor) & (var > 0)
+        gain = jnp.where(ok, rhs * rhs / jnp.where(ok, var, 1.0), 0.0)
+        # Every candidate gaining nothing ties; the lowest unused index wins, as in LIME.
+        j = jnp.argmax(jnp.where(used, -1.0, gain))
+        pivot = jnp.where(ok[j], var[j], 1.0)
+        col = jnp.where(ok[j], gram[:, j], 0.0)
+        gram = gram - jnp.outer(col, col) / pivot
+        rhs = rhs - col * rhs[j] / pivot
+        return (used.at[j].set(True), gram, rhs), None
 
-    def step(used, _):
-        scores = jax.vmap(lambda j: r2(used.at[j].set(True)))(jnp.arange(M))
-        scores = jnp.where(used, -jnp.inf, scores)
-        return used.at[jnp.argmax(scores)].set(True), None
-
-    used, _ = jax.lax.scan(step, jnp.zeros(M, bool), None, length=min(num_features, M))
+    k = min(num_features, M)
+    (used, _, _), _ = jax.lax.scan(step, (jnp.zeros(M, bool), gram, rhs), None, length=k)
     return used
 
 
 @precise
-def highest_weights(features, outputs, weights, num_features: int):
+def highest_weights(features, outputs, weights, num_features: int, moments=None):
     """Select the ``num_features`` largest ``|coef_j * features[0, j]|`` of a Ridge(0.01) fit.
 
     Row 0 is the explained instance (LIME's convention); ties keep the lower index first.
@@ -285,12 +404,14 @@ def highest_weights(features, outputs, weights, num_features: int):
         Boolean mask ``(M,)``.
     """
     features = jnp.asarray(features)
-    coef = fit_surrogate(features, outputs, weights, ridge=0.01, solver="cholesky").coef
+    if moments is None:
+        moments = weighted_moments(features, outputs, weights)
+    coef = _moments_ridge(moments, 0.01)[0]
     order = jnp.argsort(-jnp.abs(coef * features[0]), stable=True)
     return jnp.zeros(features.shape[1], bool).at[order[:num_features]].set(True)
 
 
-def select_features(features, outputs, weights, num_features: int, method: str):
+def select_features(features, outputs, weights, num_features: int, method: str, moments=None):
     """LIME's feature selection: a boolean mask ``(M,)`` of the features the surrogate may use.
 
     Args:
@@ -300,6 +421,7 @@ def select_features(features, outputs, weights, num_features: int, method: str):
         num_features: how many features to keep (static).
         method: ``"auto"`` (forward selection when ``num_features <= 6``, else highest weights),
             ``"forward_selection"``, ``"highest_weights"``, ``"lasso_path"`` or ``"none"`` (all).
+        moments: the :func:`weighted_moments` of the arrays, when already at hand.
 
     References:
         Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
@@ -311,9 +433,9 @@ def select_features(features, outputs, weights, num_features: int, method: str):
     if method == "none":
         return jnp.ones(M, bool)
     if method == "forward_selection":
-        return forward_selection(features, outputs, weights, num_features)
+        return forward_selection(features, outputs, weights, num_features, moments)
     if method == "highest_weights":
-        return highest_weights(features, outputs, weights, num_features)
+        return highest_weights(features, outputs, weights, num_features, moments)
     if method == "lasso_path":
         return lasso_path_selection(features, outputs, weights, num_features)
     raise ValueError(

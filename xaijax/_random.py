@@ -1,0 +1,69 @@
+"""Random bits for the samplers that draw millions of numbers per explanation.
+
+``jax.random.bits`` (threefry, partitionable mode: JAX's default) hashes one counter pair per
+32-bit word and keeps the XOR of the two output words, and on CPU JAX lowers the hash as a
+rolled loop. :func:`fast_bits` runs the same Threefry-2x32 hash (Salmon et al., SC 2011) fully
+unrolled, so XLA fuses its 20 rounds into one pass, keeps both output words of each counter
+pair (half the hashing), and writes them before anything reads them (left to itself XLA fuses
+the hash into every consumer and recomputes it there). On CPU that cuts LIME tabular's random
+bits from ~0.5 to ~0.1 ms per 150,000 words.
+
+The key is drawn from the caller's key: a pure function of the key, identical on every backend,
+elementwise and so exact under ``vmap``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["fast_bits", "threefry2x32"]
+
+_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
+
+
+def threefry2x32(k0, k1, x0, x1):
+    """The Threefry-2x32 hash (20 rounds) of the counter pairs ``(x0, x1)`` under key ``(k0, k1)``.
+
+    Bit for bit the hash behind ``jax.random`` (``jax.extend.random.threefry2x32_p``), written
+    out round by round so XLA fuses it into one elementwise pass on every backend.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> y0, y1 = threefry2x32(jnp.uint32(0), jnp.uint32(0), jnp.zeros(2, jnp.uint32),
+        ...                       jnp.arange(2, dtype=jnp.uint32))
+        >>> y0.shape, str(y1.dtype)
+        ((2,), 'uint32')
+    """
+    ks = (k0, k1, k0 ^ k1 ^ np.uint32(0x1BD11BDA))
+    x0, x1 = x0 + ks[0], x1 + ks[1]
+    for i in range(5):
+        for r in _ROTATIONS[i % 2]:
+            x0 = x0 + x1
+            x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + np.uint32(i + 1)
+    return x0, x1
+
+
+def fast_bits(key, shape: tuple[int, ...]) -> jax.Array:
+    """``shape`` uniformly random ``uint32`` words from ``key`` (any ``jax.random`` key).
+
+    Example:
+        >>> import jax
+        >>> bits = fast_bits(jax.random.key(0), (2, 3))
+        >>> bits.shape, str(bits.dtype)
+        ((2, 3), 'uint32')
+    """
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if n >= 2**32:
+        raise ValueError(f"fast_bits draws fewer than 2**32 words at once; got shape {shape}")
+    k = jax.random.bits(key, (2,), jnp.uint32)
+    counter = jax.lax.iota(jnp.uint32, (n + 1) // 2)
+    words = threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
+    words = jax.lax.optimization_barrier(words)
+    return jnp.concatenate(words)[:n].reshape(shape)
