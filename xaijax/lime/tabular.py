@@ -571,7 +571,7 @@ def lime_tabular(
 # Training statistics of the last few training sets, by content: explaining many batches against
 # one training set (the usual case, and the reference's explainer object) computes them once.
 _STATS_CACHE: dict = {}
-_STATS_CACHE_SIZE = 4
+_STATS_CACHE_SIZE = 2  # the quantile tables are M * V * 867 floats each
 
 
 def _prepared_stats(train, *, training_labels, **options):
