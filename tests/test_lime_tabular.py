@@ -299,6 +299,23 @@ def test_compiles_once(cancer, logistic):
     assert tabular_module._explain._cache_size() == size
 
 
+def test_training_statistics_cached_by_content(cancer, logistic):
+    X = cancer[0].copy()
+    cache = tabular_module._STATS_CACHE
+    cache.clear()
+    first = lime_tabular(logistic, X[:2], X, key=jax.random.key(0), **CONFIG)
+    again = lime_tabular(logistic, X[:2], X.copy(), key=jax.random.key(0), **CONFIG)
+    assert len(cache) == 1  # equal content: computed once
+    np.testing.assert_array_equal(np.asarray(first.values), np.asarray(again.values))
+    X[:, 0] *= 2.0  # changed in place: new content, new statistics (not a stale hit)
+    changed = lime_tabular(logistic, X[:2], X, key=jax.random.key(0), **CONFIG)
+    assert len(cache) == 2
+    assert changed.extras["feature_labels"][0, 0] != first.extras["feature_labels"][0, 0]
+    stats, _ = next(iter(cache.values()))
+    with pytest.raises(ValueError, match="read-only"):
+        stats.edges[0, 0] = 0.0  # shared by later calls, so frozen
+
+
 def test_single_instance_top_labels_and_scalar_output(cancer, logistic):
     X, _, _ = cancer
     one = lime_tabular(logistic, X[0], X, key=jax.random.key(0), **CONFIG)
