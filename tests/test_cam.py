@@ -104,6 +104,19 @@ def test_grad_cam_default_output_is_normalised_upsampled_relu_cam():
     np.testing.assert_allclose(exp.values.max(axis=(1, 2)), 1.0)
 
 
+def test_bilinear_upsampling_matches_half_pixel_reference():
+    # pytorch-grad-cam resizes with cv2.resize (INTER_LINEAR: half-pixel centres, edges
+    # replicated), as torch's interpolate(align_corners=False) and scikit-image's order-1 resize
+    # do. A grid off by half a pixel would shift every map; scikit-image is the oracle here.
+    from skimage.transform import resize
+
+    maps = np.random.default_rng(0).random((2, 7, 8)).astype(np.float32)
+    ours = np.asarray(cam.upsample_maps(jnp.asarray(maps), (28, 32)))
+    for m, o in zip(maps, ours, strict=True):
+        expected = resize(m, (28, 32), order=1, mode="edge", anti_aliasing=False)
+        np.testing.assert_allclose(o, expected, atol=1e-6)
+
+
 def test_nearest_upsampling_repeats_blocks():
     exp = cam.grad_cam(gap_features, gap_head, IMAGES, 2, resize="nearest", normalize=False)
     np.testing.assert_allclose(
