@@ -174,3 +174,30 @@ def test_resuming_with_other_settings_is_refused_until_restart(setup, monkeypatc
     assert len(chunk_files(out)) == 1
     assert cli.main([*changed, "--restart"]) == 0
     assert json.loads((out / "results.json").read_text())["chunks"]["computed"] == CHUNKS
+
+
+def test_finished_chunks_are_flushed_to_disk_before_they_count(setup, monkeypatch, tmp_path):
+    # A chunk reads as finished once its .npz is renamed into place; each file must be fsynced
+    # before its rename (and the folder after), or a power cut can leave a renamed empty file.
+    import xaijax.chunks as chunks
+
+    root, argv, _ = setup
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(chunks.os, "fsync", fsync)
+    monkeypatch.setattr(chunks.os, "replace", replace)
+    assert cli.main(argv(tmp_path / "out")) == 0
+    renamed = [path for kind, path in events if kind == "replace"]
+    assert len([p for p in renamed if p.endswith(".npz")]) == CHUNKS
+    for path in renamed:
+        first_rename = events.index(("replace", path))
+        assert ("fsync", os.path.realpath(path)) in events[:first_rename], path

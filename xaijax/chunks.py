@@ -4,7 +4,7 @@ A run over ``n`` rows is cut into chunks of at most ``chunk_size`` rows. Chunk `
 with the key ``fold_in(key, i)``, so its randomness depends on nothing but the key and its index:
 a run that was interrupted and resumed gives the same values, bit for bit, as one that never
 stopped.
-Every finished chunk is written atomically (a temporary file, then ``os.replace``) to
+Every finished chunk is written atomically (a temporary file, fsynced, then ``os.replace``) to
 ``folder/chunk-00000.npz`` + ``.json``, next to a ``manifest.json`` recording the settings; a
 rerun with the same settings skips the finished chunks, and one with other settings is refused
 (:class:`ResumeMismatch`) while the earlier run is unfinished.
@@ -248,15 +248,36 @@ def _rows_in(i, size, n):
 def _save_atomic(exp: Explanation, stem: str):
     tmp = os.path.join(os.path.dirname(stem), "." + os.path.basename(stem) + ".tmp")
     exp.save(tmp)
+    _sync(tmp + ".json", tmp + ".npz")
     os.replace(tmp + ".json", stem + ".json")
     os.replace(tmp + ".npz", stem + ".npz")
+    _sync(os.path.dirname(stem) or ".")
 
 
 def _write_atomic(path: str, data: bytes):
     tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
+    _sync(os.path.dirname(path) or ".")
+
+
+def _sync(*paths):
+    """Flush files (and a folder's entries) to disk, so a chunk that reads as finished after a
+    power cut is complete: a rename alone can reach the disk before the data it names."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # e.g. folders cannot be opened on Windows
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _remove_temporaries(folder):
