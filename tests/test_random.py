@@ -43,3 +43,19 @@ def test_fast_bits_vmap_equals_loop_and_is_uniform():
 def test_fast_bits_rejects_huge_shapes():
     with pytest.raises(ValueError, match="2\\*\\*32"):
         jax.eval_shape(lambda k: fast_bits(k, (2**16, 2**16)), jax.random.key(0))
+
+
+def test_fast_normal_is_standard_normal():
+    from scipy import stats
+
+    from xaijax._random import fast_normal
+
+    z = np.asarray(fast_normal(jax.random.key(0), (400_000,)), np.float64)
+    # Kolmogorov-Smirnov distance below the 0.1% critical value (1.95 / sqrt(n)).
+    assert stats.kstest(z, "norm").statistic < 1.95 / np.sqrt(len(z))
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
+    assert np.isfinite(z).all() and np.abs(z).max() < 6.0
+    keys = jax.random.split(jax.random.key(1), 3)
+    batch = np.asarray(jax.vmap(lambda k: fast_normal(k, (50, 3)))(keys))
+    loop = np.stack([np.asarray(fast_normal(k, (50, 3))) for k in keys])
+    np.testing.assert_array_equal(batch, loop)

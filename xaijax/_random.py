@@ -9,7 +9,8 @@ the hash into every consumer and recomputes it there). On CPU that cuts LIME tab
 bits from ~0.5 to ~0.1 ms per 150,000 words.
 
 The key is drawn from the caller's key: a pure function of the key, identical on every backend,
-elementwise and so exact under ``vmap``.
+elementwise and so exact under ``vmap``. :func:`fast_normal` builds normals on it as
+``jax.random.normal`` does (LIME tabular's continuous mode: 1.24 -> 0.90 ms per instance).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fast_bits", "threefry2x32"]
+__all__ = ["fast_bits", "fast_normal", "threefry2x32"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -67,3 +68,25 @@ def fast_bits(key, shape: tuple[int, ...]) -> jax.Array:
     words = threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
     words = jax.lax.optimization_barrier(words)
     return jnp.concatenate(words)[:n].reshape(shape)
+
+
+def fast_normal(key, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+    """Standard normal draws as ``jax.random.normal`` makes them, from :func:`fast_bits`.
+
+    A uniform in ``(-1, 1)`` from the top 23 bits of a word, then ``sqrt(2) * erfinv(u)``: the
+    same construction and distribution as ``jax.random.normal`` (a different stream). Float32
+    only; other dtypes fall back to ``jax.random.normal``.
+
+    Example:
+        >>> import jax
+        >>> fast_normal(jax.random.key(0), (3,)).shape
+        (3,)
+    """
+    if jnp.dtype(dtype) != jnp.float32:
+        return jax.random.normal(key, shape, dtype)
+    bits = fast_bits(key, shape)
+    # [1, 2) from the mantissa bits, shifted to [0, 1), then mapped onto (-1, 1).
+    one_two = jax.lax.bitcast_convert_type((bits >> 9) | np.uint32(0x3F800000), jnp.float32)
+    lo = np.nextafter(np.float32(-1.0), np.float32(0.0))
+    u = jnp.maximum(lo, (one_two - 1.0) * (1.0 - lo) + lo)
+    return np.float32(np.sqrt(2.0)) * jax.lax.erf_inv(u)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax._random import fast_bits
+from xaijax._random import fast_bits, fast_normal
 from xaijax.explanation import Explanation
 from xaijax.lime._checks import check_key
 from xaijax.lime.surrogate import explain_with_data
@@ -276,7 +276,7 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
     if CONTINUOUS in kinds:
         # Standard normal scaled to the training spread, around the mean or the instance.
         centre = x if sample_around_instance else stats.mean
-        normal = jax.random.normal(k_normal, (S, M), dtype) * stats.scale[None, :]
+        normal = fast_normal(k_normal, (S, M), dtype) * stats.scale[None, :]
         inputs = jnp.where(is_continuous, normal + centre[None, :], inputs)
 
     if CATEGORICAL in kinds or DISCRETIZED in kinds:
