@@ -4,10 +4,13 @@ Kernel SHAP and LIME are one mechanism: fit a weighted linear model of the model
 interpretable (binary) features. :func:`fit_surrogate` is that mechanism; the explainers differ only
 in how they sample the features and weight the samples.
 
-Everything here solves the square-root-weighted system with an SVD-based least squares, never the
-normal equations: the Shapley kernel's weights span many orders of magnitude (and are infinite at
-the empty and full coalitions, which become huge finite weights when imposed softly), and
-``A^T W A`` squares the condition number, which float32 cannot afford.
+Kernel SHAP solves the square-root-weighted system by SVD or QR, never the normal equations: the
+Shapley kernel's weights span many orders of magnitude (and are infinite at the empty and full
+coalitions, which become huge finite weights when imposed softly), and ``A^T W A`` squares the
+condition number, which float32 cannot afford. LIME's designs are well conditioned (features
+sampled independently, kernel weights in ``(0, 1]``, a ridge penalty), so LIME solves from the
+weighted moments (:func:`weighted_moments`: one product of the data), shared by its feature
+selection and its fit (``solver="cholesky"``).
 
 For the same reason every function here traces its matrix products at ``"highest"`` precision:
 on GPUs that default to TensorFloat-32 (A100, H100) a float32 product keeps only 10 mantissa bits,
