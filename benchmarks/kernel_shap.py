@@ -28,7 +28,8 @@ def measure(name, model, np_model, X, bg, S, args):
     import shap
 
     import xaijax as xj
-    from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate
+    from xaijax.core.batching import DEFAULT_BATCH_SIZE, evaluate
+    from xaijax.core.model import as_model
 
     n, B = len(X), len(bg)
 

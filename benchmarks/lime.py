@@ -29,8 +29,8 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
 from benchmarks.common import environment, memory  # noqa: E402
+from xaijax.core.model import map_row_chunks  # noqa: E402
 from xaijax.lime import lime_image, lime_tabular, segment_images  # noqa: E402
-from xaijax.models import map_row_chunks  # noqa: E402
 
 
 def best_of(fns, repeats):

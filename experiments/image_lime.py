@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from xaijax import data, nets
-from xaijax.models import as_model, evaluate
+from xaijax.core.batching import evaluate
+from xaijax.core.lstsq import fit_surrogate
+from xaijax.core.model import as_model
 from xaijax.runs import save_figure, save_results
-from xaijax.solve import fit_surrogate
 
 
 def main(argv=None) -> int:

@@ -31,8 +31,11 @@ def test_indexing_slices_every_field(K):
     part = exp[1:3]
     assert len(part) == 2 and part.data.shape == (2, 3)
     np.testing.assert_array_equal(part.extras["score"], [1, 2])
+    assert one[0].feature_names == "a"  # a single instance indexes its features, as shap does
     with pytest.raises(IndexError):
-        one[0]
+        one[5]
+    with pytest.raises(IndexError):
+        exp[len(exp) + 7]
 
 
 def test_save_load_round_trip(tmp_path):

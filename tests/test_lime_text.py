@@ -7,7 +7,7 @@ from lime.lime_text import IndexedString, LimeTextExplainer
 from lime.submodular_pick import SubmodularPick
 from sklearn.metrics.pairwise import pairwise_distances
 
-from xaijax.explanation import Explanation
+from xaijax.core.explanation import Explanation
 from xaijax.lime import (
     cosine_distance,
     lime_text,

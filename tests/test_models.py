@@ -4,7 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from xaijax import models
+from xaijax.core import model as models
+from xaijax.core.batching import evaluate
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -27,7 +28,7 @@ def test_host_calls_run_with_the_blas_pool_capped(monkeypatch, fresh_limit):
 
     model, params = models.as_model(models.host_model(predict), np.zeros((2, 3), np.float32))
     X = np.arange(12, dtype=np.float32).reshape(4, 3)
-    y = jax.jit(lambda X: models.evaluate(model, params, X))(X)
+    y = jax.jit(lambda X: evaluate(model, params, X))(X)
     np.testing.assert_allclose(y, np.tanh(X).sum(axis=1), rtol=1e-6)
     assert seen[-1] == 1  # (the first call is as_model's probe, outside XLA: not capped)
 

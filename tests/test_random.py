@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xaijax._random import fast_bits, threefry2x32
+from xaijax.core.random import fast_bits, threefry2x32
 
 
 def test_threefry_equals_jax_primitive():
@@ -48,7 +48,7 @@ def test_fast_bits_rejects_huge_shapes():
 def test_fast_normal_is_standard_normal():
     from scipy import stats
 
-    from xaijax._random import fast_normal
+    from xaijax.core.random import fast_normal
 
     z = np.asarray(fast_normal(jax.random.key(0), (400_000,)), np.float64)
     # Kolmogorov-Smirnov distance below the 0.1% critical value (1.95 / sqrt(n)).

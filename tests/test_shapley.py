@@ -389,13 +389,13 @@ def test_bad_input_errors_name_the_argument():
     f, _ = make_mlp(4, seed=26)
     X, bg = np.zeros((2, 4)), np.ones((3, 4))
     key = jax.random.key(0)
-    with pytest.raises(ValueError, match="background must have shape \\(B, 4\\)"):
+    with pytest.raises(ValueError, match="like the rows of background"):
         xj.kernel_shap(f, X, np.ones((3, 5)), key=key)
     with pytest.raises(ValueError, match="X contains NaN"):
         xj.exact_shapley(f, np.full((1, 4), np.nan), bg)
     with pytest.raises(ValueError, match="background contains NaN"):
         xj.permutation_shap(f, X, np.full((2, 4), np.nan), key=key)
-    with pytest.raises(ValueError, match="background .* empty"):
+    with pytest.raises(ValueError, match="background must hold at least one row"):
         xj.kernel_shap(f, X, np.zeros((0, 4)), key=key)
     with pytest.raises(ValueError, match="at most 20.*kernel_shap or permutation_shap"):
         xj.exact_shapley(lambda X: X.sum(1), np.zeros(21), np.ones((1, 21)))
@@ -405,7 +405,7 @@ def test_bad_input_errors_name_the_argument():
         xj.exact_shapley(lambda X: np.log(X[:, 0] - 0.5), X, bg)  # host model
     with pytest.raises(ValueError, match="link must be one of"):
         xj.kernel_shap(f, X, bg, key=key, link="probit")
-    with pytest.raises(ValueError, match="key must be"):
+    with pytest.raises(TypeError, match="key must be"):
         xj.kernel_shap(f, X, bg, key=0)
     with pytest.raises(ValueError, match="l1_reg"):
         xj.kernel_shap(f, X, bg, key=key, l1_reg="aic")

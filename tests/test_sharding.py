@@ -146,9 +146,9 @@ def test_per_instance_keys_slice_the_batch(data4, method):
 
 def test_bad_mesh_and_keys(data4):
     X, bg = data4
-    with pytest.raises(ValueError, match="mesh must be None or a jax.sharding.Mesh"):
+    with pytest.raises(TypeError, match="mesh must be None or a jax.sharding.Mesh"):
         xj.exact_shapley(_mlp, X, bg, mesh="cpu")
-    with pytest.raises(ValueError, match="mesh must be"):
+    with pytest.raises(TypeError, match="mesh must be"):
         xj.lime_tabular(_mlp, X, bg, key=jax.random.key(0), mesh=jax.devices())
     with pytest.raises(ValueError, match=r"key must be .*\(5,\) keys"):
         xj.kernel_shap(_mlp, X, bg, key=jax.random.split(jax.random.key(0), 4))

@@ -16,7 +16,10 @@ from xaijax.cam import (
     with_guided_relu,
     xgrad_cam,
 )
-from xaijax.explanation import Explanation
+from xaijax.core.batching import DEFAULT_BATCH_SIZE, evaluate, instance_mesh
+from xaijax.core.explanation import Explanation
+from xaijax.core.lstsq import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
+from xaijax.core.model import as_model, host_model
 from xaijax.gradients import (
     expected_gradients,
     gradient_x_input,
@@ -25,7 +28,6 @@ from xaijax.gradients import (
     smoothgrad,
 )
 from xaijax.lime import get_image_and_mask, lime_image, lime_tabular, lime_text, submodular_pick
-from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, host_model
 from xaijax.protopnet import ProtoPNet, ProtoPNetConfig, TrainConfig, train_protopnet
 from xaijax.shapley import (
     Background,
@@ -41,8 +43,6 @@ from xaijax.shapley import (
     permutation_shap,
     shapley_kernel_weights,
 )
-from xaijax.sharding import instance_mesh
-from xaijax.solve import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
 
 __version__ = "0.1.0"
 

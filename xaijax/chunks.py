@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xaijax.explanation import Explanation
+from xaijax.core.explanation import Explanation
 
 __all__ = ["explain_in_chunks", "concatenate", "ChunkRun", "ResumeMismatch", "file_digest"]
 

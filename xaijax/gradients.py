@@ -19,9 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.cam.layer import resolve_targets, target_scores
-from xaijax.explanation import Explanation
-from xaijax.models import as_model
+from xaijax.core.explanation import Explanation
+from xaijax.core.model import as_model
+from xaijax.core.registry import explainer
+from xaijax.core.targets import resolve_targets, target_scores
 
 __all__ = [
     "saliency",
@@ -162,7 +163,10 @@ def _prepare(f, X, targets, batched):
 def _finish(method, values, base, X, extras, single):
     if not bool(jnp.isfinite(extras["logits"]).all()):
         raise ValueError("the model's outputs contain NaN or inf for these inputs")
-    exp = Explanation(values=values, base_values=base, data=X, method=method, extras=extras)
+    kind = "path" if method in ("integrated_gradients", "expected_gradients") else "map"
+    exp = Explanation(
+        values=values, base_values=base, data=X, method=method, kind=kind, extras=extras
+    )
     return exp[0] if single else exp
 
 
@@ -179,6 +183,7 @@ _ARGS = """Args:
 
 
 # -- public explainers --
+@explainer(kind="map", needs_jax=True)
 def saliency(f, X, targets=None, *, batched=None) -> Explanation:
     """Saliency: ``|d score / d x|``, the absolute input gradient of the target score.
 
@@ -203,6 +208,7 @@ def saliency(f, X, targets=None, *, batched=None) -> Explanation:
     return _finish("saliency", values, _zeros_base(X), X, extras, single)
 
 
+@explainer(kind="map", needs_jax=True)
 def gradient_x_input(f, X, targets=None, *, batched=None) -> Explanation:
     """Gradient x input: ``x * d score / d x`` (exact for linear models without intercept).
 
@@ -226,6 +232,7 @@ def gradient_x_input(f, X, targets=None, *, batched=None) -> Explanation:
     return _finish("gradient_x_input", values, _zeros_base(X), X, extras, single)
 
 
+@explainer(kind="map", random=True, needs_jax=True)
 def smoothgrad(
     f, X, targets=None, *, key, num_samples=50, noise_level=0.15, batched=None
 ) -> Explanation:
@@ -296,6 +303,7 @@ def path_weights(num_steps: int, method: str = "gausslegendre"):
     )
 
 
+@explainer(kind="path", needs_jax=True)
 def integrated_gradients(
     f, X, targets=None, *, baseline=None, num_steps=50, method="gausslegendre", batched=None
 ) -> Explanation:
@@ -349,6 +357,7 @@ def integrated_gradients(
     return _finish("integrated_gradients", values, base, X, extras, single)
 
 
+@explainer(kind="path", reference="background", random=True, needs_jax=True)
 def expected_gradients(
     f, X, background, targets=None, *, key, num_samples=200, batched=None
 ) -> Explanation:

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate, map_row_chunks
+from xaijax.core.batching import DEFAULT_BATCH_SIZE, evaluate, map_row_chunks
+from xaijax.core.model import as_model
 
 __all__ = [
     "Curve",

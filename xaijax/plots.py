@@ -9,7 +9,7 @@ matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xaijax.explanation import Explanation  # noqa: E402
+from xaijax.core.explanation import Explanation  # noqa: E402
 
 __all__ = [
     "bar",

@@ -24,9 +24,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.cam.layer import LayerModel, layer_model, resolve_targets, target_scores
-from xaijax.explanation import Explanation
-from xaijax.models import map_row_chunks
+from xaijax.core.batching import map_row_chunks
+from xaijax.core.explanation import Explanation
+from xaijax.core.layers import LayerModel, layer_model
+from xaijax.core.registry import explainer
+from xaijax.core.targets import resolve_targets, target_scores
 
 __all__ = [
     "grad_cam",
@@ -260,6 +262,7 @@ def _explain(
         base_values=jnp.zeros(X.shape[:1], maps.dtype),
         data=X,
         method=method,
+        kind="map",
         extras=extras,
     )
     return exp[0] if single else exp
@@ -355,6 +358,7 @@ _COUNTERFACTUAL = """
         counterfactual: explain evidence *against* the target (the gradient is negated)."""
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "Grad-CAM: ReLU(sum_c mean_hw(dS/dA_c) * A_c), the gradient-weighted class activation map.",
     "Selvaraju et al. 2017, Grad-CAM: Visual Explanations from Deep Networks via "
@@ -379,6 +383,7 @@ def grad_cam(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "Grad-CAM++: channel weights sum_hw alpha * ReLU(dS/dA) with the closed-form alpha.",
     "Chattopadhay et al. 2018, Grad-CAM++: Generalized Gradient-based Visual Explanations for "
@@ -403,6 +408,7 @@ def grad_cam_plus_plus(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "HiResCAM: ReLU(sum_c dS/dA_c * A_c), the elementwise gradient-activation product.",
     "Draelos & Carin 2020, Use HiResCAM instead of Grad-CAM for faithful explanations of "
@@ -427,6 +433,7 @@ def hires_cam(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "XGrad-CAM: channel weights sum_hw(A_c * dS/dA_c) / sum_hw A_c.",
     "Fu et al. 2020, Axiom-based Grad-CAM: Towards Accurate Visualization and Explanation of "
@@ -451,6 +458,7 @@ def xgrad_cam(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "LayerCAM: ReLU(sum_c ReLU(dS/dA_c) * A_c), spatially weighted by positive gradients.",
     "Jiang et al. 2021, LayerCAM: Exploring Hierarchical Class Activation Maps for "
@@ -475,6 +483,7 @@ def layer_cam(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "EigenCAM: the activations projected on their first principal component (class-agnostic).\n\n"
     "    The sign of the component is chosen to agree with the mean activation map.",
@@ -494,6 +503,7 @@ _BATCH = """
             memory."""
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "Score-CAM: channel weights softmax_c(S(X * upsample(A_c))) from masked-input scores.\n\n"
     "    Each channel, upsampled and min-max normalised, masks the image; the target score of the\n"
@@ -521,6 +531,7 @@ def score_cam(
     )  # fmt: skip
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 @_doc(
     "Ablation-CAM: channel weights (S - S_without_c) / S from zeroing each channel in turn.\n\n"
     "    ``n * c`` evaluations of the head (or, for an NNX module, of the model with the layer's\n"

@@ -23,10 +23,12 @@ import jax.numpy as jnp
 from jax.extend import core as jcore
 
 from xaijax.cam.grad_cam import _check_images, grad_cam
-from xaijax.cam.layer import layer_model, resolve_targets, target_scores
-from xaijax.explanation import Explanation
-from xaijax.interpreter import bind_eqn, eval_jaxpr, is_zero_literal, sub_jaxprs
-from xaijax.models import as_model
+from xaijax.core.explanation import Explanation
+from xaijax.core.interpreter import bind_eqn, eval_jaxpr, is_zero_literal, sub_jaxprs
+from xaijax.core.layers import layer_model
+from xaijax.core.model import as_model
+from xaijax.core.registry import explainer
+from xaijax.core.targets import resolve_targets, target_scores
 
 __all__ = ["guided_relu", "with_guided_relu", "guided_backprop", "guided_grad_cam"]
 
@@ -168,6 +170,7 @@ def _guided_explanation(apply, params, X, targets, target_fn):
     return grads, {"targets": t, "scores": scores, "logits": logits}
 
 
+@explainer(kind="map", inputs="image", needs_jax=True)
 def guided_backprop(f, images, targets=None) -> Explanation:
     """Guided backpropagation: d score / d image with ReLU gradients restricted to positive ones.
 
@@ -204,11 +207,13 @@ def guided_backprop(f, images, targets=None) -> Explanation:
         base_values=jnp.zeros(X.shape[:1], grads.dtype),
         data=X,
         method="guided_backprop",
+        kind="map",
         extras=extras,
     )
     return exp[0] if single else exp
 
 
+@explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
 def guided_grad_cam(features, head, images, targets=None, *, resize="bilinear") -> Explanation:
     """Guided Grad-CAM: guided backpropagation times the upsampled (unnormalised) Grad-CAM map.
 
@@ -250,6 +255,7 @@ def guided_grad_cam(features, head, images, targets=None, *, resize="bilinear") 
         base_values=jnp.zeros(X.shape[:1], values.dtype),
         data=X,
         method="guided_grad_cam",
+        kind="map",
         extras={
             **extras,
             "grad_cam": cam.values,

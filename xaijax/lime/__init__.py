@@ -5,9 +5,9 @@ References:
     Classifier, KDD 2016.
 """
 
+from xaijax.core.masking import get_image_and_mask
 from xaijax.lime.image import (
     fudged_image,
-    get_image_and_mask,
     lime_image,
     perturb_image,
     segment_images,

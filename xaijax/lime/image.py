@@ -16,18 +16,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.lime._checks import check_key
+from xaijax.core.batching import map_row_chunks
+from xaijax.core.contract import instance_keys
+from xaijax.core.explanation import Explanation
+from xaijax.core.model import as_model
+from xaijax.core.registry import explainer
+from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import cosine_distance, explain_with_data
-from xaijax.models import as_model, map_row_chunks
-from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = [
     "segment_images",
     "fudged_image",
     "perturb_image",
     "lime_image",
-    "get_image_and_mask",
 ]
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
@@ -181,6 +182,7 @@ def _explain(
     return fits, label_ids, y[:, 0, :], finite
 
 
+@explainer(kind="surrogate", inputs="image", random=True)
 def lime_image(
     f,
     images,
@@ -253,7 +255,7 @@ def lime_image(
     n, H, W, C = batch.shape
     if not np.all(np.isfinite(batch)):
         raise ValueError("images must be finite (no NaN or inf)")
-    key = check_key(key, n)
+    key = instance_keys(key, n)
     if segments is None:
         if C != 3:
             raise ValueError(
@@ -334,62 +336,7 @@ def lime_image(
         feature_names=tuple(f"segment {j}" for j in range(m)),
         output_names=output_names,
         method="lime_image",
+        kind="surrogate",
         extras=extras,
     )
     return exp[0] if single else exp
-
-
-def get_image_and_mask(
-    exp: Explanation,
-    label: int,
-    *,
-    positive_only: bool = True,
-    negative_only: bool = False,
-    hide_rest: bool = False,
-    num_features: int = 5,
-    min_weight: float = 0.0,
-):
-    """The reference's ``ImageExplanation.get_image_and_mask`` for one explained image.
-
-    Segments are ranked by ``|weight|`` (ties keep the lower segment first, as the reference's
-    stable sort). With ``positive_only`` (or ``negative_only``) the first ``num_features``
-    segments of that sign above ``min_weight`` are shown; otherwise the top ``num_features`` by
-    magnitude, marked 1 / -1 and tinted in channel 1 / 0.
-
-    Args:
-        exp: a single-image explanation from :func:`lime_image` (``exp[i]`` of a batch).
-        label: the model output index, one of ``exp.extras["labels"]``.
-
-    Returns:
-        ``(image, mask)``: ``(H, W, C)`` and ``(H, W)`` NumPy arrays.
-    """
-    if positive_only and negative_only:
-        raise ValueError("positive_only and negative_only cannot both be True")
-    label_ids = [int(v) for v in np.asarray(exp.extras["labels"])]
-    if np.ndim(exp.extras["labels"]) != 1:
-        raise ValueError("get_image_and_mask takes a single-image explanation: pass exp[i]")
-    if label not in label_ids:
-        raise ValueError(f"label {label} was not explained; explained labels: {label_ids}")
-    weights = np.asarray(exp.values)[:, label_ids.index(label)]
-    segments = np.asarray(exp.extras["segments"])
-    count = int(np.asarray(exp.extras["num_segments"]))
-    selected = np.asarray(exp.extras["selected"])[:count, label_ids.index(label)]
-    order = [j for j in np.argsort(-np.abs(weights[:count]), kind="stable") if selected[j]]
-    image = np.asarray(exp.data)
-    temp = np.zeros(image.shape) if hide_rest else image.copy()
-    mask = np.zeros(segments.shape, segments.dtype)
-    if positive_only or negative_only:
-        sign = 1 if positive_only else -1
-        chosen = [j for j in order if sign * weights[j] > 0 and abs(weights[j]) > min_weight]
-        for j in chosen[:num_features]:
-            temp[segments == j] = image[segments == j]
-            mask[segments == j] = 1
-        return temp, mask
-    for j in order[:num_features]:
-        w = weights[j]
-        if abs(w) < min_weight:
-            continue
-        mask[segments == j] = -1 if w < 0 else 1
-        temp[segments == j] = image[segments == j]
-        temp[segments == j, 0 if w < 0 else 1] = np.max(image)
-    return temp, mask

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xaijax.explanation import Explanation
+from xaijax.core.explanation import Explanation
 
 __all__ = ["submodular_pick", "global_importance"]
 
@@ -68,7 +68,7 @@ def submodular_pick(exp: Explanation, budget: int = 5) -> np.ndarray:
 
     Example:
         >>> import numpy as np
-        >>> from xaijax.explanation import Explanation
+        >>> from xaijax.core.explanation import Explanation
         >>> v = np.array([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.5]])
         >>> exp = Explanation(values=v, base_values=np.zeros(3), data=v)
         >>> submodular_pick(exp, budget=2).tolist()

@@ -12,12 +12,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from xaijax.solve import (
-    FEATURE_SELECTION_METHODS,
-    fit_surrogate,
-    select_features,
-    weighted_moments,
-)
+from xaijax.core.lstsq import fit_surrogate, weighted_moments
+from xaijax.lime.selection import FEATURE_SELECTION_METHODS, select_features
 
 __all__ = ["LimeFit", "exponential_kernel", "cosine_distance", "explain_with_data"]
 

@@ -16,14 +16,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax._random import fast_bits, fast_normal
-from xaijax.explanation import Explanation
-from xaijax.lime._checks import check_key
+from xaijax.core.batching import (
+    DEFAULT_BATCH_SIZE,
+    check_mesh,
+    evaluate,
+    map_instances,
+    over_instances,
+)
+from xaijax.core.contract import instance_keys
+from xaijax.core.explanation import Explanation
+from xaijax.core.model import as_model
+from xaijax.core.random import fast_bits, fast_normal
+from xaijax.core.registry import explainer
+from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import explain_with_data
-from xaijax.models import DEFAULT_BATCH_SIZE, as_model, evaluate
-from xaijax.shapley.coalitions import map_instances
-from xaijax.sharding import check_mesh, over_instances
-from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = ["TabularStats", "fit_discretizer", "lime_tabular"]
 
@@ -390,6 +396,7 @@ def _explain_instances(
     return map_instances(one, (X, key), num_samples, batch_size)
 
 
+@explainer(kind="surrogate", inputs="tabular", reference="training_data", random=True)
 def lime_tabular(
     f,
     X,
@@ -475,7 +482,7 @@ def lime_tabular(
         )
     if not np.all(np.isfinite(X2)):
         raise ValueError("X must be finite (no NaN or inf)")
-    key = check_key(key, X2.shape[0])
+    key = instance_keys(key, X2.shape[0])
     if int(num_samples) < 2:
         raise ValueError(f"num_samples must be >= 2; got {num_samples}")
     if feature_selection not in FEATURE_SELECTION_METHODS:
@@ -563,6 +570,7 @@ def lime_tabular(
         feature_names=stats.names,
         output_names=output_names,
         method="lime_tabular",
+        kind="surrogate",
         extras=extras,
     )
     return exp[0] if single else exp

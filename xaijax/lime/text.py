@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.lime._checks import check_key
+from xaijax.core.contract import instance_keys
+from xaijax.core.explanation import Explanation
+from xaijax.core.registry import explainer
+from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import cosine_distance, explain_with_data
-from xaijax.solve import FEATURE_SELECTION_METHODS
 
 __all__ = ["TokenizedText", "tokenize", "removal_masks", "text_from_mask", "lime_text"]
 
@@ -127,6 +128,7 @@ def _fit(masks, y, label_ids, *, num_features, feature_selection, kernel_width):
     )
 
 
+@explainer(kind="surrogate", inputs="text", random=True)
 def lime_text(
     f: Callable[[list[str]], np.ndarray],
     texts,
@@ -196,7 +198,7 @@ def lime_text(
             f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; "
             f"got {feature_selection!r}"
         )
-    key = check_key(key, len(texts))
+    key = instance_keys(key, len(texts))
     docs = [tokenize(t, split_expression, bow) for t in texts]
     counts = np.array([len(d.words) for d in docs])
     if np.any(counts == 0):
@@ -267,6 +269,7 @@ def lime_text(
         feature_names=None,
         output_names=output_names,
         method="lime_text",
+        kind="surrogate",
         extras=extras,
     )
     return exp[0] if single else exp

@@ -1,8 +1,8 @@
 """Shapley-value explainers: exact enumeration, Kernel SHAP, permutation sampling, Linear, Deep and
 Max SHAP."""
 
+from xaijax.core.masking import Background
 from xaijax.shapley.background import kmeans
-from xaijax.shapley.coalitions import Background
 from xaijax.shapley.deep import (
     UnsupportedPrimitiveError,
     deep_shap,

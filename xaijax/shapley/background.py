@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.shapley.coalitions import Background
+from xaijax.core.masking import Background
 
 __all__ = ["kmeans"]
 

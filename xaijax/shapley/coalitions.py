@@ -1,53 +1,44 @@
 """The mechanism every model-agnostic Shapley explainer shares.
 
 A coalition ``S`` of features is scored by the interventional value function
+``v(S) = sum_b w_b f(x_S, b_{not S})`` over a weighted background
+(:func:`xaijax.core.masking.coalition_values`). Exact enumeration, Kernel SHAP and permutation
+sampling differ only in which masks they score and how they combine the scores:
 
-    v(S) = sum_b w_b f(x_S, b_{not S})
-
-over a (weighted) background ``b``: features in ``S`` keep the explained instance's values, the
-others take each background row's. Exact enumeration, Kernel SHAP and permutation sampling differ
-only in which masks they score and how they combine the scores, so the scoring lives here once:
-
-* :func:`prepare` validates the inputs on the host (before anything compiles) and adapts the model;
-* :func:`coalition_values` scores a set of masks for one instance in chunks of at most
-  ``batch_size`` model rows;
-* :func:`map_instances` runs a per-instance explainer over many instances in one compiled loop,
-  vectorising as many instances at once as fit in ``batch_size`` rows;
-* :func:`finish` checks the result for non-finite model outputs and packs an :class:`Explanation`.
+* :func:`prepare` validates the inputs on the host (before anything compiles) through the
+  contract of :mod:`xaijax.core.contract` and adapts the model;
+* the explainers score masks per instance and loop over instances with
+  :func:`xaijax.core.batching.map_instances`;
+* :func:`finish` picks the explained outputs (``targets``), checks the result for non-finite
+  model outputs and packs an :class:`~xaijax.core.explanation.Explanation` of kind ``"additive"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.models import DEFAULT_BATCH_SIZE, Model, as_model, map_row_chunks
+from xaijax.core import contract
+from xaijax.core.explanation import Explanation
+from xaijax.core.masking import as_background
+from xaijax.core.model import Model, as_model, float_dtype
+from xaijax.core.targets import TargetSpec, check_target_fn, resolve_targets, select_outputs
 
 __all__ = [
-    "Background",
+    "LINKS",
     "Problem",
     "prepare",
-    "coalition_values",
-    "map_instances",
     "finish",
-    "instance_keys",
+    "apply_link",
     "random_orders",
     "random_subsets",
+    "ranks_of",
 ]
 
 LINKS = ("identity", "logit")
-
-
-class Background(NamedTuple):
-    """A weighted background: ``data (B, M)`` rows with ``weights (B,)`` (e.g. cluster sizes)."""
-
-    data: Any
-    weights: Any
 
 
 class Problem(NamedTuple):
@@ -55,12 +46,14 @@ class Problem(NamedTuple):
 
     model: Model
     params: Any
-    X: np.ndarray  # (n, M), float
-    background: np.ndarray  # (B, M), float
+    X: np.ndarray  # (n, *input_shape), float
+    background: np.ndarray  # (B, *input_shape), float
     weights: np.ndarray  # (B,), normalised to sum to 1
-    single: bool  # X was one instance (M,)
+    single: bool  # X was one instance
     feature_names: tuple[str, ...] | None
     output_names: tuple[str, ...] | None
+    targets: TargetSpec
+    batch_size: int
 
 
 def prepare(
@@ -71,126 +64,44 @@ def prepare(
     background_weights=None,
     feature_names=None,
     link: str = "identity",
+    targets=None,
+    batch_size=None,
+    tabular: bool = True,
 ) -> Problem:
-    """Validate ``X`` and ``background``, adapt ``f`` and normalise the background weights.
+    """Validate ``X``, ``background`` and the options, adapt ``f``, normalise the weights.
 
-    Raises ``ValueError`` naming the offending argument, before any compilation.
+    ``X`` is one instance exactly when its shape is one background row's. With ``tabular`` the
+    rows must be ``(M,)``. A callable ``targets`` is composed with the model (the explained
+    output is ``targets(f(X))``); int targets pick outputs after the fit, which is the same
+    since Shapley values are linear in the model output.
+
+    Raises ``TypeError``/``ValueError`` naming the offending argument, before any compilation.
     """
-    dtype = np.dtype(jnp.zeros((), dtype=float).dtype)
-    X = _as_float_array("X", X, dtype)
-    if X.ndim not in (1, 2):
-        raise ValueError(f"X must be one instance (M,) or a batch (n, M); got shape {X.shape}")
-    single = X.ndim == 1
-    X = X[None] if single else X
-    if X.shape[0] == 0:
-        raise ValueError("X must hold at least one instance; got shape (0, M)")
-    M = X.shape[1]
-
-    if isinstance(background, Background):
-        background, background_weights = background.data, background.weights
-    background = _as_float_array("background", background, dtype)
-    if background.ndim == 1:
-        background = background[None]
-    if background.ndim != 2 or background.shape[1] != M:
-        raise ValueError(
-            f"background must have shape (B, {M}) to match X's {M} features; "
-            f"got shape {background.shape}"
-        )
-    if background.shape[0] == 0:
-        raise ValueError(f"background must hold at least one row of shape ({M},); it is empty")
-    B = background.shape[0]
-    if background_weights is None:
-        weights = np.full(B, 1.0 / B, dtype)
-    else:
-        weights = np.asarray(background_weights, dtype=np.float64)
-        if weights.shape != (B,):
-            raise ValueError(
-                f"background_weights must have shape ({B},), one per background row; "
-                f"got shape {weights.shape}"
-            )
-        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or weights.sum() <= 0:
-            raise ValueError("background_weights must be finite, non-negative, with a positive sum")
-        weights = (weights / weights.sum()).astype(dtype)
-
-    if link not in LINKS:
-        raise ValueError(f"link must be one of {LINKS}; got {link!r}")
-    if feature_names is not None:
-        feature_names = tuple(str(s) for s in feature_names)
-        if len(feature_names) != M:
-            raise ValueError(
-                f"feature_names must have {M} entries, one per feature; got {len(feature_names)}"
-            )
-
-    model, params = as_model(f, background)
-    if model.input_shape != (M,):
-        raise ValueError(
-            f"f must take rows of shape ({M},) like X; it was adapted to {model.input_shape}"
-        )
-    K = model.num_outputs
+    dtype = np.dtype(float_dtype())
+    rows, weights = as_background(background, background_weights, dtype=dtype)
+    if tabular and rows.ndim == 1:
+        rows = rows[None]
+    if tabular and rows.ndim != 2:
+        raise ValueError(f"background must have shape (B, M); got shape {rows.shape}")
+    X = contract.as_float_array("X", X, dtype=dtype)
+    X, single = contract.split_instances(X, rows.shape[1:], reference="background")
+    contract.check_choice("link", link, LINKS)
+    M = int(np.prod(rows.shape[1:]))
+    if tabular:
+        feature_names = contract.check_names("feature_names", feature_names, M)
+    elif feature_names is not None:
+        raise ValueError("feature_names are only meaningful for tabular rows (n, M)")
+    batch_size = contract.resolve_batch_size(batch_size, rows.shape[1:], dtype)
+    model, params = as_model(f, rows)
+    spec = resolve_targets(targets, X.shape[0], model.num_outputs)
+    if spec.fn is not None:
+        check_target_fn(spec.fn, jax.ShapeDtypeStruct((2,) + model.output_shape, dtype))
+        model = model.scored_by(spec.fn)
+    K = model.num_outputs if spec.is_default else None
     output_names = None if K is None else tuple(str(k) for k in range(K))
-    return Problem(model, params, X, background, weights, single, feature_names, output_names)
-
-
-def _as_float_array(name: str, a, dtype) -> np.ndarray:
-    try:
-        a = np.asarray(a, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array; {err}") from err
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf; impute or drop those entries first")
-    return a
-
-
-def coalition_values(
-    model: Model,
-    params,
-    x: jax.Array,
-    background: jax.Array,
-    weights: jax.Array,
-    masks: Callable[[jax.Array], jax.Array],
-    num_masks: int,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> jax.Array:
-    """Score masks for one instance: ``v[s] = sum_b w_b f(where(mask_s, x, background_b))``.
-
-    Args:
-        model, params: the adapted model.
-        x: ``(M,)`` the explained instance.
-        background: ``(B, M)`` background rows; ``weights``: ``(B,)`` summing to 1.
-        masks: maps an int array of mask indices ``(c,)`` to boolean masks ``(c, M)`` (True keeps
-            ``x``'s value), so that masks can be generated on the fly instead of stored.
-        num_masks: how many masks there are.
-        batch_size: most rows given to the model at once (``>= B``; a mask's rows stay together).
-
-    Returns:
-        ``(num_masks, *output_shape)`` coalition values.
-    """
-    B = background.shape[0]
-    masks_per_chunk = max(1, int(batch_size) // B)
-
-    def chunk(idx):
-        keep = masks(idx)  # (c, M)
-        rows = jnp.where(keep[:, None, :], x[None, None, :], background[None, :, :])
-        y = model.apply(params, rows.reshape((-1,) + x.shape))
-        y = y.reshape((idx.shape[0], B) + model.output_shape)
-        return jnp.einsum("cb...,b->c...", y, weights, precision="highest")
-
-    return map_row_chunks(chunk, num_masks, masks_per_chunk)
-
-
-def instance_keys(key, n: int) -> jax.Array:
-    """``(n,)`` per-instance keys: ``jax.random.split(key, n)``, or ``(n,)`` keys as given.
-
-    Instance ``i`` always draws from ``split(key, n)[i]``, so a slice of instances explained with
-    the matching slice of keys (one process's share of a dataset) equals that slice of the whole.
-    """
-    typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if not typed or key.shape not in ((), (n,)):
-        raise ValueError(
-            f"key must be a single jax.random.key(...), e.g. jax.random.key(0), or ({n},) keys, "
-            f"one per instance; got {getattr(key, 'shape', type(key).__name__)}"
-        )
-    return jax.random.split(key, n) if key.shape == () else key
+    return Problem(
+        model, params, X, rows, weights, single, feature_names, output_names, spec, batch_size
+    )
 
 
 def random_orders(key, num: int, M: int) -> jax.Array:
@@ -237,19 +148,6 @@ def ranks_of(orders: jax.Array) -> jax.Array:
     return jnp.zeros_like(orders).at[jnp.arange(num)[:, None], orders].set(positions)
 
 
-def map_instances(per_instance: Callable, xs: Any, rows_per_instance: int, batch_size: int):
-    """``per_instance`` over the leading axis of the pytree ``xs`` in one compiled loop.
-
-    Vectorises as many instances at once as fit in ``batch_size`` model rows (all of them for
-    small problems); a large problem runs one instance at a time with its own chunked evaluation.
-    """
-    n = jax.tree.leaves(xs)[0].shape[0]
-    per_step = max(1, int(batch_size) // max(1, int(rows_per_instance)))
-    if per_step >= n:
-        return jax.vmap(per_instance)(xs)
-    return jax.lax.map(per_instance, xs, batch_size=per_step)
-
-
 def apply_link(link: str, y: jax.Array) -> jax.Array:
     """The link applied to model outputs before attribution (shap's ``link`` argument)."""
     if link == "identity":
@@ -260,29 +158,24 @@ def apply_link(link: str, y: jax.Array) -> jax.Array:
     return jnp.log(p) - jnp.log1p(-p)
 
 
-def finish(problem: Problem, values, base_values, *, method: str, extras=None) -> Explanation:
-    """Check for non-finite results (NaN model outputs) and pack an :class:`Explanation`."""
-    values = np.asarray(values)
-    base_values = np.asarray(base_values)
-    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(base_values))):
-        raise ValueError(
-            "non-finite attributions: f returned NaN or inf on some model inputs (the explained "
-            "instances, the background, or rows that mix them); an explanation of non-finite "
-            "outputs would be meaningless"
-        )
-    extras = dict(extras or {})
-    X = problem.X
-    if problem.single:
-        values, base_values, X = values[0], base_values[0], X[0]
-        extras = {
-            k: (v[0] if np.ndim(v) >= 1 and np.shape(v)[0] == 1 else v) for k, v in extras.items()
-        }
-    return Explanation(
-        values=values,
-        base_values=base_values,
-        data=X,
+def finish(
+    problem: Problem, values, base_values, *, method: str, extras=None, finite=True
+) -> Explanation:
+    """Pick the explained outputs, check for non-finite model outputs, pack the Explanation."""
+    values, base_values = np.asarray(values), np.asarray(base_values)
+    indices = problem.targets.indices
+    if indices is not None and values.ndim == problem.X.ndim + 1:
+        values = np.asarray(select_outputs(values, indices))
+        base_values = np.asarray(select_outputs(base_values, indices))
+    return contract.pack(
+        values,
+        base_values,
+        problem.X,
+        single=problem.single,
+        kind="additive",
+        method=method,
         feature_names=problem.feature_names,
         output_names=problem.output_names,
-        method=method,
         extras=extras,
+        finite=finite,
     )

@@ -39,9 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.interpreter import bind_eqn, eval_jaxpr, inlinable_jaxpr
-from xaijax.models import DEFAULT_BATCH_SIZE, as_model, map_row_chunks
-from xaijax.shapley.coalitions import Problem, finish, map_instances, prepare
+from xaijax.core.batching import map_instances, map_row_chunks
+from xaijax.core.interpreter import bind_eqn, eval_jaxpr, inlinable_jaxpr
+from xaijax.core.registry import explainer
+from xaijax.shapley.coalitions import finish, prepare
 
 __all__ = [
     "deep_shap",
@@ -422,8 +423,9 @@ def _unanimity_weights(k: int) -> np.ndarray:
     return np.exp(lg(a + 1) + lg(b + 1) - lg(a + b + 2))
 
 
+@explainer(kind="additive", inputs="tabular", reference="background", model_form="none")
 def max_shap(
-    X, background, *, background_weights=None, feature_names=None, batch_size=DEFAULT_BATCH_SIZE
+    X, background, *, background_weights=None, feature_names=None, batch_size=None
 ):
     """Max SHAP: exact Shapley values of ``f(x) = max_i x_i`` at ``X`` over a background.
 
@@ -458,9 +460,10 @@ def max_shap(
         background,
         background_weights=background_weights,
         feature_names=feature_names,
+        batch_size=batch_size,
     )
     values, base = _max_shap(
-        problem.X, problem.background, problem.weights, batch_size=int(batch_size)
+        problem.X, problem.background, problem.weights, batch_size=problem.batch_size
     )
     return finish(problem, values, base, method="max_shap")
 
@@ -561,62 +564,16 @@ def _deep(model, params, X, background, weights, *, batch_size):
     return map_instances(one, X, B, batch_size)
 
 
-def _prepare_deep(f, X, background, background_weights, feature_names) -> Problem:
-    """Validate like :func:`prepare`, for inputs of any rank (rows, images)."""
-    dtype = np.dtype(jnp.zeros((), dtype=float).dtype)
-    try:
-        bg = np.asarray(getattr(background, "data", background), dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"background must be a numeric array; {err}") from err
-    if bg.ndim <= 2:
-        return prepare(
-            f,
-            X,
-            background,
-            background_weights=background_weights,
-            feature_names=feature_names,
-        )
-    input_shape = bg.shape[1:]
-    try:
-        X = np.asarray(X, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"X must be a numeric array; {err}") from err
-    if X.shape not in (input_shape,) and X.shape[1:] != input_shape:
-        raise ValueError(
-            f"X must have shape {input_shape} or (n, {', '.join(map(str, input_shape))}) to match "
-            f"background {bg.shape}; got shape {X.shape}"
-        )
-    single = X.shape == input_shape
-    X = X[None] if single else X
-    if X.shape[0] == 0 or bg.shape[0] == 0:
-        raise ValueError(f"X and background must hold at least one {input_shape} instance")
-    for name, a in (("X", X), ("background", bg)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contains NaN or inf; impute or drop those entries first")
-    B = bg.shape[0]
-    if background_weights is None:
-        weights = np.full(B, 1.0 / B, dtype)
-    else:
-        weights = np.asarray(background_weights, dtype=np.float64)
-        if weights.shape != (B,) or np.any(weights < 0) or not weights.sum() > 0:
-            raise ValueError(
-                f"background_weights must have shape ({B},), be non-negative with a positive sum"
-            )
-        weights = (weights / weights.sum()).astype(dtype)
-    model, params = as_model(f, bg)
-    K = model.num_outputs
-    output_names = None if K is None else tuple(str(k) for k in range(K))
-    return Problem(model, params, X, bg, weights, single, None, output_names)
-
-
+@explainer(kind="additive", reference="background", needs_jax=True)
 def deep_shap(
     f,
     X,
     background,
     *,
+    targets=None,
     background_weights=None,
     feature_names=None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ):
     """Deep SHAP: DeepLIFT (rescale rule) attributions averaged over background references.
 
@@ -661,7 +618,17 @@ def deep_shap(
         >>> exp.values.tolist(), float(exp.base_values)
         ([3.0, -1.0], 0.0)
     """
-    problem = _prepare_deep(f, X, background, background_weights, feature_names)
+    tabular = np.ndim(getattr(background, "data", background)) <= 2
+    problem = prepare(
+        f,
+        X,
+        background,
+        background_weights=background_weights,
+        feature_names=feature_names,
+        targets=targets,
+        batch_size=batch_size,
+        tabular=tabular,
+    )
     if problem.model.kind == "host":
         try:  # say why it could not be traced
             jax.eval_shape(f, jax.ShapeDtypeStruct(problem.X.shape, problem.X.dtype))
@@ -678,7 +645,7 @@ def deep_shap(
         jnp.asarray(problem.X),
         jnp.asarray(problem.background),
         jnp.asarray(problem.weights),
-        batch_size=int(batch_size),
+        batch_size=problem.batch_size,
     )
     if not bool(jnp.isfinite(fx).all()):
         raise ValueError("f returned NaN or inf on X; an explanation of it would be meaningless")

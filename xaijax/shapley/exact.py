@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.models import DEFAULT_BATCH_SIZE
-from xaijax.shapley.coalitions import apply_link, coalition_values, finish, map_instances, prepare
-from xaijax.sharding import check_mesh, over_instances
+from xaijax.core.batching import check_mesh, map_instances, over_instances
+from xaijax.core.explanation import Explanation
+from xaijax.core.masking import coalition_values
+from xaijax.core.registry import explainer
+from xaijax.shapley.coalitions import apply_link, finish, prepare
 
 __all__ = ["exact_shapley", "shapley_weights", "MAX_EXACT_FEATURES"]
 
@@ -33,15 +34,17 @@ def shapley_weights(M: int) -> np.ndarray:
     )
 
 
+@explainer(kind="additive", inputs="tabular", reference="background")
 def exact_shapley(
     f,
     X,
     background,
     *,
+    targets=None,
     background_weights=None,
     link: str = "identity",
     feature_names=None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
     """Exact interventional Shapley values of ``f`` at ``X``, over all ``2^M`` coalitions.
@@ -60,7 +63,10 @@ def exact_shapley(
         background_weights: optional ``(B,)`` non-negative weights of the background rows.
         link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output).
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once (per device).
+        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
+            a callable on the model outputs (see :mod:`xaijax.core.targets`).
+        batch_size: most rows passed to the model at once (per device); ``None`` picks a
+            default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
 
@@ -90,6 +96,8 @@ def exact_shapley(
         background_weights=background_weights,
         feature_names=feature_names,
         link=link,
+        targets=targets,
+        batch_size=batch_size,
     )
     M = problem.X.shape[1]
     if M > MAX_EXACT_FEATURES:
@@ -104,7 +112,7 @@ def exact_shapley(
         problem.background,
         problem.weights,
         link=link,
-        batch_size=int(batch_size),
+        batch_size=problem.batch_size,
         mesh=check_mesh(mesh),
     )
     return finish(problem, values, base, method="exact_shapley")

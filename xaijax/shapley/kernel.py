@@ -12,19 +12,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.models import DEFAULT_BATCH_SIZE, evaluate
-from xaijax.shapley.coalitions import (
-    apply_link,
-    coalition_values,
-    finish,
-    instance_keys,
+from xaijax.core.batching import (
+    check_mesh,
+    evaluate,
     map_instances,
-    prepare,
-    random_subsets,
+    over_instances,
 )
-from xaijax.sharding import check_mesh, over_instances
-from xaijax.solve import lars_active_set, weighted_lstsq
+from xaijax.core.contract import instance_keys
+from xaijax.core.explanation import Explanation
+from xaijax.core.lstsq import lars_active_set, weighted_lstsq
+from xaijax.core.masking import coalition_values
+from xaijax.core.registry import explainer
+from xaijax.shapley.coalitions import apply_link, finish, prepare, random_subsets
 
 __all__ = ["kernel_shap", "coalition_plan", "shapley_kernel_weights", "CoalitionPlan"]
 
@@ -141,18 +140,20 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     )
 
 
+@explainer(kind="additive", inputs="tabular", reference="background", random=True)
 def kernel_shap(
     f,
     X,
     background,
     *,
+    targets=None,
     key,
     num_samples="auto",
     l1_reg=False,
     link: str = "identity",
     background_weights=None,
     feature_names=None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
     """Kernel SHAP estimates of the interventional Shapley values of ``f`` at ``X``.
@@ -186,7 +187,10 @@ def kernel_shap(
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights of the background rows.
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once (per device).
+        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
+            a callable on the model outputs (see :mod:`xaijax.core.targets`).
+        batch_size: most rows passed to the model at once (per device); ``None`` picks a
+            default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
 
@@ -211,6 +215,8 @@ def kernel_shap(
         background_weights=background_weights,
         feature_names=feature_names,
         link=link,
+        targets=targets,
+        batch_size=batch_size,
     )
     M = problem.X.shape[1]
     num_features = _parse_l1_reg(l1_reg, M)
@@ -227,7 +233,7 @@ def kernel_shap(
         num_samples=num_samples,
         num_features=num_features,
         link=link,
-        batch_size=int(batch_size),
+        batch_size=problem.batch_size,
         mesh=check_mesh(mesh),
     )
     extras = {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from xaijax.explanation import Explanation
-from xaijax.shapley.coalitions import Background
+from xaijax.core.explanation import Explanation
+from xaijax.core.masking import Background
+from xaijax.core.registry import explainer
 
 __all__ = ["linear_shap"]
 
 
+@explainer(kind="additive", inputs="tabular", reference="background", model_form="coefficients")
 def linear_shap(
     coef, intercept, X, background, *, background_weights=None, feature_names=None
 ) -> Explanation:

@@ -7,34 +7,29 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from xaijax.explanation import Explanation
-from xaijax.models import DEFAULT_BATCH_SIZE
-from xaijax.shapley.coalitions import (
-    apply_link,
-    coalition_values,
-    finish,
-    instance_keys,
-    map_instances,
-    prepare,
-    random_orders,
-    ranks_of,
-)
-from xaijax.sharding import check_mesh, over_instances
+from xaijax.core.batching import check_mesh, map_instances, over_instances
+from xaijax.core.contract import instance_keys
+from xaijax.core.explanation import Explanation
+from xaijax.core.masking import coalition_values
+from xaijax.core.registry import explainer
+from xaijax.shapley.coalitions import apply_link, finish, prepare, random_orders, ranks_of
 
 __all__ = ["permutation_shap"]
 
 
+@explainer(kind="additive", inputs="tabular", reference="background", random=True)
 def permutation_shap(
     f,
     X,
     background,
     *,
+    targets=None,
     key,
     num_permutations: int = 10,
     link: str = "identity",
     background_weights=None,
     feature_names=None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
     """Shapley values from marginal contributions along random feature orders, forward and reverse.
@@ -56,7 +51,10 @@ def permutation_shap(
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights.
         feature_names: optional ``M`` names.
-        batch_size: most rows passed to the model at once (per device).
+        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
+            a callable on the model outputs (see :mod:`xaijax.core.targets`).
+        batch_size: most rows passed to the model at once (per device); ``None`` picks a
+            default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
 
@@ -84,6 +82,8 @@ def permutation_shap(
         background_weights=background_weights,
         feature_names=feature_names,
         link=link,
+        targets=targets,
+        batch_size=batch_size,
     )
     if (
         isinstance(num_permutations, bool)
@@ -101,7 +101,7 @@ def permutation_shap(
         keys,
         num_permutations=num_permutations,
         link=link,
-        batch_size=int(batch_size),
+        batch_size=problem.batch_size,
         mesh=check_mesh(mesh),
     )
     M = problem.X.shape[1]

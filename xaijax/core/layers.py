@@ -1,8 +1,8 @@
-"""A model seen at one layer: activations ``A``, the logits computed from them, and target scores.
+"""A model seen at one layer: activations ``A`` and the logits computed from them.
 
-Every CAM method needs the same three things from a model: the activations ``A: (n, h, w, c)`` of
-a chosen layer, the logits as a function of (a perturbation of) those activations, and the score
-of the explained target. :class:`LayerModel` provides them for two kinds of model:
+Every CAM method (and every layer attribution) needs two things from a model: the activations
+``A: (n, h, w, c)`` of a chosen layer, and the logits as a function of (a perturbation of) those
+activations. :class:`LayerModel` provides them for two kinds of model:
 
 * explicit functions ``features: X -> A`` and ``head: A -> logits`` (the contract of
   :func:`xaijax.grad_cam`);
@@ -24,12 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from xaijax.models import _is_nnx_module
+from xaijax.core.model import _is_nnx_module
 
-__all__ = ["LayerModel", "layer_model", "resolve_targets", "target_scores"]
+__all__ = ["LayerModel", "layer_model"]
 
 
 @jax.tree_util.register_dataclass
@@ -184,50 +182,3 @@ def layer_model(features, head) -> LayerModel:
             f"module); got {type(head)!r}"
         )
     return LayerModel(state=None, features=features, head=head)
-
-
-def resolve_targets(targets, num_images: int, num_classes: int):
-    """Check ``targets`` on the host; return ``(target_array_or_None, target_fn_or_None)``.
-
-    ``None`` explains the predicted class; an int or one int per image picks a class; a callable
-    ``fn(logits (n,K)) -> (n,)`` defines the explained score directly.
-    """
-    if targets is None:
-        return None, None
-    if callable(targets):
-        return None, targets
-    t = np.asarray(targets)
-    if not np.issubdtype(t.dtype, np.integer):
-        raise ValueError(
-            f"targets must be None, an int, {num_images} ints or a callable on the logits; "
-            f"got dtype {t.dtype}"
-        )
-    if t.ndim == 0:
-        t = np.full((num_images,), int(t))
-    if t.shape != (num_images,):
-        raise ValueError(f"targets must be an int or have shape ({num_images},); got {t.shape}")
-    if num_classes is None:
-        raise ValueError("integer targets need a model with vector outputs (n, K)")
-    if t.min() < 0 or t.max() >= num_classes:
-        raise ValueError(
-            f"targets must lie in [0, {num_classes}) for a model with {num_classes} outputs; "
-            f"got values in [{t.min()}, {t.max()}]"
-        )
-    return jnp.asarray(t, jnp.int32), None
-
-
-def target_scores(logits, targets, target_fn):
-    """``(scores (n,), targets (n,))``: the explained score per image and the class it belongs to.
-
-    With ``target_fn`` the class is reported as -1; with ``targets=None`` it is the argmax.
-    """
-    n = logits.shape[0]
-    if target_fn is not None:
-        scores = jnp.asarray(target_fn(logits))
-        return scores.reshape(n), jnp.full((n,), -1, jnp.int32)
-    if logits.ndim == 1:
-        return logits, jnp.zeros((n,), jnp.int32)
-    if targets is None:
-        targets = jnp.argmax(jax.lax.stop_gradient(logits), axis=1).astype(jnp.int32)
-    scores = jnp.take_along_axis(logits, targets[:, None], axis=1)[:, 0]
-    return scores, targets

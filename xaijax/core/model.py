@@ -1,0 +1,416 @@
+"""Model adapters: what users have, turned into the one form every explainer traces.
+
+An explainer sees a model as ``apply(params, X: (n, *input_shape)) -> (n,)`` or ``(n, K)`` with
+the parameters a traced argument, so explaining a second checkpoint of the same architecture
+reuses the compiled program. :func:`as_model` accepts:
+
+* a JAX function ``f(X)``: traced as is (its closed-over parameters become constants of the
+  program, and a new closure recompiles: use a pair for parameters that change);
+* an ``(apply_fn, params)`` pair, ``apply_fn(params, X)``: Flax Linen (``(module.apply,
+  variables)``), Haiku and plain-JAX models; ``params`` is traced;
+* a Flax NNX module: split once into a static graph definition and its state, called as
+  ``nnx.merge(graphdef, state)(X)`` in eval mode (dropout off, batch-norm on running statistics);
+* a callable pytree module (Equinox): its array leaves are the traced parameters, the rest static;
+* a host callable on NumPy (``model.predict_proba`` of scikit-learn, a PyTorch wrapper, ...): run
+  through ``jax.pure_callback`` so the explainer around it still compiles end to end. A callable
+  that cannot be traced is detected and treated this way; :func:`host_model` says it explicitly.
+
+A Flax Linen module passed by itself is refused with the pair form in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Model", "HostCallable", "as_model", "host_model", "float_dtype", "host_failure"]
+
+
+@dataclasses.dataclass(frozen=True)
+class HostCallable:
+    """Marks a NumPy-in, NumPy-out callable to be run on the host (see :func:`host_model`)."""
+
+    fn: Callable
+
+
+def host_model(fn: Callable) -> HostCallable:
+    """Mark ``fn`` (NumPy array in, NumPy array out) to be run on the host via ``pure_callback``.
+
+    Untraceable callables are detected automatically, so this is only needed for a callable that
+    happens to trace but should not be (e.g. one with side effects).
+
+    Example:
+        >>> import numpy as np
+        >>> m = host_model(lambda X: np.tanh(X).sum(axis=1))
+        >>> isinstance(m, HostCallable)
+        True
+    """
+    if not callable(fn):
+        raise TypeError(f"host_model needs a callable f(X) -> (n,) or (n, K); got {type(fn)!r}")
+    return HostCallable(fn)
+
+
+def float_dtype():
+    """The floating dtype of every explainer's arithmetic: float64 under ``jax_enable_x64``,
+    else float32 (float64 in gives float64 out only when x64 is on, as JAX itself behaves)."""
+    return jnp.zeros((), dtype=float).dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A batched model in the form explainers trace: ``apply(params, X) -> (n, *output_shape)``.
+
+    ``Model`` is hashable (by the identity of the user's callable, an NNX graph definition or a
+    pytree definition), so it is a static argument of a jitted explainer; the parameters are
+    the separate ``params`` pytree returned by :func:`as_model`, passed as a traced argument.
+
+    Attributes:
+        fn: the JAX function, the apply function of a pair, the host callable, the NNX graph
+            definition or a pytree module's definition.
+        kind: ``"jax"``, ``"pair"``, ``"nnx"``, ``"pytree"`` or ``"host"``.
+        input_shape: shape of one input row, e.g. ``(M,)``.
+        output_shape: ``()`` for a scalar output, ``(K,)`` for ``K`` outputs.
+        score: an optional function of the outputs giving the explained score (``targets``).
+    """
+
+    fn: Any
+    kind: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    score: Callable | None = None
+
+    def scored_by(self, fn: Callable) -> Model:
+        """This model followed by ``fn(outputs) -> (n,)``: the score ``targets=fn`` explains."""
+        return dataclasses.replace(self, score=fn, output_shape=())
+
+    def apply(self, params, X: jax.Array) -> jax.Array:
+        """Evaluate on a batch ``X: (n, *input_shape)``; returns float ``(n, *output_shape)``."""
+        dtype = float_dtype()
+        if self.kind == "jax":
+            y = self.fn(X)
+        elif self.kind == "pair":
+            y = self.fn(params, X)
+        elif self.kind == "nnx":
+            y = nnx_merge_call(self.fn, params, X)
+        elif self.kind == "pytree":
+            y = self.fn.rebuild(params)(X)
+        elif self.kind == "host":
+            result = jax.ShapeDtypeStruct(X.shape[:1] + self.output_shape, dtype)
+            y = jax.pure_callback(
+                _HostCall(self.fn, self.input_shape, self.output_shape, np.dtype(dtype)),
+                result,
+                X,
+                vmap_method="broadcast_all",
+            )
+        else:  # pragma: no cover - constructed only by as_model
+            raise ValueError(f"unknown model kind {self.kind!r}")
+        y = jnp.asarray(y)
+        if self.score is not None:
+            y = jnp.asarray(self.score(y.astype(dtype)))
+        expected = X.shape[:1] + self.output_shape
+        if y.shape != expected and y.size != int(np.prod(expected)):
+            raise ValueError(
+                f"f must return one output row per input row, (n,) or (n, K): it returned shape "
+                f"{y.shape} for inputs of shape {X.shape} (expected {expected})"
+            )
+        return y.astype(dtype).reshape(expected)
+
+    @property
+    def num_outputs(self) -> int | None:
+        """``K`` for a vector output, ``None`` for a scalar output."""
+        return self.output_shape[0] if self.output_shape else None
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether JAX can differentiate through the model (everything but host models)."""
+        return self.kind != "host"
+
+
+@dataclasses.dataclass(frozen=True)
+class PytreeModule:
+    """A callable pytree (an Equinox module) split into static structure and array leaves."""
+
+    treedef: Any
+    static: tuple  # the non-array leaves, None where an array leaf goes
+    positions: tuple[int, ...]  # where the array leaves go
+
+    def rebuild(self, arrays):
+        leaves = list(self.static)
+        for i, a in zip(self.positions, arrays, strict=True):
+            leaves[i] = a
+        return jax.tree.unflatten(self.treedef, leaves)
+
+
+# -- host models -----------------------------------------------------------------------------
+_FAILURE = threading.local()
+
+
+def host_failure() -> BaseException | None:
+    """The exception the last host model call on this thread raised, if any (then cleared).
+
+    Inside a compiled explainer a failing host call surfaces as JAX's ``JaxRuntimeError``;
+    :func:`xaijax.core.contract.call` uses this to raise the model's own error instead.
+    """
+    err = getattr(_FAILURE, "error", None)
+    _FAILURE.error = None
+    return err
+
+
+@dataclasses.dataclass(frozen=True)
+class _HostCall:
+    """The host side of ``pure_callback``: flattens any vmapped leading axes into rows."""
+
+    fn: Callable
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def __call__(self, X):
+        X = np.asarray(X)
+        lead = X.shape[: X.ndim - len(self.input_shape)]
+        rows = X.reshape((-1,) + self.input_shape)
+        try:
+            limit = _host_thread_limit()
+            if limit is None:
+                Y = self.fn(rows)
+            else:
+                with limit():
+                    Y = self.fn(rows)
+            Y = np.asarray(Y)
+            if np.iscomplexobj(Y):
+                raise ValueError(f"f returned complex outputs (dtype {Y.dtype}); it must be real")
+            expected = (rows.shape[0],) + self.output_shape
+            if Y.size != int(np.prod(expected)):
+                raise ValueError(
+                    f"f must return one output row per input row: it returned shape {Y.shape} "
+                    f"for {rows.shape[0]} rows of shape {self.input_shape} (expected {expected})"
+                )
+            Y = Y.astype(self.dtype)
+        except BaseException as err:
+            _FAILURE.error = err
+            raise
+        return Y.reshape(lead + self.output_shape)
+
+
+@functools.cache
+def _host_thread_limit():
+    """A context capping the host model's BLAS/OpenMP thread pools, or ``None``.
+
+    On a CPU backend a host model runs inside XLA's own thread pool, and a BLAS pool as large as
+    the machine oversubscribes the cores: scikit-learn's MLP ran 2.7x slower inside Kernel SHAP on
+    2 cores than alone (75 vs 28 ms per instance with one BLAS thread). So host calls get half the
+    cores (at least one) while the CPU backend runs. ``XAIJAX_HOST_THREADS=N`` sets the cap
+    (``0``: no cap). Needs ``threadpoolctl`` (installed with scikit-learn); without it, no cap.
+    """
+    setting = os.environ.get("XAIJAX_HOST_THREADS", "auto")
+    if setting == "auto":
+        if jax.default_backend() != "cpu":
+            return None
+        limit = max(1, (os.cpu_count() or 2) // 2)
+    else:
+        limit = int(setting)
+        if limit <= 0:
+            return None
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    controller = ThreadpoolController()
+    return functools.partial(controller.limit, limits=limit)
+
+
+# -- adapting ----------------------------------------------------------------------------------
+def as_model(f, example) -> tuple[Model, Any]:
+    """Adapt ``f`` to a :class:`Model`, probing it on ``example`` rows ``(n, *input_shape)``.
+
+    Returns ``(model, params)``: ``params`` is the traced parameter pytree (NNX state, a pair's
+    parameters, a pytree module's arrays) and ``None`` for functions and host callables.
+
+    Raises:
+        TypeError: if ``f`` is not a model (not callable, a Linen module without parameters).
+        ValueError: if ``f`` fails on the example rows or returns another shape than ``(n,)`` or
+            ``(n, K)``, or complex or non-numeric outputs.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> model, params = as_model(lambda X: jnp.sum(X, axis=1), np.ones((4, 3)))
+        >>> model.kind, model.output_shape
+        ('jax', ())
+        >>> model, params = as_model((lambda p, X: X @ p, jnp.ones(3)), np.ones((4, 3)))
+        >>> model.kind, params.shape
+        ('pair', (3,))
+    """
+    example = np.asarray(example)
+    input_shape = tuple(example.shape[1:])
+    probe = example[: min(2, len(example))].astype(float_dtype())
+    spec = jax.ShapeDtypeStruct(probe.shape, probe.dtype)
+
+    if isinstance(f, Model):
+        return f, None
+    if isinstance(f, HostCallable):
+        return _host(f.fn, probe, input_shape), None
+    if _is_linen_module(f):
+        raise TypeError(
+            f"f is a Flax Linen module ({type(f).__name__}), which holds no parameters: pass the "
+            "pair (module.apply, variables), e.g. f=(model.apply, {'params': params}); the "
+            "parameters are then traced, so a new checkpoint does not recompile"
+        )
+    if isinstance(f, tuple):
+        if len(f) != 2 or not callable(f[0]):
+            raise TypeError(
+                "a model given as a tuple must be the pair (apply_fn, params) with "
+                f"apply_fn(params, X) -> (n,) or (n, K); got a tuple of {len(f)} items"
+            )
+        apply_fn, params = f
+        _check_finite_params(params)
+        out = _probe(lambda x: apply_fn(params, x), spec, "f=(apply_fn, params)")
+        return _checked(Model(apply_fn, "pair", input_shape, out), probe.shape), params
+    if _is_nnx_module(f):
+        graphdef, state = _nnx_eval_split(f)
+        _check_finite_params(state)
+        out = _probe(lambda x: nnx_merge_call(graphdef, state, x), spec, "f (an NNX module)")
+        return _checked(Model(graphdef, "nnx", input_shape, out), probe.shape), state
+    if not callable(f):
+        raise TypeError(f"f must be a callable model f(X) -> (n,) or (n, K); got {type(f)!r}")
+    pytree = _pytree_module(f)
+    if pytree is not None:
+        module, arrays = pytree
+        _check_finite_params(arrays)
+        out = _probe(lambda x: f(x), spec, "f (a pytree module)")
+        return _checked(Model(module, "pytree", input_shape, out), probe.shape), arrays
+    try:
+        out = jax.eval_shape(f, spec)
+    except Exception:
+        # Not traceable (scikit-learn, PyTorch, anything calling np.asarray): run on the host.
+        return _host(f, probe, input_shape), None
+    return _checked(Model(f, "jax", input_shape, _output_shape(out, spec)), probe.shape), None
+
+
+def _probe(fn, spec, what):
+    try:
+        out = jax.eval_shape(fn, spec)
+    except Exception as err:
+        raise ValueError(
+            f"{what} failed on inputs of shape {spec.shape}: {type(err).__name__}: {err}"
+        ) from err
+    return _output_shape(out, spec)
+
+
+def _output_shape(out, spec) -> tuple[int, ...]:
+    if not hasattr(out, "shape") or not hasattr(out, "dtype"):
+        raise ValueError(
+            f"f must return one array of shape (n,) or (n, K); got a {type(out).__name__}"
+        )
+    if jnp.issubdtype(out.dtype, jnp.complexfloating):
+        raise ValueError(f"f returned complex outputs (dtype {out.dtype}); it must be real")
+    if not (jnp.issubdtype(out.dtype, jnp.number) or out.dtype == jnp.bool_):
+        raise ValueError(f"f must return numbers; got dtype {out.dtype}")
+    if out.shape[:1] != spec.shape[:1]:
+        raise ValueError(
+            f"f must return one output row per input row: it returned shape {out.shape} for "
+            f"inputs of shape {spec.shape}"
+        )
+    return tuple(out.shape[1:])
+
+
+def nnx_merge_call(graphdef, state, X):
+    """Call the NNX module ``graphdef``/``state`` on ``X`` (a pure function of ``state``)."""
+    from flax import nnx
+
+    return nnx.merge(graphdef, state)(X)
+
+
+def _host(fn, probe, input_shape) -> Model:
+    try:
+        y = np.asarray(fn(np.asarray(probe)))
+    except Exception as err:
+        raise ValueError(
+            f"f could neither be traced by JAX nor called on NumPy rows of shape {probe.shape}: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if np.iscomplexobj(y):
+        raise ValueError(f"f returned complex outputs (dtype {y.dtype}); it must be real")
+    if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+        raise ValueError(f"f must return numbers; got dtype {y.dtype}")
+    if y.shape[:1] != probe.shape[:1]:
+        raise ValueError(
+            f"f must return one output row per input row: got output shape {y.shape} "
+            f"for input shape {probe.shape}"
+        )
+    return _checked(Model(fn, "host", input_shape, tuple(y.shape[1:])), probe.shape)
+
+
+def _checked(model: Model, probe_shape) -> Model:
+    if len(model.output_shape) > 1:
+        raise ValueError(
+            f"f must return (n,) or (n, K) outputs; got trailing shape {model.output_shape} "
+            f"for input of shape {probe_shape}"
+        )
+    return model
+
+
+def _check_finite_params(params) -> None:
+    for leaf in jax.tree.leaves(params):
+        if isinstance(leaf, (jax.Array, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.inexact):
+            if isinstance(leaf, jax.core.Tracer):
+                continue
+            if not bool(np.all(np.isfinite(np.asarray(leaf)))):
+                raise ValueError("f's parameters contain NaN or inf; the model is not usable")
+
+
+def _is_nnx_module(f) -> bool:
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(f, nnx.Module)
+
+
+def _is_linen_module(f) -> bool:
+    try:
+        from flax import linen
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(f, linen.Module)
+
+
+def _pytree_module(f):
+    """``(PytreeModule, arrays)`` for a callable pytree holding arrays (Equinox), else ``None``."""
+    try:
+        leaves, treedef = jax.tree.flatten(f)
+    except Exception:  # pragma: no cover - exotic objects
+        return None
+    if len(leaves) == 1 and leaves[0] is f:
+        return None  # an ordinary function or object: a pytree leaf itself
+    positions = tuple(i for i, x in enumerate(leaves) if isinstance(x, (jax.Array, np.ndarray)))
+    if not positions:
+        return None
+    static = tuple(None if i in positions else x for i, x in enumerate(leaves))
+    try:
+        hash(static)
+    except TypeError:
+        return None  # unhashable static parts: treat as a plain function
+    arrays = [leaves[i] for i in positions]
+    return PytreeModule(treedef, static, positions), arrays
+
+
+def _nnx_eval_split(module):
+    """Split a copy of ``module`` in eval mode, leaving the user's module untouched."""
+    from flax import nnx
+
+    graphdef, state = nnx.split(module)
+    copy = nnx.merge(graphdef, state)
+    # Flax renamed the eval switch across versions; use whichever this version has.
+    if hasattr(copy, "eval"):
+        copy.eval()
+    elif hasattr(copy, "set_attributes"):  # pragma: no cover - older/newer flax
+        copy.set_attributes(deterministic=True, use_running_average=True, raise_if_not_found=False)
+    return nnx.split(copy)

@@ -1,0 +1,75 @@
+"""Every public explainer, with what it needs: the contract suite and the CLI read this list.
+
+An explainer registers itself with the :func:`explainer` decorator, which records its metadata and
+returns the function unchanged. ``tests/contract/`` runs over every registered explainer (and
+fails for one that has no test case), and ``xaijax explain`` offers every tabular one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+__all__ = ["ExplainerInfo", "explainer", "explainers"]
+
+_REGISTRY: dict[str, ExplainerInfo] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainerInfo:
+    """What an explainer is and what it needs.
+
+    Attributes:
+        name: the public name (``xaijax.<name>``).
+        fn: the function.
+        kind: the :class:`~xaijax.core.explanation.Explanation` kind it returns.
+        inputs: ``"any"`` (rows, images, ...), ``"tabular"`` (rows ``(M,)``), ``"image"``
+            (``(H, W, C)``) or ``"text"`` (strings).
+        reference: the name of its reference argument (``"background"``,
+            ``"training_data"``), or ``None``.
+        random: whether it takes ``key``.
+        needs_jax: whether the model must be a JAX model, differentiated or re-interpreted (no
+            host models).
+        model_form: ``"model"`` (``f(X)``), ``"layer"`` (``features, head`` or a module and a
+            layer path) or ``"coefficients"`` (``coef, intercept``).
+    """
+
+    name: str
+    fn: Callable
+    kind: str
+    inputs: str = "any"
+    reference: str | None = None
+    random: bool = False
+    needs_jax: bool = False
+    model_form: str = "model"
+
+
+def explainer(
+    *,
+    kind: str,
+    inputs: str = "any",
+    reference: str | None = None,
+    random: bool = False,
+    needs_jax: bool = False,
+    model_form: str = "model",
+):
+    """Register the decorated function as a public explainer (returned unchanged)."""
+
+    def register(fn: Callable) -> Callable:
+        _REGISTRY[fn.__name__] = ExplainerInfo(
+            fn.__name__, fn, kind, inputs, reference, random, needs_jax, model_form
+        )
+        return fn
+
+    return register
+
+
+def explainers() -> dict[str, ExplainerInfo]:
+    """Every registered explainer by name (import :mod:`xaijax` first to register them all).
+
+    Example:
+        >>> import xaijax
+        >>> explainers()["kernel_shap"].kind
+        'additive'
+    """
+    return dict(_REGISTRY)
