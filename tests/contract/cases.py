@@ -1,0 +1,186 @@
+"""Small models and inputs for every public explainer, chosen by what the registry says it needs.
+
+A new explainer joins the contract suite by registering itself (``@xaijax.core.explainer``):
+its case is built from its metadata (the model form, the inputs, the reference argument), so it
+needs no entry here unless it needs other sizes (``OPTIONS``) or a new model form
+(:func:`case_for` raises for an unknown form, which fails the suite until a case is added).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax.core.registry import ExplainerInfo
+
+N, M, K = 3, 4, 3  # instances, features, outputs
+H = W = 8  # image size
+_rng = np.random.default_rng(0)
+X_TAB = _rng.normal(size=(N, M)).astype(np.float32)
+BACKGROUND = _rng.normal(size=(6, M)).astype(np.float32)
+TRAINING = _rng.normal(size=(40, M)).astype(np.float32)
+W1 = jnp.asarray(_rng.normal(size=(M, 8)) / 2, jnp.float32)
+W2 = jnp.asarray(_rng.normal(size=(8, K)), jnp.float32)
+IMAGES = _rng.uniform(size=(N, H, W, 3)).astype(np.float32)
+IMAGE_BG = _rng.uniform(size=(4, H, W, 3)).astype(np.float32)
+CONV = jnp.asarray(_rng.normal(size=(3, 3, 3, 4)) / 3, jnp.float32)
+HEAD = jnp.asarray(_rng.normal(size=(4, K)), jnp.float32)
+TEXTS = ["a good film", "a bad and dull film", "good acting but bad plot"]
+COEF = _rng.normal(size=(M, K)).astype(np.float32)
+INTERCEPT = _rng.normal(size=(K,)).astype(np.float32)
+
+
+def mlp(X):
+    """A smooth tabular model ``(n, 4) -> (n, 3)``."""
+    return jax.nn.softmax(jnp.tanh(X @ W1) @ W2, axis=-1)
+
+
+def relu_mlp(X):
+    return jax.nn.relu(X @ W1) @ W2
+
+
+def conv_features(X):
+    dn = jax.lax.conv_dimension_numbers(X.shape, CONV.shape, ("NHWC", "HWIO", "NHWC"))
+    return jax.nn.relu(jax.lax.conv_general_dilated(X, CONV, (1, 1), "SAME", dimension_numbers=dn))
+
+
+def conv_head(A):
+    return A.mean(axis=(1, 2)) @ HEAD
+
+
+def cnn(X):
+    return conv_head(conv_features(X))
+
+
+def text_classifier(docs):
+    """A host model on strings: P(positive) from counts of 'good' and 'bad'."""
+    score = np.array([d.count("good") - d.count("bad") for d in docs], np.float32)
+    p = 1 / (1 + np.exp(-score))
+    return np.stack([1 - p, p], axis=1)
+
+
+# Sizes that keep each explainer fast (samples, steps, ...); everything else is the default.
+OPTIONS: dict[str, dict] = {
+    "kernel_shap": {"num_samples": 8},  # fewer than the 14 coalitions: sampled, so keyed
+    "permutation_shap": {"num_permutations": 2},
+    "lime_tabular": {"num_samples": 64},
+    "lime_image": {"num_samples": 32, "segments": np.repeat(np.arange(4), 16).reshape(H, W)},
+    "lime_text": {"num_samples": 32},
+    "smoothgrad": {"num_samples": 4},
+    "integrated_gradients": {"num_steps": 8},
+    "expected_gradients": {"num_samples": 8},
+    "score_cam": {},
+    "ablation_cam": {},
+}
+# Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
+RELU = {"deep_shap"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """How to call one explainer on a batch, and what the model computes (for invariants).
+
+    ``make(model, X, **options)`` calls the explainer; ``model`` is the case's model (a function,
+    ``(features, head)`` for layer methods, ``None`` where the explainer has its own).
+    """
+
+    name: str
+    info: ExplainerInfo
+    X: Any  # the batch of N instances (strings for text)
+    model: Any
+    make: Callable[..., Any]
+    outputs: Callable[[Any], np.ndarray] | None  # the model's outputs (n, K) on a batch
+    num_outputs: int
+
+    @property
+    def random(self) -> bool:
+        return self.info.random
+
+    def call(self, X, **options):
+        return self.make(self.model, X, **{**OPTIONS.get(self.name, {}), **options})
+
+    def call_with(self, model, X, **options):
+        return self.make(model, X, **{**OPTIONS.get(self.name, {}), **options})
+
+    def single(self, i: int = 0):
+        return self.X[i]
+
+    def batch_of_one(self, i: int = 0):
+        return self.X[i : i + 1]
+
+    def wrapped(self, wrap: Callable):
+        """The case's model with ``wrap`` applied to its output function (a layer model's head)."""
+        if self.info.model_form == "layer":
+            features, head = self.model
+            return features, wrap(head)
+        return wrap(self.model)
+
+
+def case_for(info: ExplainerInfo) -> Case:
+    """The contract case of a registered explainer, from its metadata."""
+    fn, name = info.fn, info.name
+    if info.model_form == "coefficients":
+        return Case(
+            name,
+            info,
+            X_TAB,
+            None,
+            lambda _, X, **kw: fn(COEF, INTERCEPT, X, BACKGROUND, **kw),
+            lambda X: np.asarray(X) @ COEF + INTERCEPT,
+            K,
+        )
+    if info.model_form == "none":
+        return Case(
+            name,
+            info,
+            X_TAB,
+            None,
+            lambda _, X, **kw: fn(X, BACKGROUND, **kw),
+            lambda X: np.asarray(X).max(axis=1),
+            1,
+        )
+    if info.model_form == "layer":
+        return Case(
+            name,
+            info,
+            IMAGES,
+            (conv_features, conv_head),
+            lambda m, X, **kw: fn(m[0], m[1], X, **kw),
+            lambda X: np.asarray(cnn(jnp.asarray(X))),
+            K,
+        )
+    if info.model_form != "model":
+        raise NotImplementedError(
+            f"{name}: no contract case for model_form={info.model_form!r}; add one in "
+            "tests/contract/cases.py"
+        )
+    if info.inputs == "text":
+        return Case(
+            name,
+            info,
+            np.array(TEXTS, dtype=object),
+            text_classifier,
+            lambda m, X, **kw: fn(m, list(X) if np.ndim(X) else X, **kw),
+            lambda X: text_classifier(list(X)),
+            2,
+        )
+    if info.inputs == "image":
+        model = cnn
+        reference = {"background": IMAGE_BG, "training_data": IMAGE_BG}.get(info.reference)
+        X = IMAGES
+    else:
+        model = relu_mlp if name in RELU else mlp
+        reference = {"background": BACKGROUND, "training_data": TRAINING}.get(info.reference)
+        X = X_TAB
+    if info.reference is not None and reference is None:
+        raise NotImplementedError(f"{name}: no contract data for reference {info.reference!r}")
+
+    def make(m, X, **kw):
+        return fn(m, X, reference, **kw) if reference is not None else fn(m, X, **kw)
+
+    return Case(name, info, X, model, make, lambda X: np.asarray(model(jnp.asarray(X))), K)
