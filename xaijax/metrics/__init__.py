@@ -1,0 +1,45 @@
+"""Evaluation metrics for attributions: faithfulness, localisation, complexity, randomisation.
+
+============== ==================================================================================
+module         metrics
+============== ==================================================================================
+faithfulness   :func:`deletion_auc`, :func:`insertion_auc` (RISE), :func:`surrogate_fidelity`
+localisation   :func:`pointing_game`, :func:`energy_in_mask`
+axiomatic      :func:`local_accuracy_gap`
+complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
+randomisation  :func:`spearman`, :func:`cascading_randomization` (the model-parameter test)
+============== ==================================================================================
+
+Metrics read :class:`~xaijax.core.explanation.Explanation` objects (or plain arrays of
+attributions) and import no explainer family. A metric that evaluates a model takes the
+explainers' arguments: ``targets`` (``None``, an int, ``(n,)`` ints or a callable on the model's
+outputs) and ``batch_size`` (model rows evaluated at once; ``None`` for the backend's default),
+and its result does not depend on ``batch_size``.
+"""
+
+from xaijax.metrics.axiomatic import local_accuracy_gap
+from xaijax.metrics.complexity import complexity, sparseness
+from xaijax.metrics.faithfulness import (
+    Curve,
+    deletion_auc,
+    gaussian_blur,
+    insertion_auc,
+    surrogate_fidelity,
+)
+from xaijax.metrics.localisation import energy_in_mask, pointing_game
+from xaijax.metrics.randomisation import cascading_randomization, spearman
+
+__all__ = [
+    "Curve",
+    "deletion_auc",
+    "insertion_auc",
+    "pointing_game",
+    "energy_in_mask",
+    "local_accuracy_gap",
+    "surrogate_fidelity",
+    "sparseness",
+    "complexity",
+    "spearman",
+    "cascading_randomization",
+    "gaussian_blur",
+]
