@@ -12,7 +12,6 @@ output, so they refuse maps, surrogate coefficients and prototype evidence; :fun
 """
 
 # jaxtyping shape strings such as "n H W C" are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from xaijax.core.model import _is_nnx_module
+from xaijax.core.model import is_nnx_module
 
 __all__ = ["LayerModel", "layer_model"]
 
@@ -155,7 +155,7 @@ def layer_model(features, head) -> LayerModel:
     Raises:
         ValueError: if the functions are not callable or the layer path does not exist.
     """
-    if _is_nnx_module(features):
+    if is_nnx_module(features):
         from flax import nnx
 
         path = _parse_path(head)

@@ -31,7 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Model", "HostCallable", "as_model", "host_model", "float_dtype", "host_failure"]
+__all__ = [
+    "Model",
+    "HostCallable",
+    "as_model",
+    "host_model",
+    "float_dtype",
+    "host_failure",
+    "is_nnx_module",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,7 +281,7 @@ def as_model(f, example) -> tuple[Model, Any]:
         _check_finite_params(params)
         out = _probe(lambda x: apply_fn(params, x), spec, "f=(apply_fn, params)")
         return _checked(Model(apply_fn, "pair", input_shape, out), probe.shape), params
-    if _is_nnx_module(f):
+    if is_nnx_module(f):
         graphdef, state = _nnx_eval_split(f)
         _check_finite_params(state)
         out = _probe(lambda x: nnx_merge_call(graphdef, state, x), spec, "f (an NNX module)")
@@ -366,7 +374,7 @@ def _check_finite_params(params) -> None:
                 raise ValueError("f's parameters contain NaN or inf; the model is not usable")
 
 
-def _is_nnx_module(f) -> bool:
+def is_nnx_module(f) -> bool:
     try:
         from flax import nnx
     except ImportError:  # pragma: no cover

@@ -1,7 +1,6 @@
 """Axiomatic properties: do the attributions satisfy what their method promises?"""
 
 # jaxtyping shape strings such as "*n" are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 

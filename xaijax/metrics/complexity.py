@@ -1,7 +1,6 @@
 """Complexity: how concentrated are the attributions (few features, or many)?"""
 
 # jaxtyping shape strings such as "n ..." are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 

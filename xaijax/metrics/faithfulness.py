@@ -7,7 +7,6 @@ its neighbourhood.
 """
 
 # jaxtyping shape strings such as "n H W C" are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Localisation: does a saliency map point at the object a ground-truth mask marks?"""
 
 # jaxtyping shape strings such as "n H W" are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 

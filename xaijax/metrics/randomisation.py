@@ -1,7 +1,6 @@
 """Randomisation: do the attributions change when the model they explain is destroyed?"""
 
 # jaxtyping shape strings such as "n ..." are not Python expressions:
-# ruff: noqa: F722
 
 from __future__ import annotations
 
