@@ -333,8 +333,8 @@ def pack(
     """Check the result and build the :class:`~xaijax.core.explanation.Explanation`.
 
     ``finite`` is the compiled call's report that every model output it used was finite (a
-    boolean scalar or one per instance); ``what`` names the model in the message. Non-finite outputs or values raise ``ValueError``:
-    an explanation of NaN is never returned.
+    boolean scalar or one per instance); ``what`` names the model in the message. Non-finite
+    outputs or values raise ``ValueError``: an explanation of NaN is never returned.
     """
     ok = np.asarray(finite)
     if not bool(np.all(ok)):
