@@ -1,6 +1,7 @@
 """Guided backpropagation by jaxpr re-interpretation, and Guided Grad-CAM vs captum's fixture."""
 
 import jax
+import jax.monitoring
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -118,3 +119,23 @@ def test_guided_backprop_callable_targets():
     expected = (active * jax.nn.relu(W2[:, 0] + W2[:, 2])[None, :]) @ W1
     assert_close(diff.values.reshape(3, 5), expected)
     assert diff.extras["targets"].tolist() == [-1, -1, -1]
+
+
+_compiles = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda name, *a, **kw: _compiles.append(name) if "backend_compile" in name else None
+)
+
+
+def test_guided_methods_compile_once_for_same_shaped_calls():
+    f = lambda X: mlp(X.reshape(X.shape[0], -1)[:, :5])  # noqa: E731
+    batches = [jax.random.normal(jax.random.key(i), (3, 1, 5, 1)) for i in range(3)]
+    layer = lambda X: jax.nn.relu(captum_conv1(X))  # noqa: E731
+    images = [CAPTUM_INPUT + i for i in range(3)]
+    cam.guided_backprop(f, batches[0], [0, 1, 2])
+    cam.guided_grad_cam(layer, captum_fc, images[0], 0)
+    _compiles.clear()
+    for X, image in zip(batches[1:], images[1:], strict=True):
+        cam.guided_backprop(f, X, [2, 1, 0])
+        cam.guided_grad_cam(layer, captum_fc, image, 0)
+    assert _compiles == []

@@ -19,7 +19,9 @@ unchanged, so ReLUs inside a ``lax.scan`` body keep their ordinary gradient.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -179,8 +181,14 @@ def _guided_gradients(apply, params, X, indices, *, target_fn, batch_size, mesh)
     return over_instances(local, (X, indices), params, mesh=mesh)
 
 
-def _model_logits(model, params, X):
-    return model.apply(params, X)
+@dataclasses.dataclass(frozen=True)
+class _ModelLogits:
+    """``model.apply`` as a hashable static argument (equal for equal models: compiles once)."""
+
+    model: Any
+
+    def __call__(self, params, X):
+        return self.model.apply(params, X)
 
 
 def _layer_logits(lm, X):
@@ -258,7 +266,7 @@ def guided_backprop(
         check_target_fn(spec.fn, jax.ShapeDtypeStruct((2,) + model.output_shape, X.dtype))
     grads, extras, outputs_ok, grads_ok = contract.call(
         _guided_gradients,
-        functools.partial(_model_logits, model),
+        _ModelLogits(model),
         params,
         X,
         spec.indices,
