@@ -306,10 +306,12 @@ def test_compiles_once_for_same_shaped_calls():
     batches = [jax.random.uniform(jax.random.key(i), (3, H, H, 3)) for i in range(4)]
     targets = [np.array([i % K, 1, 2]) for i in range(4)]
     cam.grad_cam(features, gap_head, batches[0], targets[0])
+    cam.score_cam(features, gap_head, batches[0], targets[0], batch_size=5)
     traced = len(traces)
     _compiles.clear()
     for X, t in zip(batches[1:], targets[1:], strict=True):
         cam.grad_cam(features, gap_head, X, t)
+        cam.score_cam(features, gap_head, X, t, batch_size=5)
     assert _compiles == []
     assert len(traces) == traced  # not even re-traced (the shape probe is cached too)
 
@@ -373,6 +375,15 @@ def test_batch_size_one_image_equals_default(name):
     rows = ALL_CAMS[name](gap_features, gap_head, IMAGES, [0, 3, 1], batch_size=1)
     assert_close(rows.values, whole.values, rtol=1e-4)
     np.testing.assert_array_equal(rows.extras["targets"], whole.extras["targets"])
+
+
+@pytest.mark.parametrize("name", ALL_CAMS)
+def test_callable_targets_equal_int_targets(name):
+    by_fn = ALL_CAMS[name](gap_features, gap_head, IMAGES, lambda logits: logits[:, 3])
+    by_int = ALL_CAMS[name](gap_features, gap_head, IMAGES, 3)
+    assert_close(by_fn.values, by_int.values)
+    assert by_fn.extras["targets"].tolist() == [-1, -1, -1]
+    np.testing.assert_allclose(by_fn.extras["scores"], by_int.extras["scores"], rtol=1e-6)
 
 
 def test_guided_backprop_batch_size_one_image_equals_default():
