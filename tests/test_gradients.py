@@ -402,8 +402,9 @@ def test_bad_input(call, error, match):
 
 
 def test_batched_is_a_deprecated_alias():
-    with pytest.warns(DeprecationWarning, match="batched"):
+    with pytest.warns(DeprecationWarning, match="batched") as caught:
         one = xg.saliency(mlp, X[0], 1, batched=False)
+    assert caught[0].filename == __file__  # the warning points at the caller
     assert one.values.shape == (4,)
     np.testing.assert_array_equal(one.values, xg.saliency(mlp, X[0], 1).values)
     with pytest.warns(DeprecationWarning, match="batched"):

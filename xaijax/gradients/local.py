@@ -48,7 +48,9 @@ def _local(model, params, X, indices, *, target_fn, times_input, batch_size, mes
 
 
 def _explain(method, f, X, targets, batch_size, mesh, batched):
-    problem = prepare(f, X, targets, batch_size=batch_size, mesh=mesh, batched=batched)
+    problem = prepare(
+        f, X, targets, batch_size=batch_size, mesh=mesh, batched=batched, stacklevel=4
+    )
     values, base, extras, outputs_ok, grads_ok = contract.call(
         _local,
         problem.model,

@@ -59,7 +59,9 @@ class Problem(NamedTuple):
     mesh: Mesh | None
 
 
-def prepare(f, X, targets, *, batch_size, mesh, batched=contract.MISSING) -> Problem:
+def prepare(
+    f, X, targets, *, batch_size, mesh, batched=contract.MISSING, stacklevel: int = 3
+) -> Problem:
     """Check ``X``, ``targets``, ``batch_size`` and ``mesh``; adapt ``f`` (a JAX model).
 
     ``X`` is one instance or a batch by :func:`~xaijax.core.contract.split_instances_by_model`;
@@ -73,7 +75,7 @@ def prepare(f, X, targets, *, batch_size, mesh, batched=contract.MISSING) -> Pro
             "batched= is deprecated and will be removed in the next release: X is one instance "
             "or a batch by the model's input shape; pass X[None] for one instance",
             DeprecationWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,  # the user's call
         )
         if not isinstance(batched, bool | np.bool_):
             raise TypeError(f"batched must be True or False; got {batched!r}")
