@@ -1,5 +1,11 @@
 """The Grad-CAM family against captum's fixture numbers and closed forms on GAP networks."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.monitoring
 import jax.numpy as jnp
@@ -75,6 +81,13 @@ def gap_head(A):
     return A.mean(axis=(1, 2)) @ FC_W + FC_B[None, :]
 
 
+def assert_close(actual, expected, rtol=1e-5):
+    """Float32 agreement scaled to the whole result: a map entry where positive and negative
+    channel terms cancel carries the rounding of those terms, not of its own small value."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * np.abs(expected).max())
+
+
 def class_activation_map(A, k):
     """Zhou et al. 2016's CAM: the class's dense weights times the activations."""
     return jnp.einsum("nhwc,c->nhw", A, FC_W[:, k])
@@ -91,7 +104,7 @@ def raw(fn, targets=2, **kw):
 
 def test_grad_cam_equals_cam_on_gap_network():
     maps, _ = raw(cam.grad_cam)
-    np.testing.assert_allclose(maps * HW, class_activation_map(A_GAP, 2), rtol=1e-5, atol=1e-5)
+    assert_close(maps * HW, class_activation_map(A_GAP, 2))
 
 
 def test_grad_cam_default_output_is_normalised_upsampled_relu_cam():
@@ -126,18 +139,18 @@ def test_nearest_upsampling_repeats_blocks():
 
 def test_counterfactual_negates_gradient():
     maps, _ = raw(cam.grad_cam, counterfactual=True)
-    np.testing.assert_allclose(maps * HW, -class_activation_map(A_GAP, 2), rtol=1e-5, atol=1e-5)
+    assert_close(maps * HW, -class_activation_map(A_GAP, 2))
 
 
 def test_hires_and_xgrad_equal_grad_cam_when_gradients_are_spatially_constant():
     expected = class_activation_map(A_GAP, 2) / HW
     for fn in (cam.hires_cam, cam.xgrad_cam):
-        np.testing.assert_allclose(raw(fn)[0], expected, rtol=1e-4, atol=1e-5)
+        assert_close(raw(fn)[0], expected)
 
 
 def test_layer_cam_closed_form():
     expected = jnp.einsum("nhwc,c->nhw", A_GAP, jax.nn.relu(FC_W[:, 2])) / HW
-    np.testing.assert_allclose(raw(cam.layer_cam)[0], expected, rtol=1e-5, atol=1e-6)
+    assert_close(raw(cam.layer_cam)[0], expected)
 
 
 def test_grad_cam_plus_plus_closed_form():
@@ -147,7 +160,7 @@ def test_grad_cam_plus_plus_closed_form():
     w = HW * alpha * jax.nn.relu(g)[None, :]
     maps, exp = raw(cam.grad_cam_plus_plus)
     np.testing.assert_allclose(exp.extras["channel_weights"], w, rtol=1e-4)
-    np.testing.assert_allclose(maps, jnp.einsum("nhwc,nc->nhw", A_GAP, w), rtol=1e-4, atol=1e-6)
+    assert_close(maps, jnp.einsum("nhwc,nc->nhw", A_GAP, w), rtol=1e-4)
 
 
 def test_ablation_cam_closed_form():
@@ -190,7 +203,7 @@ def test_chunk_size_does_not_change_score_or_ablation_cam():
         b = raw(fn, batch_size=1000)[0]
         # The batch size picks the matmul/convolution blocking (CPU and GPU alike): float32 sums
         # of ~100 come out in another order, ~4e-5 relative apart.
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert_close(a, b, rtol=1e-4)
 
 
 def test_eigen_cam_is_first_principal_component():
@@ -200,7 +213,7 @@ def test_eigen_cam_is_first_principal_component():
         centered = flat - flat.mean(axis=0)
         proj = centered @ np.linalg.svd(centered)[2][0]
         proj *= np.sign(proj @ flat.mean(axis=1))
-        np.testing.assert_allclose(maps[i].reshape(-1), proj, rtol=1e-3, atol=1e-4)
+        assert_close(maps[i].reshape(-1), proj, rtol=1e-4)
 
 
 # -- targets --
@@ -223,7 +236,7 @@ def test_batch_equals_loop_over_images(fn):
     batch = fn(gap_features, gap_head, IMAGES, targets)
     for i in range(3):
         one = fn(gap_features, gap_head, IMAGES[i], int(targets[i]))
-        np.testing.assert_allclose(batch.values[i], one.values, rtol=1e-5, atol=1e-6)
+        assert_close(one.values, batch.values[i])
 
 
 def test_all_zero_cam_stays_zero():
@@ -257,7 +270,7 @@ def test_nnx_layer_path_equals_explicit_split_in_residual_network():
         return jnp.einsum("nhwc,nc->nhw", A, G.mean(axis=(1, 2)))
 
     expected = oracle(images)
-    np.testing.assert_allclose(by_path.extras["raw_maps"], expected, rtol=1e-4, atol=1e-5)
+    assert_close(by_path.extras["raw_maps"], expected, rtol=1e-4)
 
 
 @pytest.mark.parametrize("fn", [cam.ablation_cam, cam.score_cam])
@@ -265,7 +278,7 @@ def test_nnx_layer_path_equals_explicit_split_for_gradient_free_cams(fn):
     # The hook zeroes a channel of the layer's output inside the running network (Ablation-CAM).
     by_path = fn(CaptumOneConv(), ("conv1",), CAPTUM_INPUT, 0, normalize=False, batch_size=3)
     split = fn(captum_conv1, lambda A: captum_fc(jax.nn.relu(A)), CAPTUM_INPUT, 0, normalize=False)
-    np.testing.assert_allclose(by_path.values, split.values, rtol=1e-5, atol=1e-5)
+    assert_close(by_path.values, split.values)
 
 
 def test_nnx_module_is_not_modified():
@@ -293,12 +306,202 @@ def test_compiles_once_for_same_shaped_calls():
     batches = [jax.random.uniform(jax.random.key(i), (3, H, H, 3)) for i in range(4)]
     targets = [np.array([i % K, 1, 2]) for i in range(4)]
     cam.grad_cam(features, gap_head, batches[0], targets[0])
+    cam.score_cam(features, gap_head, batches[0], targets[0], batch_size=5)
     traced = len(traces)
     _compiles.clear()
     for X, t in zip(batches[1:], targets[1:], strict=True):
         cam.grad_cam(features, gap_head, X, t)
+        cam.score_cam(features, gap_head, X, t, batch_size=5)
     assert _compiles == []
     assert len(traces) == traced  # not even re-traced (the shape probe is cached too)
+
+
+# -- the family as data: one weighting per paper, one mechanism --
+NAMED = {
+    "grad_cam": cam.grad_cam,
+    "grad_cam_plus_plus": cam.grad_cam_plus_plus,
+    "hires_cam": cam.hires_cam,
+    "xgrad_cam": cam.xgrad_cam,
+    "layer_cam": cam.layer_cam,
+    "eigen_cam": cam.eigen_cam,
+    "score_cam": cam.score_cam,
+    "ablation_cam": cam.ablation_cam,
+}
+
+
+@pytest.mark.parametrize("name", NAMED)
+def test_each_named_cam_is_cam_with_its_weighting(name):
+    named = NAMED[name](gap_features, gap_head, IMAGES, 2, normalize=False)
+    generic = cam.cam(gap_features, gap_head, IMAGES, 2, weighting=name, normalize=False)
+    np.testing.assert_array_equal(named.values, generic.values)
+    assert named.method == name and named.kind == "map"
+    assert cam.WEIGHTINGS[name][0].__name__ == f"{name}_weights"
+
+
+def test_weighting_functions_pass_as_callables():
+    by_name = cam.grad_cam(gap_features, gap_head, IMAGES, 2, normalize=False)
+    by_fn = cam.cam(
+        gap_features, gap_head, IMAGES, 2, weighting=cam.grad_cam_weights, normalize=False
+    )
+    np.testing.assert_array_equal(by_fn.values, by_name.values)
+    assert by_fn.method == "cam"
+
+
+def test_a_new_weighting_against_a_loop():
+    # A weighting that is in no paper: each channel weighted by its largest gradient.
+    def max_gradient_weights(A, G):
+        return G.max(axis=(1, 2))
+
+    exp = cam.cam(
+        gap_features, gap_head, IMAGES, 1, weighting=max_gradient_weights, relu=False,
+        normalize=False,
+    )  # fmt: skip
+    G = np.broadcast_to(np.asarray(FC_W[:, 1]) / HW, A_GAP.shape)  # GAP head: constant gradient
+    expected = np.zeros((3,) + A_GAP.shape[1:3])
+    for i in range(3):
+        for c in range(C):
+            expected[i] += G[i, :, :, c].max() * np.asarray(A_GAP[i, :, :, c])
+    assert_close(exp.extras["raw_maps"], expected)
+    np.testing.assert_allclose(exp.extras["channel_weights"], G.max(axis=(1, 2)), rtol=1e-6)
+
+
+ALL_CAMS = {**NAMED, "guided_grad_cam": cam.guided_grad_cam}
+
+
+@pytest.mark.parametrize("name", ALL_CAMS)
+def test_batch_size_one_image_equals_default(name):
+    # One model row per call: one image per capture, one masked or ablated row at a time.
+    whole = ALL_CAMS[name](gap_features, gap_head, IMAGES, [0, 3, 1])
+    rows = ALL_CAMS[name](gap_features, gap_head, IMAGES, [0, 3, 1], batch_size=1)
+    assert_close(rows.values, whole.values, rtol=1e-4)
+    np.testing.assert_array_equal(rows.extras["targets"], whole.extras["targets"])
+
+
+@pytest.mark.parametrize("name", ALL_CAMS)
+def test_callable_targets_equal_int_targets(name):
+    by_fn = ALL_CAMS[name](gap_features, gap_head, IMAGES, lambda logits: logits[:, 3])
+    by_int = ALL_CAMS[name](gap_features, gap_head, IMAGES, 3)
+    assert_close(by_fn.values, by_int.values)
+    assert by_fn.extras["targets"].tolist() == [-1, -1, -1]
+    np.testing.assert_allclose(by_fn.extras["scores"], by_int.extras["scores"], rtol=1e-6)
+
+
+def test_guided_backprop_batch_size_one_image_equals_default():
+    f = lambda X: gap_head(gap_features(X))  # noqa: E731
+    whole = cam.guided_backprop(f, IMAGES, [0, 3, 1])
+    assert_close(cam.guided_backprop(f, IMAGES, [0, 3, 1], batch_size=1).values, whole.values)
+
+
+def _dead_features(X):
+    return jax.nn.relu(gap_features(X) - 1e3)  # every activation 0
+
+
+def _norm_head(A):
+    # sqrt(sum A^2) is 0 with the finite gradient A / 0 = NaN at A = 0.
+    return jnp.sqrt((A**2).sum(axis=(1, 2, 3)))[:, None] * jnp.arange(1.0, K + 1.0)[None, :]
+
+
+@pytest.mark.parametrize(
+    "name", ["grad_cam", "grad_cam_plus_plus", "hires_cam", "xgrad_cam", "layer_cam"]
+)
+def test_nan_gradient_with_finite_outputs_is_an_error(name):
+    assert np.isfinite(_norm_head(_dead_features(IMAGES))).all()
+    with pytest.raises(ValueError, match="the gradient of the target score at the layer"):
+        NAMED[name](_dead_features, _norm_head, IMAGES, 1)
+
+
+def test_nan_gradient_is_an_error_in_guided_grad_cam():
+    with pytest.raises(ValueError, match="gradient"):
+        cam.guided_grad_cam(_dead_features, _norm_head, IMAGES, 1)
+
+
+def _subsample(X):
+    return X[:, ::2, ::2, :]  # "activations": the image's colour channels at half resolution
+
+
+def _log_min_head(A):
+    # Finite for the (positive) images; -inf once a channel is zeroed (Ablation-CAM) or an
+    # image is multiplied by a min-max normalised mask that is 0 somewhere (Score-CAM).
+    return jnp.log(A.min(axis=(1, 2, 3)))[:, None] * jnp.ones((1, 2))
+
+
+@pytest.mark.parametrize("name", ["ablation_cam", "score_cam"])
+def test_non_finite_scores_of_ablated_or_masked_inputs_are_an_error(name):
+    images = IMAGES + 0.1
+    assert np.isfinite(_log_min_head(_subsample(images))).all()
+    with pytest.raises(ValueError, match=r"the model .* returned NaN or inf \(instances"):
+        NAMED[name](_subsample, _log_min_head, images, 0)
+
+
+# -- the contract: mesh on 4 host devices equals one device --
+FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh
+    import xaijax.cam as cam
+    from xaijax.core.batching import instance_mesh
+
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    assert jax.device_count() == 4
+    rng = np.random.default_rng(0)
+    conv_w = jnp.asarray(rng.normal(size=(3, 3, 3, 4)).astype(np.float32))
+    fc_w = jnp.asarray(rng.normal(size=(4, 3)).astype(np.float32))
+
+    def features(X):
+        y = jax.lax.conv_general_dilated(
+            X, conv_w, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jax.nn.relu(y)
+
+    def head(A):
+        return jax.nn.relu(A).mean(axis=(1, 2)) @ fc_w
+
+    images = jnp.asarray(rng.uniform(size=(7, 8, 8, 3)).astype(np.float32))
+    calls = {name: getattr(cam, name) for name in (
+        "grad_cam", "grad_cam_plus_plus", "hires_cam", "xgrad_cam", "layer_cam", "eigen_cam",
+        "score_cam", "ablation_cam", "guided_grad_cam",
+    )}
+    calls["cam"] = lambda *a, **kw: cam.cam(*a, weighting=cam.grad_cam_weights, **kw)
+    calls["guided_backprop"] = lambda f, h, X, **kw: cam.guided_backprop(
+        lambda x: h(f(x)), X, **kw
+    )
+    meshes = {"1d": instance_mesh(), "2x2": Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b"))}
+    out = {}
+    for name, call in calls.items():
+        one = call(features, head, images)
+        for mesh_name, mesh in meshes.items():
+            if mesh_name == "2x2" and name not in ("grad_cam", "score_cam"):
+                continue
+            sharded = call(features, head, images, mesh=mesh, batch_size=2)
+            scale = float(np.abs(one.values).max())
+            out[f"{name}/{mesh_name}"] = {
+                "shape": list(np.shape(sharded.values)),
+                "max_diff": float(np.abs(sharded.values - one.values).max()) / scale,
+                "targets": sharded.extras["targets"].tolist() == one.extras["targets"].tolist(),
+            }
+    print("RESULT", json.dumps(out))
+    """
+)
+
+
+def test_mesh_on_four_devices_equals_one_device():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
+    proc = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT "))
+    results = json.loads(line[len("RESULT ") :])
+    assert len(results) == 11 + 2
+    for case, r in results.items():
+        assert r["shape"][0] == 7, case  # 7 images on 4 devices: the padding is dropped
+        assert r["max_diff"] <= 1e-5, (case, r)
+        assert r["targets"], case
 
 
 # -- bad input --
@@ -334,3 +537,91 @@ def test_bad_images_and_nan_outputs():
         cam.grad_cam(gap_features, lambda A: gap_head(A) * jnp.nan, IMAGES, 0)
     with pytest.raises(ValueError, match="resize"):
         cam.grad_cam(gap_features, gap_head, IMAGES, resize="bicubic")
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, resize="bicubic"),
+            ValueError,
+            "resize",
+        ),  # fmt: skip
+        (
+            lambda: cam.cam(gap_features, gap_head, IMAGES, weighting="gradcam"),
+            ValueError,
+            "weighting must be one of",
+        ),  # fmt: skip
+        (
+            lambda: cam.cam(gap_features, gap_head, IMAGES, weighting=3),
+            TypeError,
+            "weighting must be one of",
+        ),  # fmt: skip
+        (
+            lambda: cam.cam(gap_features, gap_head, IMAGES, weighting=lambda A, G: A.sum()),
+            ValueError,
+            "weighting must return",
+        ),  # fmt: skip
+        (
+            lambda: cam.cam(
+                gap_features, gap_head, IMAGES, weighting="eigen_cam", counterfactual=True
+            ),
+            ValueError,
+            "counterfactual",
+        ),  # fmt: skip
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, normalize="yes"),
+            TypeError,
+            "normalize",
+        ),  # fmt: skip
+        (lambda: cam.grad_cam(gap_features, gap_head, IMAGES, relu=None), TypeError, "relu"),
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, batch_size=0),
+            ValueError,
+            "batch_size",
+        ),  # fmt: skip
+        (
+            lambda: cam.score_cam(gap_features, gap_head, IMAGES, batch_size=2.5),
+            TypeError,
+            "batch_size",
+        ),  # fmt: skip
+        (
+            lambda: cam.ablation_cam(gap_features, gap_head, IMAGES, batch_size=-1),
+            ValueError,
+            "batch_size",
+        ),  # fmt: skip
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, mesh=jax.devices()),
+            TypeError,
+            "mesh",
+        ),  # fmt: skip
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, targets=1.0),
+            TypeError,
+            "targets",
+        ),  # fmt: skip
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES, lambda logits: logits),
+            ValueError,
+            "targets",
+        ),  # fmt: skip
+        (
+            lambda: cam.grad_cam(gap_features, gap_head, IMAGES[:0]),
+            ValueError,
+            "images must hold at least one",
+        ),  # fmt: skip
+        (
+            lambda: cam.guided_backprop(lambda X: X.mean(axis=(1, 2)), IMAGES, batch_size=0),
+            ValueError,
+            "batch_size",
+        ),  # fmt: skip
+        (
+            lambda: cam.guided_grad_cam(gap_features, gap_head, IMAGES, resize="area"),
+            ValueError,
+            "resize",
+        ),  # fmt: skip
+    ],
+)
+def test_bad_options(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

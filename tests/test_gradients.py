@@ -1,5 +1,11 @@
 """Gradient attributions against closed forms, finite differences and brute-force averages."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.monitoring
 import jax.numpy as jnp
@@ -18,6 +24,13 @@ BACKGROUND = jax.random.normal(_k[3], (6, 4))
 
 def mlp(X):
     return jnp.tanh(X @ W1) @ W2
+
+
+def assert_close(actual, expected, rtol=1e-5):
+    """Float32 agreement scaled to the whole result: entries that cancel to near zero carry the
+    rounding of their larger terms, so no entry is held to a tolerance relative to itself."""
+    expected = np.asarray(expected)
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * np.abs(expected).max())
 
 
 def linear(X):
@@ -53,7 +66,7 @@ def test_targets_none_callable_and_single_instance():
     np.testing.assert_allclose(by_fn.values, xg.saliency(mlp, X, 0).values)
     one = xg.gradient_x_input(mlp, X[2], targets=1)
     assert one.values.shape == (4,)
-    np.testing.assert_allclose(one.values, xg.gradient_x_input(mlp, X, 1).values[2], rtol=1e-6)
+    assert_close(one.values, xg.gradient_x_input(mlp, X, 1).values[2], rtol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_middle"])
@@ -80,14 +93,15 @@ def test_integrated_gradients_closed_forms():
     np.testing.assert_allclose(exp.base_values, linear(base[None])[:, 1].repeat(5), rtol=1e-5)
     square = xg.integrated_gradients(lambda X: (X**2).sum(axis=1), X, num_steps=2)
     np.testing.assert_allclose(square.values, X**2, rtol=1e-5)
-    np.testing.assert_allclose(square.extras["completeness_gap"], 0.0, atol=1e-5)
+    scale = np.abs(square.extras["scores"]).max()
+    np.testing.assert_allclose(square.extras["completeness_gap"], 0.0, atol=1e-5 * scale)
 
 
 def test_integrated_gradients_batch_equals_loop():
     batch = xg.integrated_gradients(mlp, X, targets=[0, 1, 2, 0, 1], num_steps=16)
     for i, t in enumerate([0, 1, 2, 0, 1]):
         one = xg.integrated_gradients(mlp, X[i], targets=t, num_steps=16)
-        np.testing.assert_allclose(batch.values[i], one.values, rtol=1e-5, atol=1e-7)
+        assert_close(one.values, batch.values[i])
 
 
 def test_smoothgrad_keys_and_expectation():
@@ -102,9 +116,7 @@ def test_smoothgrad_keys_and_expectation():
     tol = 5 * 2 * 4 * float(a.extras["sigma"].max()) / np.sqrt(400)
     np.testing.assert_allclose(a.values, expected, atol=tol)
     zero_noise = xg.smoothgrad(mlp, X, 2, key=jax.random.key(0), num_samples=3, noise_level=0.0)
-    np.testing.assert_allclose(
-        zero_noise.values, jax.grad(lambda x: mlp(x)[:, 2].sum())(X), rtol=1e-5, atol=1e-7
-    )
+    assert_close(zero_noise.values, jax.grad(lambda x: mlp(x)[:, 2].sum())(X))
 
 
 def test_expected_gradients_equals_mean_of_integrated_gradients_over_background():
@@ -115,7 +127,10 @@ def test_expected_gradients_equals_mean_of_integrated_gradients_over_background(
     )
     eg = xg.expected_gradients(mlp, X, BACKGROUND, 0, key=jax.random.key(0), num_samples=4000)
     np.testing.assert_allclose(eg.values, ig, atol=0.05)
-    np.testing.assert_allclose(eg.base_values, mlp(BACKGROUND)[:, 0].mean(), rtol=1e-5)
+    bg_scores = np.asarray(mlp(BACKGROUND)[:, 0])
+    np.testing.assert_allclose(
+        eg.base_values, bg_scores.mean(), rtol=0, atol=1e-6 * np.abs(bg_scores).max()
+    )
     assert float(jnp.abs(eg.extras["completeness_gap"]).max()) < 0.1
     again = xg.expected_gradients(mlp, X, BACKGROUND, 0, key=jax.random.key(0), num_samples=4000)
     np.testing.assert_array_equal(eg.values, again.values)
@@ -132,19 +147,273 @@ def test_nnx_module():
     np.testing.assert_allclose(exp.values, X * jnp.asarray(model.kernel)[None, :, 1], rtol=1e-6)
 
 
-def test_bad_input():
-    with pytest.raises(ValueError, match="targets"):
-        xg.saliency(mlp, X, targets=3)
-    with pytest.raises(ValueError, match="baseline"):
-        xg.integrated_gradients(mlp, X, 0, baseline=jnp.zeros(3))
-    with pytest.raises(ValueError, match="background"):
-        xg.expected_gradients(mlp, X, jnp.zeros((3, 2)), key=jax.random.key(0))
-    with pytest.raises(ValueError, match="num_steps"):
-        xg.integrated_gradients(mlp, X, num_steps=0)
-    with pytest.raises(ValueError, match="NaN"):
-        xg.saliency(lambda X: mlp(X) * jnp.nan, X, 0)
-    with pytest.raises(ValueError, match="NaN"):
-        xg.saliency(mlp, X.at[0, 0].set(jnp.inf))
+# -- the contract --------------------------------------------------------------------------------
+METHODS = {
+    "saliency": lambda f, X, *a, **kw: xg.saliency(f, X, *a, **kw),
+    "gradient_x_input": lambda f, X, *a, **kw: xg.gradient_x_input(f, X, *a, **kw),
+    "smoothgrad": lambda f, X, *a, **kw: xg.smoothgrad(
+        f, X, *a, key=kw.pop("key", jax.random.key(3)), num_samples=6, **kw
+    ),
+    "integrated_gradients": lambda f, X, *a, **kw: xg.integrated_gradients(
+        f, X, *a, num_steps=5, **kw
+    ),
+    "expected_gradients": lambda f, X, *a, **kw: xg.expected_gradients(
+        f, X, BACKGROUND, *a, key=kw.pop("key", jax.random.key(3)), num_samples=7, **kw
+    ),
+}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_batch_size_one_row_equals_default(name):
+    # One model row per call (a 5 x 6 SmoothGrad runs as 30 chunks) against one chunk.
+    whole = METHODS[name](mlp, X, 1)
+    rows = METHODS[name](mlp, X, 1, batch_size=1)
+    assert_close(rows.values, whole.values)
+    np.testing.assert_array_equal(rows.extras["targets"], whole.extras["targets"])
+    scale = np.abs(whole.extras["scores"]).max()
+    np.testing.assert_allclose(rows.base_values, whole.base_values, rtol=0, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_callable_targets_are_linear_where_the_method_is(name):
+    # A score that is a difference of logits: every method but saliency (|grad|) is linear in
+    # the score, with the same noise and draws for the same key.
+    diff = METHODS[name](mlp, X, lambda out: out[:, 0] - out[:, 2])
+    assert diff.extras["targets"].tolist() == [-1] * 5
+    if name == "saliency":
+        expected = np.abs(jax.grad(lambda x: (mlp(x)[:, 0] - mlp(x)[:, 2]).sum())(X))
+    else:
+        expected = METHODS[name](mlp, X, 0).values - METHODS[name](mlp, X, 2).values
+    assert_close(diff.values, expected)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_per_instance_targets_and_single_instances_equal_a_loop(name):
+    targets = np.array([0, 2, 1, 1, 0])
+    keys = jax.random.split(jax.random.key(9), 5)
+    kw = {"key": keys} if name in ("smoothgrad", "expected_gradients") else {}
+    batch = METHODS[name](mlp, X, targets, **kw)
+    for i in (0, 3):
+        kw_i = {"key": keys[i : i + 1]} if kw else {}
+        one = METHODS[name](mlp, X[i], int(targets[i]), **kw_i)
+        assert one.values.shape == (4,)
+        assert_close(one.values, batch.values[i])
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "expected_gradients"])
+def test_keys_typed_raw_one_or_per_instance(name):
+    typed = METHODS[name](mlp, X, 1, key=jax.random.key(4))
+    raw = METHODS[name](mlp, X, 1, key=jax.random.PRNGKey(4))
+    np.testing.assert_array_equal(typed.values, raw.values)
+    # One key means per-instance keys split(key, n); raw (n, 2) keys are the same keys.
+    split = jax.random.split(jax.random.key(4), 5)
+    np.testing.assert_array_equal(METHODS[name](mlp, X, 1, key=split).values, typed.values)
+    raw_split = jax.random.key_data(split)
+    np.testing.assert_array_equal(METHODS[name](mlp, X, 1, key=raw_split).values, typed.values)
+    # Instance i's samples come from key i alone: instances 2..4 with keys 2..4 are rows 2..4.
+    part = METHODS[name](mlp, X[2:], 1, key=split[2:])
+    assert_close(part.values, typed.values[2:])
+    other = METHODS[name](mlp, X, 1, key=jax.random.key(5))
+    assert not np.allclose(other.values, typed.values)
+
+
+@pytest.mark.parametrize("name", ["integrated_gradients", "expected_gradients"])
+def test_path_kind_invariant(name):
+    exp = METHODS[name](mlp, X, [0, 1, 2, 0, 1])
+    assert exp.kind == "path"
+    scores = np.asarray(mlp(X))[np.arange(5), [0, 1, 2, 0, 1]]
+    assert_close(exp.extras["scores"], scores, rtol=1e-6)
+    total = exp.values.sum(axis=1) + exp.base_values
+    assert_close(total, exp.extras["scores"] - exp.extras["completeness_gap"], rtol=1e-6)
+    assert {METHODS[m](mlp, X[:2]).kind for m in ("saliency", "smoothgrad")} == {"map"}
+
+
+@pytest.mark.parametrize(
+    "baseline",
+    [0.5, np.full(4, 0.5), np.full((1, 4), 0.5), np.asarray(BACKGROUND[:5])],
+    ids=["scalar", "one row (M,)", "one row (1, M)", "per instance (n, M)"],
+)
+def test_integrated_gradients_baselines_broadcast_as_in_captum(baseline):
+    # Linear model: IG = (x - x') * w exactly, whatever the quadrature.
+    exp = xg.integrated_gradients(linear, X, 1, baseline=baseline, num_steps=2)
+    rows = np.broadcast_to(baseline, X.shape)
+    np.testing.assert_allclose(exp.values, (X - rows) * W2[None, :4, 1], rtol=1e-5, atol=1e-6)
+    assert_close(exp.base_values, linear(jnp.asarray(rows))[:, 1])
+
+
+@pytest.mark.parametrize("form", ["scalar", "one image", "(1, H, W, C)", "per image"])
+def test_integrated_gradients_image_baselines(form):
+    images = jax.random.uniform(jax.random.key(6), (3, 4, 4, 2))
+    w = jax.random.normal(jax.random.key(7), (4, 4, 2))
+    f = lambda x: (x * w[None]).sum(axis=(1, 2, 3))  # noqa: E731
+    per_image = jax.random.uniform(jax.random.key(8), (3, 4, 4, 2))
+    baseline = {
+        "scalar": 0.25,
+        "one image": per_image[0],
+        "(1, H, W, C)": per_image[:1],
+        "per image": per_image,
+    }[form]
+    exp = xg.integrated_gradients(f, images, baseline=baseline, num_steps=2)
+    expected = (images - jnp.broadcast_to(baseline, images.shape)) * w[None]
+    np.testing.assert_allclose(exp.values, expected, rtol=1e-5, atol=1e-6)
+
+
+def _nan_off_the_path_ends(X):
+    # Finite at x0 = 0 and x0 = 1, NaN strictly between 0.2 and 0.8: only the points between an
+    # input and its reference are NaN.
+    x0 = X[:, 0]
+    return X.sum(axis=1) * jnp.where((x0 > 0.2) & (x0 < 0.8), jnp.nan, 1.0)
+
+
+ENDS = jnp.array([[1.0, 0.5, -0.5, 2.0], [1.0, 1.0, 1.0, 1.0]])
+
+
+def test_nan_on_path_points_only_is_reported_by_integrated_gradients():
+    assert np.isfinite(_nan_off_the_path_ends(ENDS)).all()
+    with pytest.raises(ValueError, match=r"f returned NaN or inf \(instances \[0, 1\]\)"):
+        xg.integrated_gradients(_nan_off_the_path_ends, ENDS, num_steps=8)
+
+
+def test_nan_on_path_points_only_is_reported_by_expected_gradients():
+    background = jnp.zeros((3, 4))
+    with pytest.raises(ValueError, match="f returned NaN or inf"):
+        xg.expected_gradients(
+            _nan_off_the_path_ends, ENDS, background, key=jax.random.key(0), num_samples=16
+        )
+
+
+def test_nan_on_noise_samples_only_is_reported_by_smoothgrad():
+    f = lambda X: X.sum(axis=1) * jnp.where(X[:, 0] > 1.5, jnp.nan, 1.0)  # noqa: E731
+    X_ = jnp.array([[1.0, 0.0, 0.0, 3.0]])  # sigma = 0.5 * 3: many samples reach x0 > 1.5
+    assert np.isfinite(f(X_)).all()
+    with pytest.raises(ValueError, match="f returned NaN or inf"):
+        xg.smoothgrad(f, X_, key=jax.random.key(0), num_samples=16, noise_level=0.5)
+
+
+def _finite_output_nan_gradient(X):
+    return jnp.sqrt(X[:, 0] ** 2) + X[:, 1]  # d/dx sqrt(x^2) = x / |x|: 0 / 0 at x = 0
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_nan_gradient_with_finite_outputs_is_an_error(name):
+    # Every evaluated point has x0 = 0: the inputs, SmoothGrad's noise-free samples, IG's path
+    # from (0, -1) and EG's paths from a background row at x0 = 0.
+    X_ = jnp.array([[0.0, 1.0], [0.0, 2.0]])
+    kw = {
+        "smoothgrad": {"key": jax.random.key(0), "noise_level": 0.0},
+        "integrated_gradients": {"baseline": jnp.array([0.0, -1.0])},
+    }.get(name, {})
+    if name == "expected_gradients":
+        call = lambda: xg.expected_gradients(  # noqa: E731
+            _finite_output_nan_gradient, X_, jnp.zeros((1, 2)), key=jax.random.key(0)
+        )
+    else:
+        call = lambda: getattr(xg, name)(_finite_output_nan_gradient, X_, **kw)  # noqa: E731
+    assert np.isfinite(_finite_output_nan_gradient(X_)).all()
+    with pytest.raises(ValueError, match=r"the gradient of f \(its outputs are finite\)"):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: xg.saliency(mlp, X, targets=3), ValueError, "targets"),
+        (lambda: xg.saliency(mlp, X, targets=1.5), TypeError, "targets"),
+        (lambda: xg.saliency(mlp, X, lambda out: out), ValueError, "targets"),
+        (lambda: xg.saliency(mlp, X, batch_size=0), ValueError, "batch_size"),
+        (lambda: xg.saliency(mlp, X, batch_size=-3), ValueError, "batch_size"),
+        (lambda: xg.saliency(mlp, X, batch_size=2.5), TypeError, "batch_size"),
+        (lambda: xg.gradient_x_input(mlp, X, batch_size=True), TypeError, "batch_size"),
+        (lambda: xg.saliency(mlp, X, mesh="cpu"), TypeError, "mesh"),
+        (lambda: xg.saliency(mlp, X.at[0, 0].set(jnp.inf)), ValueError, "X contains NaN"),
+        (lambda: xg.saliency(mlp, np.array([["a"] * 4])), TypeError, "X must be a numeric"),
+        (lambda: xg.saliency(mlp, np.zeros((2, 3, 4))), ValueError, r"X of shape \(2, 3, 4\)"),
+        (lambda: xg.saliency(lambda X: np.tanh(X), X), TypeError, "host"),
+        (lambda: xg.smoothgrad(mlp, X, key=0), TypeError, "key must be"),
+        (
+            lambda: xg.smoothgrad(mlp, X, key=jax.random.split(jax.random.key(0), 4)),
+            ValueError,
+            r"\(5,\) keys",
+        ),  # fmt: skip
+        (
+            lambda: xg.smoothgrad(mlp, X, key=jax.random.key(0), noise_level=np.nan),
+            ValueError,
+            "noise_level",
+        ),  # fmt: skip
+        (
+            lambda: xg.smoothgrad(mlp, X, key=jax.random.key(0), noise_level=-0.1),
+            ValueError,
+            "noise_level",
+        ),  # fmt: skip
+        (
+            lambda: xg.smoothgrad(mlp, X, key=jax.random.key(0), num_samples=2.5),
+            TypeError,
+            "num_samples",
+        ),  # fmt: skip
+        (
+            lambda: xg.smoothgrad(mlp, X, key=jax.random.key(0), num_samples=0),
+            ValueError,
+            "num_samples",
+        ),  # fmt: skip
+        (lambda: xg.integrated_gradients(mlp, X, num_steps=0), ValueError, "num_steps"),
+        (lambda: xg.integrated_gradients(mlp, X, num_steps=2.5), TypeError, "num_steps"),
+        (
+            lambda: xg.integrated_gradients(mlp, X, num_steps=1, method="riemann_trapezoid"),
+            ValueError,
+            "num_steps",
+        ),  # fmt: skip
+        (lambda: xg.integrated_gradients(mlp, X, method="simpson"), ValueError, "method"),
+        (
+            lambda: xg.integrated_gradients(mlp, X, 0, baseline=jnp.zeros(3)),
+            ValueError,
+            "baseline must be",
+        ),  # fmt: skip
+        (
+            lambda: xg.integrated_gradients(mlp, X, baseline=np.full(4, np.nan)),
+            ValueError,
+            "baseline contains NaN",
+        ),  # fmt: skip
+        (
+            lambda: xg.integrated_gradients(mlp, X, baseline=np.zeros((2, 4))),
+            ValueError,
+            "baseline must be",
+        ),  # fmt: skip
+        (
+            lambda: xg.expected_gradients(mlp, X, jnp.zeros((3, 2)), key=jax.random.key(0)),
+            ValueError,
+            "background must have shape",
+        ),  # fmt: skip
+        (
+            lambda: xg.expected_gradients(mlp, X, np.full((3, 4), np.inf), key=jax.random.key(0)),
+            ValueError,
+            "background contains NaN",
+        ),  # fmt: skip
+        (
+            lambda: xg.expected_gradients(mlp, X, BACKGROUND, key=jax.random.key(0), num_samples=0),
+            ValueError,
+            "num_samples",
+        ),  # fmt: skip
+        (lambda: xg.saliency(lambda X: mlp(X) * jnp.nan, X, 0), ValueError, "f returned NaN"),
+    ],
+)
+def test_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_batched_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="batched") as caught:
+        one = xg.saliency(mlp, X[0], 1, batched=False)
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert one.values.shape == (4,)
+    np.testing.assert_array_equal(one.values, xg.saliency(mlp, X[0], 1).values)
+    with pytest.warns(DeprecationWarning, match="batched"):
+        assert xg.saliency(mlp, X, 1, batched=True).values.shape == (5, 4)
+
+
+def test_three_dimensional_input_for_a_tabular_model_names_X():
+    with pytest.raises(ValueError, match=r"^X of shape \(2, 5, 4\) is neither a batch nor one"):
+        xg.integrated_gradients(mlp, jnp.ones((2, 5, 4)))
 
 
 _compiles = []
@@ -156,10 +425,84 @@ jax.monitoring.register_event_duration_secs_listener(
 def test_compiles_once_for_same_shaped_calls():
     inputs = [jax.random.normal(jax.random.key(i), (5, 4)) for i in range(3)]
     keys = [jax.random.key(i) for i in range(3)]
-    xg.integrated_gradients(mlp, inputs[0], [0, 1, 2, 0, 1], num_steps=8)
-    xg.expected_gradients(mlp, inputs[0], BACKGROUND, key=keys[0], num_samples=8)
+
+    def calls(X_i, k, targets):
+        xg.saliency(mlp, X_i, targets)
+        xg.gradient_x_input(mlp, X_i, targets)
+        xg.smoothgrad(mlp, X_i, targets, key=jax.random.split(k, 5), num_samples=4)
+        xg.integrated_gradients(mlp, X_i, targets, num_steps=8)
+        xg.expected_gradients(mlp, X_i, BACKGROUND, key=k, num_samples=8)
+
+    calls(inputs[0], keys[0], [0, 1, 2, 0, 1])
     _compiles.clear()
     for X_i, k in zip(inputs[1:], keys[1:], strict=True):
-        xg.integrated_gradients(mlp, X_i, [2, 1, 0, 0, 1], num_steps=8)
-        xg.expected_gradients(mlp, X_i, BACKGROUND, key=k, num_samples=8)
+        calls(X_i, k, [2, 1, 0, 0, 1])
     assert _compiles == []
+
+
+# -- sharding over 4 host devices (a fresh interpreter: devices are fixed at JAX start-up) --------
+FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh
+    import xaijax.gradients as xg
+    from xaijax.core.batching import instance_mesh
+
+    jax.config.update("jax_numpy_rank_promotion", "raise")
+    assert jax.device_count() == 4
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(8, 3)).astype(np.float32)
+    mlp = lambda X: jnp.tanh(X @ W1) @ W2
+    X, bg = rng.normal(size=(7, 4)), rng.normal(size=(5, 4))
+    key = jax.random.key(0)
+    calls = {
+        "saliency": lambda **kw: xg.saliency(mlp, X, **kw),
+        "gradient_x_input": lambda **kw: xg.gradient_x_input(mlp, X, 1, **kw),
+        "smoothgrad": lambda **kw: xg.smoothgrad(mlp, X, key=key, num_samples=5, **kw),
+        "integrated_gradients": lambda **kw: xg.integrated_gradients(mlp, X, num_steps=6, **kw),
+        "expected_gradients": lambda **kw: xg.expected_gradients(
+            mlp, X, bg, [0, 1, 2, 0, 1, 2, 0], key=key, num_samples=6, **kw
+        ),
+    }
+    meshes = {"1d": instance_mesh(), "2x2": Mesh(np.array(jax.devices()).reshape(2, 2), ("a", "b"))}
+    out = {}
+    for name, call in calls.items():
+        one = call()
+        for mesh_name, mesh in meshes.items():
+            for batch_size in (None, 3) if mesh_name == "1d" else (3,):
+                sharded = call(mesh=mesh, batch_size=batch_size)
+                scale = float(np.abs(one.values).max())
+                out[f"{name}/{mesh_name}/{batch_size}"] = {
+                    "shape": list(np.shape(sharded.values)),
+                    "max_diff": float(np.abs(sharded.values - one.values).max()) / scale,
+                    "base_diff": float(np.abs(sharded.base_values - one.base_values).max()),
+                    "targets": sharded.extras["targets"].tolist() == one.extras["targets"].tolist(),
+                }
+    print("RESULT", json.dumps(out))
+    """
+)
+
+
+def run_on_four_devices(script):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_mesh_on_four_devices_equals_one_device():
+    results = run_on_four_devices(FOUR_DEVICES)
+    assert len(results) == 5 * 3
+    for case, r in results.items():
+        assert r["shape"] == [7, 4], case  # 7 instances on 4 devices: the padding is dropped
+        assert r["max_diff"] <= 1e-6, (case, r)
+        assert r["base_diff"] <= 1e-6, (case, r)
+        assert r["targets"], case

@@ -14,21 +14,29 @@ A ReLU is recognised as ``max(x, 0)`` with a literal (or broadcast) zero: this i
 unchanged, so ReLUs inside a ``lax.scan`` body keep their ordinary gradient.
 """
 
+# jaxtyping shape strings such as "*n H W C" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
+import dataclasses
 import functools
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jcore
+from jaxtyping import ArrayLike, Float
 
-from xaijax.cam.grad_cam import _check_images, grad_cam
+from xaijax.cam import activation_maps
+from xaijax.core import contract
+from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.interpreter import bind_eqn, eval_jaxpr, is_zero_literal, sub_jaxprs
-from xaijax.core.layers import layer_model
 from xaijax.core.model import as_model
 from xaijax.core.registry import explainer
-from xaijax.core.targets import resolve_targets, target_scores
+from xaijax.core.targets import Targets, check_target_fn, resolve_targets, target_scores
 
 __all__ = ["guided_relu", "with_guided_relu", "guided_backprop", "guided_grad_cam"]
 
@@ -141,47 +149,98 @@ def with_guided_relu(fn):
     return guided
 
 
-def _model_logits(model, params, X):
-    return model.apply(params, X)
+def _finite_rows(a):
+    return jnp.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("apply", "target_fn", "batch_size", "mesh"))
+def _guided_gradients(apply, params, X, indices, *, target_fn, batch_size, mesh):
+    """Guided gradients of the target scores, in chunks of ``batch_size`` images."""
+    guided = with_guided_relu(apply)
+
+    def local(sharded, params):
+        X, indices = sharded
+
+        def chunk(rows):
+            t = None if indices is None else indices[rows]
+
+            def scored(x):
+                logits = guided(params, x)
+                scores, t_out = target_scores(logits, t, target_fn)
+                return scores, (t_out, scores, logits)
+
+            _, vjp, (t_out, scores, logits) = jax.vjp(scored, X[rows], has_aux=True)
+            (grads,) = vjp(jnp.ones_like(scores))
+            return grads, t_out, scores, logits
+
+        n = X.shape[0]
+        grads, t, scores, logits = map_row_chunks(chunk, n, balanced_chunk(n, batch_size))
+        extras = {"targets": t, "scores": scores, "logits": logits}
+        return grads, extras, _finite_rows(logits), _finite_rows(grads)
+
+    return over_instances(local, (X, indices), params, mesh=mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelLogits:
+    """``model.apply`` as a hashable static argument (equal for equal models: compiles once)."""
+
+    model: Any
+
+    def __call__(self, params, X):
+        return self.model.apply(params, X)
 
 
 def _layer_logits(lm, X):
     return lm.logits(X)
 
 
-@functools.partial(jax.jit, static_argnames=("apply", "target_fn"))
-def _guided_gradients(apply, params, X, targets, *, target_fn):
-    guided = with_guided_relu(apply)
-
-    def scored(x):
-        logits = guided(params, x)
-        scores, t = target_scores(logits, targets, target_fn)
-        return scores, (t, scores, logits)
-
-    _, vjp, (t, scores, logits) = jax.vjp(scored, X, has_aux=True)
-    (grads,) = vjp(jnp.ones_like(scores))
-    return grads, t, scores, logits
-
-
-def _guided_explanation(apply, params, X, targets, target_fn):
-    grads, t, scores, logits = _guided_gradients(apply, params, X, targets, target_fn=target_fn)
-    if not bool(jnp.isfinite(logits).all()):
-        raise ValueError("the model's outputs (logits) contain NaN or inf for these images")
-    return grads, {"targets": t, "scores": scores, "logits": logits}
+def _report(X, single, values, extras, outputs_ok, grads_ok, method):
+    outputs_ok, grads_ok = np.asarray(outputs_ok), np.asarray(grads_ok)
+    what = "the model"
+    if outputs_ok.all() and not grads_ok.all():
+        what = "the guided gradient of the target score (the outputs are finite)"
+    return contract.pack(
+        values,
+        np.zeros(X.shape[:1], np.asarray(values).dtype),
+        X,
+        single=single,
+        kind="map",
+        method=method,
+        extras=extras,
+        finite=outputs_ok & grads_ok,
+        what=what,
+    )
 
 
 @explainer(kind="map", inputs="image", needs_jax=True)
-def guided_backprop(f, images, targets=None) -> Explanation:
+def guided_backprop(
+    f,
+    images: Float[ArrayLike, "*n H W C"],
+    targets: Targets = None,
+    *,
+    batch_size: int | None = None,
+    mesh=None,
+) -> Explanation:
     """Guided backpropagation: d score / d image with ReLU gradients restricted to positive ones.
 
     Args:
-        f: the model, ``X (n,H,W,C) -> logits (n,K)`` (a JAX function or a Flax NNX module).
+        f: the model, ``X (n, H, W, C) -> logits (n, K)``: a JAX function, an ``(apply_fn,
+            params)`` pair, an NNX or Equinox module (re-interpreted, so not a host model).
         images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
-        targets: ``None`` (the predicted class), an int, ``(n,)`` ints, or ``fn(logits) -> (n,)``.
+        targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints,
+            or a callable ``fn(logits) -> (n,)``.
+        batch_size: most images passed to the model at once; ``None`` picks a default for the
+            backend and the image size.
+        mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
 
     Returns:
-        An :class:`~xaijax.Explanation` with ``values (n, H, W, C)``, ``data`` the images,
-        ``base_values`` zeros and extras ``targets``, ``scores``, ``logits``.
+        An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W, C)``,
+        ``data`` the images, ``base_values`` zeros and extras ``targets``, ``scores``,
+        ``logits``.
+
+    Raises:
+        ValueError: for bad images or targets, or NaN or inf outputs or gradients.
 
     References:
         Springenberg et al. 2015, Striving for Simplicity: The All Convolutional Net, ICLR
@@ -193,40 +252,63 @@ def guided_backprop(f, images, targets=None) -> Explanation:
         >>> guided_backprop(f, jnp.ones((2, 4, 4, 3)), targets=0).values.shape
         (2, 4, 4, 3)
     """
-    X, single = _check_images(images)
+    X, single = activation_maps.prepare_images(images)
+    batch_size = contract.resolve_batch_size(batch_size, X.shape[1:], X.dtype)
+    mesh = check_mesh(mesh)
     model, params = as_model(f, X)
     if model.kind == "host":
-        raise ValueError("f must be a differentiable JAX function or NNX module, not a host model")
-    num_classes = model.num_outputs
-    t, target_fn = resolve_targets(targets, X.shape[0], num_classes)
-    grads, extras = _guided_explanation(
-        functools.partial(_model_logits, model), params, X, t, target_fn
+        raise TypeError(
+            "f must be a JAX function, (apply_fn, params) pair or NNX module; guided "
+            "backpropagation re-interprets the model and cannot see inside a host (NumPy) model"
+        )
+    spec = resolve_targets(targets, X.shape[0], model.num_outputs)
+    if spec.fn is not None:
+        check_target_fn(spec.fn, jax.ShapeDtypeStruct((2,) + model.output_shape, X.dtype))
+    grads, extras, outputs_ok, grads_ok = contract.call(
+        _guided_gradients,
+        _ModelLogits(model),
+        params,
+        X,
+        spec.indices,
+        target_fn=spec.fn,
+        batch_size=batch_size,
+        mesh=mesh,
     )
-    exp = Explanation(
-        values=grads,
-        base_values=jnp.zeros(X.shape[:1], grads.dtype),
-        data=X,
-        method="guided_backprop",
-        kind="map",
-        extras=extras,
-    )
-    return exp[0] if single else exp
+    return _report(X, single, grads, extras, outputs_ok, grads_ok, "guided_backprop")
 
 
 @explainer(kind="map", inputs="image", needs_jax=True, model_form="layer")
-def guided_grad_cam(features, head, images, targets=None, *, resize="bilinear") -> Explanation:
+def guided_grad_cam(
+    features,
+    head,
+    images: Float[ArrayLike, "*n H W C"],
+    targets: Targets = None,
+    *,
+    resize: str = "bilinear",
+    batch_size: int | None = None,
+    mesh=None,
+) -> Explanation:
     """Guided Grad-CAM: guided backpropagation times the upsampled (unnormalised) Grad-CAM map.
 
     Args:
-        features: ``X (n,H,W,C) -> A (n,h,w,c)``, or a Flax NNX module.
-        head: ``A -> logits (n,K)``, or the path of the target layer in the module.
+        features: ``X (n, H, W, C) -> A (n, h, w, c)``, or a Flax NNX module.
+        head: ``A -> logits (n, K)``, or the path of the target layer in the module.
         images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
-        targets: ``None`` (the predicted class), an int, ``(n,)`` ints, or ``fn(logits) -> (n,)``.
+        targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints,
+            or a callable ``fn(logits) -> (n,)``.
         resize: upsampling of the Grad-CAM map, ``"bilinear"`` or ``"nearest"`` (captum's).
+        batch_size: most images passed to the model at once; ``None`` picks a default for the
+            backend and the image size.
+        mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
 
     Returns:
-        An :class:`~xaijax.Explanation` with ``values (n, H, W, C)`` and extras ``grad_cam``
-        ``(n, H, W)``, ``guided_backprop (n, H, W, C)``, ``raw_maps``, ``targets``, ``scores``.
+        An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W, C)`` and
+        extras ``grad_cam (n, H, W)``, ``guided_backprop (n, H, W, C)``, ``raw_maps``,
+        ``targets``, ``scores``, ``logits``.
+
+    Raises:
+        ValueError: for bad images, layers or targets, or NaN or inf outputs, activations or
+            gradients.
 
     References:
         Selvaraju et al. 2017, Grad-CAM, ICCV; Springenberg et al. 2015, Striving for
@@ -240,27 +322,34 @@ def guided_grad_cam(features, head, images, targets=None, *, resize="bilinear") 
         >>> exp.values.shape
         (2, 8, 8, 3)
     """
-    X, single = _check_images(images)
-    cam = grad_cam(features, head, X, targets, resize=resize, normalize=False, relu=True)
-    lm = layer_model(features, head)
-    # Explain the class Grad-CAM explained (its argmax when targets is None).
-    if callable(targets):
-        t, target_fn = None, targets
-    else:
-        t, target_fn = cam.extras["targets"], None
-    grads, extras = _guided_explanation(_layer_logits, lm, X, t, target_fn)
-    values = grads * cam.values[..., None]
-    exp = Explanation(
-        values=values,
-        base_values=jnp.zeros(X.shape[:1], values.dtype),
-        data=X,
-        method="guided_grad_cam",
-        kind="map",
-        extras={
-            **extras,
-            "grad_cam": cam.values,
-            "guided_backprop": grads,
-            "raw_maps": cam.extras["raw_maps"],
-        },
+    contract.check_choice("resize", resize, activation_maps.RESIZE_METHODS)
+    problem = activation_maps.prepare(
+        features, head, images, targets, batch_size=batch_size, mesh=mesh
     )
-    return exp[0] if single else exp
+    maps, cam_extras, cam_outputs_ok, cam_grads_ok = activation_maps.run(
+        problem, "grad_cam", resize=resize, normalize=False, relu=True
+    )
+    # Explain the class Grad-CAM explained (its argmax when targets is None).
+    indices = None if problem.targets.fn is not None else cam_extras["targets"]
+    grads, extras, outputs_ok, grads_ok = contract.call(
+        _guided_gradients,
+        _layer_logits,
+        problem.lm,
+        problem.X,
+        indices,
+        target_fn=problem.targets.fn,
+        batch_size=problem.batch_size,
+        mesh=problem.mesh,
+    )
+    values = grads * maps[..., None]
+    extras = {
+        **extras,
+        "grad_cam": maps,
+        "guided_backprop": grads,
+        "raw_maps": cam_extras["raw_maps"],
+    }
+    outputs_ok = np.asarray(outputs_ok) & np.asarray(cam_outputs_ok)
+    grads_ok = np.asarray(grads_ok) & np.asarray(cam_grads_ok)
+    return _report(
+        problem.X, problem.single, values, extras, outputs_ok, grads_ok, "guided_grad_cam"
+    )

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "default_batch_size",
     "map_row_chunks",
+    "balanced_chunk",
     "evaluate",
     "map_instances",
     "instance_mesh",
@@ -98,6 +99,18 @@ def map_row_chunks(fn: Callable[[jax.Array], Any], total: int, chunk_size: int) 
 
     out = jax.lax.map(one, jnp.arange(num_chunks))
     return jax.tree.map(lambda a: a.reshape((num_chunks * chunk_size,) + a.shape[2:])[:total], out)
+
+
+def balanced_chunk(total: int, batch_size: int) -> int:
+    """The chunk size ``<= batch_size`` that splits ``total`` rows into the fewest, most even
+    chunks: 32 images at ``batch_size=13`` run as 3 chunks of 11, not 13 + 13 + 6 padded to 39.
+
+    Example:
+        >>> balanced_chunk(32, 13), balanced_chunk(5, 8), balanced_chunk(7, 1)
+        (11, 5, 1)
+    """
+    total, batch_size = max(1, int(total)), max(1, int(batch_size))
+    return -(-total // -(-total // batch_size))
 
 
 def evaluate(model, params, X: jax.Array, *, batch_size: int | None = None):
