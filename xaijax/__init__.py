@@ -5,6 +5,7 @@ The public API at a glance (see DESIGN.md for the contract).
 
 from xaijax.cam import (
     ablation_cam,
+    cam,
     eigen_cam,
     grad_cam,
     grad_cam_plus_plus,
@@ -81,6 +82,7 @@ __all__ = [
     "submodular_pick",
     # Grad-CAM family and gradients
     "ablation_cam",
+    "cam",
     "eigen_cam",
     "expected_gradients",
     "grad_cam",

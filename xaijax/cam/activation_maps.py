@@ -38,7 +38,7 @@ from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.layers import LayerModel, layer_model
-from xaijax.core.registry import explainer
+from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import (
     Targets,
     TargetSpec,
@@ -259,7 +259,7 @@ def prepare(features, head, images, targets, *, batch_size, mesh) -> CamProblem:
     return CamProblem(lm, X, single, spec, batch_size, mesh, logits_shape, a_shape)
 
 
-_PROBES: dict = {}
+_PROBES: dict = register_cache({})
 
 
 def _probe(lm, X):
@@ -277,11 +277,10 @@ def _probe_shapes(lm, X):
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
     try:
         logits, A = jax.eval_shape(lambda x: lm.forward(x), spec)
-    except ValueError:
-        raise
     except Exception as err:
         raise ValueError(
-            f"the model failed on images of shape {tuple(X.shape)}: {type(err).__name__}: {err}"
+            f"the model failed on images of shape {tuple(X.shape)} (check images against what "
+            f"features/head expect): {type(err).__name__}: {err}"
         ) from err
     return np.shape(logits), np.shape(A)
 

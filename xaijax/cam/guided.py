@@ -255,7 +255,7 @@ def guided_backprop(
     X, single = activation_maps.prepare_images(images)
     batch_size = contract.resolve_batch_size(batch_size, X.shape[1:], X.dtype)
     mesh = check_mesh(mesh)
-    model, params = as_model(f, X)
+    model, params = as_model(f, X, name="images")
     if model.kind == "host":
         raise TypeError(
             "f must be a JAX function, (apply_fn, params) pair or NNX module; guided "

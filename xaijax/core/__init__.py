@@ -36,7 +36,7 @@ from xaijax.core.batching import (
 )
 from xaijax.core.explanation import KINDS, Explanation, require_kind
 from xaijax.core.model import Model, as_model, float_dtype, host_model
-from xaijax.core.registry import ExplainerInfo, explainer, explainers
+from xaijax.core.registry import ExplainerInfo, clear_caches, explainer, explainers
 from xaijax.core.targets import TargetSpec, resolve_targets, select_outputs, target_scores
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "TargetSpec",
     "as_model",
     "check_mesh",
+    "clear_caches",
     "default_batch_size",
     "evaluate",
     "explainer",

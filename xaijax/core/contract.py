@@ -281,12 +281,12 @@ def split_instances_by_model(f, X: np.ndarray, *, name: str = "X"):
         if shape[0] == 0:
             raise ValueError(f"{name} must hold at least one instance; got shape {shape}")
         try:
-            model, params = as_model(f, X)
+            model, params = as_model(f, X, name=name)
             return X, False, model, params
         except ValueError as err:
             errors.append(f"as a batch of {shape[0]} inputs of shape {shape[1:]}: {err}")
     try:
-        model, params = as_model(f, X[None])
+        model, params = as_model(f, X[None], name=name)
         return X[None], True, model, params
     except ValueError as err:
         errors.append(f"as one input of shape {shape}: {err}")

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xaijax.core.registry import register_cache
+
 __all__ = [
     "Model",
     "HostCallable",
@@ -208,6 +210,7 @@ class _HostCall:
         return Y.reshape(lead + self.output_shape)
 
 
+@register_cache
 @functools.cache
 def _host_thread_limit():
     """A context capping the host model's BLAS/OpenMP thread pools, or ``None``.
@@ -236,10 +239,11 @@ def _host_thread_limit():
 
 
 # -- adapting ----------------------------------------------------------------------------------
-def as_model(f, example) -> tuple[Model, Any]:
+def as_model(f, example, *, name: str = "X") -> tuple[Model, Any]:
     """Adapt ``f`` to a :class:`Model`, probing it on ``example`` rows ``(n, *input_shape)``.
 
-    Returns ``(model, params)``: ``params`` is the traced parameter pytree (NNX state, a pair's
+    ``name`` is the argument the example rows come from, for messages. Returns
+    ``(model, params)``: ``params`` is the traced parameter pytree (NNX state, a pair's
     parameters, a pytree module's arrays) and ``None`` for functions and host callables.
 
     Raises:
@@ -264,7 +268,7 @@ def as_model(f, example) -> tuple[Model, Any]:
     if isinstance(f, Model):
         return f, None
     if isinstance(f, HostCallable):
-        return _host(f.fn, probe, input_shape), None
+        return _host(f.fn, probe, input_shape, name), None
     if _is_linen_module(f):
         raise TypeError(
             f"f is a Flax Linen module ({type(f).__name__}), which holds no parameters: pass the "
@@ -279,12 +283,12 @@ def as_model(f, example) -> tuple[Model, Any]:
             )
         apply_fn, params = f
         _check_finite_params(params)
-        out = _probe(lambda x: apply_fn(params, x), spec, "f=(apply_fn, params)")
+        out = _probe(lambda x: apply_fn(params, x), spec, "f=(apply_fn, params)", name)
         return _checked(Model(apply_fn, "pair", input_shape, out), probe.shape), params
     if is_nnx_module(f):
         graphdef, state = _nnx_eval_split(f)
         _check_finite_params(state)
-        out = _probe(lambda x: nnx_merge_call(graphdef, state, x), spec, "f (an NNX module)")
+        out = _probe(lambda x: nnx_merge_call(graphdef, state, x), spec, "f (an NNX module)", name)
         return _checked(Model(graphdef, "nnx", input_shape, out), probe.shape), state
     if not callable(f):
         raise TypeError(f"f must be a callable model f(X) -> (n,) or (n, K); got {type(f)!r}")
@@ -292,22 +296,22 @@ def as_model(f, example) -> tuple[Model, Any]:
     if pytree is not None:
         module, arrays = pytree
         _check_finite_params(arrays)
-        out = _probe(lambda x: f(x), spec, "f (a pytree module)")
+        out = _probe(lambda x: f(x), spec, "f (a pytree module)", name)
         return _checked(Model(module, "pytree", input_shape, out), probe.shape), arrays
     try:
         out = jax.eval_shape(f, spec)
     except Exception:
         # Not traceable (scikit-learn, PyTorch, anything calling np.asarray): run on the host.
-        return _host(f, probe, input_shape), None
+        return _host(f, probe, input_shape, name), None
     return _checked(Model(f, "jax", input_shape, _output_shape(out, spec)), probe.shape), None
 
 
-def _probe(fn, spec, what):
+def _probe(fn, spec, what, name):
     try:
         out = jax.eval_shape(fn, spec)
     except Exception as err:
         raise ValueError(
-            f"{what} failed on inputs of shape {spec.shape}: {type(err).__name__}: {err}"
+            f"{what} failed on {name} rows of shape {spec.shape}: {type(err).__name__}: {err}"
         ) from err
     return _output_shape(out, spec)
 
@@ -336,13 +340,13 @@ def nnx_merge_call(graphdef, state, X):
     return nnx.merge(graphdef, state)(X)
 
 
-def _host(fn, probe, input_shape) -> Model:
+def _host(fn, probe, input_shape, name="X") -> Model:
     try:
         y = np.asarray(fn(np.asarray(probe)))
     except Exception as err:
         raise ValueError(
-            f"f could neither be traced by JAX nor called on NumPy rows of shape {probe.shape}: "
-            f"{type(err).__name__}: {err}"
+            f"f could neither be traced by JAX nor called on NumPy {name} rows of shape "
+            f"{probe.shape}: {type(err).__name__}: {err}"
         ) from err
     if np.iscomplexobj(y):
         raise ValueError(f"f returned complex outputs (dtype {y.dtype}); it must be real")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-__all__ = ["ExplainerInfo", "explainer", "explainers"]
+__all__ = ["ExplainerInfo", "explainer", "explainers", "register_cache", "clear_caches"]
 
 _REGISTRY: dict[str, ExplainerInfo] = {}
+_CACHES: list = []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,3 +74,27 @@ def explainers() -> dict[str, ExplainerInfo]:
         'additive'
     """
     return dict(_REGISTRY)
+
+
+def register_cache(cache):
+    """Register a module-level cache (a dict, or a ``functools.cache``'d function) so that
+    :func:`clear_caches` empties it; returns it unchanged."""
+    _CACHES.append(cache)
+    return cache
+
+
+def clear_caches() -> None:
+    """Empty every cache xaijax keeps between calls, and JAX's compilation caches.
+
+    xaijax memoises a few pure computations across calls (coalition plans, shape probes, weight
+    tables); nothing in them depends on data, but this frees their memory and forces everything
+    to be rebuilt (e.g. after changing ``XAIJAX_HOST_THREADS``).
+
+    Example:
+        >>> clear_caches()
+    """
+    import jax
+
+    for cache in _CACHES:
+        (cache.cache_clear if hasattr(cache, "cache_clear") else cache.clear)()
+    jax.clear_caches()
