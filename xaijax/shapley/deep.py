@@ -90,6 +90,7 @@ _AFFINE = frozenset(
         "expand_dims",
         "slice",
         "concatenate",
+        "stack",
         "pad",
         "convert_element_type",
         "copy",
