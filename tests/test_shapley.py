@@ -787,3 +787,21 @@ def test_linear_shap_bad_input_names_the_argument():
     w = np.array([1.0, 2.0, 0.0, 1.0, 4.0])
     exp = xj.linear_shap(coef, 0.0, X, bg, background_weights=w)
     np.testing.assert_allclose(exp.values, (X - w @ bg / w.sum()) * coef, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+def test_batch_size_bounds_every_model_call_even_below_the_background_size(data4, name):
+    # batch_size counts model rows: with 5 background rows and batch_size=2, no model call may
+    # see a whole coalition's 5 rows at once; the values stay those of the default.
+    X, bg = data4
+    seen = []
+
+    def f(X):
+        seen.append(X.shape[0])  # at trace time: the rows of each model call
+        return _multi(X)
+
+    small = SAMPLED[name](f, X, bg, batch_size=2)
+    assert seen and max(seen[1:]) <= 2, seen  # seen[0]: the adapter's probe of 2 rows
+    default = SAMPLED[name](_multi, X, bg)
+    scale = np.abs(default.values).max()
+    np.testing.assert_allclose(small.values, default.values, atol=1e-6 * scale)
