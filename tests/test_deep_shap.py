@@ -128,7 +128,8 @@ def test_summation_to_delta_for_each_reference_with_near_equal_inputs():
     refs = np.stack([x, x + 1e-6, x - 3e-4, x + 1.0])
     for r in refs:
         # One output at a time: summed over softmax's outputs both sides cancel to ~0, and a
-        # float32 tolerance must be set by the size of the terms, not of that cancelled sum.
+        # float32 tolerance must be set by the size of the whole result, not of that cancelled
+        # sum. (One row per call: eager ops of these shapes are compiled once.)
         for cot in np.eye(3, dtype=np.float32):
             m, y, y_ref = deeplift_multipliers(
                 mlp_softmax, jnp.asarray(x[None]), jnp.asarray(r[None]), jnp.asarray(cot[None])
@@ -136,8 +137,8 @@ def test_summation_to_delta_for_each_reference_with_near_equal_inputs():
             terms = (x - r) * np.asarray(m[0])
             # the scale of the whole result: every output at x and at r, and the terms
             scale = np.abs(terms).sum() + np.abs(y).sum() + np.abs(y_ref).sum()
-            y, y_ref = np.asarray(y)[0] @ cot, np.asarray(y_ref)[0] @ cot
-            assert abs(terms.sum() - (y - y_ref)) <= 1e-6 * scale, (r - x, cot)
+            delta = np.asarray(y)[0] @ cot - np.asarray(y_ref)[0] @ cot
+            assert abs(terms.sum() - delta) <= 1e-6 * scale, (r - x, cot)
 
 
 # -- Deep SHAP: oracles where its rules are exact Shapley values --

@@ -436,6 +436,14 @@ def test_kmeans_summary():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="k must be"):
             xj.kmeans(A, 0, key=jax.random.key(0))
+    raw = xj.kmeans(A, 4, key=jax.random.PRNGKey(0))  # a raw key draws the typed key's stream
+    np.testing.assert_array_equal(raw.data, bg.data)
+    with pytest.raises(TypeError, match="key must be"):
+        xj.kmeans(A, 4, key=0)
+    with pytest.raises(ValueError, match="num_restarts must be an int >= 1"):
+        xj.kmeans(A, 4, key=jax.random.key(0), num_restarts=0)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        xj.kmeans(np.full((3, 2), np.nan), 1, key=jax.random.key(0))
 
 
 def test_random_subsets_are_uniform_over_subsets_of_each_size():
