@@ -127,11 +127,18 @@ def test_summation_to_delta_for_each_reference_with_near_equal_inputs():
     x = X[0]
     refs = np.stack([x, x + 1e-6, x - 3e-4, x + 1.0])
     for r in refs:
-        m, y, y_ref = deeplift_multipliers(
-            mlp_softmax, jnp.asarray(x[None]), jnp.asarray(r[None]), jnp.ones((1, 3))
-        )
-        total = float(((x - r) * m[0]).sum())
-        assert abs(total - float((y - y_ref).sum())) < 1e-6
+        # One output at a time: summed over softmax's outputs both sides cancel to ~0, and a
+        # float32 tolerance must be set by the size of the whole result, not of that cancelled
+        # sum. (One row per call: eager ops of these shapes are compiled once.)
+        for cot in np.eye(3, dtype=np.float32):
+            m, y, y_ref = deeplift_multipliers(
+                mlp_softmax, jnp.asarray(x[None]), jnp.asarray(r[None]), jnp.asarray(cot[None])
+            )
+            terms = (x - r) * np.asarray(m[0])
+            # the scale of the whole result: every output at x and at r, and the terms
+            scale = np.abs(terms).sum() + np.abs(y).sum() + np.abs(y_ref).sum()
+            delta = np.asarray(y)[0] @ cot - np.asarray(y_ref)[0] @ cot
+            assert abs(terms.sum() - delta) <= 1e-6 * scale, (r - x, cot)
 
 
 # -- Deep SHAP: oracles where its rules are exact Shapley values --
@@ -212,3 +219,64 @@ def test_bad_input_raises_before_compilation():
 def test_nan_model_output_raises():
     with pytest.raises(ValueError, match="NaN"):
         deep_shap(lambda X: jnp.log(X[:, 0]), X, BG)
+
+
+# -- the explainer contract --
+def test_int_array_and_callable_targets():
+    every = deep_shap(mlp_softmax, X, BG)
+    scale = np.abs(every.values).max()
+    # An int target is one backward pass with that output's cotangent: the same multipliers.
+    one = deep_shap(mlp_softmax, X, BG, targets=2)
+    assert one.values.shape == (4, 6) and one.base_values.shape == (4,)
+    np.testing.assert_allclose(one.values, every.values[..., 2], atol=1e-6 * scale)
+    np.testing.assert_allclose(one.base_values, every.base_values[:, 2], atol=1e-6)
+    t = np.array([0, 2, 1, 2])
+    per = deep_shap(mlp_softmax, X, BG, targets=t)
+    np.testing.assert_allclose(per.values, every.values[np.arange(4), :, t], atol=1e-6 * scale)
+    np.testing.assert_allclose(per.base_values, every.base_values[np.arange(4), t], atol=1e-6)
+    # A callable is re-interpreted with the model; a difference of outputs is affine, so its
+    # attributions are the difference of the outputs' (DeepLIFT is linear in the cotangent).
+    diff = deep_shap(mlp_softmax, X, BG, targets=lambda Y: Y[:, 0] - Y[:, 1])
+    np.testing.assert_allclose(
+        diff.values, every.values[..., 0] - every.values[..., 1], atol=1e-6 * scale
+    )
+    fx = mlp_softmax(X)
+    np.testing.assert_allclose(
+        diff.values.sum(axis=1) + diff.base_values, fx[:, 0] - fx[:, 1], atol=1e-6
+    )
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 3\)"):
+        deep_shap(mlp_softmax, X, BG, targets=3)
+
+
+def test_stacked_outputs_are_affine():
+    def f(X):  # jnp.stack is its own primitive in recent JAX
+        return jnp.stack([X[:, 0] * X[:, 1], jnp.tanh(X[:, 2])], axis=1)
+
+    exp = deep_shap(f, X[:, :3], BG[:1, :3])
+    oracle = exact_shapley(f, X[:, :3], BG[:1, :3])
+    np.testing.assert_allclose(exp.values, oracle.values, atol=1e-5)
+
+
+def test_batch_size_of_one_row_equals_the_default():
+    a = deep_shap(mlp_softmax, X, BG)
+    b = deep_shap(mlp_softmax, X, BG, batch_size=1)
+    np.testing.assert_allclose(b.values, a.values, atol=1e-6 * np.abs(a.values).max())
+    m = max_shap(X, BG)
+    np.testing.assert_allclose(max_shap(X, BG, batch_size=1).values, m.values, atol=1e-6)
+    for explain in (
+        lambda **kw: deep_shap(relu_net, X, BG, **kw),
+        lambda **kw: max_shap(X, BG, **kw),
+    ):
+        with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+            explain(batch_size=0)
+        with pytest.raises(TypeError, match="batch_size must be an int"):
+            explain(batch_size=2.5)
+        with pytest.raises(TypeError, match="mesh must be None or a jax.sharding.Mesh"):
+            explain(mesh="cpu")
+
+
+def test_nan_at_one_instance_is_named():
+    Xp = np.abs(X) + 0.1
+    Xp[2, 0] = -1.0  # log of a negative at instance 2 only; the references are positive
+    with pytest.raises(ValueError, match=r"f returned NaN or inf \(instances \[2\]\)"):
+        deep_shap(lambda X: jnp.log(X[:, 0]) + X[:, 1], Xp, np.abs(BG) + 0.1)

@@ -91,12 +91,25 @@ def coalition_values(
         masks: maps an int array of mask indices ``(c,)`` to boolean masks ``(c, M)`` (True keeps
             ``x``'s value), so that masks can be generated on the fly instead of stored.
         num_masks: how many masks there are.
-        batch_size: most rows given to the model at once (``>= B``; a mask's rows stay together).
+        batch_size: most rows given to the model at once: whole masks (``B`` rows each) while
+            ``B <= batch_size``, else one mask at a time, its rows in chunks of ``batch_size``.
 
     Returns:
         ``(num_masks, *output_shape)`` coalition values.
     """
     B = background.shape[0]
+    if B > batch_size:
+
+        def one_mask(i):
+            keep = masks(i[None])[0]  # (M,)
+
+            def rows(b):
+                return model.apply(params, jnp.where(keep[None, :], x[None, :], background[b]))
+
+            y = map_row_chunks(rows, B, int(batch_size))  # (B, *output_shape)
+            return jnp.einsum("b...,b->...", y, weights, precision="highest")
+
+        return jax.lax.map(one_mask, jnp.arange(num_masks))
     masks_per_chunk = max(1, int(batch_size) // B)
 
     def chunk(idx):

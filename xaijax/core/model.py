@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import threading
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -160,17 +160,17 @@ class PytreeModule:
 
 
 # -- host models -----------------------------------------------------------------------------
-_FAILURE = threading.local()
+# Process-wide, not thread-local: XLA runs host callbacks on its own threads, not the caller's.
+_FAILURE = types.SimpleNamespace(error=None)
 
 
 def host_failure() -> BaseException | None:
-    """The exception the last host model call on this thread raised, if any (then cleared).
+    """The exception the last failing host model call raised, if any (then cleared).
 
     Inside a compiled explainer a failing host call surfaces as JAX's ``JaxRuntimeError``;
     :func:`xaijax.core.contract.call` uses this to raise the model's own error instead.
     """
-    err = getattr(_FAILURE, "error", None)
-    _FAILURE.error = None
+    err, _FAILURE.error = _FAILURE.error, None
     return err
 
 

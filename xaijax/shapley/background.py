@@ -1,20 +1,32 @@
 """Summaries of a background data set: k-means centres weighted by cluster size."""
 
+# jaxtyping shape strings such as "n m" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
+import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import ArrayLike, Float, Key, UInt32
 
+from xaijax.core.contract import as_float_array, check_int, instance_keys
 from xaijax.core.masking import Background
 
 __all__ = ["kmeans"]
 
 
 def kmeans(
-    X, k: int, *, key, round_values: bool = True, num_restarts: int = 10, num_iters: int = 100
+    X: Float[ArrayLike, "n m"],
+    k: int,
+    *,
+    key: Key[ArrayLike, ""] | UInt32[ArrayLike, " 2"],
+    round_values: bool = True,
+    num_restarts: int = 10,
+    num_iters: int = 100,
 ) -> Background:
     """Summarise ``X`` by ``k`` k-means centres weighted by the number of rows each represents.
 
@@ -26,7 +38,7 @@ def kmeans(
     Args:
         X: ``(N, M)`` data, finite.
         k: number of centres, ``1 <= k <= N``.
-        key: a ``jax.random.key``.
+        key: a ``jax.random.key`` or a raw ``PRNGKey``.
         round_values: snap centre coordinates to values present in ``X``.
         num_restarts: independent seedings; the lowest-inertia run is kept.
         num_iters: Lloyd iterations per run.
@@ -44,22 +56,30 @@ def kmeans(
         >>> sorted(bg.weights.tolist())
         [2.0, 2.0]
     """
-    X = np.asarray(X, dtype=np.float32)
-    if X.ndim != 2 or X.shape[0] == 0:
-        raise ValueError(f"X must have shape (N, M) with N >= 1; got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X contains NaN or inf; impute them before summarising")
-    if not isinstance(k, int) or not 1 <= k <= X.shape[0]:
+    X = as_float_array("X", X)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X must have shape (N, M) with N, M >= 1; got shape {X.shape}")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= X.shape[0]:
         raise ValueError(f"k must be an int in [1, {X.shape[0]}] (rows of X); got {k!r}")
+    num_restarts = check_int("num_restarts", num_restarts, minimum=1)
+    num_iters = check_int("num_iters", num_iters, minimum=0)
+    key = _one_key(key)
     centres, labels = _kmeans(
-        jnp.asarray(X), key, k=k, num_restarts=int(num_restarts), num_iters=int(num_iters)
+        jnp.asarray(X), key, k=k, num_restarts=num_restarts, num_iters=num_iters
     )
     centres = np.asarray(centres)
     if round_values:
         nearest = np.abs(X[None, :, :] - centres[:, None, :]).argmin(axis=1)  # (k, M)
         centres = np.take_along_axis(X, nearest, axis=0)
-    weights = np.bincount(np.asarray(labels), minlength=k).astype(np.float32)
+    weights = np.bincount(np.asarray(labels), minlength=k).astype(X.dtype)
     return Background(centres, weights)
+
+
+def _one_key(key):
+    """One key, typed or raw, as a typed key: its own stream, not a split of it."""
+    if hasattr(key, "__array__") and not isinstance(key, (numbers.Number, str)):
+        key = jnp.asarray(key)[None]
+    return instance_keys(key, 1)[0]
 
 
 @functools.partial(jax.jit, static_argnames=("k", "num_restarts", "num_iters"))

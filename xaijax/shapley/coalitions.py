@@ -9,8 +9,15 @@ sampling differ only in which masks they score and how they combine the scores:
   contract of :mod:`xaijax.core.contract` and adapts the model;
 * the explainers score masks per instance and loop over instances with
   :func:`xaijax.core.batching.map_instances`;
-* :func:`finish` picks the explained outputs (``targets``), checks the result for non-finite
-  model outputs and packs an :class:`~xaijax.core.explanation.Explanation` of kind ``"additive"``.
+* the compiled call reports, per instance, whether every model output it scored was finite, and
+  runs through :func:`xaijax.core.contract.call` (a host model's failure becomes a ``ValueError``);
+* :func:`finish` picks the explained outputs (``targets``), raises on non-finite model outputs
+  (naming the instances) and packs an :class:`~xaijax.core.explanation.Explanation` of kind
+  ``"additive"``.
+
+Work and memory are bounded by ``batch_size`` (model rows at once); what an explainer holds per
+instance besides (Kernel SHAP's coalition design, permutation orders) is checked up front by
+:func:`check_work`, and a budget beyond it is refused with its cost named.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from xaijax.core.targets import TargetSpec, check_target_fn, resolve_targets, se
 
 __all__ = [
     "LINKS",
+    "WORK_BYTES",
     "Problem",
+    "check_work",
     "prepare",
     "finish",
     "apply_link",
@@ -39,6 +48,12 @@ __all__ = [
 ]
 
 LINKS = ("identity", "logit")
+
+# Per instance in flight, the memory an explainer may hold besides its chunk of model rows (Kernel
+# SHAP's S x M coalition design, the QR of it, permutation orders) unless ``batch_size`` rows of
+# the same width are larger. Instances are vectorised only while their model rows fit in
+# ``batch_size``, so only a single instance's own work can exceed it; this caps that.
+WORK_BYTES = 2**27
 
 
 class Problem(NamedTuple):
@@ -87,6 +102,11 @@ def prepare(
     X, single = contract.split_instances(X, rows.shape[1:], reference="background")
     contract.check_choice("link", link, LINKS)
     M = int(np.prod(rows.shape[1:]))
+    if M == 0:
+        raise ValueError(
+            f"X must have at least one feature; got shape {X.shape[int(single) :]} "
+            f"(background rows {rows.shape[1:]})"
+        )
     if tabular:
         feature_names = contract.check_names("feature_names", feature_names, M)
     elif feature_names is not None:
@@ -102,6 +122,40 @@ def prepare(
     return Problem(
         model, params, X, rows, weights, single, feature_names, output_names, spec, batch_size
     )
+
+
+def check_work(argument: str, value, nbytes: int, batch_size: int, row_bytes: int, what: str):
+    """Refuse a budget whose per-instance work exceeds ``max(WORK_BYTES, batch_size rows)``.
+
+    Args:
+        argument: the option that sets the budget (``"num_samples"``), for the message.
+        value: its value; nbytes: what one instance would hold; what: what that memory is.
+        batch_size: the resolved ``batch_size``; row_bytes: bytes of one model row.
+
+    Raises:
+        ValueError: naming ``argument``, the cost and the limit.
+
+    Example:
+        >>> check_work("num_samples", 10**9, 4 * 40 * 10**9, 8192, 160, "a design")
+        Traceback (most recent call last):
+        ...
+        ValueError: num_samples=1000000000 needs a design: 149 GiB per instance, over this call's limit of 128 MiB (the larger of 128 MiB and batch_size=8192 rows of 160 bytes); lower num_samples, or raise batch_size to allow more
+    """  # noqa: E501
+    limit = max(WORK_BYTES, int(batch_size) * int(row_bytes))
+    if nbytes > limit:
+        raise ValueError(
+            f"{argument}={value!r} needs {what}: {_size(nbytes)} per instance, over this "
+            f"call's limit of {_size(limit)} (the larger of {_size(WORK_BYTES)} and "
+            f"batch_size={batch_size} rows of {row_bytes} bytes); lower {argument}, or raise "
+            "batch_size to allow more"
+        )
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.0f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def random_orders(key, num: int, M: int) -> jax.Array:
@@ -161,7 +215,11 @@ def apply_link(link: str, y: jax.Array) -> jax.Array:
 def finish(
     problem: Problem, values, base_values, *, method: str, extras=None, finite=True
 ) -> Explanation:
-    """Pick the explained outputs, check for non-finite model outputs, pack the Explanation."""
+    """Pick the explained outputs, check for non-finite model outputs, pack the Explanation.
+
+    ``finite`` is the compiled call's flag (one per instance, or one for the call) that every
+    model output it used was finite.
+    """
     values, base_values = np.asarray(values), np.asarray(base_values)
     indices = problem.targets.indices
     if indices is not None and values.ndim == problem.X.ndim + 1:

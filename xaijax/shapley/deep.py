@@ -29,19 +29,29 @@ the forward value is unchanged and the gradient is the multiplier. Any primitive
 raises :class:`UnsupportedPrimitiveError` naming it.
 """
 
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float
 
-from xaijax.core.batching import map_instances, map_row_chunks
+from xaijax.core import contract
+from xaijax.core.batching import check_mesh, map_instances, map_row_chunks, over_instances
+from xaijax.core.explanation import Explanation
 from xaijax.core.interpreter import bind_eqn, eval_jaxpr, inlinable_jaxpr
+from xaijax.core.masking import Background
 from xaijax.core.registry import explainer
+from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import finish, prepare
 
 __all__ = [
@@ -80,6 +90,7 @@ _AFFINE = frozenset(
         "expand_dims",
         "slice",
         "concatenate",
+        "stack",
         "pad",
         "convert_element_type",
         "copy",
@@ -425,24 +436,35 @@ def _unanimity_weights(k: int) -> np.ndarray:
 
 @explainer(kind="additive", inputs="tabular", reference="background", model_form="none")
 def max_shap(
-    X, background, *, background_weights=None, feature_names=None, batch_size=None
-):
+    X: Float[ArrayLike, "*n m"],
+    background: Float[ArrayLike, "b m"] | Background,
+    *,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    background_weights: Float[ArrayLike, " b"] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> Explanation:
     """Max SHAP: exact Shapley values of ``f(x) = max_i x_i`` at ``X`` over a background.
 
     The interventional game of the other explainers (``v(S) = E_b[max(x_S, b_{not S})]``),
     solved in closed form per background row by :func:`max_shapley_pairs` (``O(M^2)``, not
-    ``2^M``) and averaged with the background weights.
+    ``2^M``) and averaged with the background weights. There is no model and one output, so
+    there is no ``targets``.
 
     Args:
-        X: ``(M,)`` one instance or ``(n, M)`` a batch.
+        X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` reference rows (or a :class:`Background`).
+        batch_size: most (instance, reference) row pairs processed at once; ``None`` picks a
+            default for the backend and the row size.
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
         background_weights: optional ``(B,)`` non-negative weights.
         feature_names: optional ``M`` names.
-        batch_size: most (instance, reference) pairs processed at once.
 
     Returns:
-        An :class:`Explanation` with ``values (n, M)`` and ``base_values = E_b[max(b)]`` ``(n,)``;
-        ``values.sum(axis=1) + base_values == X.max(axis=1)``.
+        An :class:`Explanation` of kind ``"additive"`` with ``values (n, M)`` and
+        ``base_values = E_b[max(b)]`` ``(n,)``; ``values.sum(axis=1) + base_values ==
+        X.max(axis=1)``.
 
     References:
         Lundberg & Lee, "A Unified Approach to Interpreting Model Predictions", NeurIPS 2017
@@ -462,8 +484,13 @@ def max_shap(
         feature_names=feature_names,
         batch_size=batch_size,
     )
-    values, base = _max_shap(
-        problem.X, problem.background, problem.weights, batch_size=problem.batch_size
+    values, base = contract.call(
+        _max_shap,
+        problem.X,
+        problem.background,
+        problem.weights,
+        batch_size=problem.batch_size,
+        mesh=check_mesh(mesh),
     )
     return finish(problem, values, base, method="max_shap")
 
@@ -472,18 +499,23 @@ def _row_max(X):
     return jnp.max(X, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("batch_size",))
-def _max_shap(X, background, weights, *, batch_size):
+@functools.partial(jax.jit, static_argnames=("batch_size", "mesh"))
+def _max_shap(X, background, weights, *, batch_size, mesh):
     B = background.shape[0]
 
-    def one(x):
-        def chunk(idx):
-            return max_shapley_pairs(x[None, :], background[idx])
+    def local(X, shared):
+        background, weights = shared
 
-        phi = map_row_chunks(chunk, B, max(1, batch_size))
-        return weights @ phi, weights @ background.max(axis=1)
+        def one(x):
+            def chunk(idx):
+                return max_shapley_pairs(x[None, :], background[idx])
 
-    return map_instances(one, X, B, batch_size)
+            phi = map_row_chunks(chunk, B, max(1, batch_size))
+            return weights @ phi, weights @ background.max(axis=1)
+
+        return map_instances(one, X, B, batch_size)
+
+    return over_instances(local, X, (background, weights), mesh=mesh)
 
 
 def deeplift_multipliers(fn, x: jax.Array, reference: jax.Array, cotangent: jax.Array):
@@ -521,10 +553,11 @@ def _pair_call(fn, x, reference):
     return out.x, out.ref
 
 
-def _attribute(model, params, X, R):
+def _attribute(model, params, X, R, target):
     """DeepLIFT attributions of each row of ``X`` against the same row of ``R``.
 
-    Returns ``(values (c, *in, *out), y (c, *out), y_ref (c, *out))``.
+    ``target``: ``None`` (every output) or an int output index (one backward pass, not ``K``).
+    Returns ``(values (c, *in[, K]), y (c, *out), y_ref (c, *out))``.
     """
 
     def fn(rows):
@@ -534,47 +567,67 @@ def _attribute(model, params, X, R):
         return deeplift_multipliers(fn, X, R, cot)
 
     out_shape = model.output_shape
-    if out_shape:
+    if out_shape and target is None:
         K = out_shape[0]
         eye = jnp.eye(K, dtype=X.dtype)
         cots = jnp.broadcast_to(eye[:, None, :], (K, X.shape[0], K))
         m, y, y_ref = jax.vmap(pulled)(cots)  # m (K, c, *in)
         values = jnp.moveaxis(m * (X - R)[None], 0, -1)
         return values, y[0], y_ref[0]
+    if out_shape:
+        cot = jax.nn.one_hot(target, out_shape[0], dtype=X.dtype)
+        m, y, y_ref = pulled(jnp.broadcast_to(cot[None, :], (X.shape[0],) + out_shape))
+        return m * (X - R), y, y_ref
     m, y, y_ref = pulled(jnp.ones(X.shape[:1], X.dtype))
     return m * (X - R), y, y_ref
 
 
-@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def _deep(model, params, X, background, weights, *, batch_size):
+@functools.partial(jax.jit, static_argnames=("model", "targeted", "batch_size", "mesh"))
+def _deep(model, params, X, targets, background, weights, *, targeted, batch_size, mesh):
     B = background.shape[0]
 
-    def one(x):
-        def chunk(idx):
-            refs = background[idx]
-            return _attribute(model, params, jnp.broadcast_to(x[None], refs.shape), refs)
+    def local(instances, shared):
+        params, background, weights = shared
 
-        values, y, y_ref = map_row_chunks(chunk, B, batch_size)
-        return (
-            jnp.tensordot(weights, values, axes=1),
-            jnp.tensordot(weights, y_ref, axes=1),
-            y[0],
-        )
+        def one(args):
+            x, t = args
 
-    return map_instances(one, X, B, batch_size)
+            def chunk(idx):
+                refs = background[idx]
+                values, y, y_ref = _attribute(
+                    model,
+                    params,
+                    jnp.broadcast_to(x[None], refs.shape),
+                    refs,
+                    t if targeted else None,
+                )
+                ok = jnp.isfinite(y).reshape(y.shape[0], -1).all(axis=1)
+                ok = ok & jnp.isfinite(y_ref).reshape(y.shape[0], -1).all(axis=1)
+                return values, y_ref, ok
+
+            values, y_ref, ok = map_row_chunks(chunk, B, batch_size)
+            base = jnp.tensordot(weights, y_ref, axes=1)
+            if targeted:
+                base = base[t]
+            return jnp.tensordot(weights, values, axes=1), base, jnp.all(ok)
+
+        return map_instances(one, instances, B, batch_size)
+
+    return over_instances(local, (X, targets), (params, background, weights), mesh=mesh)
 
 
 @explainer(kind="additive", reference="background", needs_jax=True)
 def deep_shap(
-    f,
-    X,
-    background,
+    f: Callable,
+    X: Float[ArrayLike, "*shape"],
+    background: Float[ArrayLike, "b ..."] | Background,
     *,
-    targets=None,
-    background_weights=None,
-    feature_names=None,
+    targets: Targets = None,
     batch_size: int | None = None,
-):
+    mesh: Mesh | None = None,
+    background_weights: Float[ArrayLike, " b"] | None = None,
+    feature_names: Sequence[str] | None = None,
+) -> Explanation:
     """Deep SHAP: DeepLIFT (rescale rule) attributions averaged over background references.
 
     For each reference ``r`` in the background, DeepLIFT's multipliers ``m(x, r)`` are computed by
@@ -587,21 +640,31 @@ def deep_shap(
     them (Lundberg & Lee 2017, Section 4.2).
 
     Args:
-        f: the model ``f(X: (n, *input_shape)) -> (n,)`` or ``(n, K)``: a JAX function or a Flax
-            NNX module (split in eval mode). Host (NumPy) models cannot be re-interpreted.
+        f: the model ``f(X: (n, *input_shape)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX module (split in eval mode) or an Equinox
+            module. Host (NumPy) models cannot be re-interpreted.
         X: one instance ``input_shape`` (``(M,)``, an image ``(H, W, C)``, ...) or a batch
             ``(n, *input_shape)``.
         background: ``(B, *input_shape)`` reference rows (or a :class:`Background` of rows).
+        targets: which output to explain: ``None`` (all outputs), an int or ``(n,)`` ints (one
+            backward pass per reference instead of ``K``), or a callable on the model outputs,
+            re-interpreted with the model (see :mod:`xaijax.core.targets`).
+        batch_size: most (instance, reference) pairs pushed through the model at once (each
+            model call gets that many rows); ``None`` picks a default for the backend and the
+            row size.
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
         background_weights: optional ``(B,)`` non-negative weights of the references.
         feature_names: optional ``M`` names (tabular inputs).
-        batch_size: most (instance, reference) pairs pushed through the model at once.
 
     Returns:
-        An :class:`Explanation` with ``values (n, *input_shape)`` or ``(n, *input_shape, K)`` and
-        ``base_values = E_b[f(b)]`` ``(n,)`` or ``(n, K)``; no leading ``n`` for one instance.
+        An :class:`Explanation` of kind ``"additive"`` with ``values (n, *input_shape)`` or
+        ``(n, *input_shape, K)`` and ``base_values = E_b[f(b)]`` ``(n,)`` or ``(n, K)``; no
+        leading ``n`` for one instance.
 
     Raises:
-        ValueError: bad shapes, NaN/inf inputs, a host model, or non-finite model outputs.
+        ValueError: bad shapes, NaN/inf inputs, a host model, or a model that returns NaN or inf
+            at an instance or a reference (naming the instances).
         UnsupportedPrimitiveError: ``f`` uses a primitive with no DeepLIFT rule (named).
 
     References:
@@ -639,14 +702,19 @@ def deep_shap(
             "f must be a JAX function or an NNX module for deep_shap (its jaxpr is "
             "re-interpreted); a host/NumPy model cannot be traced. Use kernel_shap instead." + why
         )
-    values, base, fx = _deep(
+    indices = problem.targets.indices
+    targeted = indices is not None and bool(problem.model.output_shape)
+    n = problem.X.shape[0]
+    values, base, finite = contract.call(
+        _deep,
         problem.model,
         problem.params,
-        jnp.asarray(problem.X),
-        jnp.asarray(problem.background),
-        jnp.asarray(problem.weights),
+        problem.X,
+        indices if targeted else np.zeros(n, np.int32),
+        problem.background,
+        problem.weights,
+        targeted=targeted,
         batch_size=problem.batch_size,
+        mesh=check_mesh(mesh),
     )
-    if not bool(jnp.isfinite(fx).all()):
-        raise ValueError("f returned NaN or inf on X; an explanation of it would be meaningless")
-    return finish(problem, values, base, method="deep_shap")
+    return finish(problem, values, base, method="deep_shap", finite=finite)

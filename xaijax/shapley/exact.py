@@ -1,18 +1,26 @@
 """Exact Shapley values by enumerating all ``2^M`` coalitions."""
 
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float
 
+from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import coalition_values
+from xaijax.core.masking import Background, coalition_values
 from xaijax.core.registry import explainer
+from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import apply_link, finish, prepare
 
 __all__ = ["exact_shapley", "shapley_weights", "MAX_EXACT_FEATURES"]
@@ -36,16 +44,16 @@ def shapley_weights(M: int) -> np.ndarray:
 
 @explainer(kind="additive", inputs="tabular", reference="background")
 def exact_shapley(
-    f,
-    X,
-    background,
+    f: Callable,
+    X: Float[ArrayLike, "*n m"],
+    background: Float[ArrayLike, "b m"] | Background,
     *,
-    targets=None,
-    background_weights=None,
-    link: str = "identity",
-    feature_names=None,
+    targets: Targets = None,
     batch_size: int | None = None,
-    mesh=None,
+    mesh: Mesh | None = None,
+    link: str = "identity",
+    background_weights: Float[ArrayLike, " b"] | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> Explanation:
     """Exact interventional Shapley values of ``f`` at ``X``, over all ``2^M`` coalitions.
 
@@ -55,27 +63,30 @@ def exact_shapley(
     feature that equals every background row gets exactly 0.
 
     Args:
-        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an NNX module, or a
-            NumPy callable such as ``clf.predict_proba`` (run on the host).
-        X: ``(M,)`` one instance or ``(n, M)`` a batch.
+        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable such as
+            ``clf.predict_proba`` (run on the host).
+        X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` rows that stand in for missing features, or a :class:`Background`
             (e.g. from :func:`xaijax.kmeans`).
-        background_weights: optional ``(B,)`` non-negative weights of the background rows.
-        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output).
-        feature_names: optional ``M`` names.
         targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
             a callable on the model outputs (see :mod:`xaijax.core.targets`).
-        batch_size: most rows passed to the model at once (per device); ``None`` picks a
-            default for the backend.
+        batch_size: most model rows evaluated at once (per device); ``None`` picks a default for
+            the backend and the row size.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
+        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output).
+        background_weights: optional ``(B,)`` non-negative weights of the background rows.
+        feature_names: optional ``M`` names.
 
     Returns:
-        An :class:`Explanation` with ``values (n, M)`` or ``(n, M, K)`` and ``base_values`` ``(n,)``
-        or ``(n, K)`` (``link(E_b f(b))``); ``values.sum(1) + base_values == link(f(X))``.
+        An :class:`Explanation` of kind ``"additive"`` with ``values (n, M)`` or ``(n, M, K)`` and
+        ``base_values`` ``(n,)`` or ``(n, K)`` (``link(E_b f(b))``);
+        ``values.sum(1) + base_values == link(f(X))``.
 
     Raises:
-        ValueError: on bad shapes, NaN inputs or outputs, or ``M > 20`` (use :func:`kernel_shap` or
+        ValueError: on bad shapes, NaN inputs, a model that returns NaN or inf on any coalition
+            (naming the instances), or ``M > 20`` (use :func:`kernel_shap` or
             :func:`permutation_shap` there).
 
     References:
@@ -105,7 +116,9 @@ def exact_shapley(
             f"X has {M} features; exact_shapley enumerates 2^M coalitions and supports at most "
             f"{MAX_EXACT_FEATURES}. Use kernel_shap or permutation_shap for this many features."
         )
-    values, base = _exact(
+    mesh = check_mesh(mesh)
+    values, base, finite = contract.call(
+        _exact,
         problem.model,
         problem.params,
         problem.X,
@@ -113,9 +126,9 @@ def exact_shapley(
         problem.weights,
         link=link,
         batch_size=problem.batch_size,
-        mesh=check_mesh(mesh),
+        mesh=mesh,
     )
-    return finish(problem, values, base, method="exact_shapley")
+    return finish(problem, values, base, method="exact_shapley", finite=finite)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "link", "batch_size", "mesh"))
@@ -141,8 +154,8 @@ def _exact_instances(model, params, background, weights, X, link, batch_size):
     w = jnp.asarray(shapley_weights(M), X.dtype)
 
     def one(x):
-        v = coalition_values(model, params, x, background, weights, masks, num, batch_size)
-        v = apply_link(link, v)
+        raw = coalition_values(model, params, x, background, weights, masks, num, batch_size)
+        v = apply_link(link, raw)
         out_shape = v.shape[1:]
         grid = v.reshape((2,) * M + out_shape)
         phi = []
@@ -150,6 +163,6 @@ def _exact_instances(model, params, background, weights, X, link, batch_size):
             gain = jnp.take(grid, 1, axis=i) - jnp.take(grid, 0, axis=i)
             size_w = w[np.take(sizes, 0, axis=i)]
             phi.append(jnp.tensordot(size_w, gain, axes=M - 1, precision="highest"))
-        return jnp.stack(phi), v[0]
+        return jnp.stack(phi), v[0], jnp.all(jnp.isfinite(raw))
 
     return map_instances(one, X, num * background.shape[0], batch_size)

@@ -1,31 +1,48 @@
 """Kernel SHAP: Shapley values as a weighted linear regression over sampled coalitions."""
 
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
 import itertools
 import math
+import numbers
 import re
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float, Key, UInt32
 
-from xaijax.core.batching import (
-    check_mesh,
-    evaluate,
-    map_instances,
-    over_instances,
-)
+from xaijax.core import contract
+from xaijax.core.batching import check_mesh, evaluate, map_instances, over_instances
 from xaijax.core.contract import instance_keys
 from xaijax.core.explanation import Explanation
-from xaijax.core.lstsq import lars_active_set, weighted_lstsq
-from xaijax.core.masking import coalition_values
+from xaijax.core.lstsq import fit_surrogate, lars_active_set
+from xaijax.core.masking import Background, coalition_values
 from xaijax.core.registry import explainer
-from xaijax.shapley.coalitions import apply_link, finish, prepare, random_subsets
+from xaijax.core.targets import Targets
+from xaijax.shapley.coalitions import (
+    apply_link,
+    check_work,
+    finish,
+    prepare,
+    random_subsets,
+)
 
-__all__ = ["kernel_shap", "coalition_plan", "shapley_kernel_weights", "CoalitionPlan"]
+__all__ = [
+    "kernel_shap",
+    "coalition_plan",
+    "planned_samples",
+    "shapley_kernel_weights",
+    "CoalitionPlan",
+    "MAX_PLAN_ENTRIES",
+]
 
 
 class CoalitionPlan(NamedTuple):
@@ -71,6 +88,38 @@ def shapley_kernel_weights(M: int, sizes) -> np.ndarray:
         ).reshape(sizes.shape)
 
 
+# Enumerated coalitions are compile-time constants of the program; past this many mask entries
+# (a 2^28-byte constant) a plan is refused before anything is built.
+MAX_PLAN_ENTRIES = 2**28
+
+
+def _num_samples(num_samples):
+    """``num_samples`` checked: ``"auto"`` or an int >= 1 (before any planning)."""
+    if isinstance(num_samples, str):
+        if num_samples != "auto":
+            raise ValueError(f"num_samples must be 'auto' or an int >= 1; got {num_samples!r}")
+        return num_samples
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral):
+        raise TypeError(
+            f"num_samples must be 'auto' or an int >= 1; got {num_samples!r} "
+            f"({type(num_samples).__name__})"
+        )
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be 'auto' or an int >= 1; got {num_samples}")
+    return int(num_samples)
+
+
+def planned_samples(M: int, num_samples="auto") -> int:
+    """How many coalitions :func:`coalition_plan` scores per instance, without planning them.
+
+    Example:
+        >>> planned_samples(10), planned_samples(40), planned_samples(40, 500)
+        (1022, 2128, 500)
+    """
+    ns = 2 * M + 2**11 if _num_samples(num_samples) == "auto" else int(num_samples)
+    return min(ns, 2**M - 2)
+
+
 @functools.lru_cache(maxsize=32)
 def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     """Kernel SHAP's coalition budget for ``M`` features, as the reference implementation plans it.
@@ -81,6 +130,14 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     remaining budget is drawn at random in complementary pairs, sizes in proportion to their
     kernel weight, and shares the remaining weight equally. Kernel weights sum to 1.
 
+    The sizes to enumerate are chosen from counts alone (``O(M)`` work whatever ``num_samples``),
+    so an enumeration too large to hold is refused before any coalition is built.
+
+    Raises:
+        TypeError: ``num_samples`` neither ``"auto"`` nor an int.
+        ValueError: ``M < 2``, ``num_samples < 1``, or an enumeration of more than
+            ``MAX_PLAN_ENTRIES`` mask entries.
+
     Example:
         >>> plan = coalition_plan(10)
         >>> plan.num_samples, plan.num_full_sizes, plan.num_random
@@ -88,14 +145,7 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     """
     if M < 2:
         raise ValueError(f"Kernel SHAP's coalition plan needs M >= 2 features; got M={M}")
-    if num_samples == "auto":
-        ns = 2 * M + 2**11
-    else:
-        ns = int(num_samples)
-        if ns < 1:
-            raise ValueError(f"num_samples must be 'auto' or a positive int; got {num_samples!r}")
-    if M <= 30:
-        ns = min(ns, 2**M - 2)
+    ns = planned_samples(M, num_samples)
 
     num_sizes = math.ceil((M - 1) / 2)
     num_paired = (M - 1) // 2
@@ -107,32 +157,44 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     num_full = 0
     left = ns
     remaining = weight.copy()
-    fixed_masks, fixed_weights = [], []
+    counts = []
     for s in sizes:
         count = math.comb(M, int(s)) * (2 if s <= num_paired else 1)
         if left * remaining[s - 1] / count < 1.0 - 1e-8:
             break
         num_full += 1
+        counts.append(count)
         left -= count
         if remaining[s - 1] < 1.0:
             remaining /= 1.0 - remaining[s - 1]
-        w = weight[s - 1] / count
-        for inds in itertools.combinations(range(M), int(s)):
-            mask = np.zeros(M, bool)
-            mask[list(inds)] = True
-            fixed_masks.append(mask)
-            fixed_weights.append(w)
-            if s <= num_paired:
-                fixed_masks.append(~mask)
-                fixed_weights.append(w)
+    num_fixed = sum(counts)
+    if num_fixed * M > MAX_PLAN_ENTRIES:
+        raise ValueError(
+            f"num_samples={num_samples!r} for M={M} features enumerates {num_fixed} coalitions "
+            f"completely ({num_fixed * M / 2**30:.1f} GiB of masks); lower num_samples"
+        )
 
-    num_random = 0 if num_full == num_sizes else max(0, ns - len(fixed_masks))
+    fixed_masks, fixed_weights = [], []
+    for s, count in zip(sizes[:num_full], counts, strict=True):
+        members = np.fromiter(
+            itertools.chain.from_iterable(itertools.combinations(range(M), int(s))),
+            dtype=np.intp,
+            count=math.comb(M, int(s)) * int(s),
+        ).reshape(-1, int(s))
+        masks = np.zeros((members.shape[0], M), bool)
+        masks[np.arange(members.shape[0])[:, None], members] = True
+        if s <= num_paired:  # each coalition followed by its complement
+            masks = np.stack([masks, ~masks], axis=1).reshape(-1, M)
+        fixed_masks.append(masks)
+        fixed_weights.append(np.full(count, weight[s - 1] / count))
+
+    num_random = 0 if num_full == num_sizes else max(0, ns - num_fixed)
     rest = weight[num_full:]
     return CoalitionPlan(
-        num_samples=len(fixed_masks) + num_random,
+        num_samples=num_fixed + num_random,
         num_full_sizes=num_full,
-        fixed_masks=np.array(fixed_masks, bool).reshape(-1, M),
-        fixed_weights=np.array(fixed_weights, np.float64),
+        fixed_masks=np.concatenate(fixed_masks) if fixed_masks else np.zeros((0, M), bool),
+        fixed_weights=np.concatenate(fixed_weights) if fixed_weights else np.zeros(0),
         num_random=num_random,
         random_sizes=sizes[num_full:],
         random_probs=rest / rest.sum() if rest.size else rest,
@@ -142,29 +204,30 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
 
 @explainer(kind="additive", inputs="tabular", reference="background", random=True)
 def kernel_shap(
-    f,
-    X,
-    background,
+    f: Callable,
+    X: Float[ArrayLike, "*n m"],
+    background: Float[ArrayLike, "b m"] | Background,
     *,
-    targets=None,
-    key,
-    num_samples="auto",
-    l1_reg=False,
-    link: str = "identity",
-    background_weights=None,
-    feature_names=None,
+    targets: Targets = None,
+    key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
     batch_size: int | None = None,
-    mesh=None,
+    mesh: Mesh | None = None,
+    num_samples: int | str = "auto",
+    l1_reg: bool | int | str = False,
+    link: str = "identity",
+    background_weights: Float[ArrayLike, " b"] | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> Explanation:
     """Kernel SHAP estimates of the interventional Shapley values of ``f`` at ``X``.
 
     The algorithm of the SHAP paper as ``shap.KernelExplainer`` runs it: coalitions are planned by
     :func:`coalition_plan` (small sizes enumerated, the rest sampled in complementary pairs), each
     scored by the model averaged over the background, and the attributions are the weighted
-    least-squares fit of the linked scores with the Shapley kernel, under the efficiency constraint
-    ``sum(phi) = link(f(x)) - link(E f(background))`` imposed exactly by elimination. A feature
-    equal to every background row is a dummy and gets exactly 0. All instances run in one
-    compiled call.
+    least-squares fit of the linked scores with the Shapley kernel
+    (:func:`~xaijax.core.lstsq.fit_surrogate` without intercept: LIME's surrogate with another
+    kernel), under the efficiency constraint ``sum(phi) = link(f(x)) - link(E f(background))``
+    imposed exactly by elimination. A feature equal to every background row is a dummy and gets
+    exactly 0. All instances run in one compiled call.
 
     Departures from ``shap.KernelExplainer``, each for static shapes under ``jit``: coalitions
     are sampled over all ``M`` features (dummies included, then dropped from the fit) rather than
@@ -175,28 +238,38 @@ def kernel_shap(
     default ``"num_features(10)"`` zeroes all but 10 features).
 
     Args:
-        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)`` (JAX function, NNX module, or a NumPy
-            callable such as ``clf.predict_proba``).
-        X: ``(M,)`` or ``(n, M)`` instances to explain.
+        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable such as
+            ``clf.predict_proba`` (run on the host).
+        X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` background rows or a :class:`Background` from :func:`kmeans`.
-        key: a ``jax.random.key`` (instance ``i`` uses ``jax.random.split(key, n)[i]``), or
-            ``(n,)`` keys, one per instance; the same key gives the same values.
+        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
+            a callable on the model outputs (see :mod:`xaijax.core.targets`).
+        key: a ``jax.random.key`` or raw ``PRNGKey`` (instance ``i`` uses
+            ``jax.random.split(key, n)[i]``), or ``(n,)`` keys, one per instance; the same key
+            gives the same values.
+        batch_size: most model rows evaluated at once (per device); ``None`` picks a default for
+            the backend and the row size.
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
         num_samples: coalitions per instance, or ``"auto"`` (``2M + 2048``, capped at ``2^M - 2``).
-        l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: keep the
-            first ``k`` features entering the LARS path of the augmented problem, as shap does.
+            Each instance holds an ``(num_samples, M)`` design for the fit; a design larger than
+            128 MiB (or than ``batch_size`` rows, if that is more) is refused up front.
+        l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: for each
+            output, keep the first ``k`` features entering the LARS path of the augmented problem
+            and fit that output on them alone, as shap does.
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights of the background rows.
         feature_names: optional ``M`` names.
-        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
-            a callable on the model outputs (see :mod:`xaijax.core.targets`).
-        batch_size: most rows passed to the model at once (per device); ``None`` picks a
-            default for the backend.
-        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
-            the instances over; the values equal the one-device call's.
 
     Returns:
-        An :class:`Explanation`: ``values (n, M)`` or ``(n, M, K)``, ``base_values`` ``(n,)`` or
-        ``(n, K)``; extras ``num_samples`` and ``num_full_sizes``.
+        An :class:`Explanation` of kind ``"additive"``: ``values (n, M)`` or ``(n, M, K)``,
+        ``base_values`` ``(n,)`` or ``(n, K)``; extras ``num_samples`` and ``num_full_sizes``.
+
+    Raises:
+        TypeError: a non-integer ``num_samples``, a bad ``key``, ``targets`` or ``batch_size``.
+        ValueError: bad shapes or NaN inputs, a budget too large to hold, or a model that
+            returns NaN or inf on any coalition (naming the instances).
 
     References:
         Lundberg & Lee, "A Unified Approach to Interpreting Model Predictions", NeurIPS 2017.
@@ -208,6 +281,7 @@ def kernel_shap(
         >>> [round(float(v), 4) for v in exp.values]
         [1.0, 2.0, 3.0]
     """
+    num_samples = _num_samples(num_samples)
     problem = prepare(
         f,
         X,
@@ -218,11 +292,26 @@ def kernel_shap(
         targets=targets,
         batch_size=batch_size,
     )
-    M = problem.X.shape[1]
+    n, M = problem.X.shape
     num_features = _parse_l1_reg(l1_reg, M)
-    keys = instance_keys(key, problem.X.shape[0])
-    plan = coalition_plan(M, num_samples) if M >= 2 else None
-    values, base = _kernel(
+    keys = instance_keys(key, n)
+    mesh = check_mesh(mesh)
+    plan = None
+    if M >= 2:
+        itemsize = problem.X.dtype.itemsize
+        S = planned_samples(M, num_samples)
+        check_work(
+            "num_samples",
+            num_samples,
+            S * M * itemsize,
+            problem.batch_size,
+            M * itemsize,
+            f"a {S} x {M} coalition design for the least-squares fit (several times that "
+            "during the solve)",
+        )
+        plan = coalition_plan(M, num_samples)
+    values, base, finite = contract.call(
+        _kernel,
         problem.model,
         problem.params,
         problem.X,
@@ -234,13 +323,13 @@ def kernel_shap(
         num_features=num_features,
         link=link,
         batch_size=problem.batch_size,
-        mesh=check_mesh(mesh),
+        mesh=mesh,
     )
     extras = {
         "num_samples": plan.num_samples if plan else 0,
         "num_full_sizes": plan.num_full_sizes if plan else 0,
     }
-    return finish(problem, values, base, method="kernel_shap", extras=extras)
+    return finish(problem, values, base, method="kernel_shap", extras=extras, finite=finite)
 
 
 def _parse_l1_reg(l1_reg, M: int) -> int | None:
@@ -248,8 +337,8 @@ def _parse_l1_reg(l1_reg, M: int) -> int | None:
         return None
     if isinstance(l1_reg, bool):
         raise ValueError("l1_reg must be False, an int k or 'num_features(k)'; got True")
-    if isinstance(l1_reg, int):
-        k = l1_reg
+    if isinstance(l1_reg, numbers.Integral):
+        k = int(l1_reg)
     elif isinstance(l1_reg, str) and (m := re.fullmatch(r"num_features\((\d+)\)", l1_reg)):
         k = int(m.group(1))
     else:
@@ -274,21 +363,27 @@ def _kernel(model, params, X, background, weights, keys, *, mesh, **options):
     return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
 
 
+def _finite_rows(y):
+    """Per leading row: every entry finite."""
+    return jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1)
+
+
 def _kernel_instances(
     model, params, background, weights, X, keys, *, M, num_samples, num_features, link, batch_size
 ):
     dtype = X.dtype
-    fx = apply_link(link, evaluate(model, params, X, batch_size=batch_size))
+    fx_raw = evaluate(model, params, X, batch_size=batch_size)
     fnull_raw = jnp.einsum(
         "b...,b->...",
         evaluate(model, params, background, batch_size=batch_size),
         weights,
         precision="highest",
     )
-    fnull = apply_link(link, fnull_raw)
+    fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
     base = jnp.broadcast_to(fnull, fx.shape)
+    finite = _finite_rows(fx_raw) & jnp.all(jnp.isfinite(fnull_raw))
     if M == 1:
-        return (fx - fnull[None])[:, None], base
+        return (fx - fnull[None])[:, None], base, finite
 
     plan = coalition_plan(M, num_samples)
     fixed = jnp.asarray(plan.fixed_masks)
@@ -314,6 +409,21 @@ def _kernel_instances(
         pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
         return pairs[: plan.num_random]
 
+    def fit(A, y, d, active):
+        """phi on the ``active`` features: the efficiency-constrained Shapley-kernel fit."""
+        any_active = jnp.any(active)
+        c = jnp.where(any_active, active, jnp.arange(M) == 0).astype(dtype)
+        surrogate = fit_surrogate(
+            A * c[None, :],
+            y,
+            kernel_w,
+            fit_intercept=False,
+            constraint=(c, d),
+            solver=solver,
+        )
+        phi = surrogate.coef
+        return jnp.where(any_active & active.reshape((M,) + (1,) * (phi.ndim - 1)), phi, 0.0)
+
     def one(args):
         x, key, fx_i = args
         masks = jnp.concatenate([fixed, sample(key)]) if plan.num_random else fixed
@@ -325,17 +435,20 @@ def _kernel_instances(
         # A feature equal to every background row cannot change the model: a dummy, fixed at 0.
         varying = jnp.any(background != x[None, :], axis=0)
         A = masks.astype(dtype) * varying.astype(dtype)[None, :]
-        active = varying
-        if num_features is not None:
-            active = active & _l1_selection(A, y, kernel_w, d, varying, num_features)
-        any_active = jnp.any(active)
-        c = jnp.where(any_active, active, jnp.arange(M) == 0).astype(dtype)
-        phi = weighted_lstsq(A * c[None, :], y, kernel_w, constraint=(c, d), solver=solver)
-        shape = (M,) + (1,) * (phi.ndim - 1)
-        return jnp.where(any_active & active.reshape(shape), phi, 0.0)
+        if num_features is None:
+            phi = fit(A, y, d, varying)  # every output in one solve
+        else:
+            active = _l1_selection(A, y, kernel_w, d, varying, num_features)
+            if y.ndim == 1:
+                phi = fit(A, y, d, active)
+            else:  # each output on its own selection, as shap solves output by output
+                phi = jax.vmap(
+                    lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1
+                )(y, d, active)
+        return phi, jnp.all(jnp.isfinite(v))
 
-    values = map_instances(one, (X, keys, fx), S * background.shape[0], batch_size)
-    return values, base
+    values, ok = map_instances(one, (X, keys, fx), S * background.shape[0], batch_size)
+    return values, base, finite & ok
 
 
 def _l1_selection(A, y, kernel_w, d, varying, k):
@@ -343,7 +456,8 @@ def _l1_selection(A, y, kernel_w, d, varying, k):
 
     Each coalition appears twice, once as is (target ``y``) and once shifted by the efficiency
     constraint (features as ``mask - 1``, target ``y - d``), weighted ``w (M' - |S|)`` and
-    ``w |S|``. For ``K`` outputs the union of the per-output selections is kept.
+    ``w |S|``. Returns the ``(M,)`` selection for one output, ``(M, K)`` (one per output) for
+    ``K`` outputs.
     """
     s = A.sum(axis=1)
     m_eff = varying.sum().astype(A.dtype)
@@ -353,5 +467,6 @@ def _l1_selection(A, y, kernel_w, d, varying, k):
     y2 = y if y.ndim == 2 else y[:, None]
     d2 = jnp.reshape(d, (1, -1))
     Y_aug = sw[:, None] * jnp.concatenate([y2, y2 - d2])
-    selected = jax.vmap(lambda t: lars_active_set(X_aug, t, k), in_axes=1)(Y_aug)
-    return jnp.any(selected, axis=0)
+    selected = jax.vmap(lambda t: lars_active_set(X_aug, t, k), in_axes=1, out_axes=1)(Y_aug)
+    selected = selected & varying[:, None]
+    return selected if y.ndim == 2 else selected[:, 0]

@@ -1,36 +1,51 @@
 """Shapley values estimated from antithetic permutation samples."""
 
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float, Key, UInt32
 
+from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
-from xaijax.core.contract import instance_keys
+from xaijax.core.contract import check_int, instance_keys
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import coalition_values
+from xaijax.core.masking import Background, coalition_values
 from xaijax.core.registry import explainer
-from xaijax.shapley.coalitions import apply_link, finish, prepare, random_orders, ranks_of
+from xaijax.core.targets import Targets
+from xaijax.shapley.coalitions import (
+    apply_link,
+    check_work,
+    finish,
+    prepare,
+    random_orders,
+    ranks_of,
+)
 
 __all__ = ["permutation_shap"]
 
 
 @explainer(kind="additive", inputs="tabular", reference="background", random=True)
 def permutation_shap(
-    f,
-    X,
-    background,
+    f: Callable,
+    X: Float[ArrayLike, "*n m"],
+    background: Float[ArrayLike, "b m"] | Background,
     *,
-    targets=None,
-    key,
+    targets: Targets = None,
+    key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
     num_permutations: int = 10,
     link: str = "identity",
-    background_weights=None,
-    feature_names=None,
-    batch_size: int | None = None,
-    mesh=None,
+    background_weights: Float[ArrayLike, " b"] | None = None,
+    feature_names: Sequence[str] | None = None,
 ) -> Explanation:
     """Shapley values from marginal contributions along random feature orders, forward and reverse.
 
@@ -42,25 +57,35 @@ def permutation_shap(
     pairwise interactions (e.g. ``a x_1 x_2 + b x_3``) whatever the number of orders.
 
     Args:
-        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``.
-        X: ``(M,)`` or ``(n, M)`` instances.
+        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable.
+        X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` rows or a :class:`Background`.
-        key: a ``jax.random.key`` (instance ``i`` uses ``jax.random.split(key, n)[i]``), or
-            ``(n,)`` keys, one per instance; the same key gives the same values.
-        num_permutations: orders ``P`` per instance (``P (2M + 1)`` coalitions are scored).
+        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
+            a callable on the model outputs (see :mod:`xaijax.core.targets`).
+        key: a ``jax.random.key`` or raw ``PRNGKey`` (instance ``i`` uses
+            ``jax.random.split(key, n)[i]``), or ``(n,)`` keys, one per instance; the same key
+            gives the same values.
+        batch_size: most model rows evaluated at once (per device); ``None`` picks a default for
+            the backend and the row size.
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the instances over; the values equal the one-device call's.
+        num_permutations: orders ``P >= 1`` per instance (``P (2M + 1)`` coalitions are scored
+            and held per instance; a budget larger than 128 MiB, or than ``batch_size`` rows if
+            that is more, is refused up front).
         link: ``"identity"`` or ``"logit"``.
         background_weights: optional ``(B,)`` weights.
         feature_names: optional ``M`` names.
-        targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
-            a callable on the model outputs (see :mod:`xaijax.core.targets`).
-        batch_size: most rows passed to the model at once (per device); ``None`` picks a
-            default for the backend.
-        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
-            the instances over; the values equal the one-device call's.
 
     Returns:
-        An :class:`Explanation` like :func:`exact_shapley`'s; extra ``num_evaluations`` (coalitions
-        scored per instance).
+        An :class:`Explanation` of kind ``"additive"`` like :func:`exact_shapley`'s; extra
+        ``num_evaluations`` (coalitions scored per instance).
+
+    Raises:
+        TypeError: a non-integer ``num_permutations``, a bad ``key``, ``targets`` or
+            ``batch_size``.
+        ValueError: bad shapes or NaN inputs, a budget too large to hold, or a model that
+            returns NaN or inf on any coalition (naming the instances).
 
     References:
         Castro, Gómez & Tejada, "Polynomial calculation of the Shapley value based on sampling",
@@ -75,6 +100,7 @@ def permutation_shap(
         >>> [round(float(v), 4) for v in exp.values]
         [1.0, 1.0, 3.0]
     """
+    num_permutations = check_int("num_permutations", num_permutations, minimum=1)
     problem = prepare(
         f,
         X,
@@ -85,14 +111,22 @@ def permutation_shap(
         targets=targets,
         batch_size=batch_size,
     )
-    if (
-        isinstance(num_permutations, bool)
-        or not isinstance(num_permutations, int)
-        or (num_permutations < 1)
-    ):
-        raise ValueError(f"num_permutations must be a positive int; got {num_permutations!r}")
-    keys = instance_keys(key, problem.X.shape[0])
-    values, base = _permutation(
+    n, M = problem.X.shape
+    keys = instance_keys(key, n)
+    mesh = check_mesh(mesh)
+    itemsize = problem.X.dtype.itemsize
+    outputs = max(1, problem.model.num_outputs or 1)
+    num_coalitions = num_permutations * (2 * M + 1)
+    check_work(
+        "num_permutations",
+        num_permutations,
+        num_coalitions * outputs * itemsize + num_permutations * M * 4,
+        problem.batch_size,
+        M * itemsize,
+        f"{num_coalitions} coalition values and {num_permutations} orders of {M} features",
+    )
+    values, base, finite = contract.call(
+        _permutation,
         problem.model,
         problem.params,
         problem.X,
@@ -102,11 +136,10 @@ def permutation_shap(
         num_permutations=num_permutations,
         link=link,
         batch_size=problem.batch_size,
-        mesh=check_mesh(mesh),
+        mesh=mesh,
     )
-    M = problem.X.shape[1]
-    extras = {"num_evaluations": num_permutations * (2 * M + 1)}
-    return finish(problem, values, base, method="permutation_shap", extras=extras)
+    extras = {"num_evaluations": num_coalitions}
+    return finish(problem, values, base, method="permutation_shap", extras=extras, finite=finite)
 
 
 @functools.partial(
@@ -143,16 +176,16 @@ def _permutation_instances(
             backward = r >= (t - M)[:, None]
             return jnp.where((t <= M)[:, None], forward, backward)
 
-        v = coalition_values(
+        raw = coalition_values(
             model, params, x, background, weights, masks, P * (2 * M + 1), batch_size
         )
-        v = apply_link(link, v).reshape((P, 2 * M + 1) + v.shape[1:])
+        v = apply_link(link, raw).reshape((P, 2 * M + 1) + raw.shape[1:])
         gains = jnp.diff(v, axis=1)  # gains[:, t] = v[t + 1] - v[t]
         # Feature i enters at forward step rank_i and leaves at backward step M + rank_i.
         enter = jnp.take_along_axis(gains, _expand(rank, gains.ndim), axis=1)
         leave = jnp.take_along_axis(gains, _expand(rank + M, gains.ndim), axis=1)
         phi = (enter - leave).sum(axis=0) / (2 * P)
-        return phi, v[0, 0]
+        return phi, v[0, 0], jnp.all(jnp.isfinite(raw))
 
     return map_instances(one, (X, keys), P * (2 * M + 1) * background.shape[0], batch_size)
 
