@@ -50,7 +50,7 @@ from xaijax.core.batching import check_mesh, map_instances, map_row_chunks, over
 from xaijax.core.explanation import Explanation
 from xaijax.core.interpreter import bind_eqn, eval_jaxpr, inlinable_jaxpr
 from xaijax.core.masking import Background
-from xaijax.core.registry import explainer
+from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import finish, prepare
 
@@ -425,6 +425,7 @@ def max_shapley_pairs(x: jax.Array, reference: jax.Array) -> jax.Array:
     return jnp.sum((hi - lo)[..., :, None] * per_level, axis=-2).reshape(shape)
 
 
+@register_cache
 @functools.cache
 def _unanimity_weights(k: int) -> np.ndarray:
     """``w[a, b] = a! b! / (a + b + 1)!`` for ``a, b < k + 1``, in float64."""

@@ -25,7 +25,7 @@ from xaijax.core.contract import instance_keys
 from xaijax.core.explanation import Explanation
 from xaijax.core.lstsq import fit_surrogate, lars_active_set
 from xaijax.core.masking import Background, coalition_values
-from xaijax.core.registry import explainer
+from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import (
     apply_link,
@@ -120,6 +120,7 @@ def planned_samples(M: int, num_samples="auto") -> int:
     return min(ns, 2**M - 2)
 
 
+@register_cache
 @functools.lru_cache(maxsize=32)
 def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
     """Kernel SHAP's coalition budget for ``M`` features, as the reference implementation plans it.
