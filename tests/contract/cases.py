@@ -77,6 +77,8 @@ OPTIONS: dict[str, dict] = {
     "score_cam": {},
     "ablation_cam": {},
 }
+# Closed forms with no model to compose a callable target with (refused with a TypeError).
+NO_CALLABLE_TARGETS = {"linear_shap", "max_shap"}
 # Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
 RELU = {"deep_shap"}
 

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import N, case_for, text_classifier
+from cases import NO_CALLABLE_TARGETS, N, case_for, text_classifier
 from compiles import count_compiles
 
 import xaijax
@@ -41,7 +41,8 @@ def _keys(case, key=None):
 
 def _input_name(case) -> str:
     params = list(inspect.signature(case.info.fn).parameters)
-    return {"layer": params[2], "coefficients": params[2]}.get(case.info.model_form, params[1])
+    form = case.info.model_form
+    return {"layer": params[2], "coefficients": params[2], "none": params[0]}.get(form, params[1])
 
 
 def _values(exp):
@@ -127,12 +128,16 @@ def test_batch_size_of_one_row_equals_the_default(case):
 
 # -- targets ---------------------------------------------------------------------------------------
 def test_targets_as_int_array_and_callable_agree(case):
-    k = 1
+    k = min(1, case.num_outputs - 1)
     as_int = case.call(case.X, targets=k, **_keys(case))
     as_array = case.call(case.X, targets=np.full(N, k), **_keys(case))
-    as_fn = case.call(case.X, targets=lambda y: y[:, k], **_keys(case))
     np.testing.assert_array_equal(_values(as_int), _values(as_array))
-    _close(as_fn.values, as_int.values)
+    if case.name in NO_CALLABLE_TARGETS:
+        with pytest.raises(TypeError, match="targets"):
+            case.call(case.X, targets=lambda y: y, **_keys(case))
+    else:
+        as_fn = case.call(case.X, targets=lambda y: y[:, k] if y.ndim == 2 else y, **_keys(case))
+        _close(as_fn.values, as_int.values)
     mixed = case.call(case.X, targets=np.array([0, 1, 2])[:N] % case.num_outputs, **_keys(case))
     assert np.asarray(mixed.values).shape == np.asarray(as_int.values).shape
 
@@ -245,6 +250,9 @@ def test_nan_on_perturbed_inputs_only_is_never_silent(case):
         exp = case.call_with(model, case.X, **_keys(case))
     except ValueError as err:
         assert "NaN" in str(err)
+        return
+    except NotImplementedError as err:  # Deep SHAP has no rule for the where() that poisons
+        assert "select_n" in str(err)
         return
     assert np.all(np.isfinite(np.asarray(exp.values))), "a silent NaN explanation"
 

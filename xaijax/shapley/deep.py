@@ -440,6 +440,7 @@ def max_shap(
     X: Float[ArrayLike, "*n m"],
     background: Float[ArrayLike, "b m"] | Background,
     *,
+    targets=None,
     batch_size: int | None = None,
     mesh: Mesh | None = None,
     background_weights: Float[ArrayLike, " b"] | None = None,
@@ -455,6 +456,8 @@ def max_shap(
     Args:
         X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` reference rows (or a :class:`Background`).
+        targets: ``None`` or ``0``: the max has one output (accepted for the uniform
+            signature; a callable is refused).
         batch_size: most (instance, reference) row pairs processed at once; ``None`` picks a
             default for the backend and the row size.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
@@ -483,8 +486,14 @@ def max_shap(
         background,
         background_weights=background_weights,
         feature_names=feature_names,
+        targets=targets,
         batch_size=batch_size,
     )
+    if problem.targets.fn is not None:
+        raise TypeError(
+            "targets must be None or 0 for max_shap (the max has one output); a callable on "
+            "it is not a max: use exact_shapley or kernel_shap on that function"
+        )
     values, base = contract.call(
         _max_shap,
         problem.X,
