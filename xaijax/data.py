@@ -1,12 +1,16 @@
 """Deprecated alias of :mod:`xaijax.zoo.data`, where this module moved (it goes next release)."""
 
 import importlib
-import sys
 import warnings
 
-warnings.warn(
-    "xaijax.data moved to xaijax.zoo.data; import it from there (this alias goes next release)",
-    DeprecationWarning,
-    stacklevel=2,
-)
-sys.modules[__name__] = importlib.import_module("xaijax.zoo.data")
+
+def __getattr__(name):
+    module = importlib.import_module("xaijax.zoo.data")
+    value = getattr(module, name)  # AttributeError for a name the new module lacks
+    warnings.warn(
+        f"xaijax.data moved to xaijax.zoo.data; import {name} from there",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return value
+

@@ -3,16 +3,23 @@
 This alias goes in the next release.
 """
 
+import importlib
 import warnings
 
-from xaijax.zoo.nets import CNN, MLP, BasicBlock, ResNet, build
-from xaijax.zoo.training import accuracy, load, save, train
+_MOVED = {
+    **dict.fromkeys(("MLP", "CNN", "ResNet", "BasicBlock", "build"), "xaijax.zoo.nets"),
+    **dict.fromkeys(("train", "accuracy", "save", "load"), "xaijax.zoo.training"),
+}
+__all__ = list(_MOVED)
 
-__all__ = ["MLP", "CNN", "ResNet", "BasicBlock", "build", "train", "accuracy", "save", "load"]
 
-warnings.warn(
-    "xaijax.nets moved: models to xaijax.zoo.nets, train/accuracy/save/load to xaijax.zoo.training "
-    "(or all of them from xaijax.zoo); this alias goes in the next release",
-    DeprecationWarning,
-    stacklevel=2,
-)
+def __getattr__(name):
+    if name not in _MOVED:
+        raise AttributeError(f"module 'xaijax.nets' has no attribute {name!r}")
+    warnings.warn(
+        f"xaijax.nets moved: import {name} from {_MOVED[name]} (or xaijax.zoo); this alias goes "
+        "next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(_MOVED[name]), name)

@@ -379,6 +379,8 @@ def load_checkpoint(path, template: Any) -> tuple[Any, dict]:
                 f"checkpoint {stem}.npz does not hold {k} with shape {np.shape(v)}; "
                 "was it saved from a model of the same architecture and configuration?"
             )
+        if isinstance(v, np.ndarray | np.generic):  # NumPy stays NumPy (float64 too)
+            return np.asarray(stored[k], dtype=v.dtype)
         return jnp.asarray(stored[k], dtype=v.dtype)
 
     return jax.tree_util.tree_map_with_path(restore, template), meta
