@@ -61,22 +61,20 @@ def test_resnet_batchnorm_statistics_update_and_training_is_deterministic():
 
 
 def test_resnet_without_batch_norm_starts_as_its_shortcuts():
-    # SkipInit: every residual branch is scaled by a gain that starts at 0, so at initialisation
+    # Without batch norm each residual branch's second conv starts at zero, so at initialisation
     # a block is relu(shortcut(x)): with identity shortcuts the stage is relu(x) = x for x >= 0.
-    net = zoo.build(
-        lambda r: zoo.ResNet((4, 4), (2, 1), None, 3, stem="cifar", batch_norm=False, rngs=r),
-        seed=1,
-    )
-    x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 8, 8, 3)), jnp.float32)
-    stem = jax.nn.relu(net.stem(x))
-    np.testing.assert_allclose(np.asarray(net.stages[0](stem)), np.asarray(stem), rtol=1e-6)
-    assert net(x).shape == (2, 4, 4, 4) and not hasattr(net, "stem_bn")
-    gains = [
-        leaf
-        for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(net))
-        if "skip_gain" in jax.tree_util.keystr(path)
-    ]
-    assert len(gains) == 3 and all(float(g) == 0.0 for g in gains)
+    def make(r):
+        return zoo.ResNet((4, 4), (2, 1), None, 3, stem="cifar", batch_norm=False, rngs=r)
+
+    for net in (zoo.build(make, seed=1), make(nnx.Rngs(1))):  # built, or constructed directly
+        x = jnp.asarray(np.random.default_rng(0).uniform(size=(2, 8, 8, 3)), jnp.float32)
+        stem = jax.nn.relu(net.stem(x))
+        np.testing.assert_allclose(np.asarray(net.stages[0](stem)), np.asarray(stem), rtol=1e-6)
+        assert net(x).shape == (2, 4, 4, 4) and not hasattr(net, "stem_bn")
+        for stage in net.stages:
+            for block in stage.layers:
+                assert not np.any(np.asarray(block.conv2.kernel[...]))
+                assert np.any(np.asarray(block.conv1.kernel[...]))
 
 
 def test_build_draws_variance_scaled_kernels():

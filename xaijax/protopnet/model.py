@@ -62,7 +62,7 @@ class ProtoPNetConfig:
         backbone: ``"small"`` (the zoo's :class:`~xaijax.zoo.nets.CNN`: ``conv3x3 -> ReLU ->
             maxpool2`` blocks and a 3x3 ``features`` conv) or ``"resnet18"`` (the zoo's
             :class:`~xaijax.zoo.nets.ResNet` in its CIFAR form: 3x3 stem and four stages of two
-            basic blocks, SkipInit instead of batch norm).
+            basic blocks, residual branches starting at zero instead of batch norm).
         channels: widths of the backbone blocks (small) or of the four stages (resnet18).
     """
 
@@ -178,8 +178,8 @@ def make_backbone(config: ProtoPNetConfig, rng: np.random.Generator) -> nnx.Modu
 
     ``"small"`` is :class:`~xaijax.zoo.nets.CNN` (conv blocks and its ``features`` conv);
     ``"resnet18"`` is :class:`~xaijax.zoo.nets.ResNet` with the CIFAR stem, two basic blocks per
-    stage and SkipInit instead of batch norm, so that training, push and explanation all see one
-    deterministic function of the parameters.
+    stage and no batch norm (each residual branch starts at zero instead), so that training, push
+    and explanation all see one deterministic function of the parameters.
     """
     if config.backbone == "small":
 

@@ -5,7 +5,7 @@ module      what it holds
 =========== ================================================================================
 data        embedded data sets (breast cancer, diabetes, wine, moons, digits, lfw_subset,
             sample photos), synthetic shapes with ground-truth masks, a sentiment corpus
-nets        MLP, CNN, ResNet (basic blocks, batch norm or SkipInit) and :func:`build`, the one
+nets        MLP, CNN, ResNet (basic blocks, with or without batch norm) and :func:`build`, the one
             initialisation (NumPy draws, nothing compiled)
 training    the compiled training epoch (metrics stay on the device), :func:`train`,
             :func:`accuracy`, the progress line and the checkpoint format (:func:`save`,

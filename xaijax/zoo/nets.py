@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["MLP", "CNN", "ResNet", "BasicBlock", "build", "numpy_rng"]
+__all__ = ["MLP", "CNN", "ResNet", "BasicBlock", "build", "numpy_rng", "zero_init"]
 
 
 class MLP(nnx.Module):
@@ -113,14 +113,14 @@ class BasicBlock(nnx.Module):
     """He et al.'s basic residual block: two 3x3 convs, identity or 1x1 projection shortcut.
 
     With ``batch_norm`` each conv is followed by batch norm. Without it the convs have biases and
-    the residual branch is multiplied by a learned scalar ``skip_gain`` that starts at 0
-    (SkipInit), so the block starts as its shortcut and the network is one deterministic function
+    the branch's second conv starts at zero, so the block starts as its shortcut (as batch norm
+    biases residual blocks towards the identity) and the network is one deterministic function
     of its parameters in training and evaluation alike.
 
     References:
         He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
         De & Smith, "Batch Normalization Biases Residual Blocks Towards the Identity Function in
-        Deep Networks", NeurIPS 2020 (SkipInit).
+        Deep Networks", NeurIPS 2020.
     """
 
     def __init__(self, cin: int, cout: int, stride: int, rngs: nnx.Rngs, *, batch_norm=True):
@@ -131,7 +131,7 @@ class BasicBlock(nnx.Module):
             self.bn1 = nnx.BatchNorm(cout, rngs=rngs)
             self.bn2 = nnx.BatchNorm(cout, rngs=rngs)
         else:
-            self.skip_gain = nnx.Param(jnp.zeros((), jnp.float32))
+            zero_init(self.conv2.kernel)
         self.project = stride != 1 or cin != cout
         if self.project:
             shortcut = _conv(cin, cout, 1, stride, rngs, use_bias=not batch_norm)
@@ -143,7 +143,7 @@ class BasicBlock(nnx.Module):
         if self.batch_norm:
             y = self.bn2(self.conv2(jax.nn.relu(self.bn1(self.conv1(x)))))
         else:
-            y = self.skip_gain[...] * self.conv2(jax.nn.relu(self.conv1(x)))
+            y = self.conv2(jax.nn.relu(self.conv1(x)))
         return jax.nn.relu(y + (self.down(x) if self.project else x))
 
 
@@ -155,9 +155,10 @@ class ResNet(nnx.Module):
 
     ``blocks=(2, 2, 2, 2)`` with ``widths=(64, 128, 256, 512)`` is ResNet-18's shape; the default
     is narrower and shallower. ``stem="imagenet"`` is a 7x7/2 conv and a 3x3/2 max-pool;
-    ``stem="cifar"`` a 3x3/1 conv (for small images). ``batch_norm=False`` replaces batch norm by
-    SkipInit (see :class:`BasicBlock`). With ``classes=None`` there is no head and the network
-    returns the last stage's map. CAM layers are ``"stages/3"`` (the last stage) and so on.
+    ``stem="cifar"`` a 3x3/1 conv (for small images). ``batch_norm=False`` leaves batch norm out
+    and starts every residual branch at zero instead (see :class:`BasicBlock`). With
+    ``classes=None`` there is no head and the network returns the last stage's map. CAM layers
+    are ``"stages/3"`` (the last stage) and so on.
 
     References:
         He, Zhang, Ren & Sun, "Deep Residual Learning for Image Recognition", CVPR 2016.
@@ -220,6 +221,12 @@ class ResNet(nnx.Module):
         return a if self.fc is None else self.fc(a.mean(axis=(1, 2)))
 
 
+def zero_init(variable: nnx.Variable) -> None:
+    """Set ``variable`` to zeros and mark it so that :func:`build` keeps it at zero."""
+    variable.set_metadata(init="zeros")
+    variable[...] = jnp.zeros(variable.shape, variable.dtype)
+
+
 def _list(modules):
     # nnx.List exists in newer Flax; older Flax registers plain lists of modules.
     return nnx.List(modules) if hasattr(nnx, "List") else list(modules)
@@ -254,7 +261,8 @@ def build(
 
     Kernels (and embeddings) get normal values of variance ``scale / fan`` (``scale=1``,
     ``mode="fan_in"``: LeCun normal, Flax's default; ``scale=2``: He normal), batch-norm scales
-    and running variances 1, everything else 0 (biases, running means, SkipInit gains). This
+    and running variances 1, everything else 0 (biases, running means, and the variables marked
+    by :func:`zero_init`). This
     avoids compiling one random kernel per parameter shape (seconds per layer on a small CPU).
 
     Args:
@@ -276,11 +284,22 @@ def build(
         raise ValueError(f"mode must be 'fan_in' or 'fan_out'; got {mode!r}")
     graphdef, state = nnx.split(nnx.eval_shape(lambda: make(nnx.Rngs(0))))
     rng = numpy_rng(seed)
+    variables = jax.tree_util.tree_leaves_with_path(
+        state, is_leaf=lambda v: isinstance(v, nnx.Variable)
+    )
+    zeros = {
+        jax.tree_util.keystr(p)
+        for p, v in variables
+        if isinstance(v, nnx.Variable) and v.get_metadata().get("init") == "zeros"
+    }
 
     def fill(path, x):
         names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
         name = names[-2] if names and names[-1] == "value" and len(names) > 1 else names[-1]
+        owner = jax.tree_util.keystr(path[:-1] if names[-1] == "value" else path)
         shape, dtype = x.shape, x.dtype
+        if owner in zeros:
+            return np.zeros(shape, dtype)
         if not jnp.issubdtype(dtype, jnp.floating):
             return jnp.zeros(shape, dtype) if jnp.issubdtype(dtype, jnp.integer) else x
         if name in ("kernel", "embedding") and len(shape) >= 2:
