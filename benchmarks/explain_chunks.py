@@ -2,9 +2,10 @@
 
 Breast-cancer data (569 rows, M = 30), a 20-centre k-means background, Kernel SHAP with 512
 coalitions, for a JAX MLP (an NNX module) and a scikit-learn logistic regression on the host.
-"one call" is ``kernel_shap`` on all rows; "chunks of c" is :func:`xaijax.chunks.explain_in_chunks`
-writing every chunk to disk and reading them back. Times are "first" (compilation included, as a
-fresh ``xaijax explain`` pays it) and "warm" (best of the repeats, compiled).
+"one call" is ``kernel_shap`` on all rows; "chunks of c" is
+:func:`xaijax.cli.chunks.explain_in_chunks` writing every chunk to disk and reading them back.
+Times are "first" (compilation included, as a fresh ``xaijax explain`` pays it) and "warm" (best
+of the repeats, compiled).
 
     python -m benchmarks.explain_chunks [--chunks 64 256] [--repeats 2] [--out PATH]
 """
@@ -25,7 +26,7 @@ import numpy as np
 
 def measure(model, X, bg, args):
     import xaijax as xj
-    from xaijax.chunks import explain_in_chunks
+    from xaijax.cli.chunks import explain_in_chunks
 
     def one_call():
         return xj.kernel_shap(model, X, bg, key=jax.random.key(1), num_samples=args.num_samples)
@@ -78,12 +79,13 @@ def main(argv=None):
     from sklearn.linear_model import LogisticRegression
 
     import xaijax as xj
-    from xaijax import data, nets
+    from xaijax import zoo
+    from xaijax.zoo import data
 
     ds = data.breast_cancer()
     X = np.asarray(ds.X, np.float32)
     bg = xj.kmeans(X, 20, key=jax.random.key(0))
-    net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(0))
+    net = zoo.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(0))
     clf = LogisticRegression(max_iter=1000).fit(X, ds.y)
     results = {
         "what": __doc__.splitlines()[0],

@@ -35,7 +35,7 @@ from flax import nnx
 
 import xaijax.cam as cam
 from benchmarks.common import environment, memory
-from xaijax.nets import ResNet
+from xaijax.zoo.nets import ResNet
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "gradcam.json")
 

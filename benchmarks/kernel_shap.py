@@ -95,11 +95,12 @@ def main(argv=None):
     from flax import nnx
     from sklearn.neural_network import MLPClassifier
 
-    from xaijax import data, nets
+    from xaijax import zoo
+    from xaijax.zoo import data
 
     train, test = data.train_test_split(data.breast_cancer(), seed=0)
-    net = nets.MLP(30, [64, 64], 2, softmax=True, rngs=nnx.Rngs(0))
-    nets.train(net, train.X, train.y, key=jax.random.key(0), epochs=20)
+    net = zoo.MLP(30, [64, 64], 2, softmax=True, rngs=nnx.Rngs(0))
+    zoo.train(net, train.X, train.y, key=jax.random.key(0), epochs=20)
     sk = MLPClassifier((64, 64), max_iter=300, random_state=0).fit(train.X, train.y)
     bg = train.X[: args.background]
     X = test.X[: args.instances]

@@ -108,7 +108,7 @@ def point(method: str, s: dict, repeats: int) -> dict:
         from flax import nnx
 
         from xaijax import cam
-        from xaijax.nets import ResNet
+        from xaijax.zoo.nets import ResNet
 
         model = ResNet((32, 64, 128, 256), classes=1000, rngs=nnx.Rngs(0))
         model.eval()
@@ -121,7 +121,7 @@ def point(method: str, s: dict, repeats: int) -> dict:
     else:  # lime_image
         from flax import nnx
 
-        from xaijax.nets import CNN
+        from xaijax.zoo.nets import CNN
 
         net = CNN(3, 10, rngs=nnx.Rngs(0))
         net.eval()

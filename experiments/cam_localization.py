@@ -4,8 +4,8 @@ Claim reproduced (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Net
 Gradient-based Localization", ICCV 2017, sections 4.1 and 5.2; the pointing game of Zhang et al.,
 ECCV 2016): class-discriminative maps computed from a CNN's last convolutional layer localise the
 object the network classifies, far better than chance. Here the objects are synthetic coloured
-shapes on clutter (``xaijax.data.synthetic_shapes``), whose pixel masks are known exactly, so every
-method is scored against the truth:
+shapes on clutter (``xaijax.zoo.data.synthetic_shapes``), whose pixel masks are known exactly, so
+every method is scored against the truth:
 
 * pointing game: is the map's maximum on the object?
 * energy in mask: share of the map's positive mass on the object (Score-CAM's energy game);
@@ -40,8 +40,9 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import xaijax as xj  # noqa: E402
-from xaijax import data, metrics, nets, plots  # noqa: E402
-from xaijax.runs import versions
+from xaijax import metrics, plots, zoo  # noqa: E402
+from xaijax.cli.runs import versions
+from xaijax.zoo import data  # noqa: E402
 
 SIZES = {
     # train images, epochs, test images, LIME samples, Kernel SHAP coalitions, IG steps
@@ -130,15 +131,15 @@ def main(argv=None) -> int:
     print(f"[1/4] synthetic shapes ({size}): train a CNN", flush=True)
     train = data.synthetic_shapes(k_train_data, cfg["train"], size=IMAGE_SIZE)
     test = data.synthetic_shapes(k_test_data, cfg["test"], size=IMAGE_SIZE)
-    cnn = nets.build(lambda r: nets.CNN(3, NUM_CLASSES, widths=(16, 32), rngs=r), seed=args.seed)
+    cnn = zoo.build(lambda r: zoo.CNN(3, NUM_CLASSES, widths=(16, 32), rngs=r), seed=args.seed)
     timed(
         timings,
         "train_cnn",
-        lambda: nets.train(
+        lambda: zoo.train(
             cnn, train.images, train.labels, key=k_train, epochs=cfg["epochs"], learning_rate=3e-3
         ),
     )
-    accuracy = nets.accuracy(cnn, test.images, test.labels)
+    accuracy = zoo.accuracy(cnn, test.images, test.labels)
     print(f"  test accuracy {accuracy:.3f}", flush=True)
 
     def proba(X):

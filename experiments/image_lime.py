@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax import data, nets
+from xaijax import zoo
+from xaijax.cli.runs import save_figure, save_results
 from xaijax.core.batching import evaluate
 from xaijax.core.lstsq import fit_surrogate
 from xaijax.core.model import as_model
-from xaijax.runs import save_figure, save_results
+from xaijax.zoo import data
 
 
 def main(argv=None) -> int:
@@ -54,9 +55,9 @@ def main(argv=None) -> int:
     images = np.stack([resize(im, (size, size), order=1) for im in ds.images]).astype(np.float32)
     order = np.asarray(jax.random.permutation(k_split, len(images)))
     train, test = order[:150], order[150:]
-    cnn = nets.build(lambda r: nets.CNN(1, 2, widths=(16, 32, 32), rngs=r), seed=args.seed)
+    cnn = zoo.build(lambda r: zoo.CNN(1, 2, widths=(16, 32, 32), rngs=r), seed=args.seed)
     start = time.perf_counter()
-    nets.train(
+    zoo.train(
         cnn,
         images[train],
         ds.labels[train],
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
         batch_size=32,
     )
     timings["train_cnn"] = time.perf_counter() - start
-    accuracy = nets.accuracy(cnn, images[test], ds.labels[test])
+    accuracy = zoo.accuracy(cnn, images[test], ds.labels[test])
 
     def face_probability(X):
         return jax.nn.softmax(cnn(X), axis=-1)[:, 1]

@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import xaijax as xj
+from xaijax.cli.runs import save_figure, save_results
 from xaijax.lime import tabular as lime_tab
-from xaijax.runs import save_figure, save_results
 
 INSTANCE = 103
 

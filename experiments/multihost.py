@@ -80,7 +80,7 @@ def setup(seed: int, instances: int):
     from sklearn.neural_network import MLPClassifier
 
     import xaijax as xj
-    from xaijax.data import breast_cancer
+    from xaijax.zoo.data import breast_cancer
 
     data = breast_cancer()
     X_train, X_test, y_train, _ = train_test_split(
@@ -274,7 +274,7 @@ def launch(args) -> int:
             and np.array_equal(single.base_values, merged.base_values)
         )
         results["max_abs_value"] = float(np.abs(merged.values).max())
-    from xaijax.runs import save_results
+    from xaijax.cli.runs import save_results
 
     path = save_results(args.out, results)
     print(

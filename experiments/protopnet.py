@@ -20,8 +20,9 @@ import argparse
 import json
 import os
 
-from xaijax.protopnet.train import main as train_protopnet_cli
-from xaijax.runs import save_results
+from xaijax.cli.protopnet import protopnet
+from xaijax.cli.runs import save_results
+from xaijax.cli.settings import ProtoPNetSettings
 
 
 def main(argv=None) -> int:
@@ -38,24 +39,17 @@ def main(argv=None) -> int:
     runs = {}
     for dataset in args.datasets.split(","):
         out = os.path.join(args.out, dataset)
-        argv_one = [
-            "--dataset",
-            dataset,
-            "--out",
-            out,
-            "--seed",
-            str(args.seed),
-            "--explain",
-            str(args.explain),
-            "--quiet",
-        ]
-        if args.quick:
-            argv_one.append("--quick")
-        if args.epochs:
-            argv_one += ["--epochs", str(args.epochs)]
-        if args.n and dataset == "shapes":
-            argv_one += ["--n", str(args.n)]
-        result = train_protopnet_cli(argv_one)
+        settings = ProtoPNetSettings(
+            dataset=dataset,
+            out=out,
+            quick=args.quick,
+            epochs=args.epochs or None,
+            n=args.n if args.n and dataset == "shapes" else ProtoPNetSettings.n,
+            seed=args.seed,
+            explain=args.explain,
+            quiet=True,
+        )
+        result = protopnet(settings)
         stages = _stage_accuracies(os.path.join(out, "metrics.jsonl"))
         runs[dataset] = {
             "protopnet_test_accuracy": result["protopnet_test_accuracy"],

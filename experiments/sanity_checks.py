@@ -8,7 +8,7 @@ Grad-CAM stay similar (they behave like edge detectors of the input). The data-r
 retrains the same architecture on permuted labels; a faithful method's maps differ between the two
 models.
 
-Setup: a small CNN (``xaijax.nets.CNN``: two conv blocks, the CAM layer ``features``, a dense
+Setup: a small CNN (``xaijax.zoo.CNN``: two conv blocks, the CAM layer ``features``, a dense
 head) trained on synthetic shapes. Methods: saliency (gradients), Integrated Gradients, Grad-CAM,
 guided backprop, Guided Grad-CAM, each explaining the true class. Similarity: Spearman rank
 correlation per image, with and without absolute values, averaged over images.
@@ -34,8 +34,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 import xaijax as xj  # noqa: E402
-from xaijax import data, metrics, nets, plots  # noqa: E402
-from xaijax.runs import versions
+from xaijax import metrics, plots, zoo  # noqa: E402
+from xaijax.cli.runs import versions
+from xaijax.zoo import data  # noqa: E402
 
 SIZES = {
     # train images, epochs, explained test images, Integrated Gradients steps
@@ -105,15 +106,13 @@ def main(argv=None) -> int:
     test = data.synthetic_shapes(k_test_data, cfg["test"], size=IMAGE_SIZE)
 
     def make():
-        return nets.build(
-            lambda r: nets.CNN(3, NUM_CLASSES, widths=(16, 32), rngs=r), seed=args.seed
-        )
+        return zoo.build(lambda r: zoo.CNN(3, NUM_CLASSES, widths=(16, 32), rngs=r), seed=args.seed)
 
     cnn = make()
     timed(
         timings,
         "train",
-        lambda: nets.train(
+        lambda: zoo.train(
             cnn, train.images, train.labels, key=k_train, epochs=cfg["epochs"], learning_rate=3e-3
         ),
     )
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
     timed(
         timings,
         "train_permuted_labels",
-        lambda: nets.train(
+        lambda: zoo.train(
             cnn_permuted,
             train.images,
             permuted,
@@ -132,9 +131,9 @@ def main(argv=None) -> int:
         ),
     )
     models = {
-        "test_accuracy": nets.accuracy(cnn, test.images, test.labels),
-        "permuted_labels_train_accuracy": nets.accuracy(cnn_permuted, train.images, permuted),
-        "permuted_labels_test_accuracy": nets.accuracy(cnn_permuted, test.images, test.labels),
+        "test_accuracy": zoo.accuracy(cnn, test.images, test.labels),
+        "permuted_labels_train_accuracy": zoo.accuracy(cnn_permuted, train.images, permuted),
+        "permuted_labels_test_accuracy": zoo.accuracy(cnn_permuted, test.images, test.labels),
     }
     print(f"  {models}", flush=True)
 

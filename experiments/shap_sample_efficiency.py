@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 import xaijax as xj
-from xaijax.runs import save_figure, save_results
+from xaijax.cli.runs import save_figure, save_results
 
 
 def make_problem(panel: str, seed: int):

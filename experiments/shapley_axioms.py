@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import xaijax as xj
-from xaijax.runs import save_figure, save_results
+from xaijax.cli.runs import save_figure, save_results
 
 M = 8  # features: 0,1 symmetric pair; 6 missing (equal to every background row); 7 dummy
 

@@ -12,6 +12,8 @@ import pytest
 
 import xaijax
 from xaijax import cli
+from xaijax.cli import chunks
+from xaijax.cli import explain as explain_command
 from xaijax.shapley import permutation
 
 # A host model (NumPy only, so it runs through pure_callback) that can be slowed down from the
@@ -77,7 +79,7 @@ class Stop(Exception):
 def counting(monkeypatch, stop_after=None):
     """Count chunks explained; raise Stop instead of explaining chunk number ``stop_after``."""
     calls = []
-    explain_rows = cli._explain_rows
+    explain_rows = explain_command.explain_rows
 
     def wrapped(*args):
         if stop_after is not None and len(calls) == stop_after:
@@ -85,7 +87,7 @@ def counting(monkeypatch, stop_after=None):
         calls.append(1)
         return explain_rows(*args)
 
-    monkeypatch.setattr(cli, "_explain_rows", wrapped)
+    monkeypatch.setattr(explain_command, "explain_rows", wrapped)
     return calls
 
 
@@ -179,8 +181,6 @@ def test_resuming_with_other_settings_is_refused_until_restart(setup, monkeypatc
 def test_finished_chunks_are_flushed_to_disk_before_they_count(setup, monkeypatch, tmp_path):
     # A chunk reads as finished once its .npz is renamed into place; each file must be fsynced
     # before its rename (and the folder after), or a power cut can leave a renamed empty file.
-    import xaijax.chunks as chunks
-
     root, argv, _ = setup
     events = []
     real_fsync, real_replace = os.fsync, os.replace

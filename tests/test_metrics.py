@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 
 from xaijax import Explanation, as_model, metrics
-from xaijax.data import synthetic_shapes
-from xaijax.nets import MLP
+from xaijax.zoo.data import synthetic_shapes
+from xaijax.zoo.nets import MLP
 
 
 def region_model(region):

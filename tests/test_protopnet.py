@@ -145,7 +145,7 @@ def test_push_projects_onto_own_class_patches(data):
 
 def test_receptive_field_contains_gradient_support(net):
     rf = receptive_field(CFG)
-    assert (rf.size, rf.jump, rf.rf) == (6, 4, 10)
+    assert (rf.size, rf.jump, rf.rf) == (6, 4, 18)  # two conv blocks and the features conv
     x = jnp.asarray(np.random.default_rng(0).uniform(size=(1, 24, 24, 3)), jnp.float32)
     for r, c in [(0, 0), (2, 3), (5, 5)]:
         g = jax.grad(lambda x, r=r, c=c: jnp.sum(net.latent(x)[0, r, c]))(x)

@@ -4,15 +4,19 @@ import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
 from flax import nnx
 
-from xaijax.data import synthetic_shapes
-from xaijax.protopnet import visualize
-from xaijax.protopnet.model import ProtoPNet, ProtoPNetConfig
-from xaijax.protopnet.train import TrainConfig, evaluate, main, train_protopnet
+from xaijax import cli, instance_mesh
+from xaijax.core.registry import explainers
+from xaijax.protopnet import explain, explain_prototypes, visualize
+from xaijax.protopnet.model import ProtoPNet, ProtoPNetConfig, log_similarity, receptive_field
+from xaijax.protopnet.push import high_activation_box, upsample
+from xaijax.protopnet.train import TrainConfig, evaluate, train_protopnet
+from xaijax.zoo.data import synthetic_shapes
 
 
 def _params(model):
@@ -110,7 +114,7 @@ def trained():
 def test_short_training_run_beats_chance(trained):
     model, result, _, (X, y) = trained
     acc = evaluate(model, X, y)["accuracy"]
-    # 3 balanced classes (chance 1/3); this deterministic run reaches 0.83 after its final push.
+    # 3 balanced classes (chance 1/3); this deterministic run reaches 1.0 after its final push.
     assert acc >= 0.7, acc
     assert result.history[-1]["stage"] == "last"
     assert result.history[-1]["test_accuracy"] == pytest.approx(acc, abs=1e-6)
@@ -118,27 +122,106 @@ def test_short_training_run_beats_chance(trained):
 
 def test_explanation_contributions_add_up_to_the_logit(trained):
     model, result, (Xtr, ytr), (X, _) = trained
-    ev = visualize.explain(model, X[0], top_k=model.config.num_prototypes)
-    assert ev.contribution.sum() == pytest.approx(ev.logits[ev.predicted], rel=1e-4)
-    assert np.all(np.diff(ev.contribution) <= 0) and ev.activation.shape == (6, 24, 24)
+    P = model.config.num_prototypes
+    exp = explain_prototypes(model, X[:4], top_k=P)
+    assert exp.kind == "prototype" and exp.values.shape == (4, P) and exp.is_batched
+    np.testing.assert_array_equal(exp.base_values, np.zeros(4))
+    logits, min_d, d = (np.asarray(a) for a in model.forward(jnp.asarray(X[:4])))
+    # Near a pushed prototype d is ~1e-2 and d(sim)/dd ~ -1/d: float32 rounding of the distances
+    # (compiled vs eager) moves the similarity by up to ~1e-4 relative.
+    np.testing.assert_allclose(exp.values, np.asarray(log_similarity(min_d)), rtol=1e-3)
+    ex = exp.extras
+    np.testing.assert_allclose(ex["logits"], logits, rtol=1e-3, atol=1e-3)
+    np.testing.assert_array_equal(ex["predicted"], logits.argmax(1))
+    np.testing.assert_array_equal(ex["targets"], logits.argmax(1))
+    picked = logits[np.arange(4), ex["targets"]]
+    np.testing.assert_allclose(ex["contributions"].sum(1), picked, rtol=1e-4)
+    # top_k ranks the prototypes by decreasing contribution
+    ranked = np.take_along_axis(ex["contributions"], ex["top_k"], axis=1)
+    assert np.all(np.diff(ranked, axis=1) <= 0)
+    # locations: each prototype's nearest patch, its receptive field and high-activation box
+    rf = receptive_field(model.config)
+    for i in range(4):
+        for j in range(P):
+            r, c = ex["position"][i, j]
+            assert d[i, r, c, j] == pytest.approx(d[i, ..., j].min(), abs=1e-5)
+            assert tuple(ex["rf_box"][i, j]) == rf.box(int(r), int(c), 24)
+            up = np.asarray(upsample(log_similarity(d[i, ..., j])[None], 24))[0]
+            assert tuple(ex["high_box"][i, j]) == high_activation_box(up)
     # the pushed prototypes are training patches of their own class (distance 0 on the source)
     _, min_d, _ = model.forward(Xtr[result.push.image_index])
     assert float(np.max(np.diag(np.asarray(min_d)))) < 1e-5
     np.testing.assert_array_equal(ytr[result.push.image_index], result.push.classes)
 
 
+def test_explanation_single_image_targets_and_batch_size(trained):
+    model, _, _, (X, _) = trained
+    batch = explain_prototypes(model, X[:3], targets=1, top_k=2)
+    one = explain(model, X[1], targets=1, top_k=2)  # one image in, no leading axis out
+    assert not one.is_batched and one.values.shape == (6,) and one.extras["top_k"].shape == (2,)
+    np.testing.assert_allclose(one.values, batch.values[1], rtol=1e-6)
+    np.testing.assert_array_equal(batch.extras["targets"], [1, 1, 1])
+    w = np.asarray(model.last_layer[...])[:, 1]
+    np.testing.assert_allclose(batch.extras["contributions"], batch.values * w, rtol=1e-6)
+    np.testing.assert_allclose(
+        batch.extras["contributions"].sum(1), batch.extras["logits"][:, 1], rtol=1e-4
+    )
+    small = explain_prototypes(model, X[:3], targets=np.array([1, 0, 2]), top_k=2, batch_size=1)
+    np.testing.assert_allclose(small.values, batch.values, rtol=1e-5)
+    np.testing.assert_array_equal(small.extras["targets"], [1, 0, 2])
+    assert batch[2].extras["high_box"].shape == (6, 4)
+    sharded = explain_prototypes(model, X[:3], targets=1, top_k=2, mesh=instance_mesh())
+    np.testing.assert_allclose(sharded.values, batch.values, rtol=1e-6)
+    np.testing.assert_array_equal(sharded.extras["top_k"], batch.extras["top_k"])
+    with pytest.warns(DeprecationWarning, match="target"):
+        old = explain(model, X[1], target=1, top_k=2)
+    np.testing.assert_array_equal(old.values, one.values)
+    info = explainers()["explain_prototypes"]
+    assert (info.kind, info.inputs, info.model_form) == ("prototype", "image", "protopnet")
+
+
+def test_explanation_bad_input_names_the_argument(trained):
+    model, _, _, (X, _) = trained
+    with pytest.raises(ValueError, match="top_k"):
+        explain_prototypes(model, X[0], top_k=0)
+    with pytest.raises(ValueError, match="images"):
+        explain_prototypes(model, X[0, :10], top_k=1)
+    with pytest.raises(ValueError, match="images"):
+        explain_prototypes(model, np.full((24, 24, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="targets"):
+        explain_prototypes(model, X[:2], targets=3)
+    with pytest.raises(TypeError, match="targets"):
+        explain_prototypes(model, X[:2], targets=lambda logits: logits[:, 0])
+    with pytest.raises(ValueError, match="batch_size"):
+        explain_prototypes(model, X[:2], batch_size=0)
+    with pytest.raises(TypeError, match="model"):
+        explain_prototypes(lambda x: x, X[:2])
+    broken = ProtoPNet(model.config, key=jax.random.key(0))
+    broken.last_layer[...] = jnp.full_like(broken.last_layer[...], jnp.inf)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        explain_prototypes(broken, X[:2])
+
+
 def test_figures_are_written(trained, tmp_path):
     model, result, (Xtr, _), (X, _) = trained
-    fig = visualize.explain_figure(model, X[0], result.push, Xtr, top_k=2)
+    exp = explain_prototypes(model, X[:2], top_k=3)
+    fig = visualize.explain_figure(exp, result.push, Xtr, index=1, top_k=2)
     fig.savefig(tmp_path / "explain.png")
+    assert isinstance(fig, matplotlib.figure.Figure) and len(fig.axes) == 8
+    single = visualize.explain_figure(exp[0], result.push, Xtr)
+    assert len(single.axes) == 12
     gallery = visualize.prototype_gallery(result.push, Xtr, class_names=("a", "b", "c"))
     gallery.savefig(tmp_path / "gallery.png")
-    assert isinstance(fig, matplotlib.figure.Figure) and len(gallery.axes) == 6
+    assert len(gallery.axes) == 6
     assert (tmp_path / "explain.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="index"):
+        visualize.explain_figure(exp, result.push, Xtr)
     with pytest.raises(ValueError, match="top_k"):
-        visualize.explain(model, X[0], top_k=0)
-    with pytest.raises(ValueError, match="image"):
-        visualize.explain(model, X[0, :10], top_k=1)
+        visualize.explain_figure(exp, result.push, Xtr, index=0, top_k=4)
+    with pytest.warns(DeprecationWarning, match="explain_figure"):
+        old = visualize.explain_figure(model, X[0], result.push, Xtr, top_k=2)
+    assert len(old.axes) == 8
+    matplotlib.pyplot.close("all")
 
 
 def test_bad_training_input_raises():
@@ -155,31 +238,33 @@ def test_bad_training_input_raises():
 
 def test_cli_quick_run_writes_results(tmp_path):
     out = tmp_path / "run"
-    results = main(
-        [
-            "--dataset",
-            "shapes",
-            "--quick",
-            "--epochs",
-            "2",
-            "--n",
-            "48",
-            "--size",
-            "24",
-            "--prototypes-per-class",
-            "1",
-            "--prototype-depth",
-            "4",
-            "--channels",
-            "4,4",
-            "--out",
-            str(out),
-            "--explain",
-            "1",
-            "--quiet",
-        ]
-    )
-    assert 0.0 <= results["protopnet_test_accuracy"] <= 1.0
-    assert json.loads((out / "results.json").read_text())["n_test"] == 12
+    argv = [
+        "protopnet",
+        "--dataset",
+        "shapes",
+        "--quick",
+        "--epochs",
+        "2",
+        "--n",
+        "48",
+        "--size",
+        "24",
+        "--prototypes-per-class",
+        "1",
+        "--prototype-depth",
+        "4",
+        "--channels",
+        "4,4",
+        "--out",
+        str(out),
+        "--explain",
+        "1",
+        "--quiet",
+    ]
+    assert cli.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert 0.0 <= results["protopnet_test_accuracy"] <= 1.0 and results["n_test"] == 12
+    assert results["model_config"]["channels"] == [4, 4]
     assert (out / "prototypes.png").exists() and (out / "metrics.jsonl").exists()
     assert (out / "explanation_0.png").exists() and (out / "checkpoint.npz").exists()
+    assert cli.main([*argv[:-1], "--channels", "4,x"]) == 2

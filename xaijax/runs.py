@@ -1,72 +1,16 @@
-"""Recording experiment runs: versions, settings and numbers in ``runs/<name>/results.json``."""
+"""Deprecated alias of :mod:`xaijax.cli.runs`, where this module moved (it goes next release)."""
 
-from __future__ import annotations
-
-import json
-import os
-import platform
-import sys
-import time
-
-import numpy as np
-
-__all__ = ["versions", "save_results", "save_figure"]
+import importlib
+import warnings
 
 
-def versions() -> dict:
-    """Versions of the packages a result depends on, and the device it ran on."""
-    import flax
-    import jax
+def __getattr__(name):
+    module = importlib.import_module("xaijax.cli.runs")
+    value = getattr(module, name)  # AttributeError for a name the new module lacks
+    warnings.warn(
+        f"xaijax.runs moved to xaijax.cli.runs; import {name} from there",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return value
 
-    import xaijax
-
-    found = {
-        "xaijax": xaijax.__version__,
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "device": str(jax.devices()[0]),
-    }
-    for name in ("shap", "lime", "sklearn", "skimage"):
-        module = sys.modules.get(name)
-        if module is not None:
-            found[name] = getattr(module, "__version__", "?")
-    return found
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, np.ndarray) or (hasattr(x, "__array__") and not isinstance(x, str)):
-        return np.asarray(x).tolist()
-    return x
-
-
-def save_results(out: str, results: dict) -> str:
-    """Write ``results`` (arrays allowed) with versions and a timestamp to results.json."""
-    os.makedirs(out, exist_ok=True)
-    record = {
-        "versions": versions(),
-        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **_plain(results),
-    }
-    path = os.path.join(out, "results.json")
-    with open(path, "w") as fh:
-        json.dump(record, fh, indent=2)
-    return path
-
-
-def save_figure(fig, out: str, name: str) -> str:
-    """Save a matplotlib figure as ``out/name`` (PNG) and close it."""
-    import matplotlib.pyplot as plt
-
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, name)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

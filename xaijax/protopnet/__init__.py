@@ -1,10 +1,17 @@
 """ProtoPNet: prototypical part networks ("this looks like that"), trained and explained in JAX.
 
+The backbones, the initialisation, the training epoch, the progress line and the checkpoint
+format are the zoo's (:mod:`xaijax.zoo`); the command line is ``xaijax protopnet``
+(:mod:`xaijax.cli.protopnet`). :func:`explain` (also :func:`explain_prototypes`) returns the
+evidence for a batch of images as an :class:`~xaijax.core.explanation.Explanation` of kind
+``"prototype"``, which :func:`explain_figure` draws.
+
 References:
     Chen, Li, Tao, Barnett, Su, Rudin. "This Looks Like That: Deep Learning for Interpretable
     Image Recognition." NeurIPS 2019.
 """
 
+from xaijax.protopnet.evidence import explain_prototypes, high_activation_boxes
 from xaijax.protopnet.losses import (
     LossCoefficients,
     LossTerms,
@@ -36,18 +43,14 @@ from xaijax.protopnet.train import (
     train_plain_cnn,
     train_protopnet,
 )
-from xaijax.protopnet.visualize import (
-    PrototypeEvidence,
-    explain,
-    explain_figure,
-    prototype_gallery,
-)
+from xaijax.protopnet.visualize import explain_figure, prototype_gallery
+
+explain = explain_prototypes
 
 __all__ = [
     "LossCoefficients",
     "LossTerms",
     "PlainCNN",
-    "PrototypeEvidence",
     "ProtoPNet",
     "ProtoPNetConfig",
     "PushResult",
@@ -59,7 +62,9 @@ __all__ = [
     "evaluate",
     "explain",
     "explain_figure",
+    "explain_prototypes",
     "high_activation_box",
+    "high_activation_boxes",
     "l1_wrong_class",
     "last_layer_init",
     "load_checkpoint",

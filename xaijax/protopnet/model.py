@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from xaijax.zoo.nets import CNN, ResNet, build, numpy_rng
+
 __all__ = [
     "ProtoPNetConfig",
     "ProtoPNet",
@@ -33,7 +35,7 @@ __all__ = [
     "log_similarity",
     "prototype_class_identity",
     "last_layer_init",
-    "numpy_rng",
+    "make_backbone",
 ]
 
 BACKBONES = ("small", "resnet18")
@@ -43,14 +45,8 @@ class Buffer(nnx.Variable):
     """A non-trainable array held by a module (the class-identity matrix)."""
 
 
-def numpy_rng(key) -> np.random.Generator:
-    """A NumPy generator seeded from a JAX key, so weights are built without compiling initialisers.
-
-    Flax's initialisers compile one random kernel per parameter shape; drawing from NumPy keeps
-    model construction cheap and still deterministic in ``key``.
-    """
-    data = np.asarray(jax.random.key_data(key), np.uint32).ravel()
-    return np.random.default_rng([int(v) for v in data])
+def _list(modules):
+    return nnx.List(modules) if hasattr(nnx, "List") else list(modules)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,8 +59,10 @@ class ProtoPNetConfig:
         num_classes: number of classes C.
         num_prototypes: P, a multiple of ``num_classes`` (the paper uses 10 per class).
         prototype_depth: D, channels of the latent patches and prototypes (the paper uses 128).
-        backbone: ``"small"`` (``conv3x3 -> ReLU -> maxpool2`` blocks) or ``"resnet18"`` (a
-            CIFAR-style ResNet-18: 3x3 stem and four stages of two basic blocks).
+        backbone: ``"small"`` (the zoo's :class:`~xaijax.zoo.nets.CNN`: ``conv3x3 -> ReLU ->
+            maxpool2`` blocks and a 3x3 ``features`` conv) or ``"resnet18"`` (the zoo's
+            :class:`~xaijax.zoo.nets.ResNet` in its CIFAR form: 3x3 stem and four stages of two
+            basic blocks, residual branches starting at zero instead of batch norm).
         channels: widths of the backbone blocks (small) or of the four stages (resnet18).
     """
 
@@ -140,7 +138,8 @@ class ReceptiveField(NamedTuple):
 def _backbone_layers(config: ProtoPNetConfig) -> list[tuple[int, int, int]]:
     """(kernel, stride, padding) of every spatial layer on the backbone's longest path."""
     if config.backbone == "small":
-        return [layer for _ in config.channels for layer in ((3, 1, 1), (2, 2, 0))]
+        blocks = [layer for _ in config.channels for layer in ((3, 1, 1), (2, 2, 0))]
+        return [*blocks, (3, 1, 1)]  # the CNN's features conv
     layers = [(3, 1, 1)]
     for stage in range(4):
         for block in range(2):
@@ -160,7 +159,7 @@ def receptive_field(config: ProtoPNetConfig) -> ReceptiveField:
 
     Example:
         >>> receptive_field(ProtoPNetConfig(img_size=32, channels=(8, 8, 8)))
-        ReceptiveField(size=4, jump=8, rf=22, start=4.0)
+        ReceptiveField(size=4, jump=8, rf=38, start=4.0)
     """
     n, j, r, start = config.img_size, 1, 1, 0.5
     for k, s, p in _backbone_layers(config):
@@ -173,96 +172,34 @@ def receptive_field(config: ProtoPNetConfig) -> ReceptiveField:
     return ReceptiveField(n, j, r, start)
 
 
-# ----------------------------------------------------------------------------- layers
-class Conv(nnx.Module):
-    """A 2-D convolution ``NHWC -> NHWC`` with explicit symmetric padding, weights from NumPy."""
+# ----------------------------------------------------------------------------- backbones
+def make_backbone(config: ProtoPNetConfig, rng: np.random.Generator) -> nnx.Module:
+    """The zoo network named by ``config.backbone``, without its head, He-initialised from ``rng``.
 
-    def __init__(self, rng, cin, cout, kernel, *, stride=1, padding=0, scale=1.0, fan="in"):
-        fan_n = kernel * kernel * (cin if fan == "in" else cout)
-        w = rng.normal(size=(kernel, kernel, cin, cout)) * math.sqrt(2.0 / fan_n) * scale
-        self.kernel = nnx.Param(jnp.asarray(w, jnp.float32))
-        self.bias = nnx.Param(jnp.zeros((cout,), jnp.float32))
-        self.stride = stride
-        self.padding = padding
-
-    def __call__(self, x):
-        p = self.padding
-        y = jax.lax.conv_general_dilated(
-            x,
-            self.kernel[...],
-            (self.stride, self.stride),
-            ((p, p), (p, p)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        return y + self.bias[...].reshape(1, 1, 1, -1)
-
-
-def _max_pool2(x):
-    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
-
-
-def _modules(items):
-    return nnx.List(items) if hasattr(nnx, "List") else list(items)
-
-
-class SmallCNN(nnx.Module):
-    """``[conv3x3 -> ReLU -> maxpool2] x len(channels)``: a backbone for 24-64 px images."""
-
-    def __init__(self, rng, in_channels, channels):
-        widths = [in_channels, *channels]
-        self.convs = _modules(
-            [Conv(rng, a, b, 3, padding=1) for a, b in zip(widths[:-1], widths[1:], strict=True)]
-        )
-        self.out_channels = int(channels[-1])
-
-    def __call__(self, x):
-        for conv in self.convs:
-            x = _max_pool2(jax.nn.relu(conv(x)))
-        return x
-
-
-class BasicBlock(nnx.Module):
-    """ResNet basic block; without batch norm the second conv starts at zero (SkipInit)."""
-
-    def __init__(self, rng, cin, cout, stride):
-        self.conv1 = Conv(rng, cin, cout, 3, stride=stride, padding=1)
-        self.conv2 = Conv(rng, cout, cout, 3, padding=1, scale=0.0)
-        self.shortcut = (
-            Conv(rng, cin, cout, 1, stride=stride) if stride > 1 or cin != cout else None
-        )
-
-    def __call__(self, x):
-        y = self.conv2(jax.nn.relu(self.conv1(x)))
-        return jax.nn.relu(y + (self.shortcut(x) if self.shortcut is not None else x))
-
-
-class ResNet18(nnx.Module):
-    """CIFAR-style ResNet-18 (3x3 stem, no max-pool; stages of 2 basic blocks, strides 1,2,2,2).
-
-    Batch norm is left out so that training, push and explanation all see one deterministic
-    function of the parameters; residual branches start at zero instead (SkipInit, De & Smith 2020).
+    ``"small"`` is :class:`~xaijax.zoo.nets.CNN` (conv blocks and its ``features`` conv);
+    ``"resnet18"`` is :class:`~xaijax.zoo.nets.ResNet` with the CIFAR stem, two basic blocks per
+    stage and no batch norm (each residual branch starts at zero instead), so that training, push
+    and explanation all see one deterministic function of the parameters.
     """
+    if config.backbone == "small":
 
-    def __init__(self, rng, in_channels, channels):
-        self.stem = Conv(rng, in_channels, channels[0], 3, padding=1)
-        blocks, cin = [], channels[0]
-        for stage, cout in enumerate(channels):
-            for block in range(2):
-                blocks.append(BasicBlock(rng, cin, cout, 2 if stage > 0 and block == 0 else 1))
-                cin = cout
-        self.blocks = _modules(blocks)
-        self.out_channels = int(channels[-1])
+        def make(rngs):
+            return CNN(config.in_channels, None, widths=config.channels, rngs=rngs)
 
-    def __call__(self, x):
-        x = jax.nn.relu(self.stem(x))
-        for block in self.blocks:
-            x = block(x)
-        return x
+    else:
 
+        def make(rngs):
+            return ResNet(
+                config.channels,
+                (2, 2, 2, 2),
+                None,
+                config.in_channels,
+                stem="cifar",
+                batch_norm=False,
+                rngs=rngs,
+            )
 
-def make_backbone(config: ProtoPNetConfig, rng):
-    cls = SmallCNN if config.backbone == "small" else ResNet18
-    return cls(rng, config.in_channels, config.channels)
+    return build(make, seed=rng, scale=2.0)
 
 
 # ----------------------------------------------------------------------------- prototype math
@@ -354,14 +291,14 @@ class ProtoPNet(nnx.Module):
         rng = numpy_rng(key)
         self.config = config
         self.features = make_backbone(config, rng)
-        D = config.prototype_depth
-        # Two 1x1 convs, ReLU between, sigmoid after: latent patches live in [0, 1]^D.
-        self.add_on = _modules(
-            [
-                Conv(rng, self.features.out_channels, D, 1, fan="out"),
-                Conv(rng, D, D, 1, fan="out"),
-            ]
-        )
+        D, width = config.prototype_depth, int(config.channels[-1])
+
+        # Two 1x1 convs, ReLU between, sigmoid after: latent patches live in [0, 1]^D. He
+        # initialisation by fan-out, as the reference's kaiming_normal_(mode="fan_out").
+        def add_on(rngs):
+            return _list([nnx.Conv(width, D, (1, 1), rngs=rngs), nnx.Conv(D, D, (1, 1), rngs=rngs)])
+
+        self.add_on = build(add_on, seed=rng, scale=2.0, mode="fan_out")
         P, C = config.num_prototypes, config.num_classes
         self.prototypes = nnx.Param(jnp.asarray(rng.uniform(size=(P, D)), jnp.float32))
         identity = prototype_class_identity(P, C)
@@ -401,11 +338,8 @@ class PlainCNN(nnx.Module):
         rng = numpy_rng(key)
         self.config = config
         self.features = make_backbone(config, rng)
-        cin = self.features.out_channels
-        w = rng.normal(size=(cin, config.num_classes)) / math.sqrt(cin)
-        self.head = nnx.Param(jnp.asarray(w, jnp.float32))
-        self.head_bias = nnx.Param(jnp.zeros((config.num_classes,), jnp.float32))
+        width = int(config.channels[-1])
+        self.head = build(lambda rngs: nnx.Linear(width, config.num_classes, rngs=rngs), seed=rng)
 
     def __call__(self, x):
-        pooled = jnp.mean(self.features(x), axis=(1, 2))
-        return pooled @ self.head[...] + self.head_bias[...].reshape(1, -1)
+        return self.head(jnp.mean(self.features(x), axis=(1, 2)))

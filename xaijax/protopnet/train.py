@@ -1,10 +1,12 @@
-"""Training ProtoPNet in the paper's stages: warm-up, joint, push, last layer; checkpoints; the CLI.
+"""Training ProtoPNet in the paper's stages: warm-up, joint, push, last layer; checkpoints.
 
 Stages follow the reference code's ``main.py``: for ``warm_epochs`` only the add-on layers and the
 prototypes learn (backbone frozen); then backbone, add-on layers and prototypes learn jointly with
 per-group learning rates decayed stepwise; at push epochs every prototype is projected onto a
 training patch of its class and the last layer alone is optimised for ``last_layer_iterations``
-epochs. Groups and freezing are one ``optax.multi_transform`` per stage.
+epochs. Groups and freezing are one ``optax.multi_transform`` per stage. Every stage runs the
+zoo's compiled epoch (:func:`xaijax.zoo.training.epoch_runner`), whose metrics stay on the device
+until the epoch's record is written, and checkpoints use the zoo's format.
 
 References:
     Chen et al. "This Looks Like That: Deep Learning for Interpretable Image Recognition."
@@ -13,12 +15,10 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
 import sys
-import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,6 +31,8 @@ from flax import nnx
 from xaijax.protopnet.losses import LossCoefficients, cross_entropy, protopnet_loss
 from xaijax.protopnet.model import PlainCNN, ProtoPNet, ProtoPNetConfig
 from xaijax.protopnet.push import PushResult, push
+from xaijax.zoo import training as zoo_training
+from xaijax.zoo.training import Progress, epoch_runner, evaluate_batches
 
 __all__ = [
     "TrainConfig",
@@ -44,7 +46,6 @@ __all__ = [
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
-    "main",
 ]
 
 GROUPS = ("features", "add_on", "prototypes", "last_layer")
@@ -203,7 +204,7 @@ def _check_data(images, labels, model_config: ProtoPNetConfig, name: str):
     return images, labels.astype(np.int32)
 
 
-# ----------------------------------------------------------------------------- compiled steps
+# ----------------------------------------------------------------------------- compiled epochs
 def _protopnet_terms(graphdef, params, rest, x, y, coefficients):
     model = nnx.merge(graphdef, params, rest)
     logits, min_d, _ = model.forward(x)
@@ -229,34 +230,27 @@ def _as_dict(terms):
     return terms._asdict() if hasattr(terms, "_asdict") else dict(terms)
 
 
-def _make_step(graphdef, tx, terms_fn, coefficients):
+def _runner(graphdef, tx, terms_fn, coefficients):
     def loss_fn(params, rest, x, y):
         terms = _as_dict(terms_fn(graphdef, params, rest, x, y, coefficients))
-        return terms["total"], terms
+        return terms["total"], (terms, rest)
 
-    @jax.jit
-    def step(params, rest, opt_state, x, y):
-        grads, terms = jax.grad(loss_fn, has_aux=True)(params, rest, x, y)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, terms
-
-    return step
+    return epoch_runner(loss_fn, tx)
 
 
-# Compiled steps are cached on (graph, settings): a resumed or repeated run with the same
+# Compiled epochs are cached on (graph, settings): a resumed or repeated run with the same
 # architecture and schedule reuses the compilation instead of tracing again.
 @functools.lru_cache(maxsize=16)
-def _stage_step(graphdef, config, steps_per_epoch, stage):
+def _stage_runner(graphdef, config, steps_per_epoch, stage):
     tx = stage_optimizer(stage, config, steps_per_epoch)
-    return _make_step(graphdef, tx, _protopnet_terms, config.coefficients)
+    return _runner(graphdef, tx, _protopnet_terms, config.coefficients)
 
 
 @functools.lru_cache(maxsize=16)
 def _make_eval(graphdef, terms_fn, coefficients):
     @jax.jit
-    def batch_terms(params, rest, x, y, weight):
-        terms = _as_dict(terms_fn(graphdef, params, rest, x, y, coefficients))
-        return {k: v * weight for k, v in terms.items()}
+    def batch_terms(params, rest, x, y):
+        return _as_dict(terms_fn(graphdef, params, rest, x, y, coefficients))
 
     return batch_terms
 
@@ -270,41 +264,18 @@ def evaluate(model, images, labels, *, batch_size: int = 128, coefficients=None)
     coefficients = LossCoefficients() if coefficients is None else coefficients
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     terms_fn = _protopnet_terms if isinstance(model, ProtoPNet) else _plain_terms
-    return _evaluate(
-        _make_eval(graphdef, terms_fn, coefficients), params, rest, images, labels, batch_size
-    )
+    fn = _make_eval(graphdef, terms_fn, coefficients)
+    return _evaluate(fn, params, rest, images, labels, batch_size)
 
 
 def _evaluate(eval_fn, params, rest, images, labels, batch_size):
-    # Loss terms are batch means weighted by batch size; a short last batch costs one extra trace.
-    n = images.shape[0]
-    sums = {}
-    for start in range(0, n, batch_size):
-        x, y = images[start : start + batch_size], labels[start : start + batch_size]
-        out = eval_fn(params, rest, x, y, float(x.shape[0]))
-        sums = {k: sums.get(k, 0.0) + float(v) for k, v in out.items()}
-    return {k: v / n for k, v in sums.items()}
-
-
-# ----------------------------------------------------------------------------- progress and logs
-class _Progress:
-    def __init__(self, verbose: bool):
-        self.verbose = verbose
-        self.t0 = time.time()
-
-    def update(self, label, i, total, terms):
-        if not self.verbose:
-            return
-        width = 20
-        filled = int(width * i / total)
-        parts = " ".join(f"{k[:4]}={v:.3f}" for k, v in terms.items() if k != "total")
-        sys.stderr.write(
-            f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {i}/{total} {parts} "
-            f"({time.time() - self.t0:.0f}s)"
-        )
-        if i == total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+    # Batch means weighted by batch size; a short last batch costs one extra trace.
+    return evaluate_batches(
+        lambda x, y: eval_fn(params, rest, x, y),
+        jnp.asarray(images),
+        jnp.asarray(labels),
+        batch_size=batch_size,
+    )
 
 
 def _log(path, record):
@@ -313,42 +284,22 @@ def _log(path, record):
             f.write(json.dumps(record) + "\n")
 
 
-def _run_epoch(step, params, rest, opt_state, images, labels, key, batch_size, progress, label):
-    n = images.shape[0]
-    batch_size = min(batch_size, n)
-    num_batches = n // batch_size
-    order = np.asarray(jax.random.permutation(key, n))
-    sums = {}
-    for b in range(num_batches):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        params, opt_state, terms = step(params, rest, opt_state, images[idx], labels[idx])
-        terms = {k: float(v) for k, v in terms.items()}
-        sums = {k: sums.get(k, 0.0) + v for k, v in terms.items()}
-        progress.update(label, b + 1, num_batches, {k: v / (b + 1) for k, v in sums.items()})
-    return params, opt_state, {k: v / num_batches for k, v in sums.items()}
-
-
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(directory, state: TrainState, metadata: dict | None = None) -> Path:
-    """Write ``state`` as ``checkpoint.npz`` (flattened leaves) and ``checkpoint.json`` (metadata).
+    """Write ``state`` to ``directory/checkpoint.npz`` (+ ``checkpoint.json``, for people).
+
+    The format is the zoo's (:func:`xaijax.zoo.training.save_checkpoint`): parameters, other
+    variables and optimiser states keyed by their pytree paths, with the epoch, the run's key
+    and ``metadata`` in the same file, replaced atomically.
 
     Returns:
         The directory.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    leaves = jax.tree_util.tree_leaves((state.params, state.rest, state.opt_states))
-    arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}
-    tmp = directory / "checkpoint.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(directory / "checkpoint.npz")
     meta = dict(metadata or {})
-    meta.update(
-        epoch=int(state.epoch),
-        key=np.asarray(jax.random.key_data(state.key)).tolist(),
-        num_leaves=len(leaves),
-    )
-    (directory / "checkpoint.json").write_text(json.dumps(meta, indent=1))
+    meta.update(epoch=int(state.epoch), key=np.asarray(jax.random.key_data(state.key)).tolist())
+    tree = {"params": state.params, "rest": state.rest, "opt_states": state.opt_states}
+    zoo_training.save_checkpoint(directory / "checkpoint", tree, meta)
     return directory
 
 
@@ -359,21 +310,11 @@ def load_checkpoint(directory, template: TrainState) -> tuple[TrainState, dict]:
         ValueError: if the checkpoint does not match the template's structure or shapes.
     """
     directory = Path(directory)
-    meta = json.loads((directory / "checkpoint.json").read_text())
-    tree = (template.params, template.rest, template.opt_states)
-    leaves, treedef = jax.tree_util.tree_flatten(tree)
-    with np.load(directory / "checkpoint.npz") as data:
-        loaded = [data[f"leaf_{i:05d}"] for i in range(meta["num_leaves"])]
-    if len(loaded) != len(leaves) or any(
-        np.shape(a) != np.shape(b) for a, b in zip(loaded, leaves, strict=True)
-    ):
-        raise ValueError(f"directory {directory} holds a checkpoint of a different model or config")
-    params, rest, opt_states = jax.tree_util.tree_unflatten(
-        treedef,
-        [jnp.asarray(a, dtype=np.asarray(b).dtype) for a, b in zip(loaded, leaves, strict=True)],
-    )
+    tree = {"params": template.params, "rest": template.rest, "opt_states": template.opt_states}
+    tree, meta = zoo_training.load_checkpoint(directory / "checkpoint", tree)
     key = jax.random.wrap_key_data(jnp.asarray(meta["key"], jnp.uint32))
-    return TrainState(params, rest, opt_states, meta["epoch"], key), meta
+    state = TrainState(tree["params"], tree["rest"], tree["opt_states"], int(meta["epoch"]), key)
+    return state, meta
 
 
 def init_state(model, config: TrainConfig, *, key, steps_per_epoch: int, stages=STAGES):
@@ -451,59 +392,60 @@ def train_protopnet(
                 last_push = PushResult(**{k: np.asarray(v) for k, v in meta["push"].items()})
         elif log_path.exists():
             log_path.unlink()  # a fresh run (or nothing to resume) starts a fresh log
-    steps = {s: _stage_step(graphdef, config, steps_per_epoch, s) for s in STAGES}
+    runners = {s: _stage_runner(graphdef, config, steps_per_epoch, s) for s in STAGES}
     eval_fn = _make_eval(graphdef, _protopnet_terms, config.coefficients)
-    progress = _Progress(verbose)
     params, rest, opt_states = state.params, state.rest, dict(state.opt_states)
     run_key = state.key
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
+    bar = Progress(
+        config.epochs, unit="epochs", stream=sys.stderr if verbose else None, done=state.epoch
+    )
 
     def record(epoch, stage, train_terms, extra=None):
+        # One host sync per record (per epoch and stage): the step metrics stayed on the device.
         rec = {"epoch": epoch, "stage": stage}
-        rec |= {f"train_{k}": v for k, v in train_terms.items()}
+        rec |= {f"train_{k}": float(v) for k, v in jax.device_get(train_terms).items()}
         if has_test:
             test = _evaluate(eval_fn, params, rest, Xt, yt, 128)
             rec |= {f"test_{k}": v for k, v in test.items()}
         rec |= extra or {}
         history.append(rec)
         _log(log_path, rec)
+        return rec
+
+    def show(count, label, rec):
+        shown = {k[6:]: v for k, v in rec.items() if k in ("train_total", "train_accuracy")}
+        if has_test:
+            shown["test_accuracy"] = rec["test_accuracy"]
+        bar.update(count, metrics=shown, label=label)
 
     last_epoch = config.epochs if stop_after is None else min(config.epochs, stop_after)
     for epoch in range(state.epoch, last_epoch):
         epoch_key = jax.random.fold_in(run_key, epoch)
         stage = "warm" if epoch < config.warm_epochs else "joint"
-        params, opt_states[stage], terms = _run_epoch(
-            steps[stage],
-            params,
-            rest,
-            opt_states[stage],
-            X,
-            y,
-            epoch_key,
-            batch_size,
-            progress,
-            f"epoch {epoch + 1}/{config.epochs} {stage}",
+        params, rest, opt_states[stage], terms = runners[stage](
+            params, rest, opt_states[stage], X_dev, y_dev, epoch_key, batch_size=batch_size
         )
-        record(epoch, stage, terms)
+        rec = record(epoch, stage, terms)
+        show(0 if config.is_push_epoch(epoch) else 1, stage, rec)
         if config.is_push_epoch(epoch):
             nnx.update(model, params, rest)
             last_push = push(model, X, y, batch_size=config.push_batch_size)
             _, params, rest = nnx.split(model, nnx.Param, ...)
             record(epoch, "push", {}, {"push_distance_mean": float(last_push.distances.mean())})
             for it in range(config.last_layer_iterations):
-                params, opt_states["last"], terms = _run_epoch(
-                    steps["last"],
+                params, rest, opt_states["last"], terms = runners["last"](
                     params,
                     rest,
                     opt_states["last"],
-                    X,
-                    y,
+                    X_dev,
+                    y_dev,
                     jax.random.fold_in(epoch_key, it + 1),
-                    batch_size,
-                    progress,
-                    f"epoch {epoch + 1}/{config.epochs} last layer {it + 1}",
+                    batch_size=batch_size,
                 )
             if config.last_layer_iterations:
-                record(epoch, "last", terms)
+                rec = record(epoch, "last", terms)
+            show(1, "push+last", rec)
         if out is not None:
             push_meta = (
                 None
@@ -519,6 +461,7 @@ def train_protopnet(
                     "push": push_meta,
                 },
             )
+    bar.close()
     nnx.update(model, params, rest)
     return TrainResult(history, last_push)
 
@@ -562,153 +505,25 @@ def train_plain_cnn(
     )
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = tx.init(params)
-    step = _make_step(graphdef, tx, _plain_terms, None)
-    progress = _Progress(verbose)
+    run = _runner(graphdef, tx, _plain_terms, None)
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
+    bar = Progress(
+        config.epochs, unit="epochs", label="cnn", stream=sys.stderr if verbose else None
+    )
     history = []
     for epoch in range(config.epochs):
-        params, opt_state, terms = _run_epoch(
-            step,
+        params, rest, opt_state, terms = run(
             params,
             rest,
             opt_state,
-            X,
-            y,
+            X_dev,
+            y_dev,
             jax.random.fold_in(key, epoch),
-            batch_size,
-            progress,
-            f"cnn epoch {epoch + 1}/{config.epochs}",
+            batch_size=batch_size,
         )
         history.append(terms)
+        if verbose:  # one host sync per epoch, only to draw the line
+            bar.update(1, metrics=jax.device_get(terms))
+    bar.close()
     nnx.update(model, params, rest)
-    return history
-
-
-# ----------------------------------------------------------------------------- CLI
-def _dataset(name: str, size: int, n: int, seed: int):
-    from xaijax import data
-
-    if name == "shapes":
-        ds = data.synthetic_shapes(jax.random.key(seed), n, size=size, num_classes=3)
-    elif name == "digits":
-        ds = data.digits(size)
-    else:
-        raise ValueError(f"dataset must be 'shapes' or 'digits'; got {name!r}")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(ds.images.shape[0])
-    cut = int(0.75 * len(order))
-    tr, te = order[:cut], order[cut:]
-    return ds, (ds.images[tr], ds.labels[tr]), (ds.images[te], ds.labels[te])
-
-
-QUICK = dict(
-    epochs=12,
-    warm_epochs=2,
-    batch_size=32,
-    warm_lr=(3e-3, 3e-3),
-    joint_lr=(5e-3, 5e-3, 5e-3),
-    joint_step_size=6,
-    push_start=6,
-    push_every=100,
-    last_layer_iterations=5,
-    last_layer_lr=3e-3,
-)
-
-
-def main(argv=None) -> dict:
-    """``python -m xaijax.protopnet.train``: train ProtoPNet and a plain CNN; write a run folder.
-
-    Writes ``results.json`` (test accuracies), ``metrics.jsonl``, ``checkpoint.*``,
-    ``explanation_*.png`` and ``prototypes.png`` under ``--out``.
-    """
-    parser = argparse.ArgumentParser(prog="xaijax protopnet", description=main.__doc__)
-    parser.add_argument("--dataset", choices=("shapes", "digits"), default="shapes")
-    parser.add_argument("--out", default="runs/protopnet")
-    parser.add_argument("--quick", action="store_true", help="small, fast settings (CPU minutes)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--size", type=int, default=32, help="image side in pixels")
-    parser.add_argument("--n", type=int, default=600, help="synthetic images to generate")
-    parser.add_argument("--backbone", choices=("small", "resnet18"), default="small")
-    parser.add_argument("--prototypes-per-class", type=int, default=3)
-    parser.add_argument("--prototype-depth", type=int, default=32)
-    parser.add_argument(
-        "--channels", default=None, help="backbone widths, e.g. 16,32,32 (resnet18: 4 stages)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--explain", type=int, default=3, help="test images to explain (PNGs)")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
-
-    ds, (Xtr, ytr), (Xte, yte) = _dataset(args.dataset, args.size, args.n, args.seed)
-    C = len(ds.class_names)
-    if args.channels:
-        channels = tuple(int(c) for c in args.channels.split(","))
-    else:
-        channels = (16, 32, 32) if args.backbone == "small" else (16, 32, 64, 64)
-    mcfg = ProtoPNetConfig(
-        img_size=args.size,
-        in_channels=ds.images.shape[-1],
-        num_classes=C,
-        num_prototypes=C * args.prototypes_per_class,
-        prototype_depth=args.prototype_depth,
-        backbone=args.backbone,
-        channels=channels,
-    )
-    settings = dict(QUICK) if args.quick else {}
-    if args.epochs is not None:
-        settings["epochs"] = args.epochs
-    tcfg = TrainConfig(**settings)
-    key = jax.random.key(args.seed)
-    k_model, k_train = jax.random.split(key)
-    out = Path(args.out)
-    net = ProtoPNet(mcfg, key=k_model)
-    result = train_protopnet(
-        net,
-        Xtr,
-        ytr,
-        Xte,
-        yte,
-        config=tcfg,
-        key=k_train,
-        out_dir=out,
-        resume=args.resume,
-        verbose=not args.quiet,
-    )
-    proto_acc = evaluate(net, Xte, yte)["accuracy"]
-    cnn = PlainCNN(mcfg, key=k_model)
-    train_plain_cnn(cnn, Xtr, ytr, config=tcfg, key=k_train, verbose=not args.quiet)
-    cnn_acc = evaluate(cnn, Xte, yte)["accuracy"]
-    results = {
-        "dataset": args.dataset,
-        "n_train": int(len(ytr)),
-        "n_test": int(len(yte)),
-        "protopnet_test_accuracy": proto_acc,
-        "plain_cnn_test_accuracy": cnn_acc,
-        "chance": 1.0 / C,
-        "model_config": _config_dict(mcfg),
-        "train_config": _config_dict(tcfg),
-    }
-    import matplotlib.pyplot as plt
-
-    from xaijax.protopnet import visualize
-
-    if result.push is not None:
-        for i in range(min(args.explain, len(yte))):
-            fig = visualize.explain_figure(
-                net, Xte[i], result.push, Xtr, class_names=ds.class_names, top_k=3
-            )
-            fig.savefig(out / f"explanation_{i}.png", dpi=100)
-            plt.close(fig)
-        fig = visualize.prototype_gallery(result.push, Xtr, class_names=ds.class_names)
-        fig.savefig(out / "prototypes.png", dpi=100)
-        plt.close(fig)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(
-        f"test accuracy: ProtoPNet {proto_acc:.3f}, plain CNN {cnn_acc:.3f} "
-        f"(chance {1.0 / C:.3f}); run in {out}"
-    )
-    return results
-
-
-if __name__ == "__main__":
-    main()
+    return [{k: float(v) for k, v in terms.items()} for terms in jax.device_get(history)]

@@ -1,0 +1,8 @@
+"""``python -m xaijax.cli``: the ``xaijax`` command."""
+
+import sys
+
+from xaijax.cli.parser import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,401 @@
+"""``xaijax demo``, the main job: small models on embedded data, explained, figures in runs/demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from xaijax.cli.runs import save_figure, versions
+from xaijax.cli.settings import DemoSettings
+
+__all__ = ["demo"]
+
+
+def _timed(label, fn, log):
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    log(f"  {label}: {seconds:.2f} s")
+    return result, seconds
+
+
+def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
+    """Train small models on embedded data, explain them with every family, write figures.
+
+    Writes ``out/results.json`` (numbers, seeds, versions, settings, timings), PNG figures and an
+    ``index.html`` report. Returns the results dict.
+    """
+    import jax
+    import numpy as np
+    from flax import nnx
+    from sklearn.linear_model import LinearRegression
+
+    import xaijax as xj
+    from xaijax import plots
+    from xaijax.zoo import data, nets
+    from xaijax.zoo import training as trainer
+
+    settings = DemoSettings() if settings is None else settings
+    out, quick, seed = settings.out, settings.quick, settings.seed
+
+    os.makedirs(out, exist_ok=True)
+    key = jax.random.key(seed)
+    keys = jax.random.split(key, 10)
+    k_train, k_bg, k_kernel, k_perm, k_train2, k_kernel2, k_perm2, k_lin, k_lime, k_text = keys
+    n_explain = 5 if quick else 20
+    epochs = 10 if quick else 40
+    results: dict = {"seed": seed, "quick": quick, "versions": versions(), "timings_s": {}}
+    timings = results["timings_s"]
+
+    # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
+    log("[1/5] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
+    train, test = data.train_test_split(data.breast_cancer(), seed=seed)
+    net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
+    _, timings["train_mlp"] = _timed(
+        "train",
+        lambda: trainer.train(
+            net, train.X, train.y, key=k_train, epochs=epochs, progress=not quick
+        ),
+        log,
+    )
+    accuracy = float((np.asarray(net(test.X)).argmax(1) == test.y).mean())
+    background = xj.kmeans(train.X, 10, key=k_bg)
+    X = test.X[:n_explain]
+    kernel, timings["kernel_shap"] = _timed(
+        "kernel_shap",
+        lambda: xj.kernel_shap(net, X, background, key=k_kernel, feature_names=train.feature_names),
+        log,
+    )
+    perm, timings["permutation_shap"] = _timed(
+        "permutation_shap",
+        lambda: xj.permutation_shap(
+            net, X, background, key=k_perm, num_permutations=10, feature_names=train.feature_names
+        ),
+        log,
+    )
+    proba = np.asarray(net(X))
+    results["breast_cancer"] = {
+        "test_accuracy": accuracy,
+        "instances": n_explain,
+        "background": "kmeans(train, 10)",
+        "kernel_shap_num_samples": int(kernel.extras["num_samples"]),
+        "local_accuracy_gap": {
+            "kernel_shap": float(np.abs(kernel.values.sum(1) + kernel.base_values - proba).max()),
+            "permutation_shap": float(np.abs(perm.values.sum(1) + perm.base_values - proba).max()),
+        },
+        "kernel_vs_permutation_mean_abs_diff": float(np.abs(kernel.values - perm.values).mean()),
+        "top_features_kernel_shap": [
+            train.feature_names[i] for i in np.argsort(-np.abs(kernel.values[..., 1]).mean(0))[:5]
+        ],
+    }
+    lime, timings["lime_tabular"] = _timed(
+        "lime_tabular",
+        lambda: xj.lime_tabular(
+            net,
+            X,
+            train.X,
+            key=k_lime,
+            num_samples=1000 if quick else 5000,
+            labels=(1,),
+            feature_names=train.feature_names,
+        ),
+        log,
+    )
+    top_shap = np.argsort(-np.abs(kernel.values[..., 1]), axis=1)[:, :5]
+    top_lime = np.argsort(-np.abs(lime.values[..., 0]), axis=1)[:, :5]
+    overlap = [len(set(a) & set(b)) / 5 for a, b in zip(top_shap, top_lime, strict=True)]
+    picks = xj.submodular_pick(lime, budget=3)
+    results["breast_cancer"]["lime"] = {
+        "num_samples": 1000 if quick else 5000,
+        "mean_surrogate_r2": float(np.asarray(lime.extras["score"]).mean()),
+        "top5_overlap_with_kernel_shap": float(np.mean(overlap)),
+        "sp_lime_picks": [int(i) for i in picks],
+    }
+    _save(
+        plots.lime_bar(lime, instance=0, title="LIME, P(benign): test instance 0"),
+        out,
+        "breast_cancer_lime.png",
+    )
+    _save(
+        plots.beeswarm(kernel, output=1, title="Kernel SHAP, P(benign): all explained instances"),
+        out,
+        "breast_cancer_beeswarm.png",
+    )
+    kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
+    _save(
+        plots.bar(kernel, output=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
+        out,
+        "breast_cancer_bar.png",
+    )
+    _save(
+        plots.waterfall(kernel[0], output=1, title="Kernel SHAP, P(benign): test instance 0"),
+        out,
+        "breast_cancer_waterfall.png",
+    )
+
+    # 2. Diabetes (M = 10): exact Shapley values as the truth for the sampling estimators.
+    log("[2/5] diabetes: MLP regressor, exact Shapley vs Kernel SHAP vs permutation (M = 10)")
+    dtrain, dtest = data.train_test_split(data.diabetes(), seed=seed)
+    reg = nets.MLP(10, [32], 1, rngs=nnx.Rngs(seed + 1))
+    _, timings["train_regressor"] = _timed(
+        "train",
+        lambda: trainer.train(
+            reg, dtrain.X, dtrain.y, key=k_train2, loss="mse", epochs=epochs, progress=not quick
+        ),
+        log,
+    )
+
+    def f(Z):
+        return reg(Z)[:, 0]
+
+    dbg = xj.kmeans(dtrain.X, 10, key=k_bg)
+    DX = dtest.X[:n_explain]
+    exact, timings["exact_shapley"] = _timed(
+        "exact_shapley",
+        lambda: xj.exact_shapley(f, DX, dbg, feature_names=dtrain.feature_names),
+        log,
+    )
+    budget = 12 * 21  # permutation SHAP's 12 antithetic orders score 12 (2M + 1) coalitions
+    kern10, timings["kernel_shap_m10"] = _timed(
+        "kernel_shap", lambda: xj.kernel_shap(f, DX, dbg, key=k_kernel2, num_samples=budget), log
+    )
+    perm10, timings["permutation_shap_m10"] = _timed(
+        "permutation_shap",
+        lambda: xj.permutation_shap(f, DX, dbg, key=k_perm2, num_permutations=12),
+        log,
+    )
+    results["diabetes"] = {
+        "coalitions_per_instance": budget,
+        "mean_abs_error_vs_exact": {
+            "kernel_shap": float(np.abs(kern10.values - exact.values).mean()),
+            "permutation_shap": float(np.abs(perm10.values - exact.values).mean()),
+        },
+        "mean_abs_exact_value": float(np.abs(exact.values).mean()),
+    }
+    _save(
+        plots.compare(
+            exact.values,
+            {"Kernel SHAP": kern10.values, "permutation SHAP": perm10.values},
+            title=f"diabetes MLP: {budget} coalitions vs exact Shapley",
+        ),
+        out,
+        "diabetes_estimates_vs_exact.png",
+    )
+
+    # 3. A scikit-learn model through the host adapter: Kernel SHAP against Linear SHAP.
+    log("[3/5] diabetes: scikit-learn LinearRegression on the host, Kernel SHAP vs Linear SHAP")
+    lin = LinearRegression().fit(dtrain.X, dtrain.y)
+    host, timings["kernel_shap_host_sklearn"] = _timed(
+        "kernel_shap (host model)",
+        lambda: xj.kernel_shap(lin.predict, DX, dtrain.X[:50], key=k_lin, num_samples=100),
+        log,
+    )
+    closed = xj.linear_shap(lin.coef_, lin.intercept_, DX, dtrain.X[:50])
+    results["host_linear_model"] = {
+        "max_abs_diff_kernel_vs_linear_shap": float(np.abs(host.values - closed.values).max())
+    }
+
+    _demo_images(out, quick=quick, seed=seed, results=results, log=log)
+    _demo_text(out, quick=quick, seed=seed, results=results, log=log)
+
+    with open(os.path.join(out, "results.json"), "w") as fh:
+        json.dump(results, fh, indent=2)
+    _write_report(out, results)
+    log(f"wrote {out}/results.json, {out}/index.html and figures")
+    return results
+
+
+def _demo_images(out, *, quick, seed, results, log):
+    """Synthetic shapes: a CNN explained by the CAM family and gradients, scored against masks."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import xaijax as xj
+    from xaijax import metrics, plots
+    from xaijax.zoo import data, nets
+    from xaijax.zoo import training as trainer
+
+    log("[4/5] synthetic shapes: CNN, CAM family and gradient attributions vs ground-truth masks")
+    timings = results["timings_s"]
+    k_data, k_test, k_train, k_smooth, k_random, k_lime = jax.random.split(
+        jax.random.key(seed + 7), 6
+    )
+    size = 32
+    train = data.synthetic_shapes(k_data, 128 if quick else 384, size=size)
+    test = data.synthetic_shapes(k_test, 4 if quick else 16, size=size)
+    cnn = nets.build(lambda r: nets.CNN(3, 3, widths=(16, 32), rngs=r), seed=seed)
+    _, timings["train_cnn"] = _timed(
+        "train",
+        lambda: trainer.train(
+            cnn,
+            train.images,
+            train.labels,
+            key=k_train,
+            epochs=8 if quick else 15,
+            learning_rate=3e-3,
+            progress=not quick,
+        ),
+        log,
+    )
+    accuracy = trainer.accuracy(cnn, test.images, test.labels)
+
+    def proba(X):
+        return jax.nn.softmax(cnn(X), axis=-1)
+
+    images, targets = test.images, test.labels
+    methods = {
+        "Grad-CAM": lambda: xj.grad_cam(cnn, "features", images, targets).values,
+        "Grad-CAM++": lambda: xj.grad_cam_plus_plus(cnn, "features", images, targets).values,
+        "Score-CAM": lambda: xj.score_cam(cnn, "features", images, targets).values,
+        "EigenCAM": lambda: xj.eigen_cam(cnn, "features", images, targets).values,
+        "saliency": lambda: np.abs(xj.saliency(cnn, images, targets).values).sum(-1),
+        "integrated gradients": lambda: np.abs(
+            xj.integrated_gradients(cnn, images, targets, num_steps=32).values
+        ).sum(-1),
+        "SmoothGrad": lambda: np.abs(
+            xj.smoothgrad(cnn, images, targets, key=k_smooth, num_samples=16).values
+        ).sum(-1),
+        "LIME (SLIC)": lambda: _lime_heatmap(
+            xj.lime_image(
+                proba,
+                images,
+                key=k_lime,
+                num_samples=200 if quick else 1000,
+                segmentation="slic",
+                segmentation_kwargs={"n_segments": 30, "compactness": 10, "start_label": 0},
+                top_labels=1,
+            )
+        ),
+    }
+    maps = {}
+    for name, run in methods.items():
+        maps[name], timings[f"image_{name}"] = _timed(name, lambda run=run: np.asarray(run()), log)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    maps["centre (baseline)"] = np.broadcast_to(-(yy**2 + xx**2), images.shape[:3]).astype(float)
+    maps["random (baseline)"] = np.asarray(jax.random.uniform(k_random, images.shape[:3]))
+
+    scores = {}
+    for name, m in maps.items():
+        scores[name] = {
+            "pointing_game": float(metrics.pointing_game(m, test.masks).mean()),
+            "energy_in_mask": float(metrics.energy_in_mask(m - m.min(), test.masks).mean()),
+            "deletion_auc": float(
+                metrics.deletion_auc(proba, images, m, target=targets).auc.mean()
+            ),
+            "insertion_auc": float(
+                metrics.insertion_auc(proba, images, m, target=targets).auc.mean()
+            ),
+        }
+    results["synthetic_shapes"] = {
+        "test_accuracy": accuracy,
+        "images": int(len(images)),
+        "image_size": size,
+        "scores": scores,
+    }
+    shown = min(4, len(images))
+    _save(
+        plots.image_grid(
+            images[:shown],
+            {k: v[:shown] for k, v in maps.items()},
+            row_titles=[test.class_names[t] for t in targets[:shown]],
+            title="synthetic shapes: attribution maps (rows: test images)",
+        ),
+        out,
+        "shapes_methods.png",
+    )
+    del jnp
+
+
+def _lime_heatmap(exp):
+    """Per-pixel LIME weights of each image's top label."""
+    import numpy as np
+
+    heat = np.asarray(exp.extras["heatmap"])  # (n, H, W, L)
+    return heat[..., 0] if heat.ndim == 4 else heat
+
+
+def _demo_text(out, *, quick, seed, results, log):
+    """LIME on text: a scikit-learn bag-of-words classifier on the generated sentiment corpus."""
+    import jax
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    import xaijax as xj
+    from xaijax import plots
+    from xaijax.zoo import data
+
+    log("[5/5] sentiment corpus: scikit-learn text classifier on the host, LIME text")
+    texts, labels = data.sentiment_corpus(400, seed=seed)
+    clf = make_pipeline(CountVectorizer(), LogisticRegression(max_iter=1000))
+    clf.fit(texts[:300], labels[:300])
+    docs = texts[300 : 303 if quick else 310]
+    exp, results["timings_s"]["lime_text"] = _timed(
+        "lime_text",
+        lambda: xj.lime_text(
+            clf.predict_proba,
+            docs,
+            key=jax.random.key(seed + 11),
+            labels=(1,),
+            num_samples=500 if quick else 5000,
+        ),
+        log,
+    )
+    words = np.asarray(exp.extras["feature_labels"])
+    top = [str(words[i, int(np.abs(exp.values[i, :, 0]).argmax())]) for i in range(len(docs))]
+    sentiment_words = set(data.SENTIMENT_WORDS)
+    results["sentiment_text"] = {
+        "test_accuracy": float((clf.predict(texts[300:]) == labels[300:]).mean()),
+        "documents": docs,
+        "top_word": top,
+        "top_word_is_a_sentiment_word": float(np.mean([w in sentiment_words for w in top])),
+    }
+    _save(
+        plots.lime_bar(exp, instance=0, title=f"LIME text, P(positive): {docs[0]!r}"),
+        out,
+        "text_lime.png",
+    )
+
+
+def _write_report(out, results):
+    """A self-contained index.html showing the numbers and every PNG in ``out``."""
+    import html
+
+    figures = sorted(f for f in os.listdir(out) if f.endswith(".png"))
+    rows = ""
+    shapes = results.get("synthetic_shapes", {}).get("scores", {})
+    for name, sc in shapes.items():
+        cells = "".join(f"<td>{v:.3f}</td>" for v in sc.values())
+        rows += f"<tr><td>{html.escape(name)}</td>{cells}</tr>\n"
+    table = (
+        (
+            "<table><tr><th>method</th><th>pointing game</th><th>energy in mask</th>"
+            "<th>deletion AUC (lower better)</th><th>insertion AUC</th></tr>\n"
+            f"{rows}</table>"
+        )
+        if rows
+        else ""
+    )
+    imgs = "\n".join(
+        f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
+        for f in figures
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>xaijax demo</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+img{{max-width:100%}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}
+figure{{display:inline-block;max-width:520px;vertical-align:top}}</style></head><body>
+<h1>xaijax demo</h1>
+<p>Seed {results["seed"]}, versions {html.escape(json.dumps(results["versions"]))}.</p>
+<h2>Localisation on synthetic shapes</h2>{table}
+<h2>Figures</h2>{imgs}
+<h2>All numbers</h2><pre>{html.escape(json.dumps(results, indent=2))}</pre>
+</body></html>"""
+    with open(os.path.join(out, "index.html"), "w") as fh:
+        fh.write(page)
+
+
+def _save(fig, out, name):
+    save_figure(fig, out, name)

@@ -1,0 +1,245 @@
+"""The command line's edge: the argument parser, arguments -> settings, and dispatch.
+
+This is the only module that sees ``argparse``; each command takes a frozen settings object
+(:mod:`xaijax.cli.settings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from xaijax.cli.methods import Method, tabular_methods
+from xaijax.cli.settings import CliError, DemoSettings, ExplainSettings, ProtoPNetSettings
+
+__all__ = ["build_parser", "main", "explain_settings", "protopnet_settings"]
+
+DEFAULT_CHUNK_SIZE = ExplainSettings.chunk_size
+
+# Method options with their own flag (any other option: --option NAME=VALUE).
+OPTION_FLAGS = {
+    "num_samples": (int, "samples per instance (0: the method's default, e.g. 'auto')"),
+    "num_permutations": (int, "feature orders per instance"),
+    "link": (str, "'identity' or 'logit'"),
+    "num_features": (int, "features kept in the surrogate"),
+    "kernel_width": (float, "width of the proximity kernel"),
+    "num_steps": (int, "integration steps"),
+    "noise_level": (float, "noise standard deviation relative to each row's range"),
+}
+
+
+def _takers(methods: dict[str, Method], option: str) -> str:
+    names = [m.name for m in methods.values() if option in dict(m.options)]
+    return ", ".join(names) or "no method"
+
+
+def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentParser:
+    """The ``xaijax`` parser; ``explain``'s ``--method`` offers every method of ``methods``."""
+    methods = tabular_methods() if methods is None else methods
+    parser = argparse.ArgumentParser(
+        prog="xaijax", description="Explain machine-learning models in JAX."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_demo = sub.add_parser("demo", help="explain small models on embedded data; write figures")
+    p_demo.add_argument("--out", default=DemoSettings.out, help="output folder")
+    p_demo.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
+    p_demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p_exp = sub.add_parser(
+        "explain",
+        help="explain rows of a data file with a saved model",
+        description="Explain rows of a .npz/.csv file with a pickled model (e.g. a scikit-learn "
+        "estimator: predict_proba is used) or a module:attribute reference (a JAX function, an "
+        "(apply_fn, params) pair or an NNX module, which the gradient methods and Deep SHAP "
+        "need). Rows are explained in chunks, each kept in OUT/chunks/ as it finishes: rerun "
+        "the same command after an interruption and it resumes, reusing the finished chunks, "
+        "with the same result as an uninterrupted run. Other settings over an unfinished run "
+        "are refused (see --restart).",
+    )
+    p_exp.add_argument("--method", choices=sorted(methods), default="kernel_shap")
+    p_exp.add_argument("--model", required=True, help="pickle file or package.module:attribute")
+    p_exp.add_argument("--data", required=True, help=".npz with array X (+ feature_names) or .csv")
+    p_exp.add_argument("--background", help="data file for the reference rows (default: --data)")
+    p_exp.add_argument(
+        "--background-size",
+        type=int,
+        default=ExplainSettings.background_size,
+        help="reference rows kept: k-means centres for the methods that take weights, a random "
+        "subset for the others (LIME's training data is kept whole)",
+    )
+    p_exp.add_argument("--instances", type=int, default=0, help="explain the first N rows only")
+    p_exp.add_argument(
+        "--targets", type=int, default=None, help="the output to explain (default: the method's)"
+    )
+    p_exp.add_argument(
+        "--batch-size", type=int, default=None, help="model rows at once (default: by backend)"
+    )
+    for name, (kind, text) in OPTION_FLAGS.items():
+        p_exp.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=None,
+            help=f"{text}; taken by {_takers(methods, name)}",
+        )
+    p_exp.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any other option of the method (VALUE read as JSON, else as a string), e.g. "
+        "--option 'l1_reg=num_features(5)'; repeatable",
+    )
+    p_exp.add_argument("--seed", type=int, default=0)
+    p_exp.add_argument("--out", default=ExplainSettings.out, help="output folder")
+    p_exp.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK_SIZE,
+        help="rows per chunk; each finished chunk is kept in OUT/chunks/ so that rerunning the "
+        "same command after an interruption resumes where it stopped (default %(default)s)",
+    )
+    p_exp.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard the chunks of an earlier unfinished run in OUT instead of resuming it",
+    )
+    p_exp.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+
+    p_pp = sub.add_parser(
+        "protopnet",
+        help="train and explain a ProtoPNet against a plain CNN",
+        description="Train ProtoPNet and a plain CNN with the same backbone; write "
+        "results.json (test accuracies), metrics.jsonl, checkpoint.*, explanation_*.png and "
+        "prototypes.png under --out.",
+    )
+    p_pp.add_argument("--dataset", choices=("shapes", "digits"), default="shapes")
+    p_pp.add_argument("--out", default=ProtoPNetSettings.out)
+    p_pp.add_argument("--quick", action="store_true", help="small, fast settings (CPU minutes)")
+    p_pp.add_argument("--epochs", type=int, default=None)
+    p_pp.add_argument("--size", type=int, default=32, help="image side in pixels")
+    p_pp.add_argument("--n", type=int, default=600, help="synthetic images to generate")
+    p_pp.add_argument("--backbone", choices=("small", "resnet18"), default="small")
+    p_pp.add_argument("--prototypes-per-class", type=int, default=3)
+    p_pp.add_argument("--prototype-depth", type=int, default=32)
+    p_pp.add_argument(
+        "--channels", default=None, help="backbone widths, e.g. 16,32,32 (resnet18: 4 stages)"
+    )
+    p_pp.add_argument("--seed", type=int, default=0)
+    p_pp.add_argument("--resume", action="store_true")
+    p_pp.add_argument("--explain", type=int, default=3, help="test images to explain (PNGs)")
+    p_pp.add_argument("--quiet", action="store_true")
+
+    p_run = sub.add_parser(
+        "experiment",
+        help="run a paper reproduction in experiments/ (from a checkout)",
+        description="Run experiments/<name>.py (e.g. --quick for a CPU size); it writes "
+        "runs/<name>/results.json and figures. The experiments live in the source repository: "
+        "run this from its root.",
+    )
+    p_run.add_argument("name", nargs="?", help="experiment name; omit to list them")
+    return parser
+
+
+def _option_value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def explain_settings(args: argparse.Namespace) -> ExplainSettings:
+    """``xaijax explain``'s arguments as :class:`ExplainSettings`."""
+    options = {}
+    for name in OPTION_FLAGS:
+        value = getattr(args, name)
+        if name == "num_samples" and value == 0:
+            value = None  # 0 always meant "the method's default"
+        if value is not None:
+            options[name] = value
+    for item in args.option:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--option {item!r}: expected NAME=VALUE")
+        options[name.strip().replace("-", "_")] = _option_value(text)
+    return ExplainSettings(
+        model=args.model,
+        data=args.data,
+        method=args.method,
+        out=args.out,
+        background=args.background,
+        background_size=args.background_size,
+        instances=args.instances,
+        seed=args.seed,
+        targets=args.targets,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        restart=args.restart,
+        figures=not args.no_figures,
+        options=tuple(options.items()),
+    )
+
+
+def protopnet_settings(args: argparse.Namespace) -> ProtoPNetSettings:
+    """``xaijax protopnet``'s arguments as :class:`ProtoPNetSettings`."""
+    channels = None
+    if args.channels:
+        try:
+            channels = tuple(int(c) for c in args.channels.split(","))
+        except ValueError as err:
+            raise CliError(f"--channels {args.channels!r}: expected widths like 16,32,32") from err
+    return ProtoPNetSettings(
+        dataset=args.dataset,
+        out=args.out,
+        quick=args.quick,
+        epochs=args.epochs,
+        size=args.size,
+        n=args.n,
+        backbone=args.backbone,
+        prototypes_per_class=args.prototypes_per_class,
+        prototype_depth=args.prototype_depth,
+        channels=channels,
+        seed=args.seed,
+        resume=args.resume,
+        explain=args.explain,
+        quiet=args.quiet,
+    )
+
+
+def main(argv=None) -> int:
+    """Run the ``xaijax`` command; returns the exit status (2 for a user error)."""
+    from xaijax.cli.demo import demo
+    from xaijax.cli.experiment import available_experiments, run_experiment
+    from xaijax.cli.explain import explain
+    from xaijax.cli.protopnet import protopnet
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    methods = tabular_methods()
+    parser = build_parser(methods)
+    args, rest = parser.parse_known_args(argv)
+    if args.command != "experiment" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.command == "experiment":
+            if not args.name:
+                for name, path in available_experiments().items():
+                    print(f"{name:28s} {path}")
+                return 0
+            return run_experiment(args.name, rest)
+        if args.command == "demo":
+            demo(DemoSettings(out=args.out, quick=args.quick, seed=args.seed))
+        elif args.command == "explain":
+            explain(explain_settings(args), methods=methods)
+        elif args.command == "protopnet":
+            protopnet(protopnet_settings(args))
+    except CliError as err:
+        print(f"xaijax {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""What each command is asked to do, as frozen dataclasses: built by the parser, read by commands.
+
+The commands (:func:`~xaijax.cli.demo.demo`, :func:`~xaijax.cli.explain.explain`,
+:func:`~xaijax.cli.protopnet.protopnet`) take one of these and never see ``argparse``, so they
+can be called from Python with the same meaning as from the shell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+__all__ = ["CliError", "DemoSettings", "ExplainSettings", "ProtoPNetSettings"]
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """``xaijax demo``: where to write, toy sizes or not, the seed."""
+
+    out: str = os.path.join("runs", "demo")
+    quick: bool = False
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainSettings:
+    """``xaijax explain``: a saved model, a data file, a method and its options.
+
+    Attributes:
+        model: a pickle file or ``package.module:attribute`` (a model or a factory).
+        data: ``.npz`` (array ``X``, optional ``feature_names``) or ``.csv``.
+        method: an explainer of :func:`~xaijax.cli.methods.tabular_methods`.
+        out: the output folder.
+        background: a data file for the reference rows (default: ``data``).
+        background_size: reference rows kept (k-means centres for explainers that take weights,
+            a random subset for the others; LIME's training data is kept whole).
+        instances: explain the first ``instances`` rows only (0: all).
+        seed: the run's seed (k-means, the explainer's key).
+        targets: the output to explain (``None``: the method's default).
+        batch_size: model rows evaluated at once (``None``: the method's default).
+        chunk_size: rows per resumable chunk.
+        restart: discard an earlier unfinished run in ``out``.
+        figures: write the PNG figures.
+        options: the method's own options as ``(name, value)`` pairs (``num_samples``, ...).
+    """
+
+    model: str
+    data: str
+    method: str = "kernel_shap"
+    out: str = os.path.join("runs", "explain")
+    background: str | None = None
+    background_size: int = 50
+    instances: int = 0
+    seed: int = 0
+    targets: int | None = None
+    batch_size: int | None = None
+    chunk_size: int = 256
+    restart: bool = False
+    figures: bool = True
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.options, dict):
+            object.__setattr__(self, "options", tuple(self.options.items()))
+        for name in ("background_size", "chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise CliError(
+                    f"--{name.replace('_', '-')} must be at least 1; got {getattr(self, name)}"
+                )
+        if int(self.instances) < 0:
+            raise CliError(f"--instances must be 0 (all rows) or more; got {self.instances}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise CliError(f"--batch-size must be at least 1; got {self.batch_size}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtoPNetSettings:
+    """``xaijax protopnet``: the data set, the architecture, the schedule and the run folder.
+
+    ``channels=None`` picks ``(16, 32, 32)`` for the small backbone and ``(16, 32, 64, 64)`` for
+    ResNet-18; ``epochs=None`` the schedule's default (``quick``: the small CPU schedule).
+    """
+
+    dataset: str = "shapes"
+    out: str = os.path.join("runs", "protopnet")
+    quick: bool = False
+    epochs: int | None = None
+    size: int = 32
+    n: int = 600
+    backbone: str = "small"
+    prototypes_per_class: int = 3
+    prototype_depth: int = 32
+    channels: tuple[int, ...] | None = None
+    seed: int = 0
+    resume: bool = False
+    explain: int = 3
+    quiet: bool = False

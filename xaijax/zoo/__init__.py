@@ -1,0 +1,49 @@
+"""Data sets and small models to explain, and the one trainer for them.
+
+=========== ================================================================================
+module      what it holds
+=========== ================================================================================
+data        embedded data sets (breast cancer, diabetes, wine, moons, digits, lfw_subset,
+            sample photos), synthetic shapes with ground-truth masks, a sentiment corpus
+nets        MLP, CNN, ResNet (basic blocks, with or without batch norm) and :func:`build`, the one
+            initialisation (NumPy draws, nothing compiled)
+training    the compiled training epoch (metrics stay on the device), :func:`train`,
+            :func:`accuracy`, the progress line and the checkpoint format (:func:`save`,
+            :func:`load`, :func:`save_checkpoint`, :func:`load_checkpoint`)
+=========== ================================================================================
+
+The zoo imports no explainer family; families (ProtoPNet) build on it.
+"""
+
+from xaijax.zoo import data
+from xaijax.zoo.nets import CNN, MLP, BasicBlock, ResNet, build, numpy_rng
+from xaijax.zoo.training import (
+    Progress,
+    accuracy,
+    epoch_runner,
+    evaluate_batches,
+    load,
+    load_checkpoint,
+    save,
+    save_checkpoint,
+    train,
+)
+
+__all__ = [
+    "BasicBlock",
+    "CNN",
+    "MLP",
+    "Progress",
+    "ResNet",
+    "accuracy",
+    "build",
+    "data",
+    "epoch_runner",
+    "evaluate_batches",
+    "load",
+    "load_checkpoint",
+    "numpy_rng",
+    "save",
+    "save_checkpoint",
+    "train",
+]
