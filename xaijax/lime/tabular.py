@@ -613,9 +613,16 @@ _DEVICE_FIELDS = (
 
 def _arrays(stats: TabularStats, dtype) -> TabularStats:
     """The statistics the compiled sampler reads, as device arrays (no copy if already there)."""
+
+    def on_device(a, dtype):
+        # jnp.asarray of a device array is not free (a conversion dispatch per field per call).
+        if isinstance(a, jax.Array) and a.dtype == dtype:
+            return a
+        return jnp.asarray(a, dtype)
+
     return stats._replace(
-        **{name: jnp.asarray(getattr(stats, name), dtype) for name in _DEVICE_FIELDS},
-        kind=jnp.asarray(stats.kind),
+        **{name: on_device(getattr(stats, name), dtype) for name in _DEVICE_FIELDS},
+        kind=on_device(stats.kind, np.dtype(np.int32)),
         names=None,
         bin_names=None,
     )
