@@ -128,33 +128,53 @@ def explain_with_data(
     # equations are as accurate as an orthogonal solve and need no refinement against the data:
     # agreement with the reference is 1.75e-6 relative with or without it (S=5000, M=30, binary
     # and continuous), and it would cost ~10% of LIME tabular's time.
-    moments = weighted_moments(features, y, weights)
     M = features.shape[1]
+    if y.shape[1] == 1:  # one label: no label axis inside (each vmapped op costs per instance)
+        fit = _fit_label(features, y[:, 0], weights, num_features, feature_selection)
+        return fit if outputs.ndim == 1 else jax.tree.map(lambda a: a[None], fit)
+    moments = weighted_moments(features, y, weights)
     if feature_selection == "none":
         fit = fit_surrogate(
             features, y, weights, ridge=1.0, solver="cholesky", moments=moments, refine=False
         )
-        fits = LimeFit(
-            fit.coef.T,
-            fit.intercept,
-            fit.score,
-            fit.prediction[0],
-            jnp.ones(y.shape[1:] + (M,), bool),
+        selected = jnp.ones(y.shape[1:] + (M,), bool)
+        return LimeFit(fit.coef.T, fit.intercept, fit.score, fit.prediction[0], selected)
+    selected = select_features(
+        features, y, weights, num_features, feature_selection, moments=moments
+    )  # (L, M)
+    k = min(int(num_features), M)
+    return jax.vmap(
+        lambda mask, rhs, total, y_mean, target: _fit_selected(
+            features, target, weights, moments, mask, rhs, total, y_mean, k
+        ),
+        in_axes=(0, 1, 0, 0, 1),
+    )(selected, moments.rhs, moments.total, moments.y_mean, y)
+
+
+def _fit_label(features, outputs, weights, num_features, feature_selection) -> LimeFit:
+    """One label's selection and fit: :func:`explain_with_data` for ``(S,)`` outputs."""
+    M = features.shape[1]
+    moments = weighted_moments(features, outputs, weights)
+    if feature_selection == "none":
+        fit = fit_surrogate(
+            features, outputs, weights, ridge=1.0, solver="cholesky", moments=moments, refine=False
         )
-    else:
-        selected = select_features(
-            features, y, weights, num_features, feature_selection, moments=moments
-        )  # (L, M)
-        k = min(int(num_features), M)
-        fits = jax.vmap(
-            lambda mask, rhs, total, y_mean, target: _fit_selected(
-                features, target, weights, moments, mask, rhs, total, y_mean, k
-            ),
-            in_axes=(0, 1, 0, 0, 1),
-        )(selected, moments.rhs, moments.total, moments.y_mean, y)
-    if outputs.ndim == 1:
-        return jax.tree.map(lambda a: a[0], fits)
-    return fits
+        return LimeFit(fit.coef, fit.intercept, fit.score, fit.prediction[0], jnp.ones(M, bool))
+    selected = select_features(
+        features, outputs, weights, num_features, feature_selection, moments=moments
+    )
+    k = min(int(num_features), M)
+    return _fit_selected(
+        features,
+        outputs,
+        weights,
+        moments,
+        selected,
+        moments.rhs,
+        moments.total,
+        moments.y_mean,
+        k,
+    )
 
 
 def _fit_selected(features, outputs, weights, moments, mask, rhs, total, y_mean, k) -> LimeFit:
