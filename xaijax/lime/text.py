@@ -440,11 +440,15 @@ def _check_fit_size(fit_bytes: int, counts, width: int) -> None:
 
 
 def _text_list(texts) -> list[str]:
-    if isinstance(texts, (bytes, dict)) or not isinstance(texts, (Sequence, np.ndarray)):
+    if (
+        isinstance(texts, (bytes, dict))
+        or not isinstance(texts, (Sequence, np.ndarray))
+        or np.ndim(texts) != 1
+    ):
         raise TypeError(
             f"texts must be a string or a sequence of strings; got {type(texts).__name__}"
         )
-    texts = list(np.asarray(texts, dtype=object).reshape(-1)) if np.ndim(texts) else []
+    texts = list(texts)
     if not all(isinstance(t, str) for t in texts):
         bad = next(t for t in texts if not isinstance(t, str))
         raise TypeError(
