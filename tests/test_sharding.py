@@ -74,6 +74,40 @@ FOUR_DEVICES = textwrap.dedent(
                 "scale": float(np.abs(one.values).max()),
                 "max_diff": max(float(np.abs(np.subtract(a, b)).max()) for a, b in pairs),
             }
+
+    # LIME on images and strings: images sharded end to end; text's masks and fits sharded, the
+    # host classifier called on the host.
+    images = rng.uniform(size=(5, 8, 8, 3)).astype(np.float32)
+    seg = np.repeat(np.arange(4), 16).reshape(8, 8)
+    Wc = rng.normal(size=(3, 2)).astype(np.float32)
+
+    def image_model(X):
+        return jax.nn.softmax(X.mean(axis=(1, 2)) @ Wc, axis=-1)
+
+    texts = ["a good film", "a bad dull film", "good acting, bad plot", "dull", "good bad film"]
+
+    def text_model(docs):
+        s = np.array([d.count("good") - d.count("bad") for d in docs], np.float32)
+        p = 1 / (1 + np.exp(-s))
+        return np.stack([1 - p, p], axis=1)
+
+    others = {
+        "lime_image": lambda **kw: xj.lime_image(
+            image_model, images, key=key, segments=seg, num_samples=32, **kw
+        ),
+        "lime_text": lambda **kw: xj.lime_text(text_model, texts, key=key, num_samples=32, **kw),
+    }
+    for name, call in others.items():
+        one = call()
+        for mesh_name, mesh in meshes.items():
+            sharded = call(mesh=mesh)
+            pairs = [(one.values, sharded.values), (one.base_values, sharded.base_values)]
+            out[f"{name}/{name}/5/{mesh_name}"] = {
+                "shape": list(np.shape(sharded.values)),
+                "bitwise": all(np.array_equal(a, b) for a, b in pairs),
+                "scale": float(np.abs(one.values).max()),
+                "max_diff": max(float(np.abs(np.subtract(a, b)).max()) for a, b in pairs),
+            }
     print("RESULT", json.dumps(out))
     """
 )
@@ -98,8 +132,8 @@ def four_devices():
 
 
 def test_sharded_equals_one_device(four_devices):
-    # every case ran, 2x2 meshes included (deep_shap and max_shap on both meshes)
-    assert len(four_devices) == 2 * 3 + 4 + 2 + 2 + 4
+    # every case ran, 2x2 meshes included (deep_shap, max_shap, LIME image and text on both)
+    assert len(four_devices) == 2 * 3 + 4 + 2 + 2 + 4 + 2 * 2
     assert {"deep_shap/mlp/7/2x2", "max_shap/mlp/7/1d"} <= set(four_devices)
     for case, r in four_devices.items():
         name, model, n, _ = case.split("/")
@@ -156,6 +190,16 @@ def test_bad_mesh_and_keys(data4):
         xj.exact_shapley(_mlp, X, bg, mesh="cpu")
     with pytest.raises(TypeError, match="mesh must be"):
         xj.lime_tabular(_mlp, X, bg, key=jax.random.key(0), mesh=jax.devices())
+    with pytest.raises(TypeError, match="mesh must be"):
+        xj.lime_image(
+            lambda im: im.mean(axis=(1, 2, 3)),
+            np.ones((2, 4, 4, 3)),
+            key=jax.random.key(0),
+            segments=np.zeros((4, 4), int),
+            mesh=jax.devices(),
+        )
+    with pytest.raises(TypeError, match="mesh must be"):
+        xj.lime_text(lambda d: np.ones(len(d)), "a b", key=jax.random.key(0), mesh="cpu")
     with pytest.raises(ValueError, match=r"key must be .*\(5,\) keys"):
         xj.kernel_shap(_mlp, X, bg, key=jax.random.split(jax.random.key(0), 4))
     with pytest.raises(ValueError, match="devices must hold at least one"):

@@ -148,15 +148,19 @@ def get_image_and_mask(
     """
     if positive_only and negative_only:
         raise ValueError("positive_only and negative_only cannot both be True")
-    label_ids = [int(v) for v in np.asarray(exp.extras["labels"])]
-    if np.ndim(exp.extras["labels"]) != 1:
+    labels, values = np.asarray(exp.extras["labels"]), np.asarray(exp.values)
+    selected = np.asarray(exp.extras["selected"])
+    if labels.ndim == 0 and values.ndim == 1:  # one target (targets=k): no label axis
+        labels, values, selected = labels[None], values[:, None], selected[:, None]
+    if labels.ndim != 1:
         raise ValueError("get_image_and_mask takes a single-image explanation: pass exp[i]")
+    label_ids = [int(v) for v in labels]
     if label not in label_ids:
         raise ValueError(f"label {label} was not explained; explained labels: {label_ids}")
-    weights = np.asarray(exp.values)[:, label_ids.index(label)]
+    weights = values[:, label_ids.index(label)]
     segments = np.asarray(exp.extras["segments"])
     count = int(np.asarray(exp.extras["num_segments"]))
-    selected = np.asarray(exp.extras["selected"])[:count, label_ids.index(label)]
+    selected = selected[:count, label_ids.index(label)]
     order = [j for j in np.argsort(-np.abs(weights[:count]), kind="stable") if selected[j]]
     image = np.asarray(exp.data)
     temp = np.zeros(image.shape) if hide_rest else image.copy()

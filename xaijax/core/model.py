@@ -71,7 +71,7 @@ def host_model(fn: Callable) -> HostCallable:
 def float_dtype():
     """The floating dtype of every explainer's arithmetic: float64 under ``jax_enable_x64``,
     else float32 (float64 in gives float64 out only when x64 is on, as JAX itself behaves)."""
-    return jnp.zeros((), dtype=float).dtype
+    return np.dtype(jax.dtypes.canonicalize_dtype(float))  # no device array per call
 
 
 @dataclasses.dataclass(frozen=True)

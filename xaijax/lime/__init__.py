@@ -1,5 +1,20 @@
 """LIME: local surrogate explanations for tabular data, images and text, and submodular pick.
 
+=========== ========================================================================================
+module      what it holds
+=========== ========================================================================================
+tabular     :func:`lime_tabular`, the training statistics (:func:`fit_discretizer`) and the sampler
+image       :func:`lime_image`, superpixels and perturbed images
+text        :func:`lime_text`, tokenization (a regex or a tokenizer) and removal masks
+labels      which outputs are fitted: ``targets``, or lime's ``labels``/``top_labels`` (one rule)
+surrogate   the kernel and the Ridge(alpha=1) surrogate every variant fits (lime's ``LimeBase``)
+selection   feature selection: forward selection, highest weights, lasso path
+submodular  SP-LIME
+=========== ========================================================================================
+
+Every explainer returns an :class:`~xaijax.core.explanation.Explanation` of kind
+``"surrogate"`` and follows the explainer contract of :mod:`xaijax.core.contract`.
+
 References:
     Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
     Classifier, KDD 2016.

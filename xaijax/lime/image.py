@@ -7,20 +7,28 @@ surrogate fits. Images with different numbers of segments share one call: masks 
 largest count with always-off columns, which get coefficient 0 and do not change the distances.
 """
 
+# jaxtyping shape strings such as "n H W C" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import MappingProxyType
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import Array, ArrayLike, Float, Int, Key, UInt32
 
-from xaijax.core.batching import map_row_chunks
-from xaijax.core.contract import instance_keys
+from xaijax.core import contract
+from xaijax.core.batching import check_mesh, map_instances, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.model import as_model
+from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer
+from xaijax.core.targets import Targets, check_target_fn
+from xaijax.lime.labels import fitted_labels, pack_fits, resolve_labels
 from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import cosine_distance, explain_with_data
 
@@ -33,18 +41,25 @@ __all__ = [
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
 # The reference's default superpixels.
-QUICKSHIFT_DEFAULTS = dict(kernel_size=4, max_dist=200, ratio=0.2)
+QUICKSHIFT_DEFAULTS = MappingProxyType(dict(kernel_size=4, max_dist=200, ratio=0.2))
 
 
-def segment_images(images, method: str = "quickshift", **kwargs) -> np.ndarray:
+def segment_images(
+    images: Float[ArrayLike, "n H W 3"], method: str = "quickshift", **kwargs
+) -> Int[np.ndarray, "n H W"]:
     """Superpixels ``(n, H, W)`` of ``images: (n, H, W, 3)`` by scikit-image, labelled ``0..m-1``.
 
     ``quickshift`` defaults to the reference's ``kernel_size=4, max_dist=200, ratio=0.2``.
+
+    Example:
+        >>> import numpy as np
+        >>> img = np.zeros((1, 8, 8, 3)); img[0, :, 4:] = 1.0
+        >>> segment_images(img, "felzenszwalb")[0, 0].tolist()
+        [0, 0, 0, 0, 1, 1, 1, 1]
     """
     from skimage import segmentation
 
-    if method not in SEGMENTATIONS:
-        raise ValueError(f"segmentation must be one of {SEGMENTATIONS}; got {method!r}")
+    contract.check_choice("segmentation", method, SEGMENTATIONS)
     if method == "quickshift":
         kwargs = {**QUICKSHIFT_DEFAULTS, **kwargs}
     fn = getattr(segmentation, method)
@@ -55,7 +70,13 @@ def _relabel(segments) -> np.ndarray:
     return np.unique(segments, return_inverse=True)[1].reshape(segments.shape).astype(np.int32)
 
 
-def fudged_image(image, segments, num_segments: int, hide_color=None, integer: bool = False):
+def fudged_image(
+    image: Float[ArrayLike, "H W C"],
+    segments: Int[ArrayLike, "H W"],
+    num_segments: int,
+    hide_color: float | None = None,
+    integer: bool = False,
+) -> Float[Array, "H W C"]:
     """The image every hidden superpixel is replaced by: per-segment mean colour or a constant.
 
     Args:
@@ -67,8 +88,15 @@ def fudged_image(image, segments, num_segments: int, hide_color=None, integer: b
 
     Returns:
         ``(H, W, C)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> img = jnp.array([[[0.0], [2.0], [5.0]]])  # one row of three pixels, one channel
+        >>> fudged_image(img, jnp.array([[0, 0, 1]]), 2)[0, :, 0].tolist()
+        [1.0, 1.0, 5.0]
     """
     image = jnp.asarray(image)
+    segments = jnp.asarray(segments)
     if hide_color is not None:
         return jnp.full_like(image, hide_color)
     H, W, C = image.shape
@@ -81,7 +109,12 @@ def fudged_image(image, segments, num_segments: int, hide_color=None, integer: b
     return means[ids].reshape(H, W, C)
 
 
-def perturb_image(image, fudged, segments, mask):
+def perturb_image(
+    image: Float[ArrayLike, "H W C"],
+    fudged: Float[ArrayLike, "H W C"],
+    segments: Int[ArrayLike, "H W"],
+    mask: Float[ArrayLike, " m"],
+) -> Float[Array, "H W C"]:
     """``image`` with the superpixels whose ``mask`` entry is 0 replaced by ``fudged``.
 
     Args:
@@ -91,6 +124,12 @@ def perturb_image(image, fudged, segments, mask):
 
     Returns:
         ``(H, W, C)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> img, grey, seg = jnp.ones((1, 3, 1)), jnp.zeros((1, 3, 1)), jnp.array([[0, 0, 1]])
+        >>> perturb_image(img, grey, seg, jnp.array([1.0, 0.0]))[0, :, 0].tolist()
+        [1.0, 1.0, 0.0]
     """
     on = jnp.asarray(mask)[segments] > 0
     return jnp.where(on[:, :, None], image, fudged)
@@ -109,130 +148,141 @@ def _columns(draw, key, width):
         "num_segments",
         "num_features",
         "feature_selection",
-        "labels",
-        "top_labels",
+        "top",
         "kernel_width",
         "hide_color",
         "integer",
         "batch_size",
+        "mesh",
     ),
 )
-def _explain(
+def _explain(model, params, images, segments, counts, key, ids, *, mesh, **options):
+    # options: the static keywords of _explain_images, passed through.
+    def local(instances, shared):
+        return _explain_images(model, shared, *instances, **options)
+
+    return over_instances(local, (images, segments, counts, key, ids), params, mesh=mesh)
+
+
+def _explain_images(
     model,
     params,
     images,
     segments,
     counts,
     key,
+    ids,
     *,
     num_samples,
     num_segments,
     num_features,
     feature_selection,
-    labels,
-    top_labels,
+    top,
     kernel_width,
     hide_color,
     integer,
     batch_size,
 ):
-    n = images.shape[0]
     S, m = num_samples, num_segments
-    fudged = jax.vmap(lambda im, sg: fudged_image(im, sg, m, hide_color, integer))(images, segments)
-    keys = key
-    exists = (jnp.arange(m)[None, :] < counts[:, None]).astype(images.dtype)
 
-    def masks_for(k, real):
+    def one(args):
+        # One image: its masks, the perturbed images built and evaluated batch_size at a time,
+        # and the surrogate fits. Images run a few at a time (map_instances), so at most
+        # batch_size perturbed images exist at once, whatever the number of images.
+        image, seg, count, k, label_ids = args
+        fudged = fudged_image(image, seg, m, hide_color, integer)
         # One key per segment column, so the draws do not depend on the padded width: an image
         # gets the same masks alone as in any batch.
-        z = _columns(lambda kj: jax.random.bernoulli(kj, 0.5, (S,)), k, m).astype(images.dtype)
-        return z.at[0].set(1.0) * real[None, :]
+        real = (jnp.arange(m) < count).astype(image.dtype)
+        z = _columns(lambda kj: jax.random.bernoulli(kj, 0.5, (S,)), k, m).astype(image.dtype)
+        z = z.at[0].set(1.0) * real[None, :]
 
-    masks = jax.vmap(masks_for)(keys, exists)  # (n, S, m)
+        def run(rows):
+            perturbed = jax.vmap(perturb_image, in_axes=(None, None, None, 0))(
+                image, fudged, seg, z[rows]
+            )
+            return model.apply(params, perturbed)
 
-    def run(rows):
-        i, s = rows // S, rows % S
-        batch = jax.vmap(perturb_image)(images[i], fudged[i], segments[i], masks[i, s])
-        return model.apply(params, batch)
-
-    y = map_row_chunks(run, n * S, batch_size)
-    y = y.reshape((n, S) + y.shape[1:])
-    if y.ndim == 2:
-        y = y[:, :, None]
-    if top_labels is not None:
-        label_ids = jnp.argsort(y[:, 0, :], axis=1, stable=True)[:, ::-1][:, :top_labels]
-    else:
-        label_ids = jnp.broadcast_to(jnp.asarray(labels, jnp.int32)[None, :], (n, len(labels)))
-    distances = jax.vmap(cosine_distance)(masks)
-
-    def fit_one(Z, Y, d, label):
-        return explain_with_data(
-            Z,
-            Y[:, label],
-            d,
+        y = map_row_chunks(run, S, batch_size).reshape(S, -1)
+        label_ids = fitted_labels(y[0], label_ids, top)
+        fits = explain_with_data(
+            z,
+            y[:, label_ids],
+            cosine_distance(z),
             kernel_width=kernel_width,
             num_features=num_features,
             feature_selection=feature_selection,
         )
+        return fits, label_ids, y[0], jnp.all(jnp.isfinite(y))
 
-    fits = jax.vmap(jax.vmap(fit_one, in_axes=(None, None, None, 0)))(
-        masks, y, distances, label_ids
-    )
-    finite = jnp.all(jnp.isfinite(y), axis=(1, 2))
-    return fits, label_ids, y[:, 0, :], finite
+    return map_instances(one, (images, segments, counts, key, ids), S, batch_size)
 
 
 @explainer(kind="surrogate", inputs="image", random=True)
 def lime_image(
-    f,
-    images,
+    f: Callable,
+    images: Float[ArrayLike, "*n H W C"],
     *,
-    key,
+    targets: Targets = None,
+    key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
     num_samples: int = 1000,
-    segments=None,
+    segments: Int[ArrayLike, "*n H W"] | None = None,
     segmentation: str = "quickshift",
     segmentation_kwargs: dict | None = None,
     hide_color: float | None = None,
     labels: Sequence[int] | None = None,
-    top_labels: int | None = 5,
+    top_labels: int | None = None,
     num_features: int = 100000,
     feature_selection: str = "auto",
     kernel_width: float = 0.25,
-    batch_size: int = 64,
 ) -> Explanation:
     """LIME superpixel attributions of an image model, as ``lime``'s ``LimeImageExplainer``.
 
     Per image: ``num_samples`` random on/off masks over its superpixels (the first all on), hidden
     superpixels painted with their mean colour (or ``hide_color``), the model evaluated in chunks,
     weights ``sqrt(exp(-d²/0.25²))`` of the cosine distance of each mask to all-on, and a
-    Ridge(alpha=1) surrogate per label.
+    Ridge(alpha=1) surrogate per label. Images with different numbers of superpixels share one
+    call: masks are padded to the largest count with always-off columns, which get
+    coefficient 0 and do not move the distances.
 
     Args:
-        f: model ``(n, H, W, C) -> (n, K)`` or ``(n,)``.
-        images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
-        key: a ``jax.random.key`` (split over the instances), or ``(n,)`` keys, one per
-            instance; the same key gives the same explanation.
-        num_samples: masks per image.
-        segments: ``(n, H, W)`` / ``(H, W)`` integer superpixel map, or ``None`` to compute one.
-        segmentation: ``"quickshift"`` (reference default), ``"slic"`` or ``"felzenszwalb"``.
+        f: the model, ``f(images: (n, H, W, C)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable.
+        images: one image ``(H, W, C)`` or a batch ``(n, H, W, C)`` (whichever the model takes).
+        targets: which output to explain: ``None`` (lime's default, the 5 highest outputs per
+            image: ``values (n, m, 5)``), an int, ``(n,)`` ints, or a callable on the model
+            outputs (``values (n, m)``); see :mod:`xaijax.lime.labels`.
+        key: a ``jax.random.key`` or raw ``PRNGKey`` (image ``i`` uses
+            ``jax.random.split(key, n)[i]``), or ``(n,)`` keys, one per image.
+        batch_size: most perturbed images evaluated at once (per device); ``None`` picks a
+            default for the backend and the image size.
+        mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
+            the images over; the values equal the one-device call's.
+        num_samples: masks per image, ``>= 2``.
+        segments: integer superpixel map, ``(H, W)`` for every image or ``(n, H, W)`` one per
+            image, or ``None`` to compute them with ``segmentation``.
+        segmentation: ``"quickshift"`` (lime's default), ``"slic"`` or ``"felzenszwalb"``.
         segmentation_kwargs: keyword arguments for the scikit-image function.
-        hide_color: ``None`` for per-segment means, or a constant colour.
-        labels: outputs to explain; used when ``top_labels`` is ``None``.
-        top_labels: explain the ``top_labels`` highest outputs per image (reference default 5).
+        hide_color: ``None`` for per-segment means, or a finite constant colour.
+        labels: lime's alias: these output indices, one column each.
+        top_labels: lime's alias: the ``min(top_labels, K)`` highest outputs per image.
         num_features, feature_selection: as in :func:`xaijax.lime.explain_with_data`.
-        kernel_width: kernel width on the cosine distance.
-        batch_size: perturbed images per model call.
+        kernel_width: kernel width ``> 0`` on the cosine distance.
 
     Returns:
-        An :class:`Explanation` with ``values`` ``(n, m, L)`` per-segment weights (``m`` the
-        largest segment count; padding segments are 0), ``base_values`` the intercepts and
-        ``extras``: ``segments`` ``(n, H, W)``, ``num_segments`` ``(n,)``, ``heatmap``
-        ``(n, H, W, L)``, ``intercept``, ``score``, ``local_pred``, ``labels`` ``(n, L)``,
-        ``selected`` ``(n, m, L)``, ``prediction``.
+        An :class:`Explanation` of kind ``"surrogate"``: ``values`` ``(n, m, L)`` per-segment
+        weights (``m`` the largest segment count; padding segments are 0; ``(n, m)`` for one
+        target), ``base_values`` the intercepts; ``extras``: ``segments`` ``(n, H, W)``,
+        ``num_segments`` ``(n,)``, ``heatmap`` ``(n, H, W[, L])``, ``intercept``, ``score``,
+        ``local_pred``, ``labels``, ``selected``, ``prediction``.
 
     Raises:
-        ValueError: on an image or segment map of the wrong shape, a wrong number of channels,
-            or NaN model outputs.
+        TypeError: for arguments of the wrong type, or ``targets`` with ``labels``/
+            ``top_labels``.
+        ValueError: on images or segment maps of the wrong shape, values out of range (each
+            named in the message), or NaN/inf model outputs on an image's perturbations.
 
     References:
         Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
@@ -247,96 +297,99 @@ def lime_image(
         >>> exp.values.shape, exp.extras["heatmap"].shape
         ((4, 2), (16, 16, 2))
     """
-    images = np.asarray(images)
-    single = images.ndim == 3
-    batch = images[None] if single else images
-    if batch.ndim != 4:
-        raise ValueError(f"images must have shape (n, H, W, C) or (H, W, C); got {images.shape}")
-    n, H, W, C = batch.shape
-    if not np.all(np.isfinite(batch)):
-        raise ValueError("images must be finite (no NaN or inf)")
-    key = instance_keys(key, n)
+    dtype = float_dtype()
+    raw = np.asarray(images) if not isinstance(images, jax.Array) else images
+    X = contract.as_float_array("images", raw, dtype=dtype)
+    X, single, model, params = contract.split_instances_by_model(f, X, name="images")
+    if X.ndim != 4:
+        raise ValueError(
+            f"images must be one image (H, W, C) or a batch (n, H, W, C); got shape {np.shape(raw)}"
+        )
+    n, H, W, C = X.shape
+    data = np.asarray(raw).reshape(X.shape)
+    num_samples = contract.check_int("num_samples", num_samples, minimum=2)
+    num_features = contract.check_int("num_features", num_features, minimum=1)
+    contract.check_choice("feature_selection", feature_selection, FEATURE_SELECTION_METHODS)
+    width = contract.check_number("kernel_width", kernel_width, minimum=0.0, strict=True)
+    if hide_color is not None:
+        hide_color = contract.check_number("hide_color", hide_color)
+    seg = _segments(segments, data, segmentation, segmentation_kwargs)
+    counts = seg.reshape(n, -1).max(axis=1) + 1
+    key = contract.instance_keys(key, n)
+    batch_size = contract.resolve_batch_size(batch_size, (H, W, C), dtype)
+    mesh = check_mesh(mesh)
+    plan = resolve_labels(targets, labels, top_labels, n, model.num_outputs, default_top=5)
+    if plan.score is not None:
+        check_target_fn(plan.score, jax.ShapeDtypeStruct((2,) + model.output_shape, dtype))
+        model = model.scored_by(plan.score)
+    ids = plan.ids if plan.ids is not None else np.zeros((n, 1), np.int32)
+    m = int(counts.max())
+    fits, label_ids, prediction, finite = contract.call(
+        _explain,
+        model,
+        params,
+        jnp.asarray(X),
+        jnp.asarray(seg),
+        jnp.asarray(counts, jnp.int32),
+        key,
+        jnp.asarray(ids),
+        num_samples=num_samples,
+        num_segments=m,
+        num_features=num_features,
+        feature_selection=feature_selection,
+        top=plan.top,
+        kernel_width=width,
+        hide_color=hide_color,
+        integer=bool(np.issubdtype(data.dtype, np.integer)),
+        batch_size=batch_size,
+        mesh=mesh,
+    )
+    values = np.asarray(fits.coef)  # (n, L, m)
+    heatmap = np.moveaxis(np.stack([v[:, s] for v, s in zip(values, seg, strict=True)]), 1, -1)
+    extras = dict(
+        segments=seg,
+        num_segments=counts,
+        heatmap=heatmap if plan.label_axis else heatmap[..., 0],
+    )
+    return pack_fits(
+        fits,
+        label_ids,
+        prediction,
+        finite,
+        plan=plan,
+        data=data,
+        single=single,
+        method="lime_image",
+        feature_names=tuple(f"segment {j}" for j in range(m)),
+        extras=extras,
+    )
+
+
+def _segments(segments, images, segmentation, segmentation_kwargs) -> np.ndarray:
+    """Superpixel maps ``(n, H, W)`` labelled ``0..m-1``: the user's, checked, or scikit-image's."""
+    n, H, W, C = images.shape
     if segments is None:
+        contract.check_choice("segmentation", segmentation, SEGMENTATIONS)
+        if segmentation_kwargs is not None and not isinstance(segmentation_kwargs, dict):
+            raise TypeError(
+                f"segmentation_kwargs must be a dict or None; got {type(segmentation_kwargs)}"
+            )
         if C != 3:
             raise ValueError(
                 f"images must have 3 channels (H, W, 3) for {segmentation} superpixels; got {C}"
                 " channels (pass segments= to use another channel count)"
             )
-        seg = segment_images(batch, segmentation, **(segmentation_kwargs or {}))
-    else:
-        seg = np.asarray(segments)
-        seg = seg[None] if seg.ndim == 2 else seg
-        if seg.shape != (n, H, W):
-            raise ValueError(
-                f"segments must have shape {(n, H, W)} (or {(H, W)} for one image) to match "
-                f"images {images.shape}; got {np.shape(segments)}"
-            )
-        if not np.issubdtype(seg.dtype, np.integer):
-            raise ValueError(f"segments must be an integer label map; got dtype {seg.dtype}")
-        seg = np.stack([_relabel(s) for s in seg])
-    counts = seg.reshape(n, -1).max(axis=1) + 1
-    m = int(counts.max())
-    if int(num_samples) < 2:
-        raise ValueError(f"num_samples must be >= 2; got {num_samples}")
-    if feature_selection not in FEATURE_SELECTION_METHODS:
+        return segment_images(images, segmentation, **(segmentation_kwargs or {}))
+    seg = np.asarray(segments)
+    if seg.dtype == bool or not np.issubdtype(seg.dtype, np.integer):
         raise ValueError(
-            f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; "
-            f"got {feature_selection!r}"
+            f"segments must be an integer label map (H, W) or (n, H, W); got dtype {seg.dtype}"
         )
-    model, params = as_model(f, batch[:1].astype(np.float32))
-    K = model.num_outputs
-    if top_labels is not None and K is not None:
-        top, label_tuple = min(int(top_labels), K), None
-    else:
-        label_tuple = tuple(range(K or 1)) if labels is None else tuple(int(i) for i in labels)
-        if not label_tuple or not all(0 <= i < (K or 1) for i in label_tuple):
-            raise ValueError(f"labels must be output indices in 0..{(K or 1) - 1}; got {labels}")
-        top = None
-    dtype = jnp.zeros((), dtype=float).dtype
-    fits, label_ids, prediction, finite = _explain(
-        model,
-        params,
-        jnp.asarray(batch, dtype),
-        jnp.asarray(seg),
-        jnp.asarray(counts),
-        key,
-        num_samples=int(num_samples),
-        num_segments=m,
-        num_features=int(num_features),
-        feature_selection=feature_selection,
-        labels=label_tuple,
-        top_labels=top,
-        kernel_width=float(kernel_width),
-        hide_color=None if hide_color is None else float(hide_color),
-        integer=bool(np.issubdtype(batch.dtype, np.integer)),
-        batch_size=int(batch_size),
-    )
-    if not bool(np.all(np.asarray(finite))):
-        bad = np.flatnonzero(~np.asarray(finite)).tolist()
-        raise ValueError(f"f returned NaN or inf outputs on the perturbations of images {bad}")
-    values = jnp.moveaxis(fits.coef, 1, 2)  # (n, m, L)
-    heatmap = jax.vmap(lambda v, s: v[s])(values, jnp.asarray(seg))  # (n, H, W, L)
-    extras = dict(
-        segments=seg,
-        num_segments=counts,
-        heatmap=heatmap,
-        intercept=fits.intercept,
-        score=fits.score,
-        local_pred=fits.local_pred,
-        labels=label_ids,
-        selected=jnp.moveaxis(fits.selected, 1, 2),
-        prediction=prediction,
-    )
-    L = values.shape[2]
-    output_names = tuple(f"top{i}" for i in range(L)) if top else tuple(map(str, label_tuple))
-    exp = Explanation(
-        values=values,
-        base_values=fits.intercept,
-        data=batch,
-        feature_names=tuple(f"segment {j}" for j in range(m)),
-        output_names=output_names,
-        method="lime_image",
-        kind="surrogate",
-        extras=extras,
-    )
-    return exp[0] if single else exp
+    if seg.shape == (H, W):
+        seg = np.broadcast_to(seg, (n, H, W))
+    if seg.shape != (n, H, W):
+        raise ValueError(
+            f"segments must have shape {(H, W)} (one map for every image) or {(n, H, W)} (one "
+            f"per image) to match images of shape {images.shape}; got {np.shape(segments)}"
+        )
+    return np.stack([_relabel(s) for s in seg])

@@ -1,21 +1,40 @@
 """LIME's feature selection: which features each local surrogate may use.
 
-Each selector returns a boolean mask ``(M,)`` of the chosen features, so the number of features
-stays static under ``jit``; the surrogate is then fitted on the masked design, whose all-zero
-columns get coefficient exactly 0 (see :func:`xaijax.core.lstsq.weighted_lstsq`).
+A selector returns a boolean mask ``(M,)`` of the chosen features (``(L, M)`` for ``L`` labels
+fitted on one neighbourhood), so the number of features stays static under ``jit``. The
+surrogate (:func:`xaijax.lime.explain_with_data`) is then fitted on the chosen columns only.
+
+============================ ====================================================================
+method                       chooses
+============================ ====================================================================
+``"forward_selection"``      greedily, the feature adding the most weighted R² (LIME's default
+                             for ``num_features <= 6``)
+``"highest_weights"``        the largest ``|coef_j * x_j|`` of one Ridge(0.01) fit on all
+                             features (LIME's default above 6)
+``"lasso_path"``             the active set of the weighted lasso path at ``num_features``
+``"none"``                   every feature
+``"auto"``                   forward selection up to 6 features, else highest weights
+============================ ====================================================================
+
+All of them read the weighted moments of the neighbourhood
+(:func:`xaijax.core.lstsq.weighted_moments`), computed once and shared with the fit.
 
 References:
     Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
     Classifier, KDD 2016.
 """
 
+# jaxtyping shape strings such as "S M" are not Python expressions:
+# ruff: noqa: F722
+
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float
 
-from xaijax.core.lstsq import precise, ridge_from_moments, weighted_moments
+from xaijax.core.lstsq import Moments, precise, ridge_from_moments, weighted_moments
 
 __all__ = [
     "FEATURE_SELECTION_METHODS",
@@ -28,8 +47,74 @@ __all__ = [
 FEATURE_SELECTION_METHODS = ("auto", "forward_selection", "highest_weights", "lasso_path", "none")
 
 
+def select_features(
+    features: Float[ArrayLike, "S M"],
+    outputs: Float[ArrayLike, " S *L"],
+    weights: Float[ArrayLike, " S"],
+    num_features: int,
+    method: str,
+    moments: Moments | None = None,
+) -> Bool[Array, " *L M"]:
+    """LIME's feature selection: a boolean mask of the features each surrogate may use.
+
+    Args:
+        features: ``(S, M)`` interpretable features, row 0 the explained instance.
+        outputs: ``(S,)`` model outputs, or ``(S, L)`` for ``L`` labels (one mask each).
+        weights: ``(S,)`` kernel weights.
+        num_features: how many features to keep (static).
+        method: one of :data:`FEATURE_SELECTION_METHODS` (see the module docstring).
+        moments: the :func:`~xaijax.core.lstsq.weighted_moments` of the arrays, when already at
+            hand.
+
+    Returns:
+        ``(M,)``, or ``(L, M)`` for 2-D ``outputs``.
+
+    References:
+        Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
+        Classifier, KDD 2016.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Z = jnp.array([[1.0, 1, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1], [0, 1, 0]])
+        >>> select_features(Z, Z @ jnp.array([3.0, 0.0, 1.0]), jnp.ones(6), 2, "auto").tolist()
+        [True, False, True]
+    """
+    if method not in FEATURE_SELECTION_METHODS:
+        raise ValueError(
+            f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; got {method!r}"
+        )
+    features = jnp.asarray(features)
+    outputs = jnp.asarray(outputs, features.dtype)
+    M = features.shape[1]
+    if method == "auto":
+        method = "forward_selection" if num_features <= 6 else "highest_weights"
+    if method == "none":
+        return jnp.ones(outputs.shape[1:] + (M,), bool)
+    if method == "highest_weights":  # one factorisation serves every label
+        return highest_weights(features, outputs, weights, num_features, moments)
+    if outputs.ndim == 2:
+        if moments is None:
+            moments = weighted_moments(features, outputs, weights)
+        per_label = jax.vmap(
+            lambda y, rhs: select_features(
+                features, y, weights, num_features, method, moments._replace(rhs=rhs)
+            ),
+            in_axes=(1, 1),
+        )
+        return per_label(outputs, moments.rhs)
+    if method == "forward_selection":
+        return forward_selection(features, outputs, weights, num_features, moments)
+    return lasso_path_selection(features, outputs, weights, num_features)
+
+
 @precise
-def forward_selection(features, outputs, weights, num_features: int, moments=None):
+def forward_selection(
+    features: Float[ArrayLike, "S M"],
+    outputs: Float[ArrayLike, " S"],
+    weights: Float[ArrayLike, " S"],
+    num_features: int,
+    moments: Moments | None = None,
+) -> Bool[Array, " M"]:
     """Greedily add the feature whose unpenalised weighted fit has the highest R² (LIME).
 
     Ties go to the lowest feature index, as in the LIME reference. A candidate's R² gain is its
@@ -44,10 +129,16 @@ def forward_selection(features, outputs, weights, num_features: int, moments=Non
         outputs: ``(S,)`` targets.
         weights: ``(S,)`` sample weights.
         num_features: number of features to select (static).
-        moments: their :func:`weighted_moments`, when already at hand.
+        moments: their :func:`~xaijax.core.lstsq.weighted_moments`, when already at hand.
 
     Returns:
-        Boolean mask ``(M,)``.
+        Boolean mask ``(M,)`` with ``min(num_features, M)`` entries set.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Z = jnp.array([[1.0, 1, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1]])
+        >>> forward_selection(Z, Z @ jnp.array([0.0, 2.0, 1.0]), jnp.ones(5), 1).tolist()
+        [False, True, False]
     """
     if moments is None:
         moments = weighted_moments(features, outputs, weights)
@@ -75,65 +166,63 @@ def forward_selection(features, outputs, weights, num_features: int, moments=Non
 
 
 @precise
-def highest_weights(features, outputs, weights, num_features: int, moments=None):
+def highest_weights(
+    features: Float[ArrayLike, "S M"],
+    outputs: Float[ArrayLike, " S *L"],
+    weights: Float[ArrayLike, " S"],
+    num_features: int,
+    moments: Moments | None = None,
+) -> Bool[Array, " *L M"]:
     """Select the ``num_features`` largest ``|coef_j * features[0, j]|`` of a Ridge(0.01) fit.
 
-    Row 0 is the explained instance (LIME's convention); ties keep the lower index first.
+    Row 0 is the explained instance (LIME's convention); ties keep the lower index first. With
+    ``(S, L)`` outputs the ``L`` fits share one Cholesky factorisation.
 
     Returns:
-        Boolean mask ``(M,)``.
+        Boolean mask ``(M,)``, or ``(L, M)`` for 2-D ``outputs``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Z = jnp.array([[1.0, 1, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1]])
+        >>> highest_weights(Z, Z @ jnp.array([0.5, -3.0, 1.0]), jnp.ones(5), 2).tolist()
+        [False, True, True]
     """
     features = jnp.asarray(features)
+    outputs = jnp.asarray(outputs, features.dtype)
     if moments is None:
         moments = weighted_moments(features, outputs, weights)
-    coef = ridge_from_moments(moments, 0.01)[0]
-    order = jnp.argsort(-jnp.abs(coef * features[0]), stable=True)
-    return jnp.zeros(features.shape[1], bool).at[order[:num_features]].set(True)
+    coef = ridge_from_moments(moments, 0.01)[0]  # (M,) or (M, L)
+    k = min(num_features, features.shape[1])
 
+    def top(c):
+        order = jnp.argsort(-jnp.abs(c * features[0]), stable=True)
+        return jnp.zeros(c.shape[0], bool).at[order[:k]].set(True)
 
-def select_features(features, outputs, weights, num_features: int, method: str, moments=None):
-    """LIME's feature selection: a boolean mask ``(M,)`` of the features the surrogate may use.
-
-    Args:
-        features: ``(S, M)`` interpretable features, row 0 the explained instance.
-        outputs: ``(S,)`` model outputs.
-        weights: ``(S,)`` kernel weights.
-        num_features: how many features to keep (static).
-        method: ``"auto"`` (forward selection when ``num_features <= 6``, else highest weights),
-            ``"forward_selection"``, ``"highest_weights"``, ``"lasso_path"`` or ``"none"`` (all).
-        moments: the :func:`weighted_moments` of the arrays, when already at hand.
-
-    References:
-        Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
-        Classifier, KDD 2016.
-    """
-    M = jnp.shape(features)[1]
-    if method == "auto":
-        method = "forward_selection" if num_features <= 6 else "highest_weights"
-    if method == "none":
-        return jnp.ones(M, bool)
-    if method == "forward_selection":
-        return forward_selection(features, outputs, weights, num_features, moments)
-    if method == "highest_weights":
-        return highest_weights(features, outputs, weights, num_features, moments)
-    if method == "lasso_path":
-        return lasso_path_selection(features, outputs, weights, num_features)
-    raise ValueError(
-        f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; got {method!r}"
-    )
+    return top(coef) if coef.ndim == 1 else jax.vmap(top, in_axes=1)(coef)
 
 
 @precise
-def lasso_path_selection(features, outputs, weights, num_features: int):
+def lasso_path_selection(
+    features: Float[ArrayLike, "S M"],
+    outputs: Float[ArrayLike, " S"],
+    weights: Float[ArrayLike, " S"],
+    num_features: int,
+) -> Bool[Array, " M"]:
     """The features active at the last knot of the weighted lasso (LARS) path with at most
     ``num_features`` of them, as LIME's ``lasso_path`` selection.
 
-    The LARS path is piecewise and data-dependent in length, so it runs on the host (scikit-learn's
-    ``lars_path``, the reference's own solver, in float64) through ``jax.pure_callback``; it works
-    under ``jit`` and ``vmap`` (one host call per fit).
+    The LARS path is piecewise and data-dependent in length, so it runs on the host
+    (scikit-learn's ``lars_path``, the reference's own solver, in float64) through
+    ``jax.pure_callback``; it works under ``jit`` and ``vmap`` (one host call per fit).
 
     Returns:
-        Boolean mask ``(M,)``.
+        Boolean mask ``(M,)`` with at most ``num_features`` entries set.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> Z = jnp.array([[1.0, 1, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0, 0, 1]])
+        >>> lasso_path_selection(Z, Z @ jnp.array([0.0, 2.0, 1.0]), jnp.ones(5), 1).tolist()
+        [False, True, False]
     """
     M = jnp.shape(features)[1]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from xaijax.core import contract
 from xaijax.core.explanation import Explanation
 
 __all__ = ["submodular_pick", "global_importance"]
@@ -44,7 +45,15 @@ def _explanation_matrix(exp: Explanation):
 
 
 def global_importance(exp: Explanation) -> np.ndarray:
-    """SP-LIME's global importance ``I_j = sqrt(sum_i |W_ij|)`` per feature key: ``(d',)``."""
+    """SP-LIME's global importance ``I_j = sqrt(sum_i |W_ij|)`` per feature key: ``(d',)``.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax.core.explanation import Explanation
+        >>> v = np.array([[4.0, 0.0], [5.0, -9.0]])
+        >>> global_importance(Explanation(values=v, base_values=np.zeros(2), data=v)).tolist()
+        [3.0, 3.0]
+    """
     return np.sqrt(_explanation_matrix(exp).sum(axis=0))
 
 
@@ -74,8 +83,7 @@ def submodular_pick(exp: Explanation, budget: int = 5) -> np.ndarray:
         >>> submodular_pick(exp, budget=2).tolist()
         [1, 2]
     """
-    if int(budget) < 1:
-        raise ValueError(f"budget must be >= 1; got {budget}")
+    budget = contract.check_int("budget", budget, minimum=1)
     W = _explanation_matrix(exp)
     importance = np.sqrt(W.sum(axis=0))
     covers = W > 0

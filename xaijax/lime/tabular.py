@@ -1,33 +1,37 @@
 """LIME for tabular data: discretized (quartile/decile/entropy) or standardised-normal sampling.
 
-The host computes the training statistics once (:func:`fit_discretizer`: bin edges, per-bin
-moments and frequencies, categorical values); everything per instance (sampling, mapping back to
-feature values, the model evaluation in chunks, the kernel and the surrogate fits for every label)
-runs in one compiled call, vmapped over the instances.
+The host computes the training statistics (:func:`fit_discretizer`: bin edges, per-bin moments
+and frequencies, categorical values). They are a value the caller holds, as ``lime``'s
+``LimeTabularExplainer`` holds them: pass them as ``training_data`` to explain many batches
+against one training set without recomputing them (13 ms per call on breast cancer, 15% of
+explaining 40 instances on 2 CPU cores). Everything per instance (sampling, mapping back to feature
+values, the model evaluation in chunks, the kernel and the surrogate fits for every label) runs
+in one compiled call, a few instances at a time.
 """
+
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float, Int, Key, UInt32
 
-from xaijax.core.batching import (
-    DEFAULT_BATCH_SIZE,
-    check_mesh,
-    evaluate,
-    map_instances,
-    over_instances,
-)
-from xaijax.core.contract import instance_keys
+from xaijax.core import contract
+from xaijax.core.batching import check_mesh, evaluate, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.model import as_model
+from xaijax.core.model import as_model, float_dtype
 from xaijax.core.random import fast_bits, fast_normal
 from xaijax.core.registry import explainer
+from xaijax.core.targets import Targets, check_target_fn
+from xaijax.lime.labels import fitted_labels, pack_fits, resolve_labels
 from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import explain_with_data
 
@@ -67,6 +71,22 @@ class TabularStats(NamedTuple):
     names: tuple[str, ...]
     bin_names: tuple[tuple[str, ...], ...]
 
+    def on_device(self, dtype=None) -> TabularStats:
+        """These statistics with their arrays on the default device, in the explainer dtype.
+
+        :func:`lime_tabular` copies host statistics to the device on every call (0.5 ms for
+        breast cancer's 30 features on a CPU); statistics already there are used as they are.
+
+        Example:
+            >>> import numpy as np
+            >>> stats = fit_discretizer(np.random.default_rng(0).normal(size=(50, 3)))
+            >>> type(stats.on_device().quantiles).__name__
+            'ArrayImpl'
+        """
+        return _arrays(self, dtype or float_dtype())._replace(
+            names=self.names, bin_names=self.bin_names
+        )
+
 
 def _bin_edges(column, discretizer, labels):
     if discretizer == "quartile":
@@ -83,15 +103,19 @@ def _bin_edges(column, discretizer, labels):
 
 
 def fit_discretizer(
-    training_data,
+    training_data: Float[ArrayLike, "N m"],
     *,
     discretize_continuous: bool = True,
     discretizer: str = "quartile",
     categorical_features: Sequence[int] = (),
-    training_labels=None,
+    training_labels: Int[ArrayLike, " N"] | None = None,
     feature_names: Sequence[str] | None = None,
 ) -> TabularStats:
     """Compute the training statistics of ``lime.lime_tabular.LimeTabularExplainer``.
+
+    Hold the result and pass it to :func:`lime_tabular` as ``training_data``, as lime's users
+    hold the explainer: the statistics are then computed once for every batch explained against
+    this training set.
 
     Args:
         training_data: ``(N, M)`` training rows.
@@ -102,30 +126,45 @@ def fit_discretizer(
         feature_names: ``M`` names (default ``"0"``, ``"1"``, ...).
 
     Returns:
-        A :class:`TabularStats`.
+        A :class:`TabularStats` (NumPy arrays on the host).
 
     Raises:
+        TypeError: for non-numeric ``training_data``.
         ValueError: on a non-2-D or non-finite ``training_data``, an unknown discretizer, missing
             labels for the entropy discretizer, or a categorical index out of range.
+
+    References:
+        Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
+        Classifier, KDD 2016.
+
+    Example:
+        >>> import numpy as np
+        >>> stats = fit_discretizer(np.arange(8.0).reshape(4, 2), feature_names=["a", "b"])
+        >>> stats.bin_names[0]
+        ('a <= 1.50', '1.50 < a <= 3.00', '3.00 < a <= 4.50', 'a > 4.50')
     """
-    data = np.asarray(training_data, dtype=np.float64)
-    if data.ndim != 2 or data.shape[0] < 1:
-        raise ValueError(f"training_data must have shape (N, M) with N >= 1; got {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise ValueError("training_data must be finite (no NaN or inf)")
+    data = contract.as_float_array("training_data", training_data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] < 1:
+        raise ValueError(
+            f"training_data must have shape (N, M) with N >= 1 rows; got shape {data.shape}"
+        )
     N, M = data.shape
     categorical = [int(c) for c in categorical_features]
     bad = [c for c in categorical if not 0 <= c < M]
     if bad:
         raise ValueError(f"categorical_features must be column indices in 0..{M - 1}; got {bad}")
-    if discretize_continuous and discretizer not in DISCRETIZERS:
-        raise ValueError(f"discretizer must be one of {DISCRETIZERS}; got {discretizer!r}")
-    if discretize_continuous and discretizer == "entropy" and training_labels is None:
-        raise ValueError("training_labels (N,) are required with discretizer='entropy'")
-    names = tuple(str(s) for s in feature_names) if feature_names is not None else None
+    if discretize_continuous:
+        contract.check_choice("discretizer", discretizer, DISCRETIZERS)
+    if discretize_continuous and discretizer == "entropy":
+        if training_labels is None:
+            raise ValueError("training_labels (N,) are required with discretizer='entropy'")
+        if np.shape(training_labels) != (N,):
+            raise ValueError(
+                f"training_labels must have shape ({N},), one per training row; got "
+                f"{np.shape(training_labels)}"
+            )
+    names = contract.check_names("feature_names", feature_names, M)
     names = names or tuple(str(j) for j in range(M))
-    if len(names) != M:
-        raise ValueError(f"feature_names must have {M} entries; got {len(names)}")
 
     columns = []  # per feature: (kind, edges, values, freqs, mean, std, min, max, bin names)
     scaler_mean, scaler_scale = data.mean(axis=0), data.std(axis=0)
@@ -211,7 +250,9 @@ def _segment_grid():
         offsets.append(at)
         grids.append(grid)
         at += len(grid)
-    return tuple(offsets), np.concatenate(grids)
+    grid = np.concatenate(grids)
+    grid.flags.writeable = False  # a module constant
+    return tuple(offsets), grid
 
 
 _OFFSETS, _GRID = _segment_grid()
@@ -329,8 +370,7 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         "num_samples",
         "num_features",
         "feature_selection",
-        "labels",
-        "top_labels",
+        "top",
         "kernel_width",
         "sample_around_instance",
         "kinds",
@@ -338,12 +378,12 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         "mesh",
     ),
 )
-def _explain(model, params, stats, X, key, *, mesh, **options):
+def _explain(model, params, stats, X, key, ids, *, mesh, **options):
     # options: the static keywords of _explain_instances, passed through.
     def local(instances, shared):
         return _explain_instances(model, *shared, *instances, **options)
 
-    return over_instances(local, (X, key), (params, stats), mesh=mesh)
+    return over_instances(local, (X, key, ids), (params, stats), mesh=mesh)
 
 
 def _explain_instances(
@@ -352,12 +392,12 @@ def _explain_instances(
     stats,
     X,
     key,
+    ids,
     *,
     num_samples,
     num_features,
     feature_selection,
-    labels,
-    top_labels,
+    top,
     kernel_width,
     sample_around_instance,
     kinds,
@@ -369,40 +409,35 @@ def _explain_instances(
         # One instance: its neighbourhood, the model on it (chunked), and the surrogate fits.
         # Instances run a few at a time (map_instances), so memory is bounded by batch_size
         # model rows, not by the number of instances.
-        x, k = args
+        x, k, label_ids = args
         features, inputs = _sample(stats, x, k, num_samples, sample_around_instance, kinds)
         y = evaluate(model, params, inputs.reshape(num_samples, M), batch_size=batch_size)
-        if y.ndim == 1:
-            y = y[:, None]
-        if top_labels is not None:
-            label_ids = jnp.argsort(y[0], stable=True)[::-1][:top_labels]
-        else:
-            label_ids = jnp.asarray(labels, jnp.int32)
+        y = y.reshape(num_samples, -1)
+        label_ids = fitted_labels(y[0], label_ids, top)
         distances = jnp.sqrt(jnp.sum((features - features[:1, :]) ** 2, axis=1))
-
-        def fit_one(label):
-            return explain_with_data(
-                features,
-                y[:, label],
-                distances,
-                kernel_width=kernel_width,
-                num_features=num_features,
-                feature_selection=feature_selection,
-            )
-
-        fits = jax.vmap(fit_one)(label_ids)
+        fits = explain_with_data(
+            features,
+            y[:, label_ids],
+            distances,
+            kernel_width=kernel_width,
+            num_features=num_features,
+            feature_selection=feature_selection,
+        )
         return fits, label_ids, y[0], jnp.all(jnp.isfinite(y))
 
-    return map_instances(one, (X, key), num_samples, batch_size)
+    return map_instances(one, (X, key, ids), num_samples, batch_size)
 
 
 @explainer(kind="surrogate", inputs="tabular", reference="training_data", random=True)
 def lime_tabular(
-    f,
-    X,
-    training_data,
+    f: Callable,
+    X: Float[ArrayLike, "*n m"],
+    training_data: Float[ArrayLike, "N m"] | TabularStats,
     *,
-    key,
+    targets: Targets = None,
+    key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
     num_samples: int = 5000,
     num_features: int = 10,
     feature_selection: str = "auto",
@@ -411,12 +446,10 @@ def lime_tabular(
     discretize_continuous: bool = True,
     discretizer: str = "quartile",
     categorical_features: Sequence[int] = (),
-    training_labels=None,
+    training_labels: Int[ArrayLike, " N"] | None = None,
     feature_names: Sequence[str] | None = None,
     kernel_width: float | None = None,
     sample_around_instance: bool = False,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    mesh=None,
 ) -> Explanation:
     """LIME attributions of ``f`` for tabular rows ``X``, as ``lime``'s ``LimeTabularExplainer``.
 
@@ -427,35 +460,47 @@ def lime_tabular(
     each label. All instances are explained in one compiled call.
 
     Args:
-        f: model ``(n, M) -> (n,)`` or ``(n, K)`` (JAX function, NNX module or host callable such
-            as ``predict_proba``).
-        X: ``(n, M)`` rows or one row ``(M,)``.
-        training_data: ``(N, M)`` training rows (for the bins, frequencies and scaling).
-        key: a ``jax.random.key`` (split over the instances), or ``(n,)`` keys, one per
-            instance; the same key gives the same explanation.
-        num_samples: neighbourhood size (row 0 is the instance itself).
-        num_features: number of features in each surrogate.
-        feature_selection: ``"auto"``, ``"forward_selection"``, ``"highest_weights"``,
-            ``"lasso_path"`` or ``"none"``.
-        labels: output indices to explain (default: all outputs); ignored with ``top_labels``.
-        top_labels: explain the ``top_labels`` highest outputs at each instance instead.
-        discretize_continuous, discretizer, categorical_features, training_labels, feature_names:
-            as in :func:`fit_discretizer`.
-        kernel_width: kernel width (default ``0.75 * sqrt(M)``).
-        sample_around_instance: centre the normal sampling at the instance (continuous mode).
-        batch_size: rows per model call (per device).
+        f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable such as
+            ``predict_proba``.
+        X: one instance ``(M,)`` or a batch ``(n, M)``.
+        training_data: ``(N, M)`` training rows, or their :func:`fit_discretizer` statistics
+            (computed once: pass them when explaining many batches against one training set;
+            the discretizer options below then come from the statistics).
+        targets: which output to explain: ``None`` (every output: ``values (n, M, K)``), an int,
+            ``(n,)`` ints, or a callable on the model outputs (``values (n, M)``); see
+            :mod:`xaijax.lime.labels`.
+        key: a ``jax.random.key`` or raw ``PRNGKey`` (instance ``i`` uses
+            ``jax.random.split(key, n)[i]``), or ``(n,)`` keys, one per instance; the same key
+            gives the same explanation.
+        batch_size: most model rows evaluated at once (per device); ``None`` picks a default for
+            the backend and the row size.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
+        num_samples: neighbourhood size ``>= 2`` (row 0 is the instance itself).
+        num_features: features in each surrogate, ``>= 1``.
+        feature_selection: ``"auto"``, ``"forward_selection"``, ``"highest_weights"``,
+            ``"lasso_path"`` or ``"none"`` (see :mod:`xaijax.lime.selection`).
+        labels: lime's alias: these output indices, one column each (``values (n, M, L)``).
+        top_labels: lime's alias: the ``min(top_labels, K)`` highest outputs at each instance.
+        discretize_continuous, discretizer, categorical_features, training_labels, feature_names:
+            as in :func:`fit_discretizer` (only with training rows).
+        kernel_width: kernel width ``> 0`` (default ``0.75 * sqrt(M)``).
+        sample_around_instance: centre the normal sampling at the instance (continuous mode).
 
     Returns:
-        An :class:`Explanation`: ``values`` ``(n, M, L)`` surrogate coefficients for the ``L``
-        explained labels (``(n, M)`` for a scalar-output model), ``base_values`` the intercepts;
-        ``extras``: ``intercept``, ``score`` (weighted R²), ``local_pred``, ``labels`` ``(n, L)``,
-        ``selected`` ``(n, M, L)``, ``prediction`` (model output at the instance) and
-        ``feature_labels`` ``(n, M)`` such as ``"0.12 < mean radius <= 0.57"``.
+        An :class:`Explanation` of kind ``"surrogate"``: ``values`` the surrogate coefficients
+        ``(n, M, L)`` for ``L`` labels (``(n, M)`` for one target or a scalar-output model),
+        ``base_values`` the intercepts; ``extras``: ``intercept``, ``score`` (weighted R²),
+        ``local_pred``, ``labels`` (the output indices fitted), ``selected`` (like ``values``),
+        ``prediction`` (model output at the instance) and ``feature_labels`` ``(n, M)`` such as
+        ``"0.12 < mean radius <= 0.57"``.
 
     Raises:
-        ValueError: on shapes or values that do not fit (named in the message), NaN model outputs.
+        TypeError: for arguments of the wrong type (named in the message), or ``targets`` with
+            ``labels``/``top_labels``.
+        ValueError: on shapes or values out of range (named in the message), or NaN/inf model
+            outputs on an instance's neighbourhood.
 
     References:
         Ribeiro, Singh & Guestrin, "Why Should I Trust You?": Explaining the Predictions of Any
@@ -465,167 +510,134 @@ def lime_tabular(
         >>> import jax, jax.numpy as jnp, numpy as np
         >>> train = np.random.default_rng(0).normal(size=(100, 3))
         >>> f = lambda X: jax.nn.softmax(jnp.stack([X[:, 0], -X[:, 0]], axis=1))
-        >>> exp = lime_tabular(f, train[:4], train, key=jax.random.key(0), num_samples=500)
-        >>> exp.values.shape, exp.extras["labels"].shape
-        ((4, 3, 2), (4, 2))
+        >>> stats = fit_discretizer(train)
+        >>> exp = lime_tabular(f, train[:4], stats, key=jax.random.key(0), num_samples=500)
+        >>> exp.values.shape, exp.kind
+        ((4, 3, 2), 'surrogate')
+        >>> lime_tabular(f, train[:4], stats, targets=1, key=jax.random.key(0),
+        ...              num_samples=500).values.shape
+        (4, 3)
     """
-    X = np.asarray(X)
-    single = X.ndim == 1
-    X2 = X[None, :] if single else X
-    train = np.asarray(training_data)
-    if train.ndim != 2:
-        raise ValueError(f"training_data must have shape (N, M); got {train.shape}")
-    M = train.shape[1]
-    if X2.ndim != 2 or X2.shape[1] != M:
-        raise ValueError(
-            f"X must have shape (n, {M}) or ({M},) to match training_data; got {X.shape}"
-        )
-    if not np.all(np.isfinite(X2)):
-        raise ValueError("X must be finite (no NaN or inf)")
-    key = instance_keys(key, X2.shape[0])
-    if int(num_samples) < 2:
-        raise ValueError(f"num_samples must be >= 2; got {num_samples}")
-    if feature_selection not in FEATURE_SELECTION_METHODS:
-        raise ValueError(
-            f"feature_selection must be one of {FEATURE_SELECTION_METHODS}; "
-            f"got {feature_selection!r}"
-        )
-    if int(num_features) < 1:
-        raise ValueError(f"num_features must be >= 1; got {num_features}")
-    stats, jstats = _prepared_stats(
-        train,
-        discretize_continuous=bool(discretize_continuous),
-        discretizer=discretizer,
-        categorical_features=tuple(int(c) for c in categorical_features),
-        training_labels=training_labels,
-        feature_names=None if feature_names is None else tuple(str(n) for n in feature_names),
-    )
-    model, params = as_model(f, train[:2])
-    K = model.num_outputs
-    if top_labels is not None:
-        if K is None or not 1 <= int(top_labels) <= K:
-            raise ValueError(
-                f"top_labels must be in 1..K for a model with K outputs; got {top_labels}"
+    dtype = float_dtype()
+    if isinstance(training_data, TabularStats):
+        given = {
+            "discretize_continuous": discretize_continuous is not True,
+            "discretizer": discretizer != "quartile",
+            "categorical_features": len(tuple(categorical_features)) > 0,
+            "training_labels": training_labels is not None,
+            "feature_names": feature_names is not None,
+        }
+        if any(given.values()):
+            names = ", ".join(k for k, v in given.items() if v)
+            raise TypeError(
+                f"{names}: fixed by the fit_discretizer(...) statistics passed as "
+                "training_data; pass them to fit_discretizer instead"
             )
-        label_tuple, top = None, int(top_labels)
+        stats = training_data
     else:
-        label_tuple = tuple(range(K or 1)) if labels is None else tuple(int(i) for i in labels)
-        if not label_tuple or not all(0 <= i < (K or 1) for i in label_tuple):
-            raise ValueError(f"labels must be output indices in 0..{(K or 1) - 1}; got {labels}")
-        top = None
-    width = float(0.75 * np.sqrt(M) if kernel_width is None else kernel_width)
+        stats = fit_discretizer(
+            training_data,
+            discretize_continuous=bool(discretize_continuous),
+            discretizer=discretizer,
+            categorical_features=categorical_features,
+            training_labels=training_labels,
+            feature_names=feature_names,
+        )
+    kind = np.asarray(stats.kind)
+    M = kind.shape[0]
+    X = contract.as_float_array("X", X, dtype=dtype)
+    X, single = contract.split_instances(X, (M,), reference="training_data")
+    n = X.shape[0]
+    num_samples = contract.check_int("num_samples", num_samples, minimum=2)
+    num_features = contract.check_int("num_features", num_features, minimum=1)
+    contract.check_choice("feature_selection", feature_selection, FEATURE_SELECTION_METHODS)
+    if kernel_width is None:
+        width = float(0.75 * np.sqrt(M))
+    else:
+        width = contract.check_number("kernel_width", kernel_width, minimum=0.0, strict=True)
+    key = contract.instance_keys(key, n)
+    batch_size = contract.resolve_batch_size(batch_size, (M,), dtype)
+    mesh = check_mesh(mesh)
+    model, params = as_model(f, X)
+    plan = resolve_labels(targets, labels, top_labels, n, model.num_outputs)
+    if plan.score is not None:
+        check_target_fn(plan.score, jax.ShapeDtypeStruct((2,) + model.output_shape, dtype))
+        model = model.scored_by(plan.score)
+    ids = plan.ids if plan.ids is not None else np.zeros((n, 1), np.int32)
 
-    fits, label_ids, prediction, finite = _explain(
+    fits, label_ids, prediction, finite = contract.call(
+        _explain,
         model,
         params,
-        jstats,
-        jnp.asarray(X2, jstats.mean.dtype),
+        _arrays(stats, dtype),
+        jnp.asarray(X),
         key,
-        num_samples=int(num_samples),
-        num_features=int(num_features),
+        jnp.asarray(ids),
+        num_samples=num_samples,
+        num_features=num_features,
         feature_selection=feature_selection,
-        labels=label_tuple,
-        top_labels=top,
+        top=plan.top,
         kernel_width=width,
         sample_around_instance=bool(sample_around_instance),
-        kinds=tuple(sorted({int(k) for k in stats.kind})),
-        batch_size=int(batch_size),
-        mesh=check_mesh(mesh),
+        kinds=tuple(sorted({int(k) for k in kind})),
+        batch_size=batch_size,
+        mesh=mesh,
     )
-    if not bool(np.all(np.asarray(finite))):
-        bad = np.flatnonzero(~np.asarray(finite)).tolist()
-        raise ValueError(
-            f"f returned NaN or inf model outputs on the neighbourhoods of X rows {bad}"
-        )
-
-    values = jnp.moveaxis(fits.coef, 1, 2)  # (n, L, M) -> (n, M, L)
-    extras = dict(
-        intercept=fits.intercept,
-        score=fits.score,
-        local_pred=fits.local_pred,
-        labels=label_ids,
-        selected=jnp.moveaxis(fits.selected, 1, 2),
-        prediction=prediction if K is not None else prediction[:, 0],
-        feature_labels=_feature_labels(stats, X2),
-    )
-    base_values = fits.intercept
-    if K is None:
-        values, base_values = values[:, :, 0], base_values[:, 0]
-        extras = {
-            k: v[:, 0] if k in ("intercept", "score", "local_pred") else v
-            for k, v in extras.items()
-        }
-        extras["selected"] = extras["selected"][:, :, 0]
-    output_names = (
-        None
-        if K is None
-        else tuple(f"top{i}" for i in range(top))
-        if top is not None
-        else tuple(str(i) for i in label_tuple)
-    )
-    exp = Explanation(
-        values=values,
-        base_values=base_values,
-        data=X2,
-        feature_names=stats.names,
-        output_names=output_names,
+    return pack_fits(
+        fits,
+        label_ids,
+        prediction,
+        finite,
+        plan=plan,
+        data=X,
+        single=single,
         method="lime_tabular",
-        kind="surrogate",
-        extras=extras,
+        feature_names=tuple(stats.names),
+        extras={"feature_labels": _feature_labels(stats, X)},
     )
-    return exp[0] if single else exp
 
 
-# Training statistics of the last few training sets, by content: explaining many batches against
-# one training set (the usual case, and the reference's explainer object) computes them once.
-_STATS_CACHE: dict = {}
-_STATS_CACHE_SIZE = 2  # the quantile tables are M * V * 867 floats each
+_DEVICE_FIELDS = (
+    "edges",
+    "values",
+    "freqs",
+    "bin_mean",
+    "bin_std",
+    "bin_min",
+    "bin_max",
+    "quantiles",
+    "mean",
+    "scale",
+)
 
 
-def _prepared_stats(train, *, training_labels, **options):
-    """:func:`fit_discretizer`'s statistics and their device copies, cached by content."""
-    import hashlib
+def _arrays(stats: TabularStats, dtype) -> TabularStats:
+    """The statistics the compiled sampler reads, as device arrays (no copy if already there)."""
 
-    def digest(a):
-        if a is None:
-            return None
-        a = np.ascontiguousarray(a)
-        return (a.shape, str(a.dtype), hashlib.blake2b(a.view(np.uint8), digest_size=16).digest())
+    def on_device(a, dtype):
+        # jnp.asarray of a device array is not free (a conversion dispatch per field per call).
+        if isinstance(a, jax.Array) and a.dtype == dtype:
+            return a
+        return jnp.asarray(a, dtype)
 
-    dtype = jnp.zeros((), dtype=float).dtype  # float64 only under jax_enable_x64
-    key = (digest(train), digest(training_labels), str(dtype), tuple(sorted(options.items())))
-    if key in _STATS_CACHE:
-        return _STATS_CACHE[key]
-    stats = fit_discretizer(train, training_labels=training_labels, **options)
-    for name in TabularStats._fields:
-        value = getattr(stats, name)
-        if isinstance(value, np.ndarray):
-            value.flags.writeable = False  # shared by later calls
-    jstats = stats._replace(
-        **{
-            name: jnp.asarray(getattr(stats, name), dtype)
-            for name in ("edges", "values", "freqs", "bin_mean", "bin_std", "bin_min", "bin_max")
-            + ("quantiles", "mean", "scale")
-        },
-        kind=jnp.asarray(stats.kind),
+    return stats._replace(
+        **{name: on_device(getattr(stats, name), dtype) for name in _DEVICE_FIELDS},
+        kind=on_device(stats.kind, np.dtype(np.int32)),
         names=None,
         bin_names=None,
     )
-    if len(_STATS_CACHE) >= _STATS_CACHE_SIZE:
-        _STATS_CACHE.pop(next(iter(_STATS_CACHE)))
-    _STATS_CACHE[key] = (stats, jstats)
-    return stats, jstats
 
 
 def _feature_labels(stats: TabularStats, X) -> np.ndarray:
     """The reference's readable feature names at each instance: its bin, ``name=value``, or name."""
+    kind, all_edges = np.asarray(stats.kind), np.asarray(stats.edges)
     columns = []
     for j, name in enumerate(stats.names):
-        if stats.kind[j] == DISCRETIZED:
-            edges = stats.edges[j][np.isfinite(stats.edges[j])]
+        if kind[j] == DISCRETIZED:
+            edges = all_edges[j][np.isfinite(all_edges[j])]
             names = np.array(stats.bin_names[j], dtype=object)
             columns.append(names[np.searchsorted(edges, X[:, j])])
-        elif stats.kind[j] == CATEGORICAL:
+        elif kind[j] == CATEGORICAL:
             columns.append(np.array([f"{name}={int(v)}" for v in X[:, j]], dtype=object))
         else:
             columns.append(np.full(len(X), name, dtype=object))
