@@ -1,8 +1,12 @@
 """xaijax: explaining machine-learning models in JAX, compiled and batched.
 
-The public API at a glance (see DESIGN.md for the contract).
+The public API at a glance. Every explainer has one signature,
+``explainer(model, X, [reference], *, targets=None, key=..., batch_size=None, mesh=None,
+**options) -> Explanation`` (see the README's "explainer contract" section); ``xaijax.core``
+holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read their results.
 """
 
+from xaijax import core, metrics, plots
 from xaijax.cam import (
     ablation_cam,
     cam,
@@ -17,10 +21,11 @@ from xaijax.cam import (
     with_guided_relu,
     xgrad_cam,
 )
-from xaijax.core.batching import DEFAULT_BATCH_SIZE, evaluate, instance_mesh
-from xaijax.core.explanation import Explanation
+from xaijax.core.batching import DEFAULT_BATCH_SIZE, default_batch_size, evaluate, instance_mesh
+from xaijax.core.explanation import KINDS, Explanation
 from xaijax.core.lstsq import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
 from xaijax.core.model import as_model, host_model
+from xaijax.core.registry import clear_caches, explainers
 from xaijax.gradients import (
     expected_gradients,
     gradient_x_input,
@@ -28,8 +33,22 @@ from xaijax.gradients import (
     saliency,
     smoothgrad,
 )
-from xaijax.lime import get_image_and_mask, lime_image, lime_tabular, lime_text, submodular_pick
-from xaijax.protopnet import ProtoPNet, ProtoPNetConfig, TrainConfig, train_protopnet
+from xaijax.lime import (
+    TabularStats,
+    fit_discretizer,
+    get_image_and_mask,
+    lime_image,
+    lime_tabular,
+    lime_text,
+    submodular_pick,
+)
+from xaijax.protopnet import (
+    ProtoPNet,
+    ProtoPNetConfig,
+    TrainConfig,
+    explain_prototypes,
+    train_protopnet,
+)
 from xaijax.shapley import (
     Background,
     UnsupportedPrimitiveError,
@@ -48,11 +67,18 @@ from xaijax.shapley import (
 __version__ = "0.1.0"
 
 __all__ = [
-    # results and models
+    # results, models, the contract
     "DEFAULT_BATCH_SIZE",
     "Explanation",
+    "KINDS",
     "as_model",
+    "clear_caches",
+    "core",
+    "metrics",
+    "plots",
+    "default_batch_size",
     "evaluate",
+    "explainers",
     "host_model",
     # many devices
     "instance_mesh",
@@ -60,6 +86,7 @@ __all__ = [
     "ProtoPNet",
     "ProtoPNetConfig",
     "TrainConfig",
+    "explain_prototypes",
     "train_protopnet",
     # Shapley values
     "Background",
@@ -75,6 +102,8 @@ __all__ = [
     "permutation_shap",
     "shapley_kernel_weights",
     # LIME
+    "TabularStats",
+    "fit_discretizer",
     "get_image_and_mask",
     "lime_image",
     "lime_tabular",

@@ -77,8 +77,17 @@ OPTIONS: dict[str, dict] = {
     "score_cam": {},
     "ablation_cam": {},
 }
-# Closed forms with no model to compose a callable target with (refused with a TypeError).
-NO_CALLABLE_TARGETS = {"linear_shap", "max_shap"}
+# Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
+# per class): a callable target is refused with a TypeError.
+NO_CALLABLE_TARGETS = {"linear_shap", "max_shap", "explain_prototypes"}
+PROTO_IMAGES = _rng.uniform(size=(N, 24, 24, 3)).astype(np.float32)
+
+
+def _protopnet():
+    from xaijax.protopnet import ProtoPNet, ProtoPNetConfig
+
+    config = ProtoPNetConfig(img_size=24, num_classes=K, num_prototypes=6, channels=(4, 4))
+    return ProtoPNet(config, key=jax.random.key(0))
 # Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
 RELU = {"deep_shap"}
 
@@ -154,6 +163,17 @@ def case_for(info: ExplainerInfo) -> Case:
             (conv_features, conv_head),
             lambda m, X, **kw: fn(m[0], m[1], X, **kw),
             lambda X: np.asarray(cnn(jnp.asarray(X))),
+            K,
+        )
+    if info.model_form == "protopnet":
+        net = _protopnet()
+        return Case(
+            name,
+            info,
+            PROTO_IMAGES,
+            net,
+            lambda m, X, **kw: fn(m, X, **kw),
+            lambda X: np.asarray(net(jnp.asarray(X))),
             K,
         )
     if info.model_form != "model":

@@ -170,6 +170,9 @@ def test_the_invariant_of_its_kind_holds(case):
         assert np.all(base == 0)
         X = np.asarray(case.X)
         assert values.shape in (X.shape, X.shape[:-1]), values.shape
+    elif exp.kind == "prototype":
+        assert np.all(base == 0) and values.shape[0] == N
+        assert np.all(np.isfinite(np.asarray(exp.extras["logits"])))
     elif exp.kind == "surrogate":
         score = np.asarray(exp.extras["score"])
         assert np.all(score <= 1 + 1e-5)
@@ -236,14 +239,14 @@ def _nan_off_the_instances(case):
 
 
 def test_nan_model_outputs_are_an_error_not_a_nan_explanation(case):
-    if case.model is None:
+    if case.model is None or case.info.model_form == "protopnet":
         pytest.skip("the explainer has no model argument")
     with pytest.raises(ValueError, match="NaN"):
         case.call_with(case.wrapped(_nan_everywhere), case.X, **_keys(case))
 
 
 def test_nan_on_perturbed_inputs_only_is_never_silent(case):
-    if case.model is None or case.info.model_form == "layer":
+    if case.model is None or case.info.model_form in ("layer", "protopnet"):
         pytest.skip("no perturbed inputs of a replaceable model")
     model = _nan_off_the_instances(case)
     try:
@@ -258,7 +261,7 @@ def test_nan_on_perturbed_inputs_only_is_never_silent(case):
 
 
 def test_nan_gradients_of_finite_outputs_are_never_silent(case):
-    if not case.info.needs_jax or case.model is None:
+    if not case.info.needs_jax or case.model is None or case.info.model_form == "protopnet":
         pytest.skip("not a gradient or jaxpr method")
 
     def kink(fn):
