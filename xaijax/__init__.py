@@ -4,12 +4,12 @@ The public API at a glance. Every explainer has one signature,
 ``explainer(model, X, [reference], *, targets=None, key=..., batch_size=None, mesh=None,
 **options) -> Explanation`` (see the README's "explainer contract" section); ``xaijax.core``
 holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read their results.
+The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import core, metrics, plots
+from xaijax import cam, core, metrics, plots
 from xaijax.cam import (
     ablation_cam,
-    cam,
     eigen_cam,
     grad_cam,
     grad_cam_plus_plus,
@@ -73,6 +73,7 @@ __all__ = [
     "KINDS",
     "as_model",
     "clear_caches",
+    "cam",
     "core",
     "metrics",
     "plots",
@@ -111,7 +112,6 @@ __all__ = [
     "submodular_pick",
     # Grad-CAM family and gradients
     "ablation_cam",
-    "cam",
     "eigen_cam",
     "expected_gradients",
     "grad_cam",
