@@ -1,3 +1,5 @@
+import os
+
 import jax
 import pytest
 
@@ -13,3 +15,24 @@ def key():
 # Oracle comparisons need full float32 products: GPUs such as the H100 default to TensorFloat-32
 # (10 mantissa bits), which moves batch-vs-loop results by ~1e-4. CPUs are unaffected.
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+def _memory_mappings() -> int:
+    try:
+        with open(f"/proc/{os.getpid()}/maps") as fh:
+            return sum(1 for _ in fh)
+    except OSError:  # not Linux
+        return 0
+
+
+@pytest.fixture(autouse=True)
+def _release_compiled_programs():
+    """Free the compiled programs when the process holds many memory mappings.
+
+    Every XLA:CPU executable keeps about three memory mappings of its own code and data; the
+    suite compiles thousands of programs, and one process would reach Linux's limit of 65530
+    mappings (``vm.max_map_count``), where XLA's compiler crashes with a segmentation fault.
+    """
+    yield
+    if _memory_mappings() > 20000:
+        jax.clear_caches()

@@ -167,8 +167,8 @@ def check_names(name: str, names, count: int) -> tuple[str, ...] | None:
     """``names`` as a tuple of ``count`` strings, or ``None``."""
     if names is None:
         return None
-    if isinstance(names, str):
-        raise TypeError(f"{name} must be a sequence of {count} names, not one string")
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of {count} names; got {names!r}")
     names = tuple(str(s) for s in names)
     if len(names) != count:
         raise ValueError(f"{name} must have {count} entries, one per feature; got {len(names)}")
