@@ -13,4 +13,3 @@ def __getattr__(name):
         stacklevel=2,
     )
     return value
-

@@ -88,6 +88,8 @@ def _protopnet():
 
     config = ProtoPNetConfig(img_size=24, num_classes=K, num_prototypes=6, channels=(4, 4))
     return ProtoPNet(config, key=jax.random.key(0))
+
+
 # Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
 RELU = {"deep_shap"}
 
