@@ -464,6 +464,25 @@ def test_random_subsets_are_uniform_over_subsets_of_each_size():
     assert big.sum(axis=1).tolist() == [0, 1, 299, 300]
 
 
+@pytest.mark.parametrize("M", [2, 5, 20, 32, 33, 64])
+def test_random_subsets_are_the_smallest_keys_of_jax_random_bits(M):
+    # Oracle: rank the documented keys (jax.random.bits, low bits replaced by the index) with
+    # NumPy; a feature is in when its rank is below the size. Both CPU paths (pairwise ranks up
+    # to M = 32, a sort above) must give these subsets.
+    from xaijax.shapley.coalitions import random_subsets
+
+    key = jax.random.key(M)
+    sizes = np.random.default_rng(M).integers(0, M + 1, size=300)
+    shift = max(1, (M - 1).bit_length())
+    bits = np.asarray(jax.random.bits(key, (300, M), jnp.uint32))
+    keys = (bits >> shift << shift) | np.arange(M, dtype=np.uint32)
+    rank = np.argsort(np.argsort(keys, axis=1), axis=1)
+    expected = rank < sizes[:, None]
+    np.testing.assert_array_equal(np.asarray(random_subsets(key, jnp.asarray(sizes), M)), expected)
+    batched = jax.vmap(lambda k: random_subsets(k, jnp.asarray(sizes), M))(key[None])
+    np.testing.assert_array_equal(np.asarray(batched)[0], expected)
+
+
 # -- the explainer contract -----------------------------------------------------------------------
 
 
