@@ -232,7 +232,45 @@ def test_renamed_alias_warns_and_refuses_both():
 
 
 def test_default_batch_size_by_backend_and_row_size():
-    assert xj.core.default_batch_size((30,), backend="cpu") == 8192
+    assert xj.core.default_batch_size((30,), backend="cpu") == 65536
+    # Past 32 float32 features the 8 MiB of input rows binds: 8 MiB / 400 bytes.
+    assert xj.core.default_batch_size((100,), backend="cpu") == 20971
+    assert xj.core.default_batch_size((224, 224, 3), backend="cpu") == 13
     assert xj.core.default_batch_size((30,), backend="gpu") == 2**18
     assert xj.core.default_batch_size((224, 224, 3), backend="gpu") == 445
     assert xj.core.default_batch_size((10**8,), backend="cpu") == 1
+
+
+def test_compiled_calls_run_with_one_blas_thread_and_restore_it():
+    # On a CPU, XLA's LAPACK kernels (SciPy's OpenBLAS) get one thread while an explainer runs;
+    # the library's own setting comes back after, also when the call fails.
+    import threadpoolctl
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the cap applies to the CPU backend")
+    seen = []
+
+    def spy(X):
+        blas = threadpoolctl.threadpool_info()
+        seen.append({b["filepath"]: b["num_threads"] for b in blas if b["user_api"] == "blas"})
+        return X
+
+    def fn(X):
+        return jax.pure_callback(spy, jax.ShapeDtypeStruct(X.shape, X.dtype), X)
+
+    jnp.linalg.qr(jnp.ones((3, 2)))  # XLA's LAPACK loaded, as by any explainer that uses it
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # the cap must show on any machine
+        before = {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()}
+        contract.call(jax.jit(fn), jnp.ones(3))
+        assert seen and all(n == 1 for n in seen[0].values())
+        after = {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()}
+        assert after == before
+
+        def failing(X):
+            raise RuntimeError("boom")
+
+        shape = jax.ShapeDtypeStruct((3,), jnp.float32)
+        bad = jax.jit(lambda X: jax.pure_callback(failing, shape, X))
+        with pytest.raises(Exception, match="boom"):
+            contract.call(bad, jnp.ones(3))
+        assert {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()} == before
