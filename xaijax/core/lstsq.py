@@ -303,7 +303,9 @@ def fit_surrogate(
             intercept and no constraint, ``"cholesky"`` solves from :func:`weighted_moments`
             (one product of the data) and refines once against the data.
         moments: the :func:`weighted_moments` of these arrays when already at hand (only used by
-            that ``"cholesky"`` path), e.g. shared with feature selection.
+            that ``"cholesky"`` path), e.g. shared with feature selection. Without ``refine``
+            that path reads ``features`` only for ``prediction``: pass just the rows to predict
+            at (LIME passes the instance's row).
         refine: that path's one step of iterative refinement against the data (two more passes
             over it). Needed only for ill-conditioned designs; LIME's are not (see
             :func:`xaijax.lime.explain_with_data`).
