@@ -274,3 +274,38 @@ def test_compiled_calls_run_with_one_blas_thread_and_restore_it():
         with pytest.raises(Exception, match="boom"):
             contract.call(bad, jnp.ones(3))
         assert {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()} == before
+
+
+def test_a_model_is_probed_once_per_form_of_its_parameters():
+    # Probing traces the model (most of a call's fixed cost): it is remembered by the model's
+    # identity, its parameters' shapes and the probe's shape, never across a change of those.
+    traced = []
+
+    def apply_fn(params, X):
+        traced.append(X.shape)
+        return X @ params
+
+    X = np.ones((5, 3), np.float32)
+    first, _ = as_model((apply_fn, jnp.ones(3)), X)
+    again, _ = as_model((apply_fn, jnp.full(3, 2.0)), X)  # a new checkpoint, same shapes
+    assert len(traced) == 1 and again == first and first.output_shape == ()
+    wider, _ = as_model((apply_fn, jnp.ones((3, 2))), X)  # other shapes: probed afresh
+    assert len(traced) == 2 and wider.output_shape == (2,)
+
+    def f(X):
+        traced.append(X.shape)
+        return X.sum(axis=1)
+
+    as_model(f, X), as_model(f, X)
+    assert len(traced) == 3
+    as_model(f, np.ones((5, 4), np.float32))  # another input shape
+    assert len(traced) == 4
+
+    def failing(params, X):
+        traced.append(X.shape)
+        raise RuntimeError("no")
+
+    for _ in range(2):  # a failed probe is not remembered
+        with pytest.raises(ValueError, match="failed"):
+            as_model((failing, jnp.ones(3)), X)
+    assert len(traced) == 6
