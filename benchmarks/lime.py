@@ -34,7 +34,7 @@ sys.path = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 sys.path.insert(0, os.path.dirname(_HERE))
 
 from benchmarks.common import environment, memory  # noqa: E402
-from xaijax.core.batching import default_batch_size, map_row_chunks  # noqa: E402
+from xaijax.core.batching import balanced_chunk, default_batch_size, map_row_chunks  # noqa: E402
 from xaijax.lime import (  # noqa: E402
     fit_discretizer,
     lime_image,
@@ -132,7 +132,8 @@ def bench_tabular(num_instances, num_lime, repeats, num_columns=30, hidden=64):
         return lime_tabular(f, rows, X, key=jax.random.key(0), **kwargs).values
 
     inputs = jnp.asarray(np.repeat(rows, S, axis=0))
-    chunk = default_batch_size(rows.shape[1:], jnp.float32)  # what lime_tabular resolves None to
+    # The chunks lime_tabular's default batch_size gives, as even as evaluate makes them.
+    chunk = balanced_chunk(len(inputs), default_batch_size(rows.shape[1:], jnp.float32))
     floor_fn = jax.jit(lambda Z: map_row_chunks(lambda r: f(Z[r]), Z.shape[0], chunk))
     whole_fn = jax.jit(f)
     ours(), ours_recomputing(), floor_fn(inputs), whole_fn(inputs)  # compile

@@ -368,7 +368,8 @@ def test_batch_equals_loop_and_keys_reproduce():
     ):
         batch = explain(X)
         for i in range(len(X)):
-            np.testing.assert_allclose(batch.values[i], explain(X[i]).values, atol=1e-6)
+            # Float32 rounding of the model's products, which may run in other batch shapes.
+            np.testing.assert_allclose(batch.values[i], explain(X[i]).values, rtol=1e-5, atol=1e-6)
             assert batch[i].values.shape == explain(X[i]).values.shape
 
 
