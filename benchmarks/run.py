@@ -92,6 +92,19 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "floor_ms": t["model_floor_ms_per_instance"],
             }
         )
+        if "tabular_small" in report:  # added 2026-12; older reports lack it
+            t = report["tabular_small"]
+            rows.append(
+                {
+                    "case": f"tabular small: M={t['features']}, MLP hidden {t['hidden']}, "
+                    f"{t['num_samples']} samples",
+                    "unit": "instance",
+                    "xaijax_ms": t["ours_ms_per_instance"],
+                    "reference": "lime LimeTabularExplainer",
+                    "reference_ms": t["lime_ms_per_instance"],
+                    "floor_ms": t["model_floor_ms_per_instance"],
+                }
+            )
         rows.append(
             {
                 "case": f"image: {i['image_shape'][0]}px CNN, {i['num_samples']} samples, "

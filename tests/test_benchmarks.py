@@ -51,3 +51,44 @@ def test_a_failed_benchmark_becomes_a_row_not_a_crash():
             "peak_device_mib": None,
         }
     ]
+
+
+def test_small_model_cases_get_their_own_rows():
+    tabular = {
+        "num_samples": 5000,
+        "features": 30,
+        "hidden": 64,
+        "ours_ms_per_instance": 0.8,
+        "lime_ms_per_instance": 27.0,
+        "model_floor_ms_per_instance": 0.2,
+    }
+    image = {
+        "image_shape": [224, 224, 3],
+        "num_samples": 1000,
+        "num_segments": 33,
+        "ours_ms_per_image": 1200.0,
+        "lime_ms_per_image": 3100.0,
+        "model_floor_ms_per_image": 1100.0,
+    }
+    small = dict(tabular, features=20, hidden=32, ours_ms_per_instance=0.5)
+    rows = run.rows_of("lime", {"tabular": tabular, "tabular_small": small, "image": image})
+    assert [r["case"] for r in rows] == [
+        "tabular: breast cancer MLP, 5000 samples",
+        "tabular small: M=20, MLP hidden 32, 5000 samples",
+        "image: 224px CNN, 1000 samples, 33 superpixels",
+    ]
+    assert rows[1]["ratio_to_floor"] == pytest.approx(0.5 / 0.2)
+    # Reports from before the small case still give their two rows.
+    assert len(run.rows_of("lime", {"tabular": tabular, "image": image})) == 2
+    kernel = {
+        "model": "jax_mlp_small",
+        "features": 20,
+        "num_samples": 2088,
+        "background": 30,
+        "xaijax_ms_per_instance": 4.0,
+        "shap_ms_per_instance": 300.0,
+        "floor_ms_per_instance": 3.0,
+    }
+    (row,) = run.rows_of("kernel_shap", {"results": [kernel]})
+    assert row["case"] == "jax_mlp_small: M=20, 2088 coalitions, 30 background rows"
+    assert row["ratio_to_floor"] == pytest.approx(4.0 / 3.0)

@@ -232,7 +232,80 @@ def test_renamed_alias_warns_and_refuses_both():
 
 
 def test_default_batch_size_by_backend_and_row_size():
-    assert xj.core.default_batch_size((30,), backend="cpu") == 8192
+    assert xj.core.default_batch_size((30,), backend="cpu") == 65536
+    # Past 32 float32 features the 8 MiB of input rows binds: 8 MiB / 400 bytes.
+    assert xj.core.default_batch_size((100,), backend="cpu") == 20971
+    assert xj.core.default_batch_size((224, 224, 3), backend="cpu") == 13
     assert xj.core.default_batch_size((30,), backend="gpu") == 2**18
     assert xj.core.default_batch_size((224, 224, 3), backend="gpu") == 445
     assert xj.core.default_batch_size((10**8,), backend="cpu") == 1
+
+
+def test_compiled_calls_run_with_one_blas_thread_and_restore_it():
+    # On a CPU, XLA's LAPACK kernels (SciPy's OpenBLAS) get one thread while an explainer runs;
+    # the library's own setting comes back after, also when the call fails.
+    import threadpoolctl
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("the cap applies to the CPU backend")
+    seen = []
+
+    def spy(X):
+        blas = threadpoolctl.threadpool_info()
+        seen.append({b["filepath"]: b["num_threads"] for b in blas if b["user_api"] == "blas"})
+        return X
+
+    def fn(X):
+        return jax.pure_callback(spy, jax.ShapeDtypeStruct(X.shape, X.dtype), X)
+
+    jnp.linalg.qr(jnp.ones((3, 2)))  # XLA's LAPACK loaded, as by any explainer that uses it
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):  # the cap must show on any machine
+        before = {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()}
+        contract.call(jax.jit(fn), jnp.ones(3))
+        assert seen and all(n == 1 for n in seen[0].values())
+        after = {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()}
+        assert after == before
+
+        def failing(X):
+            raise RuntimeError("boom")
+
+        shape = jax.ShapeDtypeStruct((3,), jnp.float32)
+        bad = jax.jit(lambda X: jax.pure_callback(failing, shape, X))
+        with pytest.raises(Exception, match="boom"):
+            contract.call(bad, jnp.ones(3))
+        assert {b["filepath"]: b["num_threads"] for b in threadpoolctl.threadpool_info()} == before
+
+
+def test_a_model_is_probed_once_per_form_of_its_parameters():
+    # Probing traces the model (most of a call's fixed cost): it is remembered by the model's
+    # identity, its parameters' shapes and the probe's shape, never across a change of those.
+    traced = []
+
+    def apply_fn(params, X):
+        traced.append(X.shape)
+        return X @ params
+
+    X = np.ones((5, 3), np.float32)
+    first, _ = as_model((apply_fn, jnp.ones(3)), X)
+    again, _ = as_model((apply_fn, jnp.full(3, 2.0)), X)  # a new checkpoint, same shapes
+    assert len(traced) == 1 and again == first and first.output_shape == ()
+    wider, _ = as_model((apply_fn, jnp.ones((3, 2))), X)  # other shapes: probed afresh
+    assert len(traced) == 2 and wider.output_shape == (2,)
+
+    def f(X):
+        traced.append(X.shape)
+        return X.sum(axis=1)
+
+    as_model(f, X), as_model(f, X)
+    assert len(traced) == 3
+    as_model(f, np.ones((5, 4), np.float32))  # another input shape
+    assert len(traced) == 4
+
+    def failing(params, X):
+        traced.append(X.shape)
+        raise RuntimeError("no")
+
+    for _ in range(2):  # a failed probe is not remembered
+        with pytest.raises(ValueError, match="failed"):
+            as_model((failing, jnp.ones(3)), X)
+    assert len(traced) == 6

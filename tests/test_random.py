@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xaijax.core.random import fast_bits, threefry2x32
+from xaijax.core.random import fast_bits, random_bits, threefry2x32
 
 
 def test_threefry_equals_jax_primitive():
@@ -59,3 +59,26 @@ def test_fast_normal_is_standard_normal():
     batch = np.asarray(jax.vmap(lambda k: fast_normal(k, (50, 3)))(keys))
     loop = np.stack([np.asarray(fast_normal(k, (50, 3))) for k in keys])
     np.testing.assert_array_equal(batch, loop)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (834, 20), (3, 5, 2)])
+def test_random_bits_are_jax_random_bits(shape):
+    typed, raw = jax.random.key(11), jax.random.PRNGKey(12)
+    for key in (typed, raw):
+        expected = np.asarray(jax.random.bits(key, shape, jnp.uint32))
+        np.testing.assert_array_equal(np.asarray(random_bits(key, shape)), expected)
+        np.testing.assert_array_equal(
+            np.asarray(jax.jit(random_bits, static_argnums=1)(key, shape)), expected
+        )
+    keys = jax.random.split(typed, 3)
+    np.testing.assert_array_equal(
+        np.asarray(jax.vmap(lambda k: random_bits(k, shape))(keys)),
+        np.asarray(jax.vmap(lambda k: jax.random.bits(k, shape, jnp.uint32))(keys)),
+    )
+
+
+def test_random_bits_of_another_prng_are_that_prngs_bits():
+    key = jax.random.key(0, impl="rbg")
+    np.testing.assert_array_equal(
+        np.asarray(random_bits(key, (4, 3))), np.asarray(jax.random.bits(key, (4, 3), jnp.uint32))
+    )

@@ -52,6 +52,45 @@ def test_fit_surrogate_matches_weighted_ridge(solver, refine, K):
     np.testing.assert_allclose(fit.prediction, intercept + Z @ coef, rtol=1e-4, atol=2e-4)
 
 
+@pytest.mark.parametrize("K", [None, 2])
+@pytest.mark.parametrize("S", [400, 3])
+def test_constrained_qr_matches_float64_kkt(K, S):
+    # Kernel SHAP's solve: weights over several orders of magnitude, an all-zero column, the
+    # efficiency constraint; S=3 rows leaves [A | y] wider than tall for K=2 outputs.
+    from xaijax.core.lstsq import weighted_lstsq
+
+    rng = np.random.default_rng(5)
+    M = 5
+    A = (rng.random((S, M)) < 0.5).astype(float)
+    A[:, 2] = 0.0
+    y = rng.normal(size=(S,) if K is None else (S, K))
+    w = 10.0 ** rng.uniform(-4, 0, size=S)
+    c = np.where(np.arange(M) == 2, 0.0, 1.0)  # as Kernel SHAP: a dummy is out of the constraint
+    d = np.arange(1.0, 3.0)[: 1 if K is None else K].reshape(() if K is None else K)
+    # Oracle: the minimum-norm solution of the KKT system over the nonzero columns (the zero
+    # column's coefficient is 0), in float64.
+    live = np.flatnonzero(A.any(axis=0))
+    G = A[:, live].T @ (w[:, None] * A[:, live])
+    kkt = np.block([[2 * G, c[live, None]], [c[None, live], np.zeros((1, 1))]])
+    y2 = y.reshape(S, -1)
+    rhs = np.concatenate([2 * A[:, live].T @ (w[:, None] * y2), np.reshape(d, (1, -1))])
+    sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0][: len(live)]
+    expected = np.zeros((M, sol.shape[1]))
+    expected[live] = sol
+    b = weighted_lstsq(
+        jnp.asarray(A, jnp.float32),
+        jnp.asarray(y, jnp.float32),
+        jnp.asarray(w, jnp.float32),
+        constraint=(jnp.asarray(c, jnp.float32), jnp.asarray(d, jnp.float32)),
+        solver="qr" if S > M else "svd",
+    )
+    assert b.shape == ((M,) if K is None else (M, K))
+    assert np.asarray(b)[2].tolist() == ([0.0] * K if K else 0.0)  # exactly
+    if S > M:
+        assert_close_scaled(np.asarray(b).reshape(M, -1), expected, rtol=1e-5)
+    np.testing.assert_allclose(c @ np.asarray(b), d, rtol=1e-5, atol=1e-5)
+
+
 def assert_close_scaled(actual, expected, rtol=1e-5):
     """Agreement to ``rtol`` of the largest entry: the error float32 makes in a product."""
     expected = np.asarray(expected, np.float64)

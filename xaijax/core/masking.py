@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xaijax.core.batching import map_row_chunks
+from xaijax.core.batching import balanced_chunk, map_row_chunks
 from xaijax.core.contract import as_float_array
 from xaijax.core.explanation import Explanation
 from xaijax.core.model import Model, float_dtype
@@ -106,11 +106,13 @@ def coalition_values(
             def rows(b):
                 return model.apply(params, jnp.where(keep[None, :], x[None, :], background[b]))
 
-            y = map_row_chunks(rows, B, int(batch_size))  # (B, *output_shape)
+            y = map_row_chunks(rows, B, balanced_chunk(B, batch_size))  # (B, *output_shape)
             return jnp.einsum("b...,b->...", y, weights, precision="highest")
 
         return jax.lax.map(one_mask, jnp.arange(num_masks))
-    masks_per_chunk = max(1, int(batch_size) // B)
+    # The fewest, most even chunks: the last chunk's padding is model work thrown away (2088
+    # masks at 273 per chunk padded to 2184; balanced, 8 chunks of 261).
+    masks_per_chunk = balanced_chunk(num_masks, max(1, int(batch_size) // B))
 
     def chunk(idx):
         keep = masks(idx)  # (c, M)

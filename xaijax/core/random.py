@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["fast_bits", "fast_normal", "threefry2x32"]
+__all__ = ["fast_bits", "fast_normal", "random_bits", "threefry2x32"]
 
 _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 
@@ -68,6 +68,39 @@ def fast_bits(key, shape: tuple[int, ...]) -> jax.Array:
     words = threefry2x32(k[0], k[1], jnp.zeros_like(counter), counter)
     words = jax.lax.optimization_barrier(words)
     return jnp.concatenate(words)[:n].reshape(shape)
+
+
+def random_bits(key, shape: tuple[int, ...]) -> jax.Array:
+    """``jax.random.bits(key, shape, jnp.uint32)``, bit for bit, with the hash unrolled.
+
+    The same words as ``jax.random.bits`` (the XOR of both Threefry output words of the
+    flattened index), computed by :func:`threefry2x32` so that XLA fuses the hash into one pass
+    on CPU (Kernel SHAP's coalition sampler: 6x faster than ``jax.random.bits`` for
+    ``834 x 20`` words). Keys of another PRNG implementation, or ``jax_threefry_partitionable``
+    switched off, fall back to ``jax.random.bits`` itself. Use it where the stream must stay
+    ``jax.random``'s; :func:`fast_bits` is twice as fast again, on a stream of its own.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> key = jax.random.key(0)
+        >>> bool((random_bits(key, (3, 5)) == jax.random.bits(key, (3, 5), jnp.uint32)).all())
+        True
+    """
+    shape = tuple(int(s) for s in shape)
+    n = math.prod(shape)
+    if jax.dtypes.issubdtype(getattr(key, "dtype", None), jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(key))
+        data = jax.random.key_data(key)
+    else:  # a raw key: the default implementation's data
+        impl = str(jax.config.jax_default_prng_impl)
+        data = jnp.asarray(key)
+    exact = "threefry" in impl and jax.config.jax_threefry_partitionable and n < 2**32
+    if not exact or data.shape != (2,):
+        return jax.random.bits(key, shape, jnp.uint32)
+    counter = jax.lax.iota(jnp.uint32, n)
+    x0, x1 = threefry2x32(data[0], data[1], jnp.zeros_like(counter), counter)
+    # Written out before use: left to itself XLA fuses the hash into every consumer.
+    return jax.lax.optimization_barrier(x0 ^ x1).reshape(shape)
 
 
 def fast_normal(key, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:

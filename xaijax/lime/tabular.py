@@ -333,6 +333,7 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         bits = fast_bits(k_choice, (S, M))
         u_choice = ((bits >> 16).astype(dtype) + 0.5) / 65536.0
         cdf = jnp.cumsum(stats.freqs, axis=1)
+        V = stats.freqs.shape[1]
         choice = jnp.sum(u_choice[:, :, None] >= cdf[None, :, :-1], axis=2)
         if CATEGORICAL in kinds:
             # (A flat ``take`` is several times faster on CPU than 2-D advanced indexing.)
@@ -348,18 +349,21 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
         if DISCRETIZED in kinds:
             # A bin maps back to a value by a normal truncated to the bin's boundaries, read
             # from the bin's quantile table at the low 16 bits.
-            V = stats.freqs.shape[1]
             row = jnp.arange(M)[None, :] * V + choice
             value = _truncnorm_draw(stats.quantiles.reshape(-1), row, bits & 0xFFFF)
             inputs = jnp.where(is_discretized, value, inputs)
 
-    inputs = inputs.at[0].set(x)
-    scaled = (inputs - stats.mean[None, :]) / stats.scale[None, :]
-    features = (
-        jnp.where(is_continuous, scaled, same)
-        .at[0]
-        .set(jnp.where(stats.kind == CONTINUOUS, (x - stats.mean) / stats.scale, 1.0))
-    )
+    # Row 0 is the instance itself. Selected elementwise rather than written in afterwards
+    # (``.at[0].set``), so that the whole sampler stays one pass over the (S, M) arrays.
+    first = (jnp.arange(S) == 0)[:, None]
+    inputs = jnp.where(first, x[None, :], inputs)
+    if CONTINUOUS in kinds:
+        scaled = (inputs - stats.mean[None, :]) / stats.scale[None, :]
+        features = jnp.where(is_continuous, scaled, same)
+    else:
+        features = same
+    at_instance = jnp.where(stats.kind == CONTINUOUS, (x - stats.mean) / stats.scale, 1.0)
+    features = jnp.where(first, at_instance[None, :].astype(dtype), features)
     return features, inputs
 
 
