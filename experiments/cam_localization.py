@@ -215,10 +215,10 @@ def main(argv=None) -> int:
             "pointing_game": float(metrics.pointing_game(m, test.masks).mean()),
             "energy_in_mask": float(metrics.energy_in_mask(m, test.masks).mean()),
             "deletion_auc": float(
-                metrics.deletion_auc(proba, images, m, target=targets).auc.mean()
+                metrics.deletion_auc(proba, images, m, targets=targets).auc.mean()
             ),
             "insertion_auc": float(
-                metrics.insertion_auc(proba, images, m, target=targets).auc.mean()
+                metrics.insertion_auc(proba, images, m, targets=targets).auc.mean()
             ),
         }
         print(

@@ -19,7 +19,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import xaijax as xj
@@ -123,10 +122,7 @@ def main(argv=None) -> int:
 
     # The neighbourhood, drawn by our sampler, with the LIME kernel's weights on it.
     stats = lime_tab.fit_discretizer(X, feature_names=names)
-    kinds = tuple(sorted({int(k) for k in stats.kind}))
-    features, inputs = lime_tab._sample(
-        stats, jnp.asarray(x), jax.random.key(args.seed), 1000, False, kinds
-    )
+    features, inputs = xj.lime.sample_neighbourhood(stats, x, jax.random.key(args.seed), 1000)
     d = np.sqrt(((np.asarray(features) - np.asarray(features)[:1]) ** 2).sum(1))
     width = 0.75 * np.sqrt(X.shape[1])
     weights = np.sqrt(np.exp(-(d**2) / width**2))

@@ -10,7 +10,7 @@ from lime.lime_base import LimeBase
 from lime.lime_tabular import LimeTabularExplainer
 from sklearn.datasets import load_breast_cancer
 
-from xaijax.lime import explain_with_data, fit_discretizer, lime_tabular
+from xaijax.lime import explain_with_data, fit_discretizer, lime_tabular, sample_neighbourhood
 from xaijax.lime import tabular as tabular_module
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -174,6 +174,33 @@ def test_discretized_sampling_semantics(cancer):
         # Bins are drawn by their training frequency (4000 draws: 3 sigma of a 1/4 share).
         freq = np.bincount(bins, minlength=len(edges) + 1) / len(bins)
         np.testing.assert_allclose(freq, stats.freqs[j, : len(edges) + 1], atol=0.03)
+
+
+def test_public_neighbourhood_is_the_one_lime_tabular_fits(cancer, logistic):
+    # The surrogate refitted on sample_neighbourhood's rows with instance i's key equals
+    # lime_tabular's values for instance i: the same sampler, the same key rule.
+    X, _, _ = cancer
+    stats = fit_discretizer(X)
+    key, n, S = jax.random.key(3), 3, 400
+    opts = dict(num_samples=S, num_features=5, feature_selection="highest_weights")
+    exp = lime_tabular(logistic, X[:n], stats, targets=1, key=key, **opts)
+    width = 0.75 * np.sqrt(X.shape[1])
+    for i, k in enumerate(jax.random.split(key, n)):
+        features, inputs = sample_neighbourhood(stats, X[i], k, S)
+        assert features.shape == inputs.shape == (S, X.shape[1])
+        np.testing.assert_allclose(inputs[0], X[i], rtol=1e-6)
+        y = np.asarray(logistic(inputs))[:, 1]
+        d = np.sqrt(((np.asarray(features) - np.asarray(features)[:1]) ** 2).sum(1))
+        fit = explain_with_data(
+            features, y, d, kernel_width=width, num_features=5, feature_selection="highest_weights"
+        )
+        _close(exp.values[i], fit.coef, rtol=1e-4)
+    with pytest.raises(TypeError, match="stats"):
+        sample_neighbourhood(X, X[0], key)
+    with pytest.raises(ValueError, match="x must be one instance"):
+        sample_neighbourhood(stats, X[:2], key)
+    with pytest.raises(ValueError, match="num_samples"):
+        sample_neighbourhood(stats, X[0], key, 1)
 
 
 def test_truncated_normal_tables_match_scipy(cancer):

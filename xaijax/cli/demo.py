@@ -97,13 +97,13 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
             train.X,
             key=k_lime,
             num_samples=1000 if quick else 5000,
-            labels=(1,),
+            targets=1,
             feature_names=train.feature_names,
         ),
         log,
     )
     top_shap = np.argsort(-np.abs(kernel.values[..., 1]), axis=1)[:, :5]
-    top_lime = np.argsort(-np.abs(lime.values[..., 0]), axis=1)[:, :5]
+    top_lime = np.argsort(-np.abs(lime.values), axis=1)[:, :5]
     overlap = [len(set(a) & set(b)) / 5 for a, b in zip(top_shap, top_lime, strict=True)]
     picks = xj.submodular_pick(lime, budget=3)
     results["breast_cancer"]["lime"] = {
@@ -118,18 +118,18 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         "breast_cancer_lime.png",
     )
     _save(
-        plots.beeswarm(kernel, output=1, title="Kernel SHAP, P(benign): all explained instances"),
+        plots.beeswarm(kernel, targets=1, title="Kernel SHAP, P(benign): all explained instances"),
         out,
         "breast_cancer_beeswarm.png",
     )
     kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
     _save(
-        plots.bar(kernel, output=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
+        plots.bar(kernel, targets=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
         out,
         "breast_cancer_bar.png",
     )
     _save(
-        plots.waterfall(kernel[0], output=1, title="Kernel SHAP, P(benign): test instance 0"),
+        plots.waterfall(kernel[0], targets=1, title="Kernel SHAP, P(benign): test instance 0"),
         out,
         "breast_cancer_waterfall.png",
     )
@@ -282,10 +282,10 @@ def _demo_images(out, *, quick, seed, results, log):
             "pointing_game": float(metrics.pointing_game(m, test.masks).mean()),
             "energy_in_mask": float(metrics.energy_in_mask(m - m.min(), test.masks).mean()),
             "deletion_auc": float(
-                metrics.deletion_auc(proba, images, m, target=targets).auc.mean()
+                metrics.deletion_auc(proba, images, m, targets=targets).auc.mean()
             ),
             "insertion_auc": float(
-                metrics.insertion_auc(proba, images, m, target=targets).auc.mean()
+                metrics.insertion_auc(proba, images, m, targets=targets).auc.mean()
             ),
         }
     results["synthetic_shapes"] = {
@@ -339,13 +339,13 @@ def _demo_text(out, *, quick, seed, results, log):
             clf.predict_proba,
             docs,
             key=jax.random.key(seed + 11),
-            labels=(1,),
+            targets=1,
             num_samples=500 if quick else 5000,
         ),
         log,
     )
     words = np.asarray(exp.extras["feature_labels"])
-    top = [str(words[i, int(np.abs(exp.values[i, :, 0]).argmax())]) for i in range(len(docs))]
+    top = [str(words[i, int(np.abs(exp.values[i]).argmax())]) for i in range(len(docs))]
     sentiment_words = set(data.SENTIMENT_WORDS)
     results["sentiment_text"] = {
         "test_accuracy": float((clf.predict(texts[300:]) == labels[300:]).mean()),

@@ -235,13 +235,13 @@ def _figures(exp, out, n):
     from xaijax import plots
 
     output = 1 if exp.output_names is not None and len(exp.output_names) > 1 else 0
-    save_figure(plots.bar(exp, output=output), out, "bar.png")
+    save_figure(plots.bar(exp, targets=output), out, "bar.png")
     if exp.kind != "additive":
         return  # the beeswarm and the waterfall show additive attributions only
     if n > 1:
         # A scatter of millions of points says no more than one of thousands, and takes minutes.
         shown = exp[:BEESWARM_ROWS]
         title = None if n <= BEESWARM_ROWS else f"first {BEESWARM_ROWS} rows"
-        save_figure(plots.beeswarm(shown, output=output, title=title), out, "beeswarm.png")
+        save_figure(plots.beeswarm(shown, targets=output, title=title), out, "beeswarm.png")
     one = exp[0] if exp.is_batched else exp
-    save_figure(plots.waterfall(one, output=output), out, "waterfall_row0.png")
+    save_figure(plots.waterfall(one, targets=output), out, "waterfall_row0.png")

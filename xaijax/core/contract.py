@@ -66,8 +66,10 @@ MISSING = _Missing()  # default of deprecated keyword aliases: tells "not given"
 
 
 # -- keys ------------------------------------------------------------------------------------
-def instance_keys(key, n: int, *, name: str = "key") -> jax.Array:
+def instance_keys(key, n: int | None, *, name: str = "key") -> jax.Array:
     """``(n,)`` typed per-instance keys from one key or ``n`` keys, typed or raw.
+
+    With ``n=None``, ``key`` must be one key and comes back typed, not split.
 
     Instance ``i`` draws from ``jax.random.split(key, n)[i]``, so a slice of instances explained
     with the matching slice of keys (one process's share of a dataset) equals that slice of the
@@ -85,9 +87,8 @@ def instance_keys(key, n: int, *, name: str = "key") -> jax.Array:
         ...       == jax.random.key_data(instance_keys(jax.random.key(0), 3))).all())
         True
     """
-    expected = (
-        f"{name} must be a jax.random.key(seed) or a raw jax.random.PRNGKey(seed): one key, or "
-        f"({n},) keys, one per instance"
+    expected = f"{name} must be a jax.random.key(seed) or a raw jax.random.PRNGKey(seed)" + (
+        "" if n is None else f": one key, or ({n},) keys, one per instance"
     )
     if key is None:
         raise TypeError(f"{name} is required: {expected}, e.g. {name}=jax.random.key(0)")
@@ -104,6 +105,10 @@ def instance_keys(key, n: int, *, name: str = "key") -> jax.Array:
                 f"(raw keys are uint32 with trailing shape {impl_shape})"
             )
         typed = jax.random.wrap_key_data(raw)
+    if n is None:  # one key, used as given
+        if typed.shape != ():
+            raise ValueError(f"{name} must be one key; got {typed.shape} keys")
+        return typed
     if typed.shape not in ((), (n,)):
         raise ValueError(f"{expected}; got {typed.shape} keys")
     return jax.random.split(typed, n) if typed.shape == () else typed

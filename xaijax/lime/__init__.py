@@ -29,7 +29,7 @@ from xaijax.lime.image import (
 )
 from xaijax.lime.submodular import global_importance, submodular_pick
 from xaijax.lime.surrogate import LimeFit, cosine_distance, explain_with_data, exponential_kernel
-from xaijax.lime.tabular import TabularStats, fit_discretizer, lime_tabular
+from xaijax.lime.tabular import TabularStats, fit_discretizer, lime_tabular, sample_neighbourhood
 from xaijax.lime.text import TokenizedText, lime_text, removal_masks, text_from_mask, tokenize
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "lime_text",
     "perturb_image",
     "removal_masks",
+    "sample_neighbourhood",
     "segment_images",
     "submodular_pick",
     "text_from_mask",

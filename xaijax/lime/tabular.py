@@ -35,7 +35,7 @@ from xaijax.lime.labels import fitted_labels, pack_fits, resolve_labels
 from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import explain_with_data
 
-__all__ = ["TabularStats", "fit_discretizer", "lime_tabular"]
+__all__ = ["TabularStats", "fit_discretizer", "lime_tabular", "sample_neighbourhood"]
 
 # Feature kinds: sampled from a normal, from the training values, or by bin.
 CONTINUOUS, CATEGORICAL, DISCRETIZED = 0, 1, 2
@@ -365,6 +365,51 @@ def _sample(stats, x, key, num_samples, sample_around_instance, kinds):
     at_instance = jnp.where(stats.kind == CONTINUOUS, (x - stats.mean) / stats.scale, 1.0)
     features = jnp.where(first, at_instance[None, :].astype(dtype), features)
     return features, inputs
+
+
+def sample_neighbourhood(
+    stats: TabularStats,
+    x: ArrayLike,
+    key: jax.Array,
+    num_samples: int = 5000,
+    *,
+    sample_around_instance: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    """The neighbourhood :func:`lime_tabular` fits on for one instance, drawn by the same sampler.
+
+    Args:
+        stats: from :func:`fit_discretizer`.
+        x: one instance, ``(M,)``.
+        key: a ``jax.random.key`` or raw ``PRNGKey``; the key :func:`lime_tabular` uses for
+            instance ``i`` is ``jax.random.split(key, n)[i]``.
+        num_samples: rows, ``>= 2``; row 0 is ``x`` itself.
+        sample_around_instance: as in :func:`lime_tabular`.
+
+    Returns:
+        ``(features, inputs)``, both ``(num_samples, M)``: the interpretable features the
+        surrogate is fitted on (scaled continuous values, ``1.0`` where a binned or categorical
+        feature equals the instance's) and the inputs the model is evaluated on.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> X = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+        >>> stats = fit_discretizer(X)
+        >>> features, inputs = sample_neighbourhood(stats, X[0], jax.random.key(0), 50)
+        >>> features.shape, inputs.shape, bool((inputs[0] == X[0]).all())
+        ((50, 3), (50, 3), True)
+    """
+    if not isinstance(stats, TabularStats):
+        raise TypeError(
+            f"stats must be TabularStats from fit_discretizer, got {type(stats).__name__}"
+        )
+    num_samples = contract.check_int("num_samples", num_samples, minimum=2)
+    dtype = float_dtype()
+    x = jnp.asarray(contract.as_float_array("x", x, dtype=dtype))
+    if x.shape != (stats.kind.shape[0],):
+        raise ValueError(f"x must be one instance of shape ({stats.kind.shape[0]},), got {x.shape}")
+    key = contract.instance_keys(key, None)
+    kinds = tuple(sorted({int(k) for k in np.asarray(stats.kind)}))
+    return _sample(_arrays(stats, dtype), x, key, num_samples, bool(sample_around_instance), kinds)
 
 
 @functools.partial(

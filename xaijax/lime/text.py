@@ -41,6 +41,10 @@ from xaijax.lime.labels import fitted_labels, pack_fits, resolve_labels
 from xaijax.lime.selection import FEATURE_SELECTION_METHODS
 from xaijax.lime.surrogate import LimeFit, cosine_distance, explain_with_data
 
+# Most strings per host classifier call by default (a scikit-learn pipeline's transform of a
+# few thousand strings is already past its fixed costs).
+_HOST_STRINGS = 8192
+
 __all__ = ["TokenizedText", "tokenize", "removal_masks", "text_from_mask", "lime_text"]
 
 _PAD = 16
@@ -354,7 +358,8 @@ def lime_text(
         raise ValueError(f"texts {empty} contain no words (split by {split_expression!r})")
     if batch_size is None:
         longest = max(len(t.encode()) for t in texts)
-        batch_size = default_batch_size((longest,), np.uint8, backend="cpu")
+        # The host budget: the CPU's bytes per chunk, at most _HOST_STRINGS strings per call.
+        batch_size = min(_HOST_STRINGS, default_batch_size((longest,), np.uint8, backend="cpu"))
     batch_size = contract.check_int("batch_size", batch_size, minimum=1)
     mesh = check_mesh(mesh)
     S, dtype = num_samples, float_dtype()
