@@ -40,6 +40,30 @@ def test_fast_bits_vmap_equals_loop_and_is_uniform():
     assert abs(np.corrcoef(u[:200_000], u[200_000:])[0, 1]) < 0.01
 
 
+def test_fast_bits_pairs_are_independent_across_counters_and_keys():
+    # LIME reads a (S, M) draw by rows and columns and instances by split keys: the joint
+    # distribution of the top 4 bits of two words (256 cells, chi-square with 255 dof: mean 255,
+    # sd 22.6) is uniform for neighbouring columns, rows, far counters and neighbouring keys.
+    a, b = jax.random.split(jax.random.key(7))
+    words = np.asarray(fast_bits(a, (20_000, 20)))
+    other = np.asarray(fast_bits(b, (20_000, 20)))
+    pairs = {
+        "columns": (words[:, 0], words[:, 1]),
+        "rows": (words[:-1, 3], words[1:, 3]),
+        "counter + 2**16": (words.ravel()[: 2**16], words.ravel()[2**16 : 2**17]),
+        "keys": (words[:, 5], other[:, 5]),
+    }
+    for name, (x, y) in pairs.items():
+        cells = ((x >> 28) << 4 | (y >> 28)).astype(np.int64)
+        counts = np.bincount(cells, minlength=256)
+        expected = len(cells) / 256
+        chi2 = np.sum((counts - expected) ** 2 / expected)
+        assert 150 < chi2 < 370, (name, chi2)
+    # Every bit is set half the time (400,000 draws: 5 sigma is 0.004).
+    bits = (words.ravel()[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+    np.testing.assert_allclose(bits.mean(0), 0.5, atol=0.004)
+
+
 def test_fast_bits_rejects_huge_shapes():
     with pytest.raises(ValueError, match="2\\*\\*32"):
         jax.eval_shape(lambda k: fast_bits(k, (2**16, 2**16)), jax.random.key(0))
