@@ -71,6 +71,10 @@ def test_csv_written_by_pandas_with_its_index_and_a_label(tmp_path, frame):
     frame.to_csv(bg)
     X, names = load_data(str(bg), "--background", Columns(index_col="0", target="label"))
     assert names == ["age", "dose", "weight"]
+    # A target by position is dropped from an unnamed background too.
+    np.savez(tmp_path / "bg.npz", X=np.c_[TABLE, [0, 1, 1]])
+    X, names = load_data(str(tmp_path / "bg.npz"), "--background", Columns(target="3"))
+    np.testing.assert_array_equal(X, TABLE)
 
 
 def test_csv_header_of_numbers_is_a_header_and_a_first_cell_na_is_data(tmp_path):

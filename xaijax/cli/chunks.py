@@ -309,6 +309,8 @@ def _alive(holder) -> bool:
     pid = int(holder["pid"])
     if pid <= 0:
         return False
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -119,7 +119,7 @@ def _explain(settings: ExplainSettings, method: Method, options: dict, log) -> d
             log=log,
         )
         seconds = time.perf_counter() - start
-        log(f"writing the explanation and figures to {settings.out}")
+        log(f"writing the explanation{' and figures' * settings.figures} to {settings.out}")
         summary = _write(exp, run, settings, options, model, folder, seconds, len(rows))
     except KeyboardInterrupt:
         print(
@@ -139,7 +139,8 @@ def _explain(settings: ExplainSettings, method: Method, options: dict, log) -> d
         ) from err
     except (ValueError, TypeError) as err:
         raise CliError(f"{settings.method}: {err}") from err
-    log(f"wrote {settings.out}/explanation.npz, results.json and figures ({seconds:.1f} s)")
+    figures = " and figures" if settings.figures else ""
+    log(f"wrote {settings.out}/explanation.npz, results.json{figures} ({seconds:.1f} s)")
     return summary
 
 

@@ -417,11 +417,10 @@ def _select(table, names, columns: Columns, flag, path):
         drop.add(
             _position(columns.index_col, names, width, flag, path, "--index-col", by_position=True)
         )
-    if columns.target is not None:
-        if flag != "--data" and (names is None or columns.target not in names):
-            pass  # a background file without the label column is fine
-        else:
-            drop.add(_position(columns.target, names, width, flag, path, "--target"))
+    target = columns.target
+    # A background file without the label column (by name) is fine.
+    if target is not None and (flag == "--data" or _is_int(target) or target in (names or ())):
+        drop.add(_position(target, names, width, flag, path, "--target"))
     if columns.columns:
         keep = [_position(c, names, width, flag, path, "--columns") for c in columns.columns]
         bad = [columns.columns[j] for j, i in enumerate(keep) if i in drop]
