@@ -184,6 +184,8 @@ def test_help_shows_defaults_the_pickle_warning_and_quick(capsys, monkeypatch):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: kernel_shap)" in text and "(default: 256)" in text
     assert "(default: 50)" in text and "runs code" in text and "--index-col" in text
+    assert "kernel_shap (default 'auto'), lime_tabular (default 5000)" in text
+    assert "(default: None)" not in text
     with pytest.raises(SystemExit):
         cli.main(["experiment", "--help"])
     assert "--quick" in capsys.readouterr().out

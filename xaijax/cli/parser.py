@@ -30,8 +30,24 @@ OPTION_FLAGS = {
 
 
 def _takers(methods: dict[str, Method], option: str) -> str:
-    names = [m.name for m in methods.values() if option in dict(m.options)]
+    """The methods taking ``option``, each with its default, e.g. ``kernel_shap (default
+    'auto')``."""
+    names = [
+        f"{m.name} (default {dict(m.options)[option]!r})"
+        for m in methods.values()
+        if option in dict(m.options)
+    ]
     return ", ".join(names) or "no method"
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` to the flags that have a default to show (not ``None``,
+    ``False`` or ``[]``: a flag without one says in its help what leaving it out means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentParser:
@@ -50,7 +66,7 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_exp = sub.add_parser(
         "explain",
         help="explain rows of a data file with a saved model",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
         description="Explain rows of a .npz/.csv/.parquet file with a saved model (a pickle, "
         "joblib or .skops file, e.g. a scikit-learn estimator: predict_proba is used) or a "
         "module:attribute reference (a JAX function, an (apply_fn, params) pair or an NNX "
