@@ -270,3 +270,11 @@ def test_the_output_folder_is_locked_against_a_second_writer(files, capsys, tmp_
     (out / chunks.LOCK).write_text("garbage")  # unreadable: stale
     with chunks.lock_folder(str(out), log=lines.append):
         pass
+
+
+def test_explain_settings_take_columns_as_text_and_refuse_a_negative_output():
+    from xaijax.cli.settings import CliError, ExplainSettings
+
+    assert ExplainSettings(model="m", data="d", columns="age, dose").columns == ("age", "dose")
+    with pytest.raises(CliError, match="--output must be"):
+        ExplainSettings(model="m", data="d", output=-1)
