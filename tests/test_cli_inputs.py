@@ -40,6 +40,8 @@ def test_npz_with_object_feature_names_reads_strings_without_pickle(tmp_path, fr
     np.savez(obj, X=TABLE.astype(object))
     with pytest.raises(CliError, match="X is an object array"):
         load_data(str(obj))
+    np.savez(path, X=TABLE, feature_names=np.array([b"age", b"dose", b"weight"]))
+    assert load_data(str(path))[1] == ["age", "dose", "weight"]  # bytes names decoded
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, X=TABLE, feature_names=np.array(["a", "b"]))
     with pytest.raises(CliError, match="2 names for 3 columns"):

@@ -241,7 +241,7 @@ def _read_npz(path, flag):
                 raw = npz["feature_names"]
             except ValueError:
                 raw = _object_strings(path, "feature_names", flag)
-            names = [str(n) for n in np.ravel(raw)]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.ravel(raw)]
     X = np.asarray(X)
     if names is not None and X.ndim == 2 and len(names) != X.shape[1]:
         raise CliError(
