@@ -267,9 +267,14 @@ def test_the_output_folder_is_locked_against_a_second_writer(files, capsys, tmp_
     with chunks.lock_folder(str(out), log=lines.append):
         held = json.loads((out / chunks.LOCK).read_text())
     assert held["pid"] == os.getpid() and f"pid {dead.pid}" in lines[0]
-    (out / chunks.LOCK).write_text("garbage")  # unreadable: stale
+    # Unreadable: being written a moment after its creation, stale if it stays so.
+    (out / chunks.LOCK).write_text("")
+    assert chunks._read_lock(str(out / chunks.LOCK)) is None
+    os.utime(out / chunks.LOCK, (0, 0))
+    assert chunks._read_lock(str(out / chunks.LOCK))["pid"] == -1
     with chunks.lock_folder(str(out), log=lines.append):
         pass
+    assert not (out / chunks.LOCK).exists()
 
 
 def test_explain_settings_take_columns_as_text_and_refuse_a_negative_output():

@@ -251,13 +251,14 @@ class _FolderLock:
     def __enter__(self):
         os.makedirs(self.folder, exist_ok=True)
         me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        for _ in range(3):
+        for _ in range(50):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 holder = _read_lock(self.path)
                 if holder is None:
-                    continue  # removed (or being written) meanwhile: try again
+                    time.sleep(0.05)
+                    continue  # removed, or just created and not yet written: try again
                 if _alive(holder):
                     raise FolderLocked(
                         f"{self.folder} is in use by another xaijax process (pid "
@@ -269,6 +270,14 @@ class _FolderLock:
                 try:
                     os.replace(self.path, stale)
                 except FileNotFoundError:
+                    continue
+                if _read_lock(stale) != holder:
+                    # Another taker's fresh lock was moved, not the stale one: give it back.
+                    try:
+                        os.link(stale, self.path)
+                    except OSError:
+                        pass
+                    os.remove(stale)
                     continue
                 os.remove(stale)
                 self.log(
@@ -290,9 +299,12 @@ class _FolderLock:
 
 
 def _read_lock(path):
+    """The lock's holder; ``None`` if the file is gone or was created a moment ago and is not
+    written yet; a stale holder (pid -1) if it stays unreadable."""
     try:
         with open(path) as fh:
             text = fh.read()
+        age = time.time() - os.path.getmtime(path)
     except FileNotFoundError:
         return None
     try:
@@ -300,7 +312,9 @@ def _read_lock(path):
         int(holder["pid"])
         return holder
     except (ValueError, KeyError, TypeError):
-        return {"pid": -1, "host": socket.gethostname()}  # unreadable: treated as stale
+        if age < 2.0:
+            return None
+        return {"pid": -1, "host": socket.gethostname()}
 
 
 def _alive(holder) -> bool:
