@@ -5,9 +5,12 @@ with the key ``fold_in(key, i)``, so its randomness depends on nothing but the k
 a run that was interrupted and resumed gives the same values, bit for bit, as one that never
 stopped.
 Every finished chunk is written atomically (a temporary file, fsynced, then ``os.replace``) to
-``folder/chunk-00000.npz`` + ``.json``, next to a ``manifest.json`` recording the settings; a
-rerun with the same settings skips the finished chunks, and one with other settings is refused
-(:class:`ResumeMismatch`) while the earlier run is unfinished.
+``folder/chunk-00000.npz`` + ``.json``, and then its SHA-256 hashes are recorded in
+``manifest.json`` next to the settings. A rerun with the same settings reuses the chunks whose
+files still match their recorded hashes and recomputes the others (a truncated, corrupted or
+swapped chunk, or one written without its hash by a run killed in between); one with other
+settings is refused (:class:`ResumeMismatch`) while the earlier run is unfinished.
+:func:`lock_folder` keeps a second writer out of a folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,10 +31,23 @@ import numpy as np
 from xaijax.core.explanation import Explanation
 from xaijax.zoo.training import Progress
 
-__all__ = ["explain_in_chunks", "concatenate", "ChunkRun", "ResumeMismatch", "file_digest"]
+__all__ = [
+    "explain_in_chunks",
+    "concatenate",
+    "ChunkRun",
+    "ResumeMismatch",
+    "file_digest",
+    "lock_folder",
+    "FolderLocked",
+]
 
 MANIFEST = "manifest.json"
-FORMAT = "xaijax.chunks/1"
+FORMAT = "xaijax.chunks/2"  # /2: each finished chunk's hashes in the manifest
+LOCK = ".xaijax.lock"
+
+
+class FolderLocked(RuntimeError):
+    """Another live process holds the folder's lock file."""
 
 
 class ResumeMismatch(ValueError):
@@ -93,7 +110,8 @@ def explain_in_chunks(
         restart: discard whatever ``folder`` holds and start afresh.
         progress: a text stream for the progress line (rows done / total, rows/s, ETA), or
             ``None`` for none.
-        log: called with one line when chunks are reused or an old run is replaced.
+        log: called with a line when chunks are reused, recomputed or replaced, and before the
+            first chunk this process computes (which includes compiling).
 
     Returns:
         ``(explanation of all n rows, ChunkRun)``.
@@ -108,7 +126,7 @@ def explain_in_chunks(
         >>> f = lambda rows, key: Explanation(rows * 2, rows.sum(1), rows)
         >>> with tempfile.TemporaryDirectory() as d:
         ...     exp, run = explain_in_chunks(f, np.ones((5, 2)), key=None, folder=d,
-        ...                                  chunk_size=2, progress=None)
+        ...                                  chunk_size=2, progress=None, log=lambda s: None)
         ...     again, rerun = explain_in_chunks(f, np.ones((5, 2)), key=None, folder=d,
         ...                                      chunk_size=2, progress=None, log=lambda s: None)
         >>> exp.values.shape, run.chunks, run.computed, rerun.computed, rerun.reused
@@ -127,9 +145,9 @@ def explain_in_chunks(
     total = math.ceil(n / int(chunk_size))
     size = math.ceil(n / total)
     wanted = {**(settings or {}), "rows": n, "chunk_size": size}
-    _open_folder(folder, wanted, info or {}, total, restart=restart, log=log)
+    manifest = _open_folder(folder, wanted, info or {}, total, restart=restart, log=log)
 
-    done = [i for i in range(total) if _chunk_done(folder, i)]
+    done = set(_verified_chunks(folder, manifest, total, log))
     if done:
         log(f"resuming: {len(done)} of {total} chunks already done in {folder}")
     bar = Progress(n, unit="rows", stream=progress, done=sum(_rows_in(i, size, n) for i in done))
@@ -143,10 +161,18 @@ def explain_in_chunks(
         if hi - lo < size:
             rows = np.concatenate([rows, np.repeat(rows[-1:], size - (hi - lo), axis=0)])
         chunk_key = None if key is None else jax.random.fold_in(key, i)
+        if computed == 0:
+            log(
+                f"chunk {i + 1} of {total} ({hi - lo} rows): the first one in this process "
+                "also compiles the explainer"
+            )
         exp = explain_rows(rows, chunk_key)
         if len(exp) != size:
             raise ValueError(f"explain_rows returned {len(exp)} rows for a chunk of {size}")
         _save_atomic(exp[: hi - lo], _chunk_stem(folder, i))
+        # Recorded after the chunk is in place: a chunk without its hash is redone.
+        manifest["done"][str(i)] = _chunk_hashes(folder, i)
+        _write_atomic(os.path.join(folder, MANIFEST), json.dumps(manifest, indent=2).encode())
         computed += 1
         bar.update(hi - lo)
     seconds = time.perf_counter() - start
@@ -197,23 +223,141 @@ def file_digest(path: str) -> dict:
     return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
-def _open_folder(folder, wanted, info, total, *, restart, log):
-    """Check ``folder``'s manifest against ``wanted``; start afresh where allowed."""
+def lock_folder(folder: str, *, log: Callable[[str], None] = print):
+    """Hold ``folder/.xaijax.lock`` (created with ``O_EXCL``, holding the pid) while writing.
+
+    A lock left by a process that no longer runs on this machine is taken over (with a log
+    line); one held by a live process raises :class:`FolderLocked`. Use as a context manager.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     with lock_folder(d):
+        ...         try:
+        ...             with lock_folder(d):
+        ...                 pass
+        ...         except FolderLocked as err:
+        ...             print("locked")
+        locked
+    """
+    return _FolderLock(folder, log)
+
+
+class _FolderLock:
+    def __init__(self, folder, log):
+        self.path = os.path.join(folder, LOCK)
+        self.folder, self.log = folder, log
+
+    def __enter__(self):
+        os.makedirs(self.folder, exist_ok=True)
+        me = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        for _ in range(50):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _read_lock(self.path)
+                if holder is None:
+                    time.sleep(0.05)
+                    continue  # removed, or just created and not yet written: try again
+                if _alive(holder):
+                    raise FolderLocked(
+                        f"{self.folder} is in use by another xaijax process (pid "
+                        f"{holder.get('pid')} on {holder.get('host')}); wait for it to finish "
+                        f"or stop it (if none runs, remove {self.path})"
+                    ) from None
+                # Take a stale lock over by renaming it away: of two takers, one rename wins.
+                stale = f"{self.path}.{os.getpid()}.stale"
+                try:
+                    os.replace(self.path, stale)
+                except FileNotFoundError:
+                    continue
+                if _read_lock(stale) != holder:
+                    # Another taker's fresh lock was moved, not the stale one: give it back.
+                    try:
+                        os.link(stale, self.path)
+                    except OSError:
+                        pass
+                    os.remove(stale)
+                    continue
+                os.remove(stale)
+                self.log(
+                    f"{self.folder}: taking over the lock of pid {holder.get('pid')}, "
+                    "which no longer runs"
+                )
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(me)
+            return self
+        raise FolderLocked(f"could not lock {self.folder}: {self.path} keeps changing")
+
+    def __exit__(self, *exc):
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        return False
+
+
+def _read_lock(path):
+    """The lock's holder; ``None`` if the file is gone or was created a moment ago and is not
+    written yet; a stale holder (pid -1) if it stays unreadable."""
+    try:
+        with open(path) as fh:
+            text = fh.read()
+        age = time.time() - os.path.getmtime(path)
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+        int(holder["pid"])
+        return holder
+    except (ValueError, KeyError, TypeError):
+        if age < 2.0:
+            return None
+        return {"pid": -1, "host": socket.gethostname()}
+
+
+def _alive(holder) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # another machine's process cannot be checked from here
+    pid = int(holder["pid"])
+    if pid <= 0:
+        return False
+    if os.name == "nt":  # pragma: no cover - os.kill(pid, 0) would send CTRL_C_EVENT there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:  # pragma: no cover - e.g. platforms without signals
+        return True
+    return True
+
+
+def _open_folder(folder, wanted, info, total, *, restart, log) -> dict:
+    """Check ``folder``'s manifest against ``wanted``; start afresh where allowed. Returns the
+    manifest, whose ``done`` maps finished chunks to their hashes."""
     path = os.path.join(folder, MANIFEST)
     if restart and os.path.isdir(folder):
         shutil.rmtree(folder)
     if os.path.exists(path):
-        with open(path) as fh:
-            old = json.load(fh)
+        old = _read_manifest(path, log)
         # json round-trips tuples as lists; compare in the same form.
         wanted_json = json.loads(json.dumps(wanted))
         old_settings = old.get("settings", {})
         if old_settings == wanted_json and old.get("format") == FORMAT:
             _remove_temporaries(folder)
-            return
+            old.setdefault("done", {})
+            return old
         old_total = int(old.get("chunks", 0))
         old_done = sum(_chunk_done(folder, i) for i in range(old_total))
-        if 0 < old_done < old_total:
+        if old.get("format") != FORMAT:
+            if old_done:
+                log(f"{folder}: chunks written without hashes (an older xaijax): starting afresh")
+            old_done = 0
+        elif 0 < old_done < old_total:
             keys = sorted(set(old_settings) | set(wanted_json))
             differences = {
                 k: (old_settings.get(k), wanted_json.get(k))
@@ -228,8 +372,53 @@ def _open_folder(folder, wanted, info, total, *, restart, log):
         # Chunks without a manifest cannot be trusted to match: start afresh.
         shutil.rmtree(folder)
     os.makedirs(folder, exist_ok=True)
-    manifest = {"format": FORMAT, "chunks": total, "settings": wanted, "info": info}
+    manifest = {"format": FORMAT, "chunks": total, "settings": wanted, "info": info, "done": {}}
     _write_atomic(path, json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
+def _read_manifest(path, log) -> dict:
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+        if isinstance(manifest, dict):
+            return manifest
+    except (ValueError, UnicodeDecodeError):
+        pass
+    log(f"{path} is unreadable: its chunks cannot be checked, starting afresh")
+    return {}
+
+
+def _chunk_hashes(folder, i) -> dict:
+    stem = _chunk_stem(folder, i)
+    return {ext: file_digest(stem + "." + ext)["sha256"] for ext in ("npz", "json")}
+
+
+def _verified_chunks(folder, manifest, total, log) -> list[int]:
+    """The chunks whose files match the hashes recorded when they were written; the rest
+    (corrupted, truncated, swapped, or never recorded) are removed, to be recomputed."""
+    recorded = manifest.setdefault("done", {})
+    good, bad = [], []
+    for i in range(total):
+        if not _chunk_done(folder, i):
+            recorded.pop(str(i), None)
+            continue
+        if recorded.get(str(i)) == _chunk_hashes(folder, i):
+            good.append(i)
+            continue
+        bad.append(i)
+        recorded.pop(str(i), None)
+        stem = _chunk_stem(folder, i)
+        for ext in ("npz", "json"):
+            if os.path.exists(stem + "." + ext):
+                os.remove(stem + "." + ext)
+    if bad:
+        listed = ", ".join(str(i) for i in bad[:10]) + (" ..." if len(bad) > 10 else "")
+        log(
+            f"{folder}: {len(bad)} chunk(s) do not match the hashes recorded when they were "
+            f"written (chunks {listed}): recomputing them"
+        )
+    return good
 
 
 def _chunk_stem(folder, i):

@@ -56,12 +56,13 @@ def available_experiments(cwd: str | None = None, source_root: str | None = None
     return found
 
 
-def run_experiment(name: str, argv) -> int:
+def run_experiment(name: str, argv, *, log=print) -> int:
     """Run ``experiments/<name>.py``'s ``main(argv)``; returns its exit status."""
     scripts = available_experiments()
     if name not in scripts:
         listed = ", ".join(scripts) or "none"
         raise CliError(f"unknown experiment {name!r}; available: {listed}")
+    log(f"running {scripts[name]} {' '.join(argv)}".rstrip())
     spec = importlib.util.spec_from_file_location(f"experiments.{name}", scripts[name])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

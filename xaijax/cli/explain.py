@@ -14,12 +14,13 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
 
 from xaijax.cli import chunks
-from xaijax.cli.inputs import load_data, load_model
+from xaijax.cli.inputs import Columns, expected_features, load_data, load_model
 from xaijax.cli.methods import Method, tabular_methods
 from xaijax.cli.runs import save_figure, versions
 from xaijax.cli.settings import CliError, ExplainSettings
@@ -46,10 +47,6 @@ def explain(
         CliError: for a bad file, an unknown method or option, a host model given to a method
             that needs a JAX model, or an unfinished run with other settings.
     """
-    import jax
-
-    import xaijax as xj
-
     methods = tabular_methods() if methods is None else methods
     if settings.method not in methods:
         raise CliError(
@@ -60,11 +57,30 @@ def explain(
     options = method.check_options(
         dict(settings.options), targets=settings.targets, batch_size=settings.batch_size
     )
+    _check_writable(settings.out)
+    try:
+        # One writer per folder, from before anything is read to the last file written.
+        with chunks.lock_folder(settings.out, log=log):
+            return _explain(settings, method, options, log)
+    except chunks.FolderLocked as err:
+        raise CliError(f"--out {settings.out!r}: {err}") from err
+
+
+def _explain(settings: ExplainSettings, method: Method, options: dict, log) -> dict:
+    import jax
+
+    import xaijax as xj
+
     given = dict(settings.options)
-    f = load_model(settings.model)
-    X, names = load_data(settings.data)
+    log(f"loading the model {settings.model}")
+    f = load_model(settings.model, log=log)
+    selection = Columns(settings.index_col, tuple(settings.columns), settings.target)
+    log(f"reading {settings.data}")
+    X, names = load_data(settings.data, "--data", selection, log=log)
+    X, names = _model_columns(f, X, names, settings, log)
     if settings.background:
-        pool, _ = load_data(settings.background, "--background")
+        pool, pool_names = load_data(settings.background, "--background", selection, log=log)
+        pool, _ = _model_columns(f, pool, pool_names, settings, lambda _: None, "--background")
         if pool.shape[1:] != X.shape[1:]:
             raise CliError(
                 f"--background {settings.background!r} has rows of {pool.shape[1]} features; "
@@ -72,11 +88,15 @@ def explain(
             )
     else:
         pool = X
+    if settings.instances > len(X):
+        log(f"--instances {settings.instances}: the data hold {len(X)} rows; explaining all")
     rows = X[: settings.instances] if settings.instances else X
-    if method.needs_jax:
-        _check_jax_model(f, rows, settings, method)
+    log(f"{len(rows)} rows of {X.shape[1]} features" + (f" ({_names(names)})" if names else ""))
+    model = _probe_model(f, rows, settings, method)
     key = jax.random.key(settings.seed)
     k_bg, k_explain = jax.random.split(key)
+    if method.reference is not None:
+        log(_reference_text(method, len(pool), settings.background_size))
     reference = _reference(method, pool, settings.background_size, k_bg, xj)
     folder = os.path.join(settings.out, "chunks")
     run_settings, info = _run_settings(settings, method, options, reference)
@@ -98,6 +118,9 @@ def explain(
             progress=sys.stderr,
             log=log,
         )
+        seconds = time.perf_counter() - start
+        log(f"writing the explanation{' and figures' * settings.figures} to {settings.out}")
+        summary = _write(exp, run, settings, options, model, folder, seconds, len(rows))
     except KeyboardInterrupt:
         print(
             f"\ninterrupted: the finished chunks are kept in {folder}; "
@@ -109,18 +132,29 @@ def explain(
         raise CliError(
             f"{err}. Rerun with the same settings to resume it, or add --restart to discard it."
         ) from err
+    except OSError as err:
+        raise CliError(
+            f"--out {settings.out!r}: cannot write there ({type(err).__name__}: {err}); the "
+            f"finished chunks are kept in {folder}"
+        ) from err
     except (ValueError, TypeError) as err:
         raise CliError(f"{settings.method}: {err}") from err
-    seconds = time.perf_counter() - start
+    figures = " and figures" if settings.figures else ""
+    log(f"wrote {settings.out}/explanation.npz, results.json{figures} ({seconds:.1f} s)")
+    return summary
+
+
+def _write(exp, run, settings, options, model, folder, seconds, n) -> dict:
     exp.save(os.path.join(settings.out, "explanation"))
+    shown = None
     if settings.figures:
-        _figures(exp, settings.out, len(rows))
+        shown = _figures(exp, settings.out, n, settings.output)
     summary = {
         "method": settings.method,
         "kind": exp.kind,
         "model": settings.model,
         "data": settings.data,
-        "rows": int(len(rows)),
+        "rows": int(n),
         "seed": settings.seed,
         "seconds": seconds,
         "chunks": {
@@ -133,12 +167,13 @@ def explain(
         "versions": versions(),
         "settings": _plain(dataclasses.asdict(settings)),
         "options": _plain(options),
+        "model_outputs": model.num_outputs,
+        "figures_output": shown,
         "mean_abs_attribution": np.abs(np.asarray(exp.values)).mean(0).tolist(),
         "feature_names": list(exp.feature_names) if exp.feature_names else None,
     }
     with open(os.path.join(settings.out, "results.json"), "w") as fh:
         json.dump(summary, fh, indent=2)
-    log(f"wrote {settings.out}/explanation.npz, results.json and figures ({seconds:.1f} s)")
     return summary
 
 
@@ -155,14 +190,82 @@ def explain_rows(method: Method, f, rows, reference, key, settings: ExplainSetti
     )
 
 
-def _check_jax_model(f, rows, settings, method):
+def _check_writable(out: str):
+    """Fail now, not after the explaining, if ``out`` cannot be written."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xaijax-write-test-", dir=out)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise CliError(
+            f"--out {out!r}: cannot write there ({type(err).__name__}: {err}); give a folder "
+            "you can write to"
+        ) from err
+
+
+def _names(names, limit=6):
+    shown = ", ".join(n or "(unnamed)" for n in names[:limit])
+    return shown + (f", ... ({len(names)} names)" if len(names) > limit else "")
+
+
+def _model_columns(f, X, names, settings: ExplainSettings, log, flag="--data"):
+    """The data's columns as the model expects them, checked before anything compiles.
+
+    A model fitted on a DataFrame (``feature_names_in_``) gets its own columns, in its order,
+    picked by name from the file (so an index or label column drops out by itself); otherwise
+    the number of columns must be the model's ``n_features_in_`` where it has one. Returns
+    ``(X, names)``.
+    """
+    path = settings.data if flag == "--data" else settings.background
+    owner = getattr(f, "__self__", f)
+    fitted = getattr(owner, "feature_names_in_", None)
+    if fitted is not None and names is not None:
+        fitted = [str(c) for c in fitted]
+        if names == fitted:
+            return X, names
+        missing = [c for c in fitted if c not in names]
+        if not missing:
+            extra = [c for c in names if c not in fitted]
+            log(
+                f"using the model's {len(fitted)} columns (its feature_names_in_), in its order"
+                + (f"; leaving out {_names(extra)}" if extra else "")
+            )
+            return X[:, [names.index(c) for c in fitted]], fitted
+        raise CliError(
+            f"{flag} {path!r} lacks columns the model was fitted on: {_names(missing)} "
+            f"(the file has {_names(names)}); rename them, or pick columns with --columns"
+        )
+    expected = expected_features(f)
+    if expected is not None and expected != X.shape[1]:
+        hint = ""
+        if X.shape[1] > expected:
+            hint = (
+                f"; drop {X.shape[1] - expected} with --index-col (a column of row labels, "
+                "e.g. --index-col 0 for a CSV pandas wrote with its index), --target (a label "
+                "column) or pick them with --columns"
+            )
+        raise CliError(
+            f"{flag} {path!r} has {X.shape[1]} feature columns"
+            + (f" ({_names(names)})" if names else "")
+            + f", but --model {settings.model!r} expects {expected} (n_features_in_){hint}"
+        )
+    return X, names
+
+
+def _probe_model(f, rows, settings: ExplainSettings, method: Method):
+    """The model adapted and called once on two rows (a host model) or traced (a JAX model),
+    so a wrong input width, an output out of range or a host model given to a JAX-only method
+    fails now, before anything compiles."""
     from xaijax.core.model import as_model
 
     try:
-        model, _ = as_model(f, rows[:2])
+        model, _ = as_model(f, rows[:2], name="--data")
     except (TypeError, ValueError) as err:
-        raise CliError(f"--model {settings.model!r}: {err}") from err
-    if not model.differentiable:
+        raise CliError(
+            f"--model {settings.model!r} fails on rows of --data ({rows.shape[1]} columns): {err}"
+        ) from err
+    if method.needs_jax and not model.differentiable:
         raise CliError(
             f"--method {method.name} needs a JAX model (it differentiates or re-traces the "
             f"model), but --model {settings.model!r} runs on the host (NumPy), like a "
@@ -170,6 +273,23 @@ def _check_jax_model(f, rows, settings, method):
             "NNX module as --model package.module:attribute, or pick a model-agnostic method "
             "(kernel_shap, permutation_shap, exact_shapley, lime_tabular)."
         )
+    outputs = model.num_outputs
+    for flag, value in (("--targets", settings.targets), ("--output", settings.output)):
+        if value is None:
+            continue
+        if outputs is None and value != 0:
+            raise CliError(f"{flag} {value}: the model has one output (give 0 or leave it out)")
+        if outputs is not None and not 0 <= value < outputs:
+            raise CliError(f"{flag} {value}: the model has {outputs} outputs (0..{outputs - 1})")
+    return model
+
+
+def _reference_text(method: Method, n: int, size: int) -> str:
+    if method.reference == "training_data" or n <= size:
+        return f"reference rows: all {n} rows of the background"
+    if method.takes_weights:
+        return f"summarising the {n} background rows to {size} k-means centres"
+    return f"reference rows: a random {size} of the {n} background rows"
 
 
 def _reference(method: Method, pool, size: int, key, xj):
@@ -231,17 +351,22 @@ def _plain(x):
     return json.loads(json.dumps(x, default=repr))
 
 
-def _figures(exp, out, n):
+def _figures(exp, out, n, output=None):
+    """Write the figures; returns the output shown (``None`` for an explanation of one output).
+
+    Several outputs: ``output`` (default 1, the positive class of a binary classifier)."""
     from xaijax import plots
 
-    output = 1 if exp.output_names is not None and len(exp.output_names) > 1 else 0
-    save_figure(plots.bar(exp, targets=output), out, "bar.png")
+    several = exp.output_names is not None and len(exp.output_names) > 1
+    shown = (1 if output is None else int(output)) if several else None
+    save_figure(plots.bar(exp, targets=shown), out, "bar.png")
     if exp.kind != "additive":
-        return  # the beeswarm and the waterfall show additive attributions only
+        return shown  # the beeswarm and the waterfall show additive attributions only
     if n > 1:
         # A scatter of millions of points says no more than one of thousands, and takes minutes.
-        shown = exp[:BEESWARM_ROWS]
+        part = exp[:BEESWARM_ROWS]
         title = None if n <= BEESWARM_ROWS else f"first {BEESWARM_ROWS} rows"
-        save_figure(plots.beeswarm(shown, targets=output, title=title), out, "beeswarm.png")
+        save_figure(plots.beeswarm(part, targets=shown, title=title), out, "beeswarm.png")
     one = exp[0] if exp.is_batched else exp
-    save_figure(plots.waterfall(one, targets=output), out, "waterfall_row0.png")
+    save_figure(plots.waterfall(one, targets=shown), out, "waterfall_row0.png")
+    return shown

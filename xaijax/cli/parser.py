@@ -30,8 +30,24 @@ OPTION_FLAGS = {
 
 
 def _takers(methods: dict[str, Method], option: str) -> str:
-    names = [m.name for m in methods.values() if option in dict(m.options)]
+    """The methods taking ``option``, each with its default, e.g. ``kernel_shap (default
+    'auto')``."""
+    names = [
+        f"{m.name} (default {dict(m.options)[option]!r})"
+        for m in methods.values()
+        if option in dict(m.options)
+    ]
     return ", ".join(names) or "no method"
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds ``(default: ...)`` to the flags that have a default to show (not ``None``,
+    ``False`` or ``[]``: a flag without one says in its help what leaving it out means)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentParser:
@@ -50,17 +66,31 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_exp = sub.add_parser(
         "explain",
         help="explain rows of a data file with a saved model",
-        description="Explain rows of a .npz/.csv file with a pickled model (e.g. a scikit-learn "
-        "estimator: predict_proba is used) or a module:attribute reference (a JAX function, an "
-        "(apply_fn, params) pair or an NNX module, which the gradient methods and Deep SHAP "
-        "need). Rows are explained in chunks, each kept in OUT/chunks/ as it finishes: rerun "
-        "the same command after an interruption and it resumes, reusing the finished chunks, "
-        "with the same result as an uninterrupted run. Other settings over an unfinished run "
-        "are refused (see --restart).",
+        formatter_class=_DefaultsFormatter,
+        description="Explain rows of a .npz/.csv/.parquet file with a saved model (a pickle, "
+        "joblib or .skops file, e.g. a scikit-learn estimator: predict_proba is used) or a "
+        "module:attribute reference (a JAX function, an (apply_fn, params) pair or an NNX "
+        "module, which the gradient methods and Deep SHAP need). WARNING: loading a pickle or "
+        "joblib file runs code stored in it; load only files you trust. Rows are explained in "
+        "chunks, each kept in OUT/chunks/ as it finishes: rerun the same command after an "
+        "interruption and it resumes, reusing the finished chunks, with the same result as an "
+        "uninterrupted run. Other settings over an unfinished run are refused (see --restart).",
     )
-    p_exp.add_argument("--method", choices=sorted(methods), default="kernel_shap")
-    p_exp.add_argument("--model", required=True, help="pickle file or package.module:attribute")
-    p_exp.add_argument("--data", required=True, help=".npz with array X (+ feature_names) or .csv")
+    p_exp.add_argument(
+        "--method", choices=sorted(methods), default="kernel_shap", help="the explainer"
+    )
+    p_exp.add_argument(
+        "--model",
+        required=True,
+        help="a pickle/joblib/.skops file (a pickle or joblib file runs code when loaded: "
+        "only files you trust) or module:attribute (found from the current folder)",
+    )
+    p_exp.add_argument(
+        "--data", required=True, help=".npz (X, feature_names), .csv or .parquet (pandas+pyarrow)"
+    )
+    p_exp.add_argument("--index-col", help="a column of row labels to drop (name or position)")
+    p_exp.add_argument("--columns", help="feature columns to keep, comma-separated (default all)")
+    p_exp.add_argument("--target", help="a label column to drop (name or position)")
     p_exp.add_argument("--background", help="data file for the reference rows (default: --data)")
     p_exp.add_argument(
         "--background-size",
@@ -69,7 +99,9 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
         help="reference rows kept: k-means centres for the methods that take weights, a random "
         "subset for the others (LIME's training data is kept whole)",
     )
-    p_exp.add_argument("--instances", type=int, default=0, help="explain the first N rows only")
+    p_exp.add_argument(
+        "--instances", type=int, default=0, help="explain the first N rows only (0: all)"
+    )
     p_exp.add_argument(
         "--targets", type=int, default=None, help="the output to explain (default: the method's)"
     )
@@ -91,14 +123,14 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
         help="any other option of the method (VALUE read as JSON, else as a string), e.g. "
         "--option 'l1_reg=num_features(5)'; repeatable",
     )
-    p_exp.add_argument("--seed", type=int, default=0)
+    p_exp.add_argument("--seed", type=int, default=0, help="random seed")
     p_exp.add_argument("--out", default=ExplainSettings.out, help="output folder")
     p_exp.add_argument(
         "--chunk-size",
         type=int,
         default=DEFAULT_CHUNK_SIZE,
         help="rows per chunk; each finished chunk is kept in OUT/chunks/ so that rerunning the "
-        "same command after an interruption resumes where it stopped (default %(default)s)",
+        "same command after an interruption resumes where it stopped",
     )
     p_exp.add_argument(
         "--restart",
@@ -106,6 +138,12 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
         help="discard the chunks of an earlier unfinished run in OUT instead of resuming it",
     )
     p_exp.add_argument("--no-figures", action="store_true", help="write no PNG figures")
+    p_exp.add_argument(
+        "--output",
+        type=int,
+        default=None,
+        help="the model output (class) the figures show (default: 1 of several outputs)",
+    )
 
     p_pp = sub.add_parser(
         "protopnet",
@@ -139,6 +177,12 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
         "run this from its root.",
     )
     p_run.add_argument("name", nargs="?", help="experiment name; omit to list them")
+    p_run.add_argument(
+        "--quick",
+        action="store_true",
+        help="CPU-sized run (minutes), passed on to the experiment; other options after the "
+        "name (--out, --seed, ...) go to the experiment too",
+    )
     return parser
 
 
@@ -178,6 +222,10 @@ def explain_settings(args: argparse.Namespace) -> ExplainSettings:
         restart=args.restart,
         figures=not args.no_figures,
         options=tuple(options.items()),
+        index_col=args.index_col,
+        columns=tuple(c.strip() for c in args.columns.split(",")) if args.columns else (),
+        target=args.target,
+        output=args.output,
     )
 
 
@@ -226,7 +274,7 @@ def main(argv=None) -> int:
                 for name, path in available_experiments().items():
                     print(f"{name:28s} {path}")
                 return 0
-            return run_experiment(args.name, rest)
+            return run_experiment(args.name, ["--quick"] * args.quick + rest)
         if args.command == "demo":
             demo(DemoSettings(out=args.out, quick=args.quick, seed=args.seed))
         elif args.command == "explain":

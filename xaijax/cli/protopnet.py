@@ -1,14 +1,18 @@
 """``xaijax protopnet``: train ProtoPNet and a plain CNN with the same backbone; write a run folder.
 
 The run folder holds ``results.json`` (test accuracies, configurations), ``metrics.jsonl`` (one
-record per epoch and stage), ``checkpoint.*`` (rewritten every epoch; ``resume`` continues from
-it), ``explanation_*.png`` ("this looks like that" for test images) and ``prototypes.png``.
+record per epoch and stage), ``checkpoint.npz`` (parameters, optimiser states and metadata in one
+file, replaced atomically every epoch; ``checkpoint.json`` is a copy of the metadata for people),
+``run.json`` (the data settings: data set, size, images, seed; written before training, checked
+by ``resume``), ``explanation_*.png`` ("this looks like that" for test images) and
+``prototypes.png``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,56 @@ def _dataset(name: str, size: int, n: int, seed: int):
     return ds, (ds.images[tr], ds.labels[tr]), (ds.images[te], ds.labels[te])
 
 
+RUN_FILE = "run.json"
+
+
+def _run_record(s: ProtoPNetSettings) -> dict:
+    """What decides the training data: a resumed run must share it with the checkpoint."""
+    return {"dataset": s.dataset, "size": s.size, "n": s.n, "seed": s.seed}
+
+
+def _check_run(out: Path, s: ProtoPNetSettings, log) -> None:
+    """On ``resume``, refuse a checkpoint trained on other data settings (another ``--seed``
+    generates and splits other data); on a fresh run, drop an old checkpoint and record the
+    settings before training, so a checkpoint always sits beside the settings it was made with.
+    """
+    wanted = _run_record(s)
+    path = out / RUN_FILE
+    if s.resume and (out / "checkpoint.npz").exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise CliError(
+                f"--resume: {out} holds a checkpoint but no readable {RUN_FILE} recording the "
+                f"data settings it was trained with ({type(err).__name__}); rerun without "
+                "--resume to start afresh"
+            ) from err
+        changed = [
+            f"--{k} was {recorded.get(k)!r}, now {v!r}"
+            for k, v in wanted.items()
+            if recorded.get(k) != v
+        ]
+        if changed:
+            raise CliError(
+                f"--resume: the checkpoint in {out} was trained with other settings: "
+                + "; ".join(changed)
+                + ". Rerun with the same settings to resume, or without --resume to start afresh"
+            )
+        log(f"resuming from the checkpoint in {out}")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("checkpoint.npz", "checkpoint.json"):
+            (out / name).unlink(missing_ok=True)
+        tmp = out / f".{RUN_FILE}.tmp"
+        tmp.write_text(json.dumps(wanted, indent=1))
+        os.replace(tmp, path)
+    except OSError as err:
+        raise CliError(
+            f"--out {str(out)!r}: cannot write there ({type(err).__name__}: {err})"
+        ) from err
+
+
 def _config_dict(cfg):
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
@@ -79,6 +133,9 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
     from xaijax.protopnet.visualize import explain_figure, prototype_gallery
 
     s = ProtoPNetSettings() if settings is None else settings
+    out = Path(s.out)
+    _check_run(out, s, log)
+    log(f"preparing the {s.dataset} data")
     ds, (Xtr, ytr), (Xte, yte) = _dataset(s.dataset, s.size, s.n, s.seed)
     C = len(ds.class_names)
     channels = s.channels or ((16, 32, 32) if s.backbone == "small" else (16, 32, 64, 64))
@@ -102,21 +159,25 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
         raise CliError(str(err)) from err
     key = jax.random.key(s.seed)
     k_model, k_train = jax.random.split(key)
-    out = Path(s.out)
     net = ProtoPNet(mcfg, key=k_model)
-    result = train_protopnet(
-        net,
-        Xtr,
-        ytr,
-        Xte,
-        yte,
-        config=tcfg,
-        key=k_train,
-        out_dir=out,
-        resume=s.resume,
-        verbose=not s.quiet,
-    )
+    log(f"training ProtoPNet: {tcfg.epochs} epochs on {len(ytr)} images (the first compiles)")
+    try:
+        result = train_protopnet(
+            net,
+            Xtr,
+            ytr,
+            Xte,
+            yte,
+            config=tcfg,
+            key=k_train,
+            out_dir=out,
+            resume=s.resume,
+            verbose=not s.quiet,
+        )
+    except ValueError as err:  # a checkpoint of another configuration, or a damaged one
+        raise CliError(f"{err}; rerun without --resume to start afresh") from err
     proto_acc = evaluate(net, Xte, yte)["accuracy"]
+    log("training the plain CNN with the same backbone")
     cnn = PlainCNN(mcfg, key=k_model)
     train_plain_cnn(cnn, Xtr, ytr, config=tcfg, key=k_train, verbose=not s.quiet)
     cnn_acc = evaluate(cnn, Xte, yte)["accuracy"]
@@ -131,6 +192,7 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
         "train_config": _config_dict(tcfg),
     }
     shown = min(s.explain, len(yte))
+    log(f"writing figures and results.json to {out}")
     if result.push is not None and shown:
         top_k = min(3, mcfg.num_prototypes)
         exp = explain_prototypes(net, Xte[:shown], top_k=top_k)

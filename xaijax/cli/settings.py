@@ -47,6 +47,10 @@ class ExplainSettings:
         restart: discard an earlier unfinished run in ``out``.
         figures: write the PNG figures.
         options: the method's own options as ``(name, value)`` pairs (``num_samples``, ...).
+        index_col: a data column of row labels to drop (a name or a 0-based position).
+        columns: the feature columns to keep, in order (names or positions; ``()``: all).
+        target: a label column to drop (a name or a position).
+        output: the model output (class) the figures show (``None``: 1 of several, else 0).
     """
 
     model: str
@@ -63,10 +67,18 @@ class ExplainSettings:
     restart: bool = False
     figures: bool = True
     options: tuple[tuple[str, Any], ...] = ()
+    index_col: str | None = None
+    columns: tuple[str, ...] = ()
+    target: str | None = None
+    output: int | None = None
 
     def __post_init__(self):
         if isinstance(self.options, dict):
             object.__setattr__(self, "options", tuple(self.options.items()))
+        if isinstance(self.columns, str):
+            object.__setattr__(self, "columns", tuple(c.strip() for c in self.columns.split(",")))
+        if self.output is not None and int(self.output) < 0:
+            raise CliError(f"--output must be an output index, 0 or more; got {self.output}")
         for name in ("background_size", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise CliError(

@@ -305,6 +305,9 @@ def as_model(f, example, *, name: str = "X") -> tuple[Model, Any]:
         return _checked(Model(graphdef, "nnx", input_shape, out), probe.shape), state
     if not callable(f):
         raise TypeError(f"f must be a callable model f(X) -> (n,) or (n, K); got {type(f)!r}")
+    if _with_fitted_names(f, input_shape) is not f:
+        # An estimator fitted on a DataFrame runs on the host; tracing it would only warn.
+        return _host(f, probe, input_shape, name), None
     pytree = _pytree_module(f)
     if pytree is not None:
         module, arrays = pytree
@@ -405,7 +408,37 @@ def nnx_merge_call(graphdef, state, X):
     return nnx.merge(graphdef, state)(X)
 
 
+@dataclasses.dataclass(frozen=True)
+class _NamedColumns:
+    """A host model fitted on a pandas DataFrame, called with one: rows become a DataFrame with
+    the fitted column names, so scikit-learn does not warn "X does not have valid feature names"
+    on every call. Equal (and hashing) by the model and names, so it recompiles nothing."""
+
+    fn: Callable
+    columns: tuple[str, ...]
+
+    def __call__(self, X):
+        import pandas as pd
+
+        return self.fn(pd.DataFrame(np.asarray(X), columns=list(self.columns), copy=False))
+
+
+def _with_fitted_names(fn, input_shape):
+    """``fn`` called with DataFrames when the estimator behind a bound method (``predict_proba``)
+    has ``feature_names_in_`` for rows of that many columns and pandas is installed; else ``fn``."""
+    owner = getattr(fn, "__self__", None)
+    names = getattr(owner, "feature_names_in_", None)
+    if names is None or len(input_shape) != 1 or len(names) != input_shape[0]:
+        return fn
+    try:
+        import pandas  # noqa: F401
+    except ImportError:  # pragma: no cover - a model fitted on a DataFrame had pandas
+        return fn
+    return _NamedColumns(fn, tuple(str(n) for n in names))
+
+
 def _host(fn, probe, input_shape, name="X") -> Model:
+    fn = _with_fitted_names(fn, input_shape)
     try:
         y = np.asarray(fn(np.asarray(probe)))
     except Exception as err:

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
@@ -344,8 +345,12 @@ def save_checkpoint(path, tree: Any, metadata: dict | None = None) -> str:
     meta = {"format": FORMAT, **(metadata or {})}
     text = json.dumps(meta, indent=1)
     tmp = stem + ".tmp.npz"
-    np.savez(tmp, **arrays, **{_META: np.array(text)})
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays, **{_META: np.array(text)})
+        fh.flush()
+        os.fsync(fh.fileno())  # the data on disk before the rename that makes it the checkpoint
     os.replace(tmp, stem + ".npz")
+    # The .json is a copy for people; the metadata read back is the one inside the .npz.
     tmp_json = stem + ".tmp.json"
     with open(tmp_json, "w") as fh:
         fh.write(text)
@@ -366,9 +371,17 @@ def load_checkpoint(path, template: Any) -> tuple[Any, dict]:
             shape (it was saved from another architecture or configuration).
     """
     stem = _stem(path)
-    with np.load(stem + ".npz", allow_pickle=False) as npz:
-        stored = {k: npz[k] for k in npz.files}
-    meta = json.loads(str(stored.pop(_META))) if _META in stored else {}
+    try:
+        with np.load(stem + ".npz", allow_pickle=False) as npz:
+            stored = {k: npz[k] for k in npz.files}
+        meta = json.loads(str(stored.pop(_META))) if _META in stored else {}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"checkpoint {stem}.npz is unreadable ({type(err).__name__}: {err}); it is damaged "
+            "or not a checkpoint"
+        ) from err
 
     def restore(p, v):
         if not _numeric(v):
