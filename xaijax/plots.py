@@ -704,7 +704,7 @@ def hclust_order(values) -> np.ndarray:
     from scipy.spatial.distance import pdist
 
     values = np.asarray(values, float)
-    if len(values) < 3:
+    if len(values) < 2:
         return np.arange(len(values))
     distances = pdist(values, "sqeuclidean")
     tree = hierarchy.complete(distances)

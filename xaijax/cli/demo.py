@@ -50,6 +50,7 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     epochs = 10 if quick else 40
     results: dict = {"seed": seed, "quick": quick, "versions": versions(), "timings_s": {}}
     timings = results["timings_s"]
+    results["settings"] = {"instances explained": n_explain, "training epochs": epochs, "out": out}
 
     # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
     log("[1/5] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
