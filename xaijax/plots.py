@@ -593,8 +593,9 @@ def approximate_interactions(values, data, feature: int) -> np.ndarray:
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> X = rng.normal(size=(200, 3))
-        >>> int(approximate_interactions(X[:, :1] * X, X, 0)[0])  # x0's effect depends on x0 only
-        1
+        >>> V = X * X[:, [2]]  # every feature's effect is scaled by x2
+        >>> int(approximate_interactions(V, X, 0)[0])
+        2
     """
     values, data = np.asarray(values, float), np.asarray(data, float)
     srt = np.argsort(data[:, feature], kind="stable")
@@ -697,8 +698,8 @@ def hclust_order(values) -> np.ndarray:
 
     Example:
         >>> import numpy as np
-        >>> hclust_order(np.array([[0.0], [5.0], [0.1], [5.1]])).tolist()
-        [0, 2, 1, 3]
+        >>> hclust_order(np.array([[0.0], [5.0], [0.1], [5.1]])).tolist()  # pairs together
+        [3, 1, 2, 0]
     """
     from scipy.cluster import hierarchy
     from scipy.spatial.distance import pdist
