@@ -350,12 +350,22 @@ def _demo_images(out, *, quick, seed, results, log):
     }
     shown = min(4, len(images))
     rows = [test.class_names[t] for t in targets[:shown]]
-    groups = {
-        "CAM family": ("Grad-CAM", "Grad-CAM++", "Score-CAM", "EigenCAM"),
-        "gradients": ("saliency", "integrated gradients", "SmoothGrad"),
-        "perturbation and baselines": ("LIME (SLIC)", "centre (baseline)", "random (baseline)"),
+    groups = {  # group -> (methods, what the caption says they show)
+        "CAM family": (
+            ("Grad-CAM", "Grad-CAM++", "Score-CAM", "EigenCAM"),
+            "class activation maps of the last convolutional features for the true class",
+        ),
+        "gradients": (
+            ("saliency", "integrated gradients", "SmoothGrad"),
+            "gradient attributions for the true class, |value| summed over colour channels",
+        ),
+        "perturbation and baselines": (
+            ("LIME (SLIC)", "centre (baseline)", "random (baseline)"),
+            "LIME's superpixel weights for the predicted class, and the two maps every method "
+            "should beat: a blob at the centre and random noise",
+        ),
     }
-    for group, names in groups.items():
+    for group, (names, what) in groups.items():
         slug = group.split()[0].lower()
         _save(
             plots.image_grid(
@@ -367,8 +377,8 @@ def _demo_images(out, *, quick, seed, results, log):
             out,
             f"shapes_{slug}.png",
             results,
-            caption=f"{group.capitalize()}: where each method finds the evidence for the true "
-            f"class, on {shown} test images (rows; the first column is the image).",
+            caption=f"{group[0].upper()}{group[1:]}: {what}, on {shown} test images (rows; the "
+            "first column is the image, titled with its class).",
             section="synthetic_shapes",
         )
     _save(

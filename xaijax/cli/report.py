@@ -48,11 +48,12 @@ def _number(v) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, float):
+        # One style per column: fixed 3 decimals where that keeps 3 significant digits.
         if v == 0.0:
             return "0"
-        if abs(v) >= 1e4 or abs(v) < 1e-3:
+        if abs(v) < 0.01 or abs(v) >= 1e5:
             return f"{v:.3g}"
-        return f"{v:.4g}" if abs(v) >= 1 else f"{v:.3f}"
+        return f"{v:.3f}" if abs(v) < 1000 else f"{v:.0f}"
     return html.escape(str(v))
 
 
@@ -60,6 +61,8 @@ def _cell(v) -> str:
     if isinstance(v, dict):
         return _table(v)
     if isinstance(v, (list, tuple)):
+        if any(isinstance(x, str) and " " in x for x in v):  # sentences: one per line
+            return "<br>".join(html.escape(str(x)) for x in v)
         return html.escape(", ".join(str(x) for x in v))
     cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
     return f"<td{cls}>{_number(v)}</td>"
