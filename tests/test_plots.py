@@ -77,6 +77,11 @@ def test_beeswarm_draws_each_instance_of_the_chosen_output():
     for row, j in enumerate(order):
         xs = fig.axes[0].collections[row].get_offsets()[:, 0]
         np.testing.assert_allclose(xs, VALUES[:, j, 2])
+        # Colours span the feature's 5th-95th percentiles, as in shap.
+        lo, hi = np.percentile(X[:, j], [5, 95])
+        np.testing.assert_allclose(
+            fig.axes[0].collections[row].get_array(), np.clip((X[:, j] - lo) / (hi - lo), 0, 1)
+        )
 
 
 def test_output_and_label_are_deprecated_aliases_of_targets():

@@ -433,9 +433,13 @@ def beeswarm(
     rng = np.random.default_rng(0)
     fig, ax = _pyplot().subplots(figsize=(7.5, 0.4 * len(order) + 1.5))
     for row, j in enumerate(order):
-        col = data[:, j]
-        span = np.ptp(col)
-        colour = (col - col.min()) / span if span > 0 else np.full_like(col, 0.5)
+        col = data[:, j].astype(float)
+        # shap's colour range: the 5th to 95th percentile, so one outlier does not wash out
+        # the rest (the full range where those coincide).
+        lo, hi = np.nanpercentile(col, [5, 95])
+        if hi <= lo:
+            lo, hi = col.min(), col.max()
+        colour = np.clip((col - lo) / (hi - lo), 0, 1) if hi > lo else np.full_like(col, 0.5)
         jitter = rng.uniform(-0.25, 0.25, size=len(col))
         points = ax.scatter(
             values[:, j], row + jitter, c=colour, cmap="coolwarm", s=10, vmin=0, vmax=1
@@ -520,13 +524,13 @@ def force(
     ax.set_xlim(lo - 0.05 * span, hi + 0.05 * span)
     ax.set_ylim(-2.2, 1.1)
     # Labels below the bar at 35 degrees; one is kept only where it clears the ones already
-    # placed (about 2% of the axis per label), largest forces first.
+    # placed (3% of the axis: parallel labels then sit a text height apart), largest first.
     placed = []
     for j, left, width in sorted(segments, key=lambda s: -s[2]):
         centre = left + width / 2
         if len(placed) == max_display:
             break
-        if any(abs(centre - c) < 0.022 * span for c in placed):
+        if any(abs(centre - c) < 0.03 * span for c in placed):
             continue
         placed.append(centre)
         text = names[j] if data is None else f"{names[j]} = {_value_text(data[j])}"
