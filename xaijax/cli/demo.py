@@ -166,14 +166,16 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     figure(
         plots.decision(shown, targets="benign", max_display=12, title="Kernel SHAP: decisions"),
         "breast_cancer_decision.png",
-        f"Decision paths of the {n_explain} test rows: each line starts at the base value, adds "
-        "the features from the least to the most important, and ends at the row's P(benign).",
+        f"Decision paths of the {n_explain} test rows: each line starts at the base value plus "
+        "the 18 features not shown, adds the 12 most important ones from the least to the most "
+        "important, and ends at the row's P(benign).",
     )
     figure(
         plots.heatmap(shown, targets="benign", title="Kernel SHAP: every row's values"),
         "breast_cancer_heatmap.png",
-        "Every explained row's Kernel SHAP values (columns, rows clustered as shap does) with "
-        "P(benign) above: groups of rows explained alike.",
+        "Every explained test row's Kernel SHAP values as one column (columns ordered by "
+        "hierarchical clustering, as shap does), its P(benign) drawn above: rows explained "
+        "alike sit together.",
     )
     top = results["breast_cancer"]["top_features_kernel_shap"][0]
     figure(
