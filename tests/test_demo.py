@@ -33,10 +33,61 @@ def test_demo_quick_writes_results_and_figures(tmp_path):
     for sc in shapes.values():
         assert 0.0 <= sc["pointing_game"] <= 1.0 and 0.0 <= sc["deletion_auc"] <= 1.0
     assert (out / "shapes_methods.png").stat().st_size > 5000
-    page = (out / "index.html").read_text()
-    assert "shapes_methods.png" in page and "pointing game" in page
+    assert_report_reads_well(out, results)
     saved = xj.Explanation.load(out / "breast_cancer_kernel_shap")
     assert saved.values.shape == (5, 30, 2)
+
+
+def assert_report_reads_well(out, results):
+    """index.html: every figure shown under a caption saying what it shows; tables, no dumps."""
+    import html
+    import re
+
+    page = (out / "index.html").read_text()
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    for name in (
+        "breast_cancer_force.png",
+        "breast_cancer_decision.png",
+        "breast_cancer_heatmap.png",
+        "breast_cancer_scatter.png",
+        "shapes_cam.png",
+        "shapes_gradients.png",
+        "shapes_perturbation.png",
+    ):
+        assert name in pngs
+    shown = re.findall(r'<img src="([^"]+)"', page)
+    assert sorted(shown) == pngs
+    captions = [html.unescape(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", page)]
+    assert len(captions) == len(pngs)
+    for caption in captions:
+        assert not caption.endswith(".png") and len(caption.split()) >= 8, caption
+    recorded = {f["file"]: f["caption"] for f in results["figures"]}
+    assert set(recorded) == set(pngs)
+    # Settings and versions in tables, not a JSON dump.
+    assert "<pre>" not in page and '{"' not in page
+    assert re.search(r"<td>jax</td><td[^>]*>" + re.escape(results["versions"]["jax"]), page)
+    assert re.search(r"<td>seed</td><td[^>]*>0</td>", page)
+    assert "pointing game" in page and "deletion AUC (lower better)" in page
+
+
+def test_report_tables_and_captions(tmp_path):
+    from xaijax.cli.report import write_report
+
+    (tmp_path / "a.png").write_bytes(b"png")
+    (tmp_path / "stray.png").write_bytes(b"png")
+    results = {
+        "seed": 3,
+        "quick": True,
+        "versions": {"jax": "9.9"},
+        "diabetes": {"mean_abs_error_vs_exact": {"kernel_shap": 0.0123456}},
+        "figures": [{"file": "a.png", "caption": "what a shows", "section": "diabetes"}],
+    }
+    page = open(write_report(str(tmp_path), results)).read()
+    assert '<td>kernel shap</td><td class="num">0.012</td>' in page
+    assert "<figcaption>what a shows</figcaption>" in page
+    # A figure the demo did not describe is still shown, named by its file.
+    assert "<figcaption>stray.png</figcaption>" in page
+    assert page.index("what a shows") < page.index("Other figures") < page.index("stray.png")
 
 
 def test_plots_render(tmp_path):

@@ -1,6 +1,7 @@
 """Figures: what is drawn equals the chosen output's values; kinds, targets and aliases."""
 
 import io
+import re
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +66,9 @@ def test_waterfall_adds_the_chosen_output_up():
     shown = list(values[order[:2]]) + [values[order[2:]].sum()]
     np.testing.assert_allclose(bar_widths(fig), shown[::-1])
     label = fig.axes[0].get_xlabel()
-    assert f"base value {BASE[1, 1]:.3g}" in label
-    assert f"output {BASE[1, 1] + values.sum():.3g}" in label
+    base, out = re.match(r"base value (\S+)  ->  output (\S+) for p1", label).groups()
+    np.testing.assert_allclose(float(base), BASE[1, 1], atol=0.005)  # 3 digits at scale ~1
+    np.testing.assert_allclose(float(out), BASE[1, 1] + values.sum(), atol=0.005)
 
 
 def test_beeswarm_draws_each_instance_of_the_chosen_output():
@@ -75,6 +77,11 @@ def test_beeswarm_draws_each_instance_of_the_chosen_output():
     for row, j in enumerate(order):
         xs = fig.axes[0].collections[row].get_offsets()[:, 0]
         np.testing.assert_allclose(xs, VALUES[:, j, 2])
+        # Colours span the feature's 5th-95th percentiles, as in shap.
+        lo, hi = np.percentile(X[:, j], [5, 95])
+        np.testing.assert_allclose(
+            fig.axes[0].collections[row].get_array(), np.clip((X[:, j] - lo) / (hi - lo), 0, 1)
+        )
 
 
 def test_output_and_label_are_deprecated_aliases_of_targets():
@@ -217,3 +224,223 @@ def test_lime_segments_refuses_other_explanations():
         plots.lime_segments(explanation()[0])
     with pytest.raises(ValueError, match="^lime_segments needs a lime_image explanation"):
         plots.lime_segments(explanation("surrogate")[0])
+
+
+# -- display units, output names, layout -------------------------------------------------------
+RAW = X * 100.0 + 500.0  # the same rows in "display units"
+
+
+def texts_inside_axes(fig):
+    """Whether every text drawn in the axes lies within them (so it cannot cover tick labels)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    box = ax.get_window_extent(renderer)
+    return all(
+        box.x0 - 1 <= t.get_window_extent(renderer).x0
+        and t.get_window_extent(renderer).x1 <= box.x1 + 1
+        for t in ax.texts
+    )
+
+
+def test_number_format_reads_like_the_numbers_it_shows():
+    fmt = plots.number_format([0.98, -5.96e-08])
+    assert (fmt(0.98), fmt(-5.96e-08), fmt(-5.96e-08, sign=True)) == ("0.980", "0.000", "0.000")
+    assert plots.number_format([250.0])(123.456) == "123"
+    assert plots.number_format([3e-6])(3e-6) == "3e-06"
+    fig = plots.waterfall(Explanation(np.array([0.5, -5.96e-08]), np.array(0.3), np.ones(2)))
+    assert "0.000" in [t.get_text().strip() for t in fig.axes[0].texts]
+    assert "e-08" not in fig.axes[0].get_xlabel()
+
+
+def test_waterfall_shows_display_units_or_says_it_shows_model_units():
+    exp = explanation()[2]
+    plain = plots.waterfall(exp, targets=0)
+    labels = bar_labels(plain)
+    assert any(f"= {X[2, i]:.4g}" in s for s in labels for i in range(4))
+    assert "as the model received them" in plain.axes[0].get_xlabel()
+    raw = plots.waterfall(exp, targets=0, display_data=RAW[2])
+    assert sorted(bar_labels(raw)) == sorted(f"{NAMES[i]} = {RAW[2, i]:.4g}" for i in range(4))
+    assert "model received" not in raw.axes[0].get_xlabel()
+    # The Explanation may carry them, like shap's display_data.
+    carried = explanation(extras={"display_data": RAW})[2]
+    assert bar_labels(plots.waterfall(carried, targets=0)) == bar_labels(raw)
+    with pytest.raises(ValueError, match="^display_data must hold the explained rows"):
+        plots.waterfall(exp, display_data=RAW)
+
+
+@pytest.mark.parametrize(
+    "plot, exp, where",
+    [
+        (plots.bar, explanation(), "title"),
+        (plots.beeswarm, explanation(), "title"),
+        (plots.waterfall, explanation()[0], "title"),
+        (plots.force, explanation()[0], "title"),
+        (plots.decision, explanation(), "title"),
+        (plots.lime_bar, explanation("surrogate"), "title"),
+    ],
+)
+def test_titles_and_axes_name_the_output_shown(plot, exp, where):
+    fig = plot(exp, targets=2)
+    assert "(p2)" in fig.axes[0].get_title() and "for p2" in fig.axes[0].get_xlabel()
+    numbered = Explanation(VALUES, BASE, X, output_names=("0", "1", "2"), method="m")
+    numbered = numbered[0] if not exp.is_batched else numbered
+    kind = exp.kind
+    numbered = Explanation(**{**numbered.__dict__, "kind": kind})
+    assert "(output 1)" in plot(numbered, targets=1).axes[0].get_title()
+
+
+@pytest.mark.parametrize("plot", [plots.bar, plots.lime_bar, plots.waterfall])
+def test_value_labels_stay_inside_the_axes(plot):
+    exp = explanation("surrogate" if plot is plots.lime_bar else "additive")
+    exp = exp[0] if plot is plots.waterfall else exp
+    fig = plot(exp, targets=1)
+    assert len(fig.axes[0].texts) >= 4
+    assert texts_inside_axes(fig)
+
+
+def test_lime_bar_skips_padding_and_shows_display_units():
+    words = np.array([["good", "", "movie", ""]])
+    v = np.array([[[0.3], [0.0], [-0.1], [0.0]]])
+    exp = Explanation(
+        v,
+        np.zeros((1, 1)),
+        np.zeros((1, 4)),
+        output_names=("1",),
+        kind="surrogate",
+        extras={"feature_labels": words},
+    )
+    fig = plots.lime_bar(exp, num_features=10)
+    assert bar_labels(fig) == ["movie", "good"]
+    assert "model received" not in fig.axes[0].get_xlabel()  # words have no units
+    bins = np.array([[f"0.1 < {n} <= 0.5" for n in NAMES]] * 6)
+    binned = explanation("surrogate", extras={"feature_labels": bins})
+    assert "model received" in plots.lime_bar(binned).axes[0].get_xlabel()
+    raw = plots.lime_bar(binned, instance=3, targets=1, display_data=RAW)
+    assert sorted(bar_labels(raw)) == sorted(f"{NAMES[i]} = {RAW[3, i]:.4g}" for i in range(4))
+    with pytest.raises(ValueError, match="^display_data must hold the explained rows"):
+        plots.lime_bar(binned, display_data=RAW[:, :2])
+
+
+# -- the plots shap offers, drawn without shap ----------------------------------------------------
+def test_force_segments_add_up_to_the_output():
+    exp = explanation()[3]
+    v, base = VALUES[3, :, 1], BASE[3, 1]
+    fx = base + v.sum()
+    fig = plots.force(exp, targets=1)
+    patches = fig.axes[0].patches
+    red = [p for p in patches if p.get_facecolor()[0] > 0.5]
+    blue = [p for p in patches if p.get_facecolor()[0] <= 0.5]
+    assert len(red) == (v > 0).sum() and len(blue) == (v < 0).sum()
+    np.testing.assert_allclose(sum(p.get_width() for p in red), v[v > 0].sum())
+    np.testing.assert_allclose(sum(p.get_width() for p in blue), -v[v < 0].sum())
+    # Red pushes up to f(x) from the left, blue back from the right: they meet at f(x), and
+    # the whole bar spans base -> f(x) plus what cancels out.
+    np.testing.assert_allclose(max(p.get_x() + p.get_width() for p in red), fx)
+    np.testing.assert_allclose(min(p.get_x() for p in blue), fx)
+    np.testing.assert_allclose(
+        sum(p.get_width() for p in red) - sum(p.get_width() for p in blue), fx - base
+    )
+    # The largest force sits next to f(x), as in shap.
+    nearest = min(red, key=lambda p: abs(p.get_x() + p.get_width() - fx))
+    np.testing.assert_allclose(nearest.get_width(), v.max())
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.startswith("f(x) = ") for t in texts)
+
+
+def test_scatter_points_are_the_values_and_the_data():
+    exp = explanation()
+    fig = plots.scatter(exp, "c", targets=2, color=None)
+    np.testing.assert_allclose(
+        fig.axes[0].collections[0].get_offsets(), np.c_[X[:, 2], VALUES[:, 2, 2]]
+    )
+    assert "model received" in fig.axes[0].get_xlabel()
+    fig = plots.scatter(exp, 2, targets=2, color="a", display_data=RAW)
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_offsets()[:, 0], RAW[:, 2])
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_array(), RAW[:, 0])
+    with pytest.raises(ValueError, match="^feature 'z' is not one of the feature names"):
+        plots.scatter(exp, "z")
+    with pytest.raises(ValueError, match=r"^color must be an int in \[0, 3\]"):
+        plots.scatter(exp, 0, color=7)
+
+
+def test_scatter_colours_by_shaps_interaction_choice():
+    shap = pytest.importorskip("shap")
+    rng = np.random.default_rng(3)
+    Z = rng.normal(size=(120, 5))
+    V = Z * Z[:, [3]] + 0.1 * rng.normal(size=Z.shape)  # every effect depends on feature 3
+    for j in (0, 2):
+        ours = plots.approximate_interactions(V, Z, j)
+        theirs = shap.utils.approximate_interactions(j, V, Z)
+        np.testing.assert_array_equal(ours[:3], theirs[:3])
+        assert ours[0] == 3
+    fig = plots.scatter(Explanation(V, np.zeros(120), Z), 0)
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_array(), Z[:, 3])
+
+
+def test_heatmap_rows_columns_and_output_line():
+    shap = pytest.importorskip("shap")
+    exp = explanation()
+    v = VALUES[:, :, 0]
+    fig = plots.heatmap(exp, targets=0, max_display=3)
+    columns = shap.utils.hclust_ordering(v)
+    np.testing.assert_array_equal(plots.hclust_order(v), columns)
+    rows = np.argsort(-np.abs(v).mean(0), kind="stable")
+    expected = np.c_[v[columns][:, rows[:2]], v[columns][:, rows[2:]].sum(1)]
+    np.testing.assert_allclose(fig.axes[1].images[0].get_array(), expected.T)
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert labels == [NAMES[rows[0]], NAMES[rows[1]], "sum of 2 other features"]
+    fx = BASE[:, 0] + v.sum(1)
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), fx[columns])
+    by_output = plots.heatmap(exp, instance_order="output")
+    np.testing.assert_allclose(by_output.axes[0].lines[0].get_ydata(), np.sort(fx))
+    with pytest.raises(ValueError, match="^instance_order must be a permutation"):
+        plots.heatmap(exp, instance_order=[0, 0, 1, 2, 3, 4])
+    with pytest.raises(ValueError, match="^instance_order must be 'hclust'"):
+        plots.heatmap(exp, instance_order="random")
+
+
+def test_decision_paths_end_at_the_output_in_shaps_feature_order():
+    shap = pytest.importorskip("shap")
+    exp = explanation()
+    v, base = VALUES[:, :, 1], BASE[:, 1]
+    order = np.argsort(np.abs(v).sum(0), kind="stable")  # least important first
+    # shap draws into the current figure: run it before ours.
+    result = shap.decision_plot(0.0, v, feature_names=list(NAMES), show=False, return_objects=True)
+    plt.close("all")
+    fig = plots.decision(exp, targets=1, max_display=3)
+    np.testing.assert_array_equal(result.feature_idx, order)
+    assert bar_labels(fig) == [NAMES[i] for i in order[1:]]
+    for i, line in enumerate(fig.axes[0].lines[: len(v)]):
+        path = line.get_xdata()
+        np.testing.assert_allclose(path[-1], base[i] + v[i].sum())  # ends at f(x)
+        np.testing.assert_allclose(path[0], base[i] + v[i, order[0]])  # base + hidden feature
+        np.testing.assert_allclose(np.diff(path), v[i, order[1:]])
+    one = plots.decision(exp[0], targets=1, display_data=RAW[0])
+    first = np.argsort(np.abs(v[0]), kind="stable")
+    assert bar_labels(one) == [f"{NAMES[i]} = {RAW[0, i]:.4g}" for i in first]
+    with pytest.raises(ValueError, match="^feature_order must be a permutation"):
+        plots.decision(exp, feature_order=[0, 1])
+
+
+@pytest.mark.parametrize("kind", ["map", "surrogate", "prototype"])
+def test_shap_style_plots_refuse_kinds_that_do_not_add_up(kind):
+    exp = explanation(kind)
+    for plot, arg in [
+        (plots.force, exp[0]),
+        (plots.heatmap, exp),
+        (plots.decision, exp),
+    ]:
+        with pytest.raises(TypeError, match=f"{plot.__name__} needs .*got kind '{kind}'"):
+            plot(arg)
+    with pytest.raises(TypeError, match=f"scatter needs .*got kind '{kind}'"):
+        plots.scatter(exp, 0)
+
+
+def test_shap_style_plots_need_the_right_shape():
+    with pytest.raises(ValueError, match="^force shows one instance"):
+        plots.force(explanation())
+    with pytest.raises(ValueError, match=r"^heatmap needs a batch of attributions \(n, M\)"):
+        plots.heatmap(explanation()[0])
+    with pytest.raises(ValueError, match=r"^scatter needs a batch"):
+        plots.scatter(explanation()[0], 0)

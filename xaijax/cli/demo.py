@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from xaijax.cli.report import write_report
 from xaijax.cli.runs import save_figure, versions
 from xaijax.cli.settings import DemoSettings
 
@@ -26,6 +27,8 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     Writes ``out/results.json`` (numbers, seeds, versions, settings, timings), PNG figures and an
     ``index.html`` report. Returns the results dict.
     """
+    import dataclasses
+
     import jax
     import numpy as np
     from flax import nnx
@@ -47,10 +50,13 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     epochs = 10 if quick else 40
     results: dict = {"seed": seed, "quick": quick, "versions": versions(), "timings_s": {}}
     timings = results["timings_s"]
+    results["settings"] = {"instances explained": n_explain, "training epochs": epochs, "out": out}
 
     # 1. Breast cancer (M = 30): an MLP classifier explained by Kernel SHAP and permutation SHAP.
     log("[1/5] breast cancer: MLP classifier, Kernel SHAP and permutation SHAP (M = 30)")
     train, test = data.train_test_split(data.breast_cancer(), seed=seed)
+    # The same split in the data set's own units (mm, mm², ...), for the figures' labels.
+    _, test_raw = data.train_test_split(data.breast_cancer(standardise=False), seed=seed)
     net = nets.MLP(30, [16], 2, softmax=True, rngs=nnx.Rngs(seed))
     _, timings["train_mlp"] = _timed(
         "train",
@@ -112,26 +118,71 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         "top5_overlap_with_kernel_shap": float(np.mean(overlap)),
         "sp_lime_picks": [int(i) for i in picks],
     }
-    _save(
-        plots.lime_bar(lime, instance=0, title="LIME, P(benign): test instance 0"),
-        out,
+    shown = dataclasses.replace(kernel, output_names=tuple(train.target_names))
+    raw = test_raw.X[:n_explain]
+    section = "breast_cancer"
+
+    def figure(fig, name, caption, **kwargs):
+        _save(fig, out, name, results, caption=caption, section=section, **kwargs)
+
+    figure(
+        plots.lime_bar(lime, instance=0, display_data=raw, title="LIME, P(benign): test row 0"),
         "breast_cancer_lime.png",
+        "LIME: the surrogate's weights for P(benign) at test row 0, each feature's bin labelled "
+        "by the row's value in the data set's units.",
     )
-    _save(
-        plots.beeswarm(kernel, targets=1, title="Kernel SHAP, P(benign): all explained instances"),
-        out,
+    figure(
+        plots.beeswarm(shown, targets="benign", title="Kernel SHAP, P(benign): every test row"),
         "breast_cancer_beeswarm.png",
+        f"Kernel SHAP values for P(benign) of the {n_explain} explained test rows, one dot per "
+        "row, coloured by the feature's value: the features that matter most, and which way.",
     )
     kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
-    _save(
-        plots.bar(kernel, targets=1, title="Kernel SHAP, P(benign): mean |SHAP value|"),
-        out,
+    figure(
+        plots.bar(shown, targets="benign", title="Kernel SHAP, P(benign): mean |SHAP value|"),
         "breast_cancer_bar.png",
+        "Global importance: the mean |Kernel SHAP value| per feature for P(benign).",
     )
-    _save(
-        plots.waterfall(kernel[0], targets=1, title="Kernel SHAP, P(benign): test instance 0"),
-        out,
+    figure(
+        plots.waterfall(
+            shown[0],
+            targets="benign",
+            display_data=raw[0],
+            title="Kernel SHAP, P(benign): test row 0",
+        ),
         "breast_cancer_waterfall.png",
+        "How test row 0's Kernel SHAP values add up from the average prediction (the base "
+        "value) to the model's P(benign) for this row; feature values in the data set's units.",
+    )
+    figure(
+        plots.force(
+            shown[0], targets="benign", display_data=raw[0], title="Kernel SHAP: forces on row 0"
+        ),
+        "breast_cancer_force.png",
+        "The same row as forces: red features push P(benign) up to f(x), blue ones push it "
+        "down; the bars' difference is f(x) minus the base value.",
+        wide=True,
+    )
+    figure(
+        plots.decision(shown, targets="benign", max_display=12, title="Kernel SHAP: decisions"),
+        "breast_cancer_decision.png",
+        f"Decision paths of the {n_explain} test rows: each line starts at the base value plus "
+        "the 18 features not shown, adds the 12 most important ones from the least to the most "
+        "important, and ends at the row's P(benign).",
+    )
+    figure(
+        plots.heatmap(shown, targets="benign", title="Kernel SHAP: every row's values"),
+        "breast_cancer_heatmap.png",
+        "Every explained test row's Kernel SHAP values as one column (columns ordered by "
+        "hierarchical clustering, as shap does), its P(benign) drawn above: rows explained "
+        "alike sit together.",
+    )
+    top = results["breast_cancer"]["top_features_kernel_shap"][0]
+    figure(
+        plots.scatter(shown, top, targets="benign", display_data=raw, title=f"Kernel SHAP: {top}"),
+        "breast_cancer_scatter.png",
+        f"Dependence of P(benign)'s SHAP value on {top} (in the data set's units), coloured by "
+        "the feature that seems to interact most with it.",
     )
 
     # 2. Diabetes (M = 10): exact Shapley values as the truth for the sampling estimators.
@@ -181,6 +232,11 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         ),
         out,
         "diabetes_estimates_vs_exact.png",
+        results,
+        caption=f"Kernel SHAP and permutation SHAP with the same budget ({budget} coalitions "
+        "per row) against exact Shapley values (all 1024 coalitions): points on the diagonal "
+        "are exact.",
+        section="diabetes",
     )
 
     # 3. A scikit-learn model through the host adapter: Kernel SHAP against Linear SHAP.
@@ -201,7 +257,7 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
 
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
-    _write_report(out, results)
+    write_report(out, results)
     log(f"wrote {out}/results.json, {out}/index.html and figures")
     return results
 
@@ -295,15 +351,52 @@ def _demo_images(out, *, quick, seed, results, log):
         "scores": scores,
     }
     shown = min(4, len(images))
+    rows = [test.class_names[t] for t in targets[:shown]]
+    groups = {  # group -> (methods, what the caption says they show)
+        "CAM family": (
+            ("Grad-CAM", "Grad-CAM++", "Score-CAM", "EigenCAM"),
+            "class activation maps of the last convolutional features for the true class",
+        ),
+        "gradients": (
+            ("saliency", "integrated gradients", "SmoothGrad"),
+            "gradient attributions for the true class, |value| summed over colour channels",
+        ),
+        "perturbation and baselines": (
+            ("LIME (SLIC)", "centre (baseline)", "random (baseline)"),
+            "LIME's superpixel weights for the predicted class, and the two maps every method "
+            "should beat: a blob at the centre and random noise",
+        ),
+    }
+    for group, (names, what) in groups.items():
+        slug = group.split()[0].lower()
+        _save(
+            plots.image_grid(
+                images[:shown],
+                {k: maps[k][:shown] for k in names if k in maps},
+                row_titles=rows,
+                title=f"synthetic shapes: {group}",
+            ),
+            out,
+            f"shapes_{slug}.png",
+            results,
+            caption=f"{group[0].upper()}{group[1:]}: {what}, on {shown} test images (rows; the "
+            "first column is the image, titled with its class).",
+            section="synthetic_shapes",
+        )
     _save(
         plots.image_grid(
             images[:shown],
             {k: v[:shown] for k, v in maps.items()},
-            row_titles=[test.class_names[t] for t in targets[:shown]],
+            row_titles=rows,
             title="synthetic shapes: attribution maps (rows: test images)",
         ),
         out,
         "shapes_methods.png",
+        results,
+        caption="All methods side by side (click to zoom): the same test images, one column "
+        "per method.",
+        section="synthetic_shapes",
+        wide=True,
     )
     del jnp
 
@@ -357,45 +450,14 @@ def _demo_text(out, *, quick, seed, results, log):
         plots.lime_bar(exp, instance=0, title=f"LIME text, P(positive): {docs[0]!r}"),
         out,
         "text_lime.png",
+        results,
+        caption=f"LIME on text: the words of {docs[0]!r} by their weight for P(positive).",
+        section="sentiment_text",
     )
 
 
-def _write_report(out, results):
-    """A self-contained index.html showing the numbers and every PNG in ``out``."""
-    import html
-
-    figures = sorted(f for f in os.listdir(out) if f.endswith(".png"))
-    rows = ""
-    shapes = results.get("synthetic_shapes", {}).get("scores", {})
-    for name, sc in shapes.items():
-        cells = "".join(f"<td>{v:.3f}</td>" for v in sc.values())
-        rows += f"<tr><td>{html.escape(name)}</td>{cells}</tr>\n"
-    table = (
-        (
-            "<table><tr><th>method</th><th>pointing game</th><th>energy in mask</th>"
-            "<th>deletion AUC (lower better)</th><th>insertion AUC</th></tr>\n"
-            f"{rows}</table>"
-        )
-        if rows
-        else ""
-    )
-    imgs = "\n".join(
-        f'<figure><img src="{html.escape(f)}"><figcaption>{html.escape(f)}</figcaption></figure>'
-        for f in figures
-    )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>xaijax demo</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
-img{{max-width:100%}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px}}
-figure{{display:inline-block;max-width:520px;vertical-align:top}}</style></head><body>
-<h1>xaijax demo</h1>
-<p>Seed {results["seed"]}, versions {html.escape(json.dumps(results["versions"]))}.</p>
-<h2>Localisation on synthetic shapes</h2>{table}
-<h2>Figures</h2>{imgs}
-<h2>All numbers</h2><pre>{html.escape(json.dumps(results, indent=2))}</pre>
-</body></html>"""
-    with open(os.path.join(out, "index.html"), "w") as fh:
-        fh.write(page)
-
-
-def _save(fig, out, name):
+def _save(fig, out, name, results, *, caption, section, wide=False):
+    """Save a figure and record what it shows for the report."""
     save_figure(fig, out, name)
+    entry = {"file": name, "caption": caption, "section": section}
+    results.setdefault("figures", []).append({**entry, "wide": True} if wide else entry)
