@@ -8,7 +8,7 @@ settings    the frozen settings each command takes, and :class:`CliError`
 demo        ``xaijax demo``: small models on embedded data, every family, figures, a report
 explain     ``xaijax explain``: a saved model on a data file, any tabular explainer, resumable
 methods     the explainers ``explain`` offers, read from :mod:`xaijax.core.registry`
-inputs      reading models (pickles, ``module:attribute``) and data files (``.npz``, ``.csv``)
+inputs      models (pickle, joblib, skops, ``module:attribute``), data (.npz, .csv, .parquet)
 chunks      resumable chunked runs: atomic chunk files, a settings manifest, progress
 protopnet   ``xaijax protopnet``: ProtoPNet against a plain CNN, a run folder with figures
 experiment  ``xaijax experiment``: the paper reproductions of a checkout's ``experiments/``
