@@ -156,6 +156,8 @@ def test_kinds_are_checked_and_refused_where_meaningless():
         with pytest.raises(TypeError, match=f"kind '{kind}'"):
             batch(kind=kind).to_shap()
     require_kind(batch(kind="path"), ("additive", "path"), "x")  # no error
+    with pytest.raises(TypeError, match="local_accuracy_gap needs an Explanation.*got function"):
+        require_kind(lambda X: X, ("additive",), "local_accuracy_gap")  # arguments swapped
 
 
 def test_save_load_round_trip(tmp_path):

@@ -65,8 +65,10 @@ def require_kind(exp: Explanation, allowed: Sequence[str], what: str) -> None:
         ...
         TypeError: waterfall needs an Explanation of kind 'additive'; got kind 'map' (a relevance map over the input or its spatial grid; no additivity, base_values 0) from method ''
     """  # noqa: E501
+    kinds = " or ".join(repr(k) for k in allowed)
+    if not isinstance(exp, Explanation):
+        raise TypeError(f"{what} needs an Explanation of kind {kinds}; got {type(exp).__name__}")
     if exp.kind not in allowed:
-        kinds = " or ".join(repr(k) for k in allowed)
         raise TypeError(
             f"{what} needs an Explanation of kind {kinds}; got kind {exp.kind!r} "
             f"({KINDS.get(exp.kind, 'unknown kind')}) from method {exp.method!r}"
