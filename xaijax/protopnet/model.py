@@ -64,6 +64,9 @@ class ProtoPNetConfig:
             :class:`~xaijax.zoo.nets.ResNet` in its CIFAR form: 3x3 stem and four stages of two
             basic blocks, residual branches starting at zero instead of batch norm).
         channels: widths of the backbone blocks (small) or of the four stages (resnet18).
+        prototype_classes: the class of every prototype, for a network whose classes own
+            different numbers of prototypes (after :func:`~xaijax.protopnet.prune_prototypes`);
+            ``None``: ``num_prototypes / num_classes`` each, in class order.
     """
 
     img_size: int = 32
@@ -73,10 +76,18 @@ class ProtoPNetConfig:
     prototype_depth: int = 16
     backbone: str = "small"
     channels: tuple[int, ...] = (16, 32, 32)
+    prototype_classes: tuple[int, ...] | None = None
 
     @property
     def prototypes_per_class(self) -> int:
         return self.num_prototypes // self.num_classes
+
+    def class_identity(self) -> jax.Array:
+        """One-hot class of every prototype ``(P, C)``."""
+        if self.prototype_classes is None:
+            return prototype_class_identity(self.num_prototypes, self.num_classes)
+        owner = np.asarray(self.prototype_classes, np.int64)
+        return jnp.asarray(np.eye(self.num_classes, dtype=np.float32)[owner])
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the argument for an impossible architecture."""
@@ -87,7 +98,17 @@ class ProtoPNetConfig:
             raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
         if self.num_prototypes < 1:
             raise ValueError(f"num_prototypes must be positive; got {self.num_prototypes}")
-        _check_divisible(self.num_prototypes, self.num_classes)
+        if self.prototype_classes is None:
+            _check_divisible(self.num_prototypes, self.num_classes)
+        else:
+            owners = list(self.prototype_classes)
+            if len(owners) != self.num_prototypes or any(
+                not 0 <= int(c) < self.num_classes for c in owners
+            ):
+                raise ValueError(
+                    f"prototype_classes must give a class in [0, {self.num_classes}) for each of "
+                    f"the {self.num_prototypes} prototypes; got {self.prototype_classes}"
+                )
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
         if not self.channels or any(int(c) < 1 for c in self.channels):
@@ -299,9 +320,9 @@ class ProtoPNet(nnx.Module):
             return _list([nnx.Conv(width, D, (1, 1), rngs=rngs), nnx.Conv(D, D, (1, 1), rngs=rngs)])
 
         self.add_on = build(add_on, seed=rng, scale=2.0, mode="fan_out")
-        P, C = config.num_prototypes, config.num_classes
+        P = config.num_prototypes
         self.prototypes = nnx.Param(jnp.asarray(rng.uniform(size=(P, D)), jnp.float32))
-        identity = prototype_class_identity(P, C)
+        identity = config.class_identity()
         self.class_identity = Buffer(identity)
         self.last_layer = nnx.Param(last_layer_init(identity))
 
