@@ -226,13 +226,14 @@ def apply_link(link: str, y: jax.Array) -> jax.Array:
     return jnp.log(y) - jnp.log1p(-y)
 
 
-# Per-instance status of the outputs a compiled Shapley call scored (see output_status).
-OK, NOT_FINITE, OUTSIDE_LINK = 0, 1, 2
+# Per-instance status of the outputs a compiled Shapley call scored (see output_status); the
+# larger code wins when statuses are combined, so NaN/inf is reported before the link's range.
+OK, OUTSIDE_LINK, NOT_FINITE = 0, 1, 2
 
 
 def output_status(link: str, y: jax.Array, *, rows: bool = False) -> jax.Array:
-    """``0`` if every output in ``y`` is usable under ``link``, ``1`` if one is NaN/inf, ``2`` if
-    all are finite but one lies outside ``(0, 1)`` under ``link="logit"``.
+    """``0`` if every output in ``y`` is usable under ``link``, ``1`` if all are finite but one
+    lies outside ``(0, 1)`` under ``link="logit"``, ``2`` if one is NaN/inf.
 
     One int32 for all of ``y``, or one per leading row with ``rows``; combine statuses with
     ``jnp.maximum``. :func:`finish` turns them into errors.
@@ -240,7 +241,7 @@ def output_status(link: str, y: jax.Array, *, rows: bool = False) -> jax.Array:
     Example:
         >>> import jax.numpy as jnp
         >>> output_status("logit", jnp.array([0.2, 1.0, jnp.nan]), rows=True).tolist()
-        [0, 2, 1]
+        [0, 1, 2]
     """
     flat = y.reshape(y.shape[0], -1) if rows else y.reshape(1, -1)
     finite = jnp.all(jnp.isfinite(flat), axis=1)
@@ -267,7 +268,7 @@ def finish(
     status = np.asarray(finite)
     if status.dtype != bool:
         outside = status == OUTSIDE_LINK
-        if np.any(outside):
+        if np.any(outside) and not np.any(status == NOT_FINITE):
             rows = np.flatnonzero(outside.reshape(-1)).tolist() if status.ndim else []
             where = f" (instances {rows[:10]}{'...' if len(rows) > 10 else ''})" if rows else ""
             raise ValueError(
