@@ -129,6 +129,13 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_pp.add_argument("--seed", type=int, default=0)
     p_pp.add_argument("--resume", action="store_true")
     p_pp.add_argument("--explain", type=int, default=3, help="test images to explain (PNGs)")
+    p_pp.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="skip the paper's pruning of prototypes whose nearest training images are mostly "
+        "of other classes",
+    )
     p_pp.add_argument("--quiet", action="store_true")
 
     p_run = sub.add_parser(
@@ -204,6 +211,7 @@ def protopnet_settings(args: argparse.Namespace) -> ProtoPNetSettings:
         resume=args.resume,
         explain=args.explain,
         quiet=args.quiet,
+        prune=args.prune,
     )
 
 

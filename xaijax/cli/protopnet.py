@@ -53,6 +53,14 @@ def _dataset(name: str, size: int, n: int, seed: int):
     return ds, (ds.images[tr], ds.labels[tr]), (ds.images[te], ds.labels[te])
 
 
+def _train_masks(ds, seed: int):
+    """The object masks of ``_dataset``'s training split, or ``None`` (digits have none)."""
+    if getattr(ds, "masks", None) is None:
+        return None
+    order = np.random.default_rng(seed).permutation(ds.images.shape[0])
+    return ds.masks[order[: int(0.75 * len(order))]]
+
+
 def _config_dict(cfg):
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
@@ -73,6 +81,9 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
         TrainConfig,
         evaluate,
         explain_prototypes,
+        prototype_purity,
+        prune_prototypes,
+        train_last_layer,
         train_plain_cnn,
         train_protopnet,
     )
@@ -117,6 +128,25 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
         verbose=not s.quiet,
     )
     proto_acc = evaluate(net, Xte, yte)["accuracy"]
+    masks = _train_masks(ds, s.seed)
+    extra = {}
+    push_result = result.push
+    if masks is not None and push_result is not None:
+        purity = prototype_purity(net, push_result, Xtr, masks, ytr)
+        extra["purity"] = purity.summary()
+        extra["prototype_on_object"] = np.round(purity.on_object, 3).tolist()
+    if s.prune and push_result is not None:
+        pruned = prune_prototypes(net, Xtr, ytr, push_result=push_result)
+        net, push_result = pruned.model, pruned.push
+        train_last_layer(net, Xtr, ytr, config=tcfg, key=jax.random.fold_in(k_train, tcfg.epochs))
+        extra = {f"{k}_before_pruning": v for k, v in extra.items()}
+        extra["protopnet_test_accuracy_before_pruning"] = proto_acc
+        extra["pruned_prototypes"] = pruned.pruned.tolist()
+        proto_acc = evaluate(net, Xte, yte)["accuracy"]
+        if masks is not None:
+            purity = prototype_purity(net, push_result, Xtr, masks, ytr)
+            extra["purity"] = purity.summary()
+            extra["prototype_on_object"] = np.round(purity.on_object, 3).tolist()
     cnn = PlainCNN(mcfg, key=k_model)
     train_plain_cnn(cnn, Xtr, ytr, config=tcfg, key=k_train, verbose=not s.quiet)
     cnn_acc = evaluate(cnn, Xte, yte)["accuracy"]
@@ -127,22 +157,30 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
         "protopnet_test_accuracy": proto_acc,
         "plain_cnn_test_accuracy": cnn_acc,
         "chance": 1.0 / C,
-        "model_config": _config_dict(mcfg),
+        **extra,
+        "model_config": _config_dict(net.config),
         "train_config": _config_dict(tcfg),
     }
     shown = min(s.explain, len(yte))
-    if result.push is not None and shown:
-        top_k = min(3, mcfg.num_prototypes)
+    if push_result is not None and shown:
+        top_k = min(3, net.config.num_prototypes)
         exp = explain_prototypes(net, Xte[:shown], top_k=top_k)
         for i in range(shown):
-            fig = explain_figure(exp, result.push, Xtr, index=i, class_names=ds.class_names)
+            fig = explain_figure(exp, push_result, Xtr, index=i, class_names=ds.class_names)
             save_figure(fig, str(out), f"explanation_{i}.png", dpi=100)
-    if result.push is not None:
-        fig = prototype_gallery(result.push, Xtr, class_names=ds.class_names)
+    if push_result is not None:
+        fig = prototype_gallery(push_result, Xtr, class_names=ds.class_names)
         save_figure(fig, str(out), "prototypes.png", dpi=100)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    on_object = ""
+    if "purity" in results:
+        p = results["purity"]
+        on_object = (
+            f"; prototypes on the object: {p['fraction_on_object']:.2f} of "
+            f"{p['num_prototypes']}, nearest images of their class: {p['class_purity']:.2f}"
+        )
     log(
         f"test accuracy: ProtoPNet {proto_acc:.3f}, plain CNN {cnn_acc:.3f} "
-        f"(chance {1.0 / C:.3f}); run in {out}"
+        f"(chance {1.0 / C:.3f}){on_object}; run in {out}"
     )
     return results

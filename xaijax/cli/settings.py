@@ -84,6 +84,8 @@ class ProtoPNetSettings:
 
     ``channels=None`` picks ``(16, 32, 32)`` for the small backbone and ``(16, 32, 64, 64)`` for
     ResNet-18; ``epochs=None`` the schedule's default (``quick``: the small CPU schedule).
+    ``prune``: after training, the paper's pruning step (prototypes with fewer than 3 of their 6
+    nearest training images in their class go) and last-layer optimisation again.
     """
 
     dataset: str = "shapes"
@@ -100,3 +102,4 @@ class ProtoPNetSettings:
     resume: bool = False
     explain: int = 3
     quiet: bool = False
+    prune: bool = True
