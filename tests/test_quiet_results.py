@@ -41,12 +41,25 @@ def _mean_model(X):
     return jnp.stack([X[..., 0].mean((1, 2)), X[..., 1].mean((1, 2))], axis=1)
 
 
-def test_lime_image_warns_on_few_segments_naming_segmentation():
+def test_lime_image_warns_on_few_segments_naming_segmentation(photo):
     constant = np.full((32, 32, 3), 0.5)
     with pytest.warns(UserWarning, match="segmentation") as caught:
-        exp = xj.lime_image(_mean_model, constant, key=jax.random.key(0), num_samples=8)
-    assert "1]" in str(caught[0].message) and "segments=" in str(caught[0].message)
+        exp = xj.lime_image(
+            _mean_model, constant, key=jax.random.key(0), num_samples=8, segmentation="felzenszwalb"
+        )
+    assert "[1]" in str(caught[0].message) and "segments=" in str(caught[0].message)
     assert int(exp.extras["num_segments"]) == 1
+    # The case: lime's own quickshift parameters on a 32x32 photo.
+    image = transform.resize(photo, (32, 32))
+    lime_params = dict(kernel_size=4, max_dist=200, ratio=0.2)
+    with pytest.warns(UserWarning, match="segmentation='quickshift' found only"):
+        xj.lime_image(
+            _mean_model,
+            image,
+            key=jax.random.key(0),
+            num_samples=8,
+            segmentation_kwargs=lime_params,
+        )
 
 
 def test_lime_image_is_quiet_with_enough_segments(photo):
