@@ -73,16 +73,17 @@ def pushed():
     images, masks, labels = _data()
     net = _network()
     z = net.latent(jnp.asarray(images))
-    np.testing.assert_allclose(z[3, 3, 1], _latent_of(1.0), rtol=1e-6)  # the construction holds
+    np.testing.assert_allclose(z[3, 1, 3], _latent_of(1.0), rtol=1e-6)  # the construction holds
     result = push(net, images, labels)
     return net, result, images, masks, labels
 
 
 def test_fraction_on_mask_counts_the_top_pixels():
-    maps = np.arange(20.0).reshape(1, 4, 5)  # the top 20% are the last row's 4 + 1 pixels
+    # The 80th percentile of 0..19 is 15.2: the top pixels are 16..19 (last row, columns 1-4).
+    maps = np.arange(20.0).reshape(1, 4, 5)
     mask = np.zeros((1, 4, 5), bool)
-    mask[0, 3, :2] = True
-    assert fraction_on_mask(maps, mask, percentile=80.0).tolist() == [0.4]
+    mask[0, 3, :3] = True  # covers 15, 16, 17: two of the four
+    assert fraction_on_mask(maps, mask, percentile=80.0).tolist() == [0.5]
 
 
 def test_purity_of_object_and_background_prototypes(pushed):
@@ -99,8 +100,10 @@ def test_purity_of_object_and_background_prototypes(pushed):
     assert pur.classes.tolist() == [0, 0, 1, 1]
     summary = pur.summary()
     assert summary["fraction_on_object"] == 0.5 and summary["class_purity"] == 0.75
-    # The receptive field (18 px) covers far more than the 8x8 object.
-    assert np.all(pur.rf_on_object < 0.5)
+    # The object prototypes' high-activation boxes lie inside their objects; their receptive
+    # fields (18 px) see more than the 8x8 object.
+    np.testing.assert_allclose(pur.box_on_object[[0, 2]], 1.0)
+    assert np.all(pur.rf_on_object[[0, 2]] < 0.6) and pur.rf_on_object[1] == 0.0
 
 
 def test_purity_checks_its_arguments(pushed):
