@@ -18,6 +18,7 @@ from xaijax.protopnet import (
     ProtoPNetConfig,
     evaluate,
     fraction_on_mask,
+    peak_distance,
     prototype_purity,
     prune_prototypes,
     push,
@@ -78,6 +79,15 @@ def pushed():
     return net, result, images, masks, labels
 
 
+def test_peak_distance_is_the_distance_to_the_mask():
+    maps = np.zeros((2, 6, 6))
+    maps[0, 0, 5] = 1.0  # 3 rows above the mask's top-right pixel (3, 5): distance 3
+    maps[1, 4, 4] = 1.0  # on the mask
+    mask = np.zeros((2, 6, 6), bool)
+    mask[:, 3:, 3:] = True
+    assert peak_distance(maps, mask).tolist() == [3.0, 0.0]
+
+
 def test_fraction_on_mask_counts_the_top_pixels():
     # The 80th percentile of 0..19 is 15.2: the top pixels are 16..19 (last row, columns 1-4).
     maps = np.arange(20.0).reshape(1, 4, 5)
@@ -93,6 +103,13 @@ def test_purity_of_object_and_background_prototypes(pushed):
     # Object prototypes: all their high-activation pixels on the object; background: none.
     np.testing.assert_allclose(pur.on_object, [1.0, 0.0, 1.0, 0.0], atol=1e-12)
     np.testing.assert_allclose(pur.nearest_on_object, [1.0, 0.0, 1.0, 0.0], atol=1e-12)
+    # Peaks: on the object for object prototypes, well off it for background ones.
+    assert pur.peak_distance[[0, 2]].tolist() == [0.0, 0.0] and np.all(
+        pur.peak_distance[[1, 3]] >= 3
+    )
+    assert np.all(pur.nearest_peak_distance[[0, 2]] == 0) and np.all(
+        pur.nearest_peak_distance[[1, 3]] >= 3
+    )
     # Nearest images: class 0's object -> images 3-5; every background patch ties at distance
     # 0, broken by index -> images 0-2 (class 1): pure for prototype 3, impure for prototype 1.
     assert pur.nearest_index.tolist() == [[3, 4, 5], [0, 1, 2], [0, 1, 2], [0, 1, 2]]
@@ -100,6 +117,7 @@ def test_purity_of_object_and_background_prototypes(pushed):
     assert pur.classes.tolist() == [0, 0, 1, 1]
     summary = pur.summary()
     assert summary["fraction_on_object"] == 0.5 and summary["class_purity"] == 0.75
+    assert summary["fraction_peak_at_object"] == 0.5 and summary["nearest_peak_at_object"] == 0.5
     # The object prototypes' high-activation boxes lie inside their objects; their receptive
     # fields (18 px) see more than the 8x8 object.
     np.testing.assert_allclose(pur.box_on_object[[0, 2]], 1.0)

@@ -38,6 +38,7 @@ from xaijax.protopnet.purity import (
     PrototypePurity,
     fraction_on_mask,
     nearest_images,
+    peak_distance,
     prototype_purity,
 )
 from xaijax.protopnet.push import PushResult, high_activation_box, push
@@ -83,6 +84,7 @@ __all__ = [
     "load_checkpoint",
     "log_similarity",
     "nearest_images",
+    "peak_distance",
     "prototype_class_identity",
     "prototype_purity",
     "prototype_gallery",

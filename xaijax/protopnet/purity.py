@@ -7,7 +7,9 @@ on data with ground-truth masks (:func:`xaijax.zoo.data.synthetic_shapes`):
 * localisation: the fraction of the prototype's high-activation region (the pixels at or above the
   95th percentile of its bicubically upsampled similarity map, the region the paper's figures
   box) that lies on the object mask, on its push source image and averaged over its ``k``
-  nearest training images;
+  nearest training images; and the distance from the map's peak to the object (a pointing game:
+  a part prototype often peaks on the object's edge, a pixel or two outside its mask, while a
+  flat map's top 5% is scattered over the background);
 * class purity: the fraction of its ``k`` nearest training images (each image's nearest latent
   patch, all classes competing) that belong to the prototype's class, the quantity the
   paper's pruning step thresholds (:func:`xaijax.protopnet.prune_prototypes`).
@@ -39,6 +41,7 @@ __all__ = [
     "prototype_purity",
     "nearest_images",
     "fraction_on_mask",
+    "peak_distance",
 ]
 
 
@@ -52,6 +55,9 @@ class PrototypePurity(NamedTuple):
             object mask.
         rf_on_object: ``(P,)`` fraction of the receptive-field box on the object mask.
         nearest_on_object: ``(P,)`` mean of ``on_object`` over the ``k`` nearest training images.
+        peak_distance: ``(P,)`` pixels from the peak of the upsampled similarity map on the
+            source image to the nearest object pixel (0 on the object).
+        nearest_peak_distance: ``(P, k)`` the same on each of the ``k`` nearest images.
         class_purity: ``(P,)`` fraction of the ``k`` nearest training images of the prototype's
             class.
         nearest_index: ``(P, k)`` those images (indices into the training set), nearest first.
@@ -63,17 +69,20 @@ class PrototypePurity(NamedTuple):
     box_on_object: np.ndarray
     rf_on_object: np.ndarray
     nearest_on_object: np.ndarray
+    peak_distance: np.ndarray
+    nearest_peak_distance: np.ndarray
     class_purity: np.ndarray
     nearest_index: np.ndarray
     nearest_classes: np.ndarray
     classes: np.ndarray
 
-    def summary(self, threshold: float = 0.5) -> dict:
-        """Means over prototypes, and the fraction of prototypes "on the object".
+    def summary(self, threshold: float = 0.5, tolerance: float = 2.0) -> dict:
+        """Means over prototypes, and the fractions of prototypes on the object and pure.
 
         A prototype is on the object when at least ``threshold`` of its high-activation pixels
-        on its source image are, and pure when at least ``threshold`` of its nearest images
-        are of its class.
+        on its source image are; its peak is at the object when it lies within ``tolerance``
+        pixels of it (on the source image; ``nearest_peak_at_object`` averages over the nearest
+        images); it is pure when at least ``threshold`` of its nearest images are of its class.
         """
         return {
             "num_prototypes": int(self.classes.shape[0]),
@@ -81,6 +90,8 @@ class PrototypePurity(NamedTuple):
             "nearest_on_object": float(np.mean(self.nearest_on_object)),
             "class_purity": float(np.mean(self.class_purity)),
             "fraction_on_object": float(np.mean(self.on_object >= threshold)),
+            "fraction_peak_at_object": float(np.mean(self.peak_distance <= tolerance)),
+            "nearest_peak_at_object": float(np.mean(self.nearest_peak_distance <= tolerance)),
             "fraction_class_pure": float(np.mean(self.class_purity >= threshold)),
         }
 
@@ -109,6 +120,35 @@ def fraction_on_mask(maps, masks, percentile: float = 95.0) -> np.ndarray:
     threshold = np.percentile(maps.reshape(m, -1), percentile, axis=1)
     high = maps >= threshold[:, None, None]
     return (high & masks).sum(axis=(1, 2)) / np.maximum(high.sum(axis=(1, 2)), 1)
+
+
+def peak_distance(maps, masks) -> np.ndarray:
+    """Pixels from each map's maximum to the nearest pixel of its mask (0 on the mask).
+
+    Args:
+        maps: ``(m, H, W)`` activation maps (the first maximum counts on ties).
+        masks: ``(m, H, W)`` boolean object masks (an empty mask gives ``inf``).
+
+    Returns:
+        ``(m,)`` Euclidean distances in pixels.
+
+    Example:
+        >>> import numpy as np
+        >>> m = np.zeros((1, 5, 5)); m[0, 0, 4] = 1.0
+        >>> mask = np.zeros((1, 5, 5), bool); mask[0, 3:, 4] = True
+        >>> peak_distance(m, mask).tolist()
+        [3.0]
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    maps = np.asarray(maps)
+    masks = np.asarray(masks, bool)
+    out = np.full(maps.shape[0], np.inf)
+    for i, (m, mask) in enumerate(zip(maps, masks, strict=True)):
+        if mask.any():
+            peak = np.unravel_index(np.argmax(m), m.shape)
+            out[i] = distance_transform_edt(~mask)[peak]
+    return out
 
 
 def _box_fraction(boxes, masks) -> np.ndarray:
@@ -246,7 +286,9 @@ def prototype_purity(
     maps = np.moveaxis(d, -1, 0)[np.arange(P)[:, None], index]
     h, w = maps.shape[2:]
     up_near = np.asarray(upsample(log_similarity(jnp.asarray(maps.reshape(P * k, h, w))), H))
-    near = fraction_on_mask(up_near, masks[index.reshape(-1)], percentile).reshape(P, k)
+    near_masks = masks[index.reshape(-1)]
+    near = fraction_on_mask(up_near, near_masks, percentile).reshape(P, k)
+    near_peak = peak_distance(up_near, near_masks).reshape(P, k)
     classes = np.asarray(push_result.classes)
     nearest_classes = labels[index]
     return PrototypePurity(
@@ -254,6 +296,8 @@ def prototype_purity(
         box_on_object=box_on_object,
         rf_on_object=rf_on_object,
         nearest_on_object=near.mean(axis=1),
+        peak_distance=peak_distance(up, masks[source]),
+        nearest_peak_distance=near_peak,
         class_purity=(nearest_classes == classes[:, None]).mean(axis=1),
         nearest_index=index,
         nearest_classes=nearest_classes,
