@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from xaijax.protopnet.model import ProtoPNet, log_similarity
+from xaijax.protopnet.model import ProtoPNet, log_similarity, receptive_field
 from xaijax.protopnet.push import PushResult, upsample
 
 __all__ = [
@@ -63,6 +63,7 @@ class PrototypePurity(NamedTuple):
         nearest_index: ``(P, k)`` those images (indices into the training set), nearest first.
         nearest_classes: ``(P, k)`` their classes.
         classes: ``(P,)`` each prototype's class.
+        stride: pixels between neighbouring latent patches (the similarity map's resolution).
     """
 
     on_object: np.ndarray
@@ -75,15 +76,18 @@ class PrototypePurity(NamedTuple):
     nearest_index: np.ndarray
     nearest_classes: np.ndarray
     classes: np.ndarray
+    stride: float
 
-    def summary(self, threshold: float = 0.5, tolerance: float = 2.0) -> dict:
+    def summary(self, threshold: float = 0.5, tolerance: float | None = None) -> dict:
         """Means over prototypes, and the fractions of prototypes on the object and pure.
 
         A prototype is on the object when at least ``threshold`` of its high-activation pixels
         on its source image are; its peak is at the object when it lies within ``tolerance``
-        pixels of it (on the source image; ``nearest_peak_at_object`` averages over the nearest
-        images); it is pure when at least ``threshold`` of its nearest images are of its class.
+        pixels of it (default: one latent stride, the finest the similarity map resolves; on
+        the source image, and ``nearest_peak_at_object`` over the nearest images); it is pure
+        when at least ``threshold`` of its nearest images are of its class.
         """
+        tolerance = float(self.stride if tolerance is None else tolerance)
         return {
             "num_prototypes": int(self.classes.shape[0]),
             "on_object": float(np.mean(self.on_object)),
@@ -93,6 +97,7 @@ class PrototypePurity(NamedTuple):
             "fraction_peak_at_object": float(np.mean(self.peak_distance <= tolerance)),
             "nearest_peak_at_object": float(np.mean(self.nearest_peak_distance <= tolerance)),
             "fraction_class_pure": float(np.mean(self.class_purity >= threshold)),
+            "tolerance": tolerance,
         }
 
 
@@ -302,4 +307,5 @@ def prototype_purity(
         nearest_index=index,
         nearest_classes=nearest_classes,
         classes=classes,
+        stride=float(receptive_field(model.config).jump),
     )
