@@ -82,8 +82,8 @@ class PrototypePurity(NamedTuple):
         """Means over prototypes, and the fractions of prototypes on the object and pure.
 
         A prototype is on the object when at least ``threshold`` of its high-activation pixels
-        on its source image are; its peak is at the object when it lies within ``tolerance``
-        pixels of it (default: one latent stride, the finest the similarity map resolves; on
+        on its source image are; its peak is at the object when it lies closer than ``tolerance``
+        pixels to it (default: one latent stride, the finest the similarity map resolves; on
         the source image, and ``nearest_peak_at_object`` over the nearest images); it is pure
         when at least ``threshold`` of its nearest images are of its class.
         """
@@ -94,8 +94,8 @@ class PrototypePurity(NamedTuple):
             "nearest_on_object": float(np.mean(self.nearest_on_object)),
             "class_purity": float(np.mean(self.class_purity)),
             "fraction_on_object": float(np.mean(self.on_object >= threshold)),
-            "fraction_peak_at_object": float(np.mean(self.peak_distance <= tolerance)),
-            "nearest_peak_at_object": float(np.mean(self.nearest_peak_distance <= tolerance)),
+            "fraction_peak_at_object": float(np.mean(self.peak_distance < tolerance)),
+            "nearest_peak_at_object": float(np.mean(self.nearest_peak_distance < tolerance)),
             "fraction_class_pure": float(np.mean(self.class_purity >= threshold)),
             "tolerance": tolerance,
         }
