@@ -72,8 +72,9 @@ def main(argv=None) -> int:
         if "purity" in result:
             p = result["purity"]
             on_object = (
-                f", prototypes on the object {p['fraction_on_object']:.2f} "
-                f"(of {p['num_prototypes']}), nearest images in class {p['class_purity']:.2f}"
+                f"; of {p['num_prototypes']} prototypes, peaked at the object "
+                f"{p['fraction_peak_at_object']:.2f}, top 5% mostly on it "
+                f"{p['fraction_on_object']:.2f}, nearest images in class {p['class_purity']:.2f}"
             )
         print(
             f"{dataset}: ProtoPNet {result['protopnet_test_accuracy']:.3f}, "
