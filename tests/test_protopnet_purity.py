@@ -25,7 +25,7 @@ from xaijax.protopnet import (
     select_prototypes,
     train_last_layer,
 )
-from xaijax.protopnet.model import log_similarity
+from xaijax.protopnet.model import BORDER_DISTANCE, log_similarity, squared_distances
 from xaijax.protopnet.train import TrainConfig
 
 SIZE, D = 24, 4
@@ -176,3 +176,21 @@ def test_pruning_keeps_one_prototype_per_class(pushed):
         select_prototypes(net, [0, 0])
     with pytest.raises(ValueError, match="prototype_classes"):
         ProtoPNetConfig(num_classes=2, num_prototypes=2, prototype_classes=(0, 2)).validate()
+
+
+def test_border_patches_are_never_matched():
+    cfg = ProtoPNetConfig(
+        img_size=SIZE, num_classes=2, num_prototypes=2, prototype_depth=D, channels=(4, 4), border=1
+    )
+    net = ProtoPNet(cfg, key=jax.random.key(0))
+    x = jax.random.uniform(jax.random.key(1), (6, SIZE, SIZE, 3))
+    _, min_d, d = net.forward(x)
+    inner = squared_distances(net.latent(x), net.prototypes[...])[:, 1:-1, 1:-1]
+    np.testing.assert_allclose(min_d, inner.min(axis=(1, 2)), rtol=1e-6)
+    assert np.all(np.asarray(d)[:, 0] >= BORDER_DISTANCE)
+    res = push(net, np.asarray(x), LABELS)
+    assert np.all((res.position >= 1) & (res.position <= 4))  # inside the 6x6 grid's ring
+    with pytest.raises(ValueError, match="border"):
+        ProtoPNetConfig(
+            img_size=SIZE, num_classes=2, num_prototypes=2, channels=(4, 4), border=3
+        ).validate()

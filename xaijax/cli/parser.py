@@ -124,7 +124,17 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_pp.add_argument("--prototypes-per-class", type=int, default=3)
     p_pp.add_argument("--prototype-depth", type=int, default=32)
     p_pp.add_argument(
-        "--channels", default=None, help="backbone widths, e.g. 16,32,32 (resnet18: 4 stages)"
+        "--channels",
+        default=None,
+        help="backbone widths (default: 16,32 for small, whose prototypes then sit on objects; "
+        "resnet18: 4 stages, default 16,32,64,64)",
+    )
+    p_pp.add_argument(
+        "--border",
+        type=int,
+        default=None,
+        help="latent rows/columns at each edge not matched to prototypes (default: 1 for small, "
+        "0 for resnet18): their receptive fields hang over the zero padding",
     )
     p_pp.add_argument("--seed", type=int, default=0)
     p_pp.add_argument("--resume", action="store_true")
@@ -212,6 +222,7 @@ def protopnet_settings(args: argparse.Namespace) -> ProtoPNetSettings:
         explain=args.explain,
         quiet=args.quiet,
         prune=args.prune,
+        border=args.border,
     )
 
 

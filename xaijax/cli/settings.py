@@ -82,8 +82,10 @@ class ExplainSettings:
 class ProtoPNetSettings:
     """``xaijax protopnet``: the data set, the architecture, the schedule and the run folder.
 
-    ``channels=None`` picks ``(16, 32, 32)`` for the small backbone and ``(16, 32, 64, 64)`` for
-    ResNet-18; ``epochs=None`` the schedule's default (``quick``: the small CPU schedule).
+    ``channels=None`` picks ``(16, 32)`` for the small backbone and ``(16, 32, 64, 64)`` for
+    ResNet-18; ``border=None`` excludes the outermost latent ring of the small backbone (1) and
+    nothing for ResNet-18 (0) from prototype matching; ``epochs=None`` the schedule's default
+    (``quick``: the small CPU schedule).
     ``prune``: after training, the paper's pruning step (prototypes with fewer than 3 of their 6
     nearest training images in their class go) and last-layer optimisation again.
     """
@@ -103,3 +105,4 @@ class ProtoPNetSettings:
     explain: int = 3
     quiet: bool = False
     prune: bool = True
+    border: int | None = None
