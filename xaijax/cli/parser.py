@@ -126,15 +126,15 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_pp.add_argument(
         "--channels",
         default=None,
-        help="backbone widths (default: 16,32 for small, whose prototypes then sit on objects; "
-        "resnet18: 4 stages, default 16,32,64,64)",
+        help="backbone widths (default for small: 16,32 on shapes, whose prototypes then sit on "
+        "objects, 16,32,32 on digits; resnet18: 4 stages, default 16,32,64,64)",
     )
     p_pp.add_argument(
         "--border",
         type=int,
         default=None,
-        help="latent rows/columns at each edge not matched to prototypes (default: 1 for small, "
-        "0 for resnet18): their receptive fields hang over the zero padding",
+        help="latent rows/columns at each edge not matched to prototypes (default: 1 for small "
+        "on shapes, else 0): their receptive fields hang over the zero padding",
     )
     p_pp.add_argument("--seed", type=int, default=0)
     p_pp.add_argument("--resume", action="store_true")
