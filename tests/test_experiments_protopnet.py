@@ -31,5 +31,12 @@ def test_protopnet_experiment_tiny(tmp_path):
     for key in ("protopnet_test_accuracy", "plain_cnn_test_accuracy"):
         assert 0.0 <= run[key] <= 1.0
     assert "prototypes.png" in run["figures"] and "explanation_0.png" in run["figures"]
-    assert set(run["accuracy_by_stage"]) >= {"warm"}
+    assert set(run["accuracy_by_stage"]) >= {"warm", "prune+last"}
+    # Purity next to accuracy, before and after the pruning step.
+    for key in ("purity", "purity_before_pruning"):
+        summary = run[key]
+        assert 0.0 <= summary["fraction_on_object"] <= 1.0
+        assert 0.0 <= summary["class_purity"] <= 1.0
+    kept = run["purity"]["num_prototypes"]
+    assert kept + len(run["pruned_prototypes"]) == run["purity_before_pruning"]["num_prototypes"]
     assert results["versions"]["jax"]

@@ -37,9 +37,13 @@ def _close(a, b, rtol=1e-5):
 
 
 def test_quickshift_default_is_the_reference(photos):
-    ours = segment_images(photos[:1])[0]
-    ref = segmentation.quickshift(photos[0], kernel_size=4, max_dist=200, ratio=0.2)
+    # From 224 pixels up, lime's parameters; smaller images get them scaled (quickshift_defaults).
+    big = (transform.resize(data.astronaut(), (224, 224)) * 255).astype(np.uint8)
+    ours = segment_images(big[None])[0]
+    ref = segmentation.quickshift(big, kernel_size=4, max_dist=200, ratio=0.2)
     np.testing.assert_array_equal(ours, ref)
+    small = segmentation.quickshift(photos[0], kernel_size=1, max_dist=200 * 32 / 224, ratio=0.2)
+    np.testing.assert_array_equal(segment_images(photos[:1])[0], small)
     for method, kwargs in [("slic", dict(n_segments=20)), ("felzenszwalb", dict(scale=50))]:
         seg = segment_images(photos, method, **kwargs)
         assert seg.shape == (2, 32, 32) and seg.min() == 0

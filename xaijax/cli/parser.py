@@ -162,11 +162,28 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_pp.add_argument("--prototypes-per-class", type=int, default=3)
     p_pp.add_argument("--prototype-depth", type=int, default=32)
     p_pp.add_argument(
-        "--channels", default=None, help="backbone widths, e.g. 16,32,32 (resnet18: 4 stages)"
+        "--channels",
+        default=None,
+        help="backbone widths (default for small: 16,32 on shapes, whose prototypes then sit on "
+        "objects, 16,32,32 on digits; resnet18: 4 stages, default 16,32,64,64)",
+    )
+    p_pp.add_argument(
+        "--border",
+        type=int,
+        default=None,
+        help="latent rows/columns at each edge not matched to prototypes (default: 1 for small "
+        "on shapes, else 0): their receptive fields hang over the zero padding",
     )
     p_pp.add_argument("--seed", type=int, default=0)
     p_pp.add_argument("--resume", action="store_true")
     p_pp.add_argument("--explain", type=int, default=3, help="test images to explain (PNGs)")
+    p_pp.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="skip the paper's pruning of prototypes whose nearest training images are mostly "
+        "of other classes",
+    )
     p_pp.add_argument("--quiet", action="store_true")
 
     p_run = sub.add_parser(
@@ -252,6 +269,8 @@ def protopnet_settings(args: argparse.Namespace) -> ProtoPNetSettings:
         resume=args.resume,
         explain=args.explain,
         quiet=args.quiet,
+        prune=args.prune,
+        border=args.border,
     )
 
 

@@ -94,8 +94,13 @@ class ExplainSettings:
 class ProtoPNetSettings:
     """``xaijax protopnet``: the data set, the architecture, the schedule and the run folder.
 
-    ``channels=None`` picks ``(16, 32, 32)`` for the small backbone and ``(16, 32, 64, 64)`` for
-    ResNet-18; ``epochs=None`` the schedule's default (``quick``: the small CPU schedule).
+    ``channels=None`` picks the small backbone's widths per data set (shapes ``(16, 32)``, digits
+    ``(16, 32, 32)``) and ``(16, 32, 64, 64)`` for ResNet-18; ``border=None`` excludes the
+    outermost latent ring from prototype matching for the small backbone on shapes (1), nothing
+    otherwise (0); ``epochs=None`` the schedule's default
+    (``quick``: the small CPU schedule).
+    ``prune``: after training, the paper's pruning step (prototypes with fewer than 3 of their 6
+    nearest training images in their class go) and last-layer optimisation again.
     """
 
     dataset: str = "shapes"
@@ -112,3 +117,5 @@ class ProtoPNetSettings:
     resume: bool = False
     explain: int = 3
     quiet: bool = False
+    prune: bool = True
+    border: int | None = None

@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import os
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -398,6 +399,7 @@ def _output_shape(out, spec) -> tuple[int, ...]:
             f"f must return one output row per input row: it returned shape {out.shape} for "
             f"inputs of shape {spec.shape}"
         )
+    _warn_if_labels(out.dtype)
     return tuple(out.shape[1:])
 
 
@@ -455,7 +457,44 @@ def _host(fn, probe, input_shape, name="X") -> Model:
             f"f must return one output row per input row: got output shape {y.shape} "
             f"for input shape {probe.shape}"
         )
+    _warn_if_labels(y.dtype, y)
     return _checked(Model(fn, "host", input_shape, tuple(y.shape[1:])), probe.shape)
+
+
+def _warn_if_labels(dtype, outputs=None) -> None:
+    """Warn (``UserWarning``) when a model's outputs look like class labels, not scores.
+
+    Labels are integer or boolean outputs, or float ``outputs`` (the first rows evaluated) that
+    are one per row, all whole numbers and not all 0 or 1 (a probability of exactly 0 or 1 is
+    no sign of labels). Attributions of a label explain a step function of the input, rarely
+    what was meant.
+
+    Example:
+        >>> import warnings, numpy as np
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     _warn_if_labels(np.dtype("int64"))
+        >>> "predict_proba" in str(caught[0].message)
+        True
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":  # signed, unsigned, boolean
+        seen = f"outputs of dtype {dtype}"
+    elif outputs is not None and outputs.ndim == 1 and outputs.size:
+        y = np.asarray(outputs, np.float64)
+        if not (np.all(np.isfinite(y)) and np.all(y == np.round(y)) and np.any(np.abs(y) > 1)):
+            return
+        seen = f"only whole numbers ({np.unique(y)[:5].tolist()}) on its first rows"
+    else:
+        return
+    warnings.warn(
+        f"f returned {seen}: if these are class labels (a classifier's predict), the "
+        "attributions explain a step function of the input. Pass the scores instead "
+        "(predict_proba or decision_function); ignore this for a model whose outputs are "
+        "whole numbers by nature.",
+        UserWarning,
+        stacklevel=4,
+    )
 
 
 def _checked(model: Model, probe_shape) -> Model:

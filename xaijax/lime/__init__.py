@@ -25,6 +25,7 @@ from xaijax.lime.image import (
     fudged_image,
     lime_image,
     perturb_image,
+    quickshift_defaults,
     segment_images,
 )
 from xaijax.lime.submodular import global_importance, submodular_pick
@@ -47,6 +48,7 @@ __all__ = [
     "lime_tabular",
     "lime_text",
     "perturb_image",
+    "quickshift_defaults",
     "removal_masks",
     "sample_neighbourhood",
     "segment_images",

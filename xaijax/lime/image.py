@@ -13,6 +13,7 @@ largest count with always-off columns, which get coefficient 0 and do not change
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from types import MappingProxyType
 
@@ -34,14 +35,44 @@ from xaijax.lime.surrogate import cosine_distance, explain_with_data
 
 __all__ = [
     "segment_images",
+    "quickshift_defaults",
     "fudged_image",
     "perturb_image",
     "lime_image",
 ]
 
 SEGMENTATIONS = ("quickshift", "slic", "felzenszwalb")
-# The reference's default superpixels.
+# The reference's default superpixels (made for images of 224 pixels and more).
 QUICKSHIFT_DEFAULTS = MappingProxyType(dict(kernel_size=4, max_dist=200, ratio=0.2))
+# Images at least this large get the reference's quickshift parameters; smaller ones get them
+# scaled down (lime's defaults make 1 superpixel of a 32x32 image).
+QUICKSHIFT_REFERENCE_SIZE = 224
+# Fewer superpixels than this from a default segmentation: warn, the explanation says little.
+MIN_SEGMENTS = 8
+
+
+def quickshift_defaults(height: int, width: int) -> dict:
+    """lime's quickshift parameters scaled to an image of ``height x width`` pixels.
+
+    From 224 pixels (the shorter side) up, the reference's ``kernel_size=4, max_dist=200,
+    ratio=0.2``. Smaller images get ``kernel_size`` and ``max_dist`` scaled by
+    ``side / 224`` (``kernel_size`` at least 1), so a 32x32 image still gets tens of
+    superpixels instead of one.
+
+    Example:
+        >>> quickshift_defaults(224, 300)
+        {'kernel_size': 4, 'max_dist': 200, 'ratio': 0.2}
+        >>> quickshift_defaults(32, 32)["kernel_size"]
+        1.0
+    """
+    scale = min(height, width) / QUICKSHIFT_REFERENCE_SIZE
+    if scale >= 1:
+        return dict(QUICKSHIFT_DEFAULTS)
+    return dict(
+        kernel_size=max(QUICKSHIFT_DEFAULTS["kernel_size"] * scale, 1.0),
+        max_dist=QUICKSHIFT_DEFAULTS["max_dist"] * scale,
+        ratio=QUICKSHIFT_DEFAULTS["ratio"],
+    )
 
 
 def segment_images(
@@ -49,7 +80,9 @@ def segment_images(
 ) -> Int[np.ndarray, "n H W"]:
     """Superpixels ``(n, H, W)`` of ``images: (n, H, W, 3)`` by scikit-image, labelled ``0..m-1``.
 
-    ``quickshift`` defaults to the reference's ``kernel_size=4, max_dist=200, ratio=0.2``.
+    ``quickshift`` defaults to the reference's ``kernel_size=4, max_dist=200, ratio=0.2``
+    for images of 224 pixels and more, scaled down for smaller ones
+    (:func:`quickshift_defaults`); ``kwargs`` override them.
 
     Example:
         >>> import numpy as np
@@ -61,7 +94,8 @@ def segment_images(
 
     contract.check_choice("segmentation", method, SEGMENTATIONS)
     if method == "quickshift":
-        kwargs = {**QUICKSHIFT_DEFAULTS, **kwargs}
+        H, W = np.shape(images)[1:3]
+        kwargs = {**quickshift_defaults(H, W), **kwargs}
     fn = getattr(segmentation, method)
     return np.stack([_relabel(fn(np.asarray(img), **kwargs)) for img in images])
 
@@ -263,7 +297,9 @@ def lime_image(
         num_samples: masks per image, ``>= 2``.
         segments: integer superpixel map, ``(H, W)`` for every image or ``(n, H, W)`` one per
             image, or ``None`` to compute them with ``segmentation``.
-        segmentation: ``"quickshift"`` (lime's default), ``"slic"`` or ``"felzenszwalb"``.
+        segmentation: ``"quickshift"`` (lime's default; its parameters scaled down for images
+            under 224 pixels, :func:`quickshift_defaults`), ``"slic"`` or ``"felzenszwalb"``.
+            Fewer than 8 superpixels in an image give a ``UserWarning``.
         segmentation_kwargs: keyword arguments for the scikit-image function.
         hide_color: ``None`` for per-segment means, or a finite constant colour.
         labels: lime's alias: these output indices, one column each.
@@ -379,7 +415,20 @@ def _segments(segments, images, segmentation, segmentation_kwargs) -> np.ndarray
                 f"images must have 3 channels (H, W, 3) for {segmentation} superpixels; got {C}"
                 " channels (pass segments= to use another channel count)"
             )
-        return segment_images(images, segmentation, **(segmentation_kwargs or {}))
+        seg = segment_images(images, segmentation, **(segmentation_kwargs or {}))
+        counts = seg.reshape(n, -1).max(axis=1) + 1
+        few = np.flatnonzero(counts < MIN_SEGMENTS)
+        if few.size:
+            warnings.warn(
+                f"segmentation={segmentation!r} found only {counts[few].tolist()[:5]} superpixels "
+                f"in images {few.tolist()[:5]} (of {H}x{W} pixels): an explanation over so few "
+                "segments says little. Pass segmentation_kwargs for finer superpixels (e.g. "
+                "segmentation='slic', segmentation_kwargs={'n_segments': 50}) or your own "
+                "segments=.",
+                UserWarning,
+                stacklevel=4,
+            )
+        return seg
     seg = np.asarray(segments)
     if seg.dtype == bool or not np.issubdtype(seg.dtype, np.integer):
         raise ValueError(

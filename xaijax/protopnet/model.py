@@ -39,6 +39,9 @@ __all__ = [
 ]
 
 BACKBONES = ("small", "resnet18")
+# Added to the distances of excluded border patches: far beyond any distance in [0, 1]^D (at most
+# D), yet finite, so similarities there are about 0 instead of NaN.
+BORDER_DISTANCE = 1e4
 
 
 class Buffer(nnx.Variable):
@@ -64,6 +67,13 @@ class ProtoPNetConfig:
             :class:`~xaijax.zoo.nets.ResNet` in its CIFAR form: 3x3 stem and four stages of two
             basic blocks, residual branches starting at zero instead of batch norm).
         channels: widths of the backbone blocks (small) or of the four stages (resnet18).
+        border: latent rows/columns at each edge of the grid whose patches prototypes are not
+            matched against (0: all). Those patches' receptive fields hang over the zero padding,
+            which makes them distinctive without showing the object: on 32-pixel shapes,
+            prototypes trained with ``border=0`` gather at the image's corners.
+        prototype_classes: the class of every prototype, for a network whose classes own
+            different numbers of prototypes (after :func:`~xaijax.protopnet.prune_prototypes`);
+            ``None``: ``num_prototypes / num_classes`` each, in class order.
     """
 
     img_size: int = 32
@@ -73,10 +83,19 @@ class ProtoPNetConfig:
     prototype_depth: int = 16
     backbone: str = "small"
     channels: tuple[int, ...] = (16, 32, 32)
+    prototype_classes: tuple[int, ...] | None = None
+    border: int = 0
 
     @property
     def prototypes_per_class(self) -> int:
         return self.num_prototypes // self.num_classes
+
+    def class_identity(self) -> jax.Array:
+        """One-hot class of every prototype ``(P, C)``."""
+        if self.prototype_classes is None:
+            return prototype_class_identity(self.num_prototypes, self.num_classes)
+        owner = np.asarray(self.prototype_classes, np.int64)
+        return jnp.asarray(np.eye(self.num_classes, dtype=np.float32)[owner])
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the argument for an impossible architecture."""
@@ -87,7 +106,17 @@ class ProtoPNetConfig:
             raise ValueError(f"num_classes must be at least 2; got {self.num_classes}")
         if self.num_prototypes < 1:
             raise ValueError(f"num_prototypes must be positive; got {self.num_prototypes}")
-        _check_divisible(self.num_prototypes, self.num_classes)
+        if self.prototype_classes is None:
+            _check_divisible(self.num_prototypes, self.num_classes)
+        else:
+            owners = list(self.prototype_classes)
+            if len(owners) != self.num_prototypes or any(
+                not 0 <= int(c) < self.num_classes for c in owners
+            ):
+                raise ValueError(
+                    f"prototype_classes must give a class in [0, {self.num_classes}) for each of "
+                    f"the {self.num_prototypes} prototypes; got {self.prototype_classes}"
+                )
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {BACKBONES}; got {self.backbone!r}")
         if not self.channels or any(int(c) < 1 for c in self.channels):
@@ -95,6 +124,11 @@ class ProtoPNetConfig:
         if self.backbone == "resnet18" and len(self.channels) != 4:
             raise ValueError(f"channels must give 4 stage widths for resnet18; got {self.channels}")
         rf = receptive_field(self)
+        if int(self.border) < 0 or (rf.size >= 1 and 2 * int(self.border) >= rf.size):
+            raise ValueError(
+                f"border must leave latent patches to match: 0 <= border < {max(rf.size, 1)}/2 "
+                f"for a {rf.size}x{rf.size} latent grid; got {self.border}"
+            )
         if rf.size < 1:
             raise ValueError(
                 f"img_size={self.img_size} is smaller than the receptive field of the "
@@ -299,9 +333,9 @@ class ProtoPNet(nnx.Module):
             return _list([nnx.Conv(width, D, (1, 1), rngs=rngs), nnx.Conv(D, D, (1, 1), rngs=rngs)])
 
         self.add_on = build(add_on, seed=rng, scale=2.0, mode="fan_out")
-        P, C = config.num_prototypes, config.num_classes
+        P = config.num_prototypes
         self.prototypes = nnx.Param(jnp.asarray(rng.uniform(size=(P, D)), jnp.float32))
-        identity = prototype_class_identity(P, C)
+        identity = config.class_identity()
         self.class_identity = Buffer(identity)
         self.last_layer = nnx.Param(last_layer_init(identity))
 
@@ -310,9 +344,20 @@ class ProtoPNet(nnx.Module):
         a = self.features(x)
         return jax.nn.sigmoid(self.add_on[1](jax.nn.relu(self.add_on[0](a))))
 
+    def distances(self, z: jax.Array) -> jax.Array:
+        """Squared distances ``(n, h, w, P)`` of latent patches to the prototypes; patches in the
+        ``border`` rows and columns get ``BORDER_DISTANCE`` added, so they are never nearest."""
+        d = squared_distances(z, self.prototypes[...])
+        b = int(self.config.border)
+        if b:
+            h, w = d.shape[1:3]
+            inside = jnp.zeros((h, w), bool).at[b : h - b, b : w - b].set(True)
+            d = jnp.where(inside[None, :, :, None], d, d + BORDER_DISTANCE)
+        return d
+
     def forward(self, x: jax.Array):
         """``(logits (n, C), min_distances (n, P), distances (n, h, w, P))`` for images."""
-        d = squared_distances(self.latent(x), self.prototypes[...])
+        d = self.distances(self.latent(x))
         min_d = jnp.min(d, axis=(1, 2))
         logits = log_similarity(min_d) @ self.last_layer[...]
         return logits, min_d, d

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from xaijax.protopnet.model import ProtoPNet, log_similarity, receptive_field, squared_distances
+from xaijax.protopnet.model import ProtoPNet, log_similarity, receptive_field
 
 __all__ = ["PushResult", "nearest_patches", "push", "high_activation_box", "upsample"]
 
@@ -120,7 +120,7 @@ def _scan_body(graphdef, state, xs, ys, valid):
         b, x, y, ok = batch
         z = model.latent(x)
         _, h, w, _ = z.shape
-        d = squared_distances(z, protos)
+        d = model.distances(z)
         allowed = (identity.T[y] > 0) & ok[:, None]
         d = jnp.where(allowed[:, None, None, :], d, jnp.inf).reshape(B * h * w, P)
         idx = jnp.argmin(d, axis=0)

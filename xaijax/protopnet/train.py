@@ -43,6 +43,7 @@ __all__ = [
     "init_state",
     "train_protopnet",
     "train_plain_cnn",
+    "train_last_layer",
     "evaluate",
     "save_checkpoint",
     "load_checkpoint",
@@ -468,6 +469,72 @@ def train_protopnet(
 
 def _config_dict(cfg):
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def train_last_layer(
+    model: ProtoPNet,
+    train_images,
+    train_labels,
+    *,
+    config: TrainConfig = TrainConfig(),
+    key,
+    iterations: int | None = None,
+) -> list[dict]:
+    """Optimise only the last layer of ``model`` in place (the stage after push and pruning).
+
+    Args:
+        model: a :class:`ProtoPNet` (e.g. the one :func:`~xaijax.protopnet.prune_prototypes`
+            returned).
+        train_images, train_labels: ``(N, H, W, C)`` and ``(N,)``.
+        config: the schedule: ``batch_size``, ``last_layer_lr`` and the loss coefficients.
+        key: a JAX key; iteration ``i`` shuffles with ``fold_in(key, i)``.
+        iterations: epochs of last-layer optimisation (``None``: ``last_layer_iterations``).
+
+    Returns:
+        The mean training terms of every epoch (list of dicts of floats).
+
+    References:
+        Chen et al. NeurIPS 2019, Sec. 2.2 (last-layer convex optimisation); reference
+        ``run_pruning.py`` (last layer optimised again after pruning).
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from xaijax.protopnet.model import ProtoPNetConfig
+        >>> cfg = ProtoPNetConfig(img_size=24, num_classes=2, num_prototypes=2, channels=(4, 4))
+        >>> net = ProtoPNet(cfg, key=jax.random.key(0))
+        >>> X, y = np.zeros((4, 24, 24, 3)), np.array([0, 1, 0, 1])
+        >>> tcfg = TrainConfig(batch_size=2)
+        >>> hist = train_last_layer(net, X, y, config=tcfg, key=jax.random.key(1), iterations=1)
+        >>> sorted(hist[0])[:2]
+        ['accuracy', 'cluster']
+    """
+    if not isinstance(model, ProtoPNet):
+        raise ValueError(f"model must be a ProtoPNet; got {type(model).__name__}")
+    config.validate()
+    iterations = config.last_layer_iterations if iterations is None else int(iterations)
+    if iterations < 0:
+        raise ValueError(f"iterations must be non-negative; got {iterations}")
+    X, y = _check_data(train_images, train_labels, model.config, "train")
+    batch_size = min(config.batch_size, X.shape[0])
+    steps_per_epoch = X.shape[0] // batch_size
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    opt_state = stage_optimizer("last", config, steps_per_epoch).init(params)
+    run = _stage_runner(graphdef, config, steps_per_epoch, "last")
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
+    history = []
+    for it in range(iterations):
+        params, rest, opt_state, terms = run(
+            params,
+            rest,
+            opt_state,
+            X_dev,
+            y_dev,
+            jax.random.fold_in(key, it),
+            batch_size=batch_size,
+        )
+        history.append(terms)
+    nnx.update(model, params, rest)
+    return [{k: float(v) for k, v in terms.items()} for terms in jax.device_get(history)]
 
 
 def train_plain_cnn(

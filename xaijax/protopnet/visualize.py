@@ -171,6 +171,8 @@ def prototype_gallery(push_result: PushResult, train_images, *, class_names=None
     per = int(np.bincount(classes).max())
     names = class_names or [str(c) for c in range(C)]
     fig, axes = plt.subplots(C, per, figsize=(1.8 * per, 1.9 * C), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")  # slots a pruned class leaves empty stay blank
     for c in range(C):
         for slot, j in enumerate(np.flatnonzero(classes == c)):
             src = np.asarray(train_images)[int(push_result.image_index[j])]

@@ -43,6 +43,7 @@ __all__ = [
     "prepare",
     "finish",
     "apply_link",
+    "output_status",
     "random_orders",
     "random_subsets",
     "ranks_of",
@@ -214,13 +215,42 @@ def ranks_of(orders: jax.Array) -> jax.Array:
 
 
 def apply_link(link: str, y: jax.Array) -> jax.Array:
-    """The link applied to model outputs before attribution (shap's ``link`` argument)."""
+    """The link applied to model outputs before attribution (shap's ``link`` argument).
+
+    ``"logit"`` is ``log(y) - log(1 - y)``, finite only for ``0 < y < 1``: outputs outside are
+    reported by :func:`output_status` and refused by :func:`finish`, never clipped (a clipped
+    probability of 1 became a log-odds of about 15.9, a number the model never produced).
+    """
     if link == "identity":
         return y
-    # logit of a probability; clipped so probabilities of exactly 0 or 1 stay finite.
-    eps = jnp.finfo(y.dtype).eps
-    p = jnp.clip(y, eps, 1.0 - eps)
-    return jnp.log(p) - jnp.log1p(-p)
+    return jnp.log(y) - jnp.log1p(-y)
+
+
+# Per-instance status of the outputs a compiled Shapley call scored (see output_status); the
+# larger code wins when statuses are combined, so NaN/inf is reported before the link's range.
+OK, OUTSIDE_LINK, NOT_FINITE = 0, 1, 2
+
+
+def output_status(link: str, y: jax.Array, *, rows: bool = False) -> jax.Array:
+    """``0`` if every output in ``y`` is usable under ``link``, ``1`` if all are finite but one
+    lies outside ``(0, 1)`` under ``link="logit"``, ``2`` if one is NaN/inf.
+
+    One int32 for all of ``y``, or one per leading row with ``rows``; combine statuses with
+    ``jnp.maximum``. :func:`finish` turns them into errors.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> output_status("logit", jnp.array([0.2, 1.0, jnp.nan]), rows=True).tolist()
+        [0, 1, 2]
+    """
+    flat = y.reshape(y.shape[0], -1) if rows else y.reshape(1, -1)
+    finite = jnp.all(jnp.isfinite(flat), axis=1)
+    if link == "logit":
+        inside = jnp.all((flat > 0) & (flat < 1), axis=1)
+    else:
+        inside = jnp.ones_like(finite)
+    status = jnp.where(finite, jnp.where(inside, OK, OUTSIDE_LINK), NOT_FINITE).astype(jnp.int32)
+    return status if rows else status[0]
 
 
 def finish(
@@ -229,8 +259,27 @@ def finish(
     """Pick the explained outputs, check for non-finite model outputs, pack the Explanation.
 
     ``finite`` is the compiled call's flag (one per instance, or one for the call) that every
-    model output it used was finite.
+    model output it used was finite, or its :func:`output_status` codes.
+
+    Raises:
+        ValueError: naming ``link`` if outputs fell outside ``(0, 1)`` under ``link="logit"``,
+            or naming the instances with NaN/inf outputs.
     """
+    status = np.asarray(finite)
+    if status.dtype != bool:
+        outside = status == OUTSIDE_LINK
+        if np.any(outside) and not np.any(status == NOT_FINITE):
+            rows = np.flatnonzero(outside.reshape(-1)).tolist() if status.ndim else []
+            where = f" (instances {rows[:10]}{'...' if len(rows) > 10 else ''})" if rows else ""
+            raise ValueError(
+                f"link='logit' needs model outputs strictly between 0 and 1 (probabilities), "
+                f"but f returned values outside (0, 1), or exactly 0 or 1{where}. A float32 "
+                "probability within 6e-8 of 1 rounds to 1: explain the model's log-odds with "
+                "link='identity' (e.g. decision_function, or a model returning logits), or "
+                "enable jax_enable_x64; use link='identity' for outputs that are not "
+                "probabilities."
+            )
+        finite = status == OK
     values, base_values = np.asarray(values), np.asarray(base_values)
     indices = problem.targets.indices
     if indices is not None and values.ndim == problem.X.ndim + 1:

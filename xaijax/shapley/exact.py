@@ -21,7 +21,7 @@ from xaijax.core.explanation import Explanation
 from xaijax.core.masking import Background, coalition_values
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets
-from xaijax.shapley.coalitions import apply_link, finish, prepare
+from xaijax.shapley.coalitions import apply_link, finish, output_status, prepare
 
 __all__ = ["exact_shapley", "shapley_weights", "MAX_EXACT_FEATURES"]
 
@@ -75,7 +75,8 @@ def exact_shapley(
             the backend and the row size.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
-        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output).
+        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
+            outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` non-negative weights of the background rows.
         feature_names: optional ``M`` names.
 
@@ -87,7 +88,8 @@ def exact_shapley(
     Raises:
         ValueError: on bad shapes, NaN inputs, a model that returns NaN or inf on any coalition
             (naming the instances), or ``M > 20`` (use :func:`kernel_shap` or
-            :func:`permutation_shap` there).
+            :func:`permutation_shap` there), or outputs outside ``(0, 1)`` under
+            ``link="logit"`` (naming ``link``).
 
     References:
         Shapley, "A Value for n-Person Games", 1953. Lundberg & Lee, "A Unified Approach to
@@ -163,6 +165,6 @@ def _exact_instances(model, params, background, weights, X, link, batch_size):
             gain = jnp.take(grid, 1, axis=i) - jnp.take(grid, 0, axis=i)
             size_w = w[np.take(sizes, 0, axis=i)]
             phi.append(jnp.tensordot(size_w, gain, axes=M - 1, precision="highest"))
-        return jnp.stack(phi), v[0], jnp.all(jnp.isfinite(raw))
+        return jnp.stack(phi), v[0], output_status(link, raw)
 
     return map_instances(one, X, num * background.shape[0], batch_size)

@@ -31,6 +31,7 @@ from xaijax.shapley.coalitions import (
     apply_link,
     check_work,
     finish,
+    output_status,
     prepare,
     random_subsets,
 )
@@ -259,7 +260,8 @@ def kernel_shap(
         l1_reg: ``False``/``0`` (no selection), ``"num_features(k)"`` or an int ``k``: for each
             output, keep the first ``k`` features entering the LARS path of the augmented problem
             and fit that output on them alone, as shap does.
-        link: ``"identity"`` or ``"logit"``.
+        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
+            outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` weights of the background rows.
         feature_names: optional ``M`` names.
 
@@ -270,7 +272,8 @@ def kernel_shap(
     Raises:
         TypeError: a non-integer ``num_samples``, a bad ``key``, ``targets`` or ``batch_size``.
         ValueError: bad shapes or NaN inputs, a budget too large to hold, or a model that
-            returns NaN or inf on any coalition (naming the instances).
+            returns NaN or inf on any coalition (naming the instances), or outputs outside
+            ``(0, 1)`` under ``link="logit"`` (naming ``link``).
 
     References:
         Lundberg & Lee, "A Unified Approach to Interpreting Model Predictions", NeurIPS 2017.
@@ -364,11 +367,6 @@ def _kernel(model, params, X, background, weights, keys, *, mesh, **options):
     return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
 
 
-def _finite_rows(y):
-    """Per leading row: every entry finite."""
-    return jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1)
-
-
 def _kernel_instances(
     model, params, background, weights, X, keys, *, M, num_samples, num_features, link, batch_size
 ):
@@ -382,7 +380,7 @@ def _kernel_instances(
     )
     fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
     base = jnp.broadcast_to(fnull, fx.shape)
-    finite = _finite_rows(fx_raw) & jnp.all(jnp.isfinite(fnull_raw))
+    finite = jnp.maximum(output_status(link, fx_raw, rows=True), output_status(link, fnull_raw))
     if M == 1:
         return (fx - fnull[None])[:, None], base, finite
 
@@ -446,10 +444,10 @@ def _kernel_instances(
                 phi = jax.vmap(
                     lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1
                 )(y, d, active)
-        return phi, jnp.all(jnp.isfinite(v))
+        return phi, output_status(link, v)
 
     values, ok = map_instances(one, (X, keys, fx), S * background.shape[0], batch_size)
-    return values, base, finite & ok
+    return values, base, jnp.maximum(finite, ok)
 
 
 def _l1_selection(A, y, kernel_w, d, varying, k):

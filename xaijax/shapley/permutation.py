@@ -24,6 +24,7 @@ from xaijax.shapley.coalitions import (
     apply_link,
     check_work,
     finish,
+    output_status,
     prepare,
     random_orders,
     ranks_of,
@@ -73,7 +74,8 @@ def permutation_shap(
         num_permutations: orders ``P >= 1`` per instance (``P (2M + 1)`` coalitions are scored
             and held per instance; a budget larger than 128 MiB, or than ``batch_size`` rows if
             that is more, is refused up front).
-        link: ``"identity"`` or ``"logit"``.
+        link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
+            outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` weights.
         feature_names: optional ``M`` names.
 
@@ -85,7 +87,8 @@ def permutation_shap(
         TypeError: a non-integer ``num_permutations``, a bad ``key``, ``targets`` or
             ``batch_size``.
         ValueError: bad shapes or NaN inputs, a budget too large to hold, or a model that
-            returns NaN or inf on any coalition (naming the instances).
+            returns NaN or inf on any coalition (naming the instances), or outputs outside
+            ``(0, 1)`` under ``link="logit"`` (naming ``link``).
 
     References:
         Castro, Gómez & Tejada, "Polynomial calculation of the Shapley value based on sampling",
@@ -185,7 +188,7 @@ def _permutation_instances(
         enter = jnp.take_along_axis(gains, _expand(rank, gains.ndim), axis=1)
         leave = jnp.take_along_axis(gains, _expand(rank + M, gains.ndim), axis=1)
         phi = (enter - leave).sum(axis=0) / (2 * P)
-        return phi, v[0, 0], jnp.all(jnp.isfinite(raw))
+        return phi, v[0, 0], output_status(link, raw)
 
     return map_instances(one, (X, keys), P * (2 * M + 1) * background.shape[0], batch_size)
 
