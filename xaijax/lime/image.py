@@ -426,7 +426,7 @@ def _segments(segments, images, segmentation, segmentation_kwargs) -> np.ndarray
                 "segmentation='slic', segmentation_kwargs={'n_segments': 50}) or your own "
                 "segments=.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         return seg
     seg = np.asarray(segments)
