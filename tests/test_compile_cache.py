@@ -160,3 +160,23 @@ def test_every_command_takes_no_compile_cache():
     ):
         assert p.parse_known_args(argv)[0].no_compile_cache is False
         assert p.parse_known_args([*argv, "--no-compile-cache"])[0].no_compile_cache is True
+
+
+def test_synthetic_shapes_is_one_program_and_matches_the_op_by_op_draw():
+    import jax
+
+    from tests.compiles import count_compiles
+    from xaijax.zoo import data
+
+    key = jax.random.key(3)
+    with count_compiles() as first:
+        ds = data.synthetic_shapes(key, 10, size=20)
+    with count_compiles() as again:
+        data.synthetic_shapes(jax.random.key(4), 10, size=20)
+    assert [n for n in first if "_draw_shapes" in n] == ["jit(_draw_shapes)"]
+    assert again == []  # a new key: nothing compiled
+    with jax.disable_jit():  # the same draw, one operation at a time
+        images, labels, masks = data._draw_shapes(key, n=10, size=20, num_classes=3, clutter=0.3)
+    np.testing.assert_array_equal(ds.labels, np.asarray(labels))
+    np.testing.assert_array_equal(ds.masks, np.asarray(masks))
+    np.testing.assert_allclose(ds.images, np.asarray(images), rtol=0, atol=1e-6)
