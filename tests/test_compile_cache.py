@@ -180,3 +180,24 @@ def test_synthetic_shapes_is_one_program_and_matches_the_op_by_op_draw():
     np.testing.assert_array_equal(ds.labels, np.asarray(labels))
     np.testing.assert_array_equal(ds.masks, np.asarray(masks))
     np.testing.assert_allclose(ds.images, np.asarray(images), rtol=0, atol=1e-6)
+
+
+def test_map_instances_traces_the_per_instance_program_once():
+    # 10 instances, 3 per step: equal padded steps, not lax.map's separate remainder step
+    # (which traced and compiled the whole per-instance program twice).
+    import jax
+    import jax.numpy as jnp
+
+    from xaijax.core.batching import map_instances
+
+    traces = []
+
+    def per_instance(x):
+        traces.append(x.shape)
+        return x * 2.0, jnp.sum(x)
+
+    xs = jnp.arange(30.0).reshape(10, 3)
+    doubled, sums = jax.jit(lambda xs: map_instances(per_instance, xs, 10, 30))(xs)
+    assert len(traces) == 1
+    np.testing.assert_array_equal(doubled, 2.0 * np.arange(30.0).reshape(10, 3))
+    np.testing.assert_array_equal(sums, np.arange(30.0).reshape(10, 3).sum(1))
