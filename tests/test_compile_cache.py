@@ -201,3 +201,35 @@ def test_map_instances_traces_the_per_instance_program_once():
     assert len(traces) == 1
     np.testing.assert_array_equal(doubled, 2.0 * np.arange(30.0).reshape(10, 3))
     np.testing.assert_array_equal(sums, np.arange(30.0).reshape(10, 3).sum(1))
+
+
+POOLS = """
+import json, os, sys
+from xaijax.cli import parser
+try:
+    limit = parser.limit_host_threads()
+except parser.CliError as err:
+    print(json.dumps({"error": str(err)}))
+    sys.exit(0)
+import scipy.linalg, sklearn.linear_model, threadpoolctl  # pools loaded after the cap
+pools = sorted({p["num_threads"] for p in threadpoolctl.threadpool_info()})
+print(json.dumps({"limit": limit, "pools": pools}))
+"""
+
+
+def pools_after_cap(setting):
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", XAIJAX_HOST_THREADS=setting)
+    proc = subprocess.run(
+        [sys.executable, "-c", POOLS], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_command_caps_every_thread_pool_once_for_its_process():
+    # Pools loaded before the cap (numpy's BLAS) and after it (scipy's, scikit-learn's OpenMP).
+    assert pools_after_cap("1") == {"limit": 1, "pools": [1]}
+    assert pools_after_cap("0")["limit"] is None
+    error = pools_after_cap("many")["error"]
+    assert "XAIJAX_HOST_THREADS" in error and "'many'" in error
