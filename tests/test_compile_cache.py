@@ -233,3 +233,17 @@ def test_the_command_caps_every_thread_pool_once_for_its_process():
     assert pools_after_cap("0")["limit"] is None
     error = pools_after_cap("many")["error"]
     assert "XAIJAX_HOST_THREADS" in error and "'many'" in error
+
+
+def test_an_unusable_cache_folder_only_costs_the_cache(monkeypatch, tmp_path, capsys):
+    import argparse
+
+    import jax
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.delenv(compile_cache.SWITCH_ENV, raising=False)
+    monkeypatch.setenv("XAIJAX_CACHE_DIR", str(blocker))
+    assert parser.use_compile_cache(argparse.Namespace(no_compile_cache=False)) is None
+    assert "not a folder" in capsys.readouterr().err
+    assert jax.config.jax_compilation_cache_dir is None  # nothing switched on
