@@ -3,6 +3,10 @@ import os
 import jax
 import pytest
 
+# The CLI keeps compiled programs in the user's cache folder; tests calling it in-process must
+# neither write there nor switch the persistent cache on for the rest of the suite.
+os.environ.setdefault("XAIJAX_COMPILE_CACHE", "0")
+
 # Implicit rank promotion hides shape bugs; make it an error in the whole suite.
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

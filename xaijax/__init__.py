@@ -22,6 +22,11 @@ from xaijax.cam import (
     xgrad_cam,
 )
 from xaijax.core.batching import DEFAULT_BATCH_SIZE, default_batch_size, evaluate, instance_mesh
+from xaijax.core.compile_cache import (
+    compile_cache_dir,
+    disable_compile_cache,
+    enable_compile_cache,
+)
 from xaijax.core.explanation import KINDS, Explanation
 from xaijax.core.lstsq import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
 from xaijax.core.model import as_model, host_model
@@ -74,6 +79,9 @@ __all__ = [
     "as_model",
     "clear_caches",
     "cam",
+    "compile_cache_dir",
+    "disable_compile_cache",
+    "enable_compile_cache",
     "core",
     "metrics",
     "plots",

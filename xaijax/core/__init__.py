@@ -6,6 +6,7 @@ module          what it holds
 explanation     :class:`Explanation`, its kinds and their invariants, shap-style indexing
 model           adapters: JAX functions, ``(apply_fn, params)`` pairs, NNX and pytree modules,
                 host (NumPy) callables through ``pure_callback``
+compile_cache   compiled programs kept on disk between processes (JAX's persistent cache)
 batching        the chunked evaluator (``batch_size`` model rows), the instance loop, sharding
                 over a device mesh, the backend's default ``batch_size``
 targets         the one ``targets`` argument: ``None``, an int, ``(n,)`` ints or a callable
@@ -34,6 +35,11 @@ from xaijax.core.batching import (
     map_row_chunks,
     over_instances,
 )
+from xaijax.core.compile_cache import (
+    compile_cache_dir,
+    disable_compile_cache,
+    enable_compile_cache,
+)
 from xaijax.core.explanation import KINDS, Explanation, require_kind
 from xaijax.core.model import Model, as_model, float_dtype, host_model
 from xaijax.core.registry import ExplainerInfo, clear_caches, explainer, explainers
@@ -49,7 +55,10 @@ __all__ = [
     "as_model",
     "check_mesh",
     "clear_caches",
+    "compile_cache_dir",
     "default_batch_size",
+    "disable_compile_cache",
+    "enable_compile_cache",
     "evaluate",
     "explainer",
     "explainers",

@@ -135,7 +135,16 @@ def map_instances(per_instance: Callable, xs: Any, rows_per_instance: int, batch
     per_step = max(1, int(batch_size) // max(1, int(rows_per_instance)))
     if per_step >= n:
         return jax.vmap(per_instance)(xs)
-    return jax.lax.map(per_instance, xs, batch_size=per_step)
+    # Equal steps, the last one padded by repeating the final instance: lax.map's own remainder
+    # step would trace and compile the whole per-instance program a second time (Kernel SHAP's
+    # program took 2.5 s to compile instead of 1.5 s for 10 instances of 3 per step).
+    per_step = balanced_chunk(n, per_step)
+    padded = -(-n // per_step) * per_step
+    if padded != n:
+        rows = jnp.minimum(jnp.arange(padded), n - 1)
+        xs = jax.tree.map(lambda a: a[rows], xs)
+    out = jax.lax.map(per_instance, xs, batch_size=per_step)
+    return jax.tree.map(lambda a: a[:n], out) if padded != n else out
 
 
 def instance_mesh(devices: Sequence[jax.Device] | None = None, *, axis_name: str = "instances"):

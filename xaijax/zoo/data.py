@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -200,13 +201,34 @@ def synthetic_shapes(
         >>> ds.images.shape, ds.masks.shape, ds.masks.any(axis=(1, 2)).all()
         ((8, 24, 24, 3), (8, 24, 24), np.True_)
     """
-    import jax
-    import jax.numpy as jnp
-
     if not 2 <= num_classes <= len(SHAPES):
         raise ValueError(f"num_classes must be in [2, {len(SHAPES)}]; got {num_classes}")
     if size < 12:
         raise ValueError(f"size must be at least 12 pixels; got {size}")
+    # One compiled program (not ~100 small ones, op by op): a fresh process's first call.
+    images, labels, masks = _shapes_program()(
+        key, n=int(n), size=int(size), num_classes=int(num_classes), clutter=float(clutter)
+    )
+    return ImageDataset(
+        np.asarray(images, np.float32),
+        np.asarray(labels, np.int32),
+        SHAPES[:num_classes],
+        np.asarray(masks),
+        "synthetic_shapes",
+    )
+
+
+@functools.cache
+def _shapes_program():
+    import jax
+
+    return jax.jit(_draw_shapes, static_argnames=("n", "size", "num_classes", "clutter"))
+
+
+def _draw_shapes(key, *, n, size, num_classes, clutter):
+    import jax
+    import jax.numpy as jnp
+
     k_label, k_pos, k_rad, k_col, k_clut = jax.random.split(key, 5)
     # Balanced classes (as equal as n allows), in random order.
     labels = jax.random.permutation(k_label, jnp.arange(n) % num_classes)
@@ -230,13 +252,7 @@ def synthetic_shapes(
     coarse = jax.random.uniform(k_clut, (n, size // 4, size // 4, 3))
     background = clutter * jax.image.resize(coarse, (n, size, size, 3), "linear")
     images = jnp.where(masks[..., None], colour[:, None, None, :], background)
-    return ImageDataset(
-        np.asarray(images, np.float32),
-        np.asarray(labels, np.int32),
-        SHAPES[:num_classes],
-        np.asarray(masks),
-        "synthetic_shapes",
-    )
+    return images, labels, masks
 
 
 _POSITIVE = (
