@@ -411,16 +411,9 @@ def table(report: dict) -> str:
 
 def update_readme(text: str, slug: str, path: str = README) -> bool:
     """Replace the table between ``<!-- first_call:SLUG -->`` and its closing marker."""
-    start, end = f"<!-- first_call:{slug} -->", f"<!-- /first_call:{slug} -->"
-    with open(path) as fh:
-        readme = fh.read()
-    if start not in readme or end not in readme:
-        return False
-    head, rest = readme.split(start, 1)
-    _, tail = rest.split(end, 1)
-    with open(path, "w") as fh:
-        fh.write(f"{head}{start}\n{text}{end}{tail}")
-    return True
+    from benchmarks.run import update_readme as replace_between_markers
+
+    return replace_between_markers(text, slug, path, marker="first_call")
 
 
 def main(argv=None) -> int:

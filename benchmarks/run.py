@@ -187,9 +187,9 @@ def table(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def update_readme(text: str, slug: str, path: str = README) -> bool:
-    """Replace the table between the markers ``<!-- benchmarks:SLUG -->`` and its closing one."""
-    start, end = f"<!-- benchmarks:{slug} -->", f"<!-- /benchmarks:{slug} -->"
+def update_readme(text: str, slug: str, path: str = README, *, marker: str = "benchmarks") -> bool:
+    """Replace the table between the markers ``<!-- MARKER:SLUG -->`` and its closing one."""
+    start, end = f"<!-- {marker}:{slug} -->", f"<!-- /{marker}:{slug} -->"
     with open(path) as fh:
         readme = fh.read()
     if start not in readme or end not in readme:
