@@ -1,5 +1,7 @@
 """The Explanation result type: shap-style indexing, kinds, persistence, pytree behaviour."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -190,3 +192,8 @@ def test_to_shap_feeds_shap_plots():
     assert isinstance(sexp, shap.Explanation)
     np.testing.assert_array_equal(sexp.values, batch().values)
     assert list(sexp.feature_names) == ["a", "b", "c"]
+    assert sexp.display_data is None
+    raw = 100.0 * np.asarray(batch().data) + 7.0
+    shown = dataclasses.replace(batch(), extras={"display_data": raw}).to_shap()
+    np.testing.assert_array_equal(shown.display_data, raw)
+    np.testing.assert_array_equal(shown.data, batch().data)

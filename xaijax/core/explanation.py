@@ -302,6 +302,8 @@ class Explanation:
         """Return a ``shap.Explanation`` with the same arrays, so shap's plots work on our results.
 
         Only additive and path attributions (whose values add up to the model output) convert.
+        ``extras["display_data"]`` (the rows in raw units), when shaped like ``data``, becomes
+        shap's ``display_data``.
 
         Raises:
             TypeError: for maps, surrogate coefficients and prototype evidence.
@@ -312,10 +314,17 @@ class Explanation:
             import shap
         except ImportError as err:  # pragma: no cover - exercised only without shap
             raise ImportError("to_shap() needs the `shap` package: pip install shap") from err
+        data = np.asarray(self.data)
+        # The rows in the units people read (extras["display_data"], as the plots use it) go to
+        # shap's own display_data, which its waterfall and force plots print.
+        display = (self.extras or {}).get("display_data")
+        if display is not None and np.shape(display) != data.shape:
+            display = None
         return shap.Explanation(
             values=np.asarray(self.values),
             base_values=np.asarray(self.base_values),
-            data=np.asarray(self.data),
+            data=data,
+            display_data=None if display is None else np.asarray(display),
             feature_names=_names_to_json(self.feature_names),
             output_names=_names_to_json(self.output_names),
         )
