@@ -520,21 +520,11 @@ def train_last_layer(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = stage_optimizer("last", config, steps_per_epoch).init(params)
     run = _stage_runner(graphdef, config, steps_per_epoch, "last")
-    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
-    history = []
-    for it in range(iterations):
-        params, rest, opt_state, terms = run(
-            params,
-            rest,
-            opt_state,
-            X_dev,
-            y_dev,
-            jax.random.fold_in(key, it),
-            batch_size=batch_size,
-        )
-        history.append(terms)
+    params, rest, history = _run_epochs(
+        run, params, rest, opt_state, X, y, key, iterations, batch_size
+    )
     nnx.update(model, params, rest)
-    return [{k: float(v) for k, v in terms.items()} for terms in jax.device_get(history)]
+    return history
 
 
 def train_plain_cnn(
@@ -573,12 +563,24 @@ def train_plain_cnn(
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     opt_state = tx.init(params)
     run = _runner(graphdef, tx, _plain_terms, None)
-    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
     bar = Progress(
         config.epochs, unit="epochs", label="cnn", stream=sys.stderr if verbose else None
     )
+    params, rest, history = _run_epochs(
+        run, params, rest, opt_state, X, y, key, config.epochs, batch_size, bar if verbose else None
+    )
+    bar.close()
+    nnx.update(model, params, rest)
+    return history
+
+
+def _run_epochs(run, params, rest, opt_state, X, y, key, epochs, batch_size, bar=None):
+    """``epochs`` compiled epochs of ``run`` (epoch ``e`` shuffles with ``fold_in(key, e)``);
+    the terms stay on the device except for ``bar`` (one host sync per epoch to draw it).
+    Returns the parameters, the other state and the per-epoch mean terms as floats."""
+    X_dev, y_dev = jnp.asarray(X), jnp.asarray(y)
     history = []
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         params, rest, opt_state, terms = run(
             params,
             rest,
@@ -589,8 +591,6 @@ def train_plain_cnn(
             batch_size=batch_size,
         )
         history.append(terms)
-        if verbose:  # one host sync per epoch, only to draw the line
+        if bar is not None:
             bar.update(1, metrics=jax.device_get(terms))
-    bar.close()
-    nnx.update(model, params, rest)
-    return [{k: float(v) for k, v in terms.items()} for terms in jax.device_get(history)]
+    return params, rest, [{k: float(v) for k, v in t.items()} for t in jax.device_get(history)]
