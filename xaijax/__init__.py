@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, metrics, plots
+from xaijax import cam, core, metrics, perturbation, plots
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -47,6 +47,7 @@ from xaijax.lime import (
     lime_text,
     submodular_pick,
 )
+from xaijax.perturbation import feature_ablation, occlusion, rise
 from xaijax.protopnet import (
     ProtoPNet,
     ProtoPNetConfig,
@@ -84,6 +85,7 @@ __all__ = [
     "enable_compile_cache",
     "core",
     "metrics",
+    "perturbation",
     "plots",
     "default_batch_size",
     "evaluate",
@@ -135,6 +137,10 @@ __all__ = [
     "smoothgrad",
     "with_guided_relu",
     "xgrad_cam",
+    # perturbation
+    "feature_ablation",
+    "occlusion",
+    "rise",
     # surrogate fits
     "Surrogate",
     "fit_surrogate",
