@@ -90,8 +90,6 @@ class _Windows:
             )
             covered = np.multiply.outer(covered, cover.sum(axis=1))
         covered = covered.reshape(self.input_shape)
-        # captum divides by the count, 0/0 = NaN where no window reaches (strides > window);
-        # those elements were never occluded and get 0.
         mean = total / jnp.asarray(np.maximum(covered, 1.0), drops.dtype)[None]
         return mean, {"window_values": drops.reshape((n,) + self.counts)}
 
@@ -134,8 +132,7 @@ def occlusion(
     gives one copy of ``x`` with that box set to ``baseline``; an element's attribution is the
     mean, over the windows covering it, of ``f(x) - f(x with the window occluded)``. Positions
     are counted as captum's ``Occlusion`` counts them (``ceil((D - w) / s) + 1`` per axis, the
-    last one cut at the border), so the values equal captum's on the same model. Elements no
-    window covers (strides larger than the window) get 0 (captum: NaN).
+    last one cut at the border), so the values equal captum's on the same model.
 
     Args:
         f: the model ``X (n, *input_shape) -> (n,)`` or ``(n, K)``: a JAX function, an
@@ -143,7 +140,8 @@ def occlusion(
         X: one instance or a batch ``(n, *input_shape)``, decided by the model's input shape.
         window: the window's full per-instance shape, one size per input axis: ``(h, w, c)``
             over ``(H, W, C)`` images (``c = C`` occludes all channels), ``(k,)`` over rows.
-        strides: the step per axis, an int or a tuple like ``window``.
+        strides: the step per axis, an int or a tuple like ``window``; at most the window, so
+            every element is covered (as captum requires).
         baseline: what an occluded element becomes: a number, or an array broadcastable to one
             input or to ``X``.
         targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints, or
@@ -158,8 +156,9 @@ def occlusion(
         (the explained score at ``x``) and ``window_values (n, *counts)`` (each window's drop).
 
     Raises:
-        ValueError: a window of the wrong rank or larger than the input, strides below 1, a
-            baseline that does not broadcast, bad targets, or NaN/inf model outputs.
+        ValueError: a window of the wrong rank or larger than the input, strides below 1 or
+            above the window, a baseline that does not broadcast, bad targets, or NaN/inf
+            model outputs.
 
     References:
         Zeiler & Fergus 2014, Visualizing and Understanding Convolutional Networks, ECCV;
@@ -179,6 +178,11 @@ def occlusion(
     if any(w > d for w, d in zip(window, input_shape, strict=True)):
         raise ValueError(
             f"window {window} is larger than one input {input_shape} on some axis; it must fit"
+        )
+    if any(s > w for s, w in zip(strides, window, strict=True)):
+        raise ValueError(
+            f"strides {strides} must be at most the window {window} on every axis, so that "
+            "every element is occluded by some window (captum's rule)"
         )
     fill = as_baseline(baseline, problem.X)
     plan = _Windows(input_shape, window, strides)

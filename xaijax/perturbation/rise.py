@@ -122,15 +122,10 @@ def _masks_jit(key, num_masks, spatial, cell_size, p):
     return _masks(jax.random.split(key, num_masks), spatial, cell_size, p)
 
 
-def _check(spatial, num_masks, cell_size, p, *, name="X"):
+def _check(spatial, num_masks, cell_size, p):
     spatial = tuple(int(d) for d in spatial)
     num_masks = contract.check_int("num_masks", num_masks, minimum=1)
     cell_size = contract.check_int("cell_size", cell_size, minimum=1)
-    if cell_size > min(spatial):
-        raise ValueError(
-            f"cell_size (the mask grid's cells per side) must be at most the smallest masked "
-            f"axis of {name}, {min(spatial)} for {spatial}; got {cell_size}"
-        )
     p = contract.check_number("p", p, minimum=0.0, maximum=1.0, strict=True)
     return spatial, num_masks, cell_size, p
 
@@ -218,8 +213,8 @@ def rise(
         key: a ``jax.random.key`` (or ``(n,)`` keys, one per instance); same key, same map.
         num_masks: ``N``. Default 2000 (the paper uses 4000 for ImageNet at 224 pixels; 2000 is
             the code's example and already smooth for small images).
-        cell_size: ``s``, the grid's cells per side (the paper's default 8 on ImageNet); at
-            most the image's smaller side.
+        cell_size: ``s``, the grid's cells per side (8 in the paper's code on ImageNet); a
+            cell spans ``ceil(H / s)`` pixels (one pixel when ``s`` exceeds the side).
         p: the probability a cell is kept, in ``(0, 1]`` (the paper's 0.5).
         targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints, or
             a callable ``fn(outputs) -> (n,)``.
@@ -232,8 +227,8 @@ def rise(
         (-1 for a callable) and ``scores (n,)``.
 
     Raises:
-        ValueError: inputs of rank other than 1 to 3, ``num_masks < 1``, ``cell_size`` out of
-            range, ``p`` outside ``(0, 1]``, bad keys or targets, or NaN/inf model outputs.
+        ValueError: inputs of rank other than 1 to 3, ``num_masks < 1``, ``cell_size < 1``,
+            ``p`` outside ``(0, 1]``, bad keys or targets, or NaN/inf model outputs.
 
     References:
         Petsiuk, Das & Saenko 2018, RISE: Randomized Input Sampling for Explanation of
