@@ -38,7 +38,7 @@ def upsampling_matrix(grid: int, size: int) -> np.ndarray:
 
     Example:
         >>> upsampling_matrix(2, 4).round(3).tolist()
-        [[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]]
+        [[0.75, 0.25], [0.75, 0.25], [0.25, 0.75], [0.25, 0.75]]
     """
     c = (np.arange(size) + 0.5) * grid / size - 0.5
     lo = np.floor(c).astype(int)
