@@ -57,15 +57,16 @@ def photos(n: int) -> np.ndarray:
     ).astype(np.float32)
 
 
-def floor_fn(cnn, rows_per_image: int, n: int, chunk: int):
-    """The CNN alone on ``n * rows_per_image`` rows, ``chunk`` at a time, per image."""
+def floor_fn(cnn, copies: int, chunk: int):
+    """Per image: the CNN on the image itself and on ``copies`` rows, ``chunk`` at a time."""
     from xaijax.core.batching import map_row_chunks
 
     @jax.jit
     def floor(images):
         def one(x):  # rows alternate between the image and its mirror: inputs already built
             pair = jnp.stack([x, x[:, ::-1]])
-            return map_row_chunks(lambda r: cnn(pair[r % 2]), rows_per_image, chunk).sum()
+            rows = map_row_chunks(lambda r: cnn(pair[r % 2]), copies, chunk)
+            return rows.sum() + cnn(x[None]).sum()
 
         return jax.lax.map(one, images)
 
@@ -135,8 +136,8 @@ def bench(n: int, num_masks: int, repeats: int, captum_images: int) -> dict:
         exp = xj.rise(cnn, images, key=jax.random.key(0), num_masks=num_masks, targets=targets)
         return exp.values
 
-    floor_occ = floor_fn(cnn, windows + 1, n, balanced_chunk(windows, batch))
-    floor_rise = floor_fn(cnn, num_masks + 1, n, balanced_chunk(num_masks, batch))
+    floor_occ = floor_fn(cnn, windows, balanced_chunk(windows, batch))
+    floor_rise = floor_fn(cnn, num_masks, balanced_chunk(num_masks, batch))
     dev = jnp.asarray(images)
     t_occ, t_rise, t_floor_occ, t_floor_rise = best_of(
         [occ, rise, lambda: floor_occ(dev), lambda: floor_rise(dev)], repeats
