@@ -15,11 +15,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from xaijax.core.explanation import Explanation
-
-try:
-    from xaijax.core.masking import as_groups
-except ImportError:  # TEMPORARY until main's masking core is merged
-    from xaijax.perturbation._groups_stub import as_groups
+from xaijax.core.masking import as_groups
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets
 from xaijax.perturbation.scoring import as_baseline, finish, prepare, run
