@@ -15,7 +15,7 @@ import numpy as np
 from jaxtyping import ArrayLike, Float
 
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import as_groups
+from xaijax.core.masking import as_groups, expand_groups
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets
 from xaijax.perturbation.scoring import as_baseline, finish, prepare, run
@@ -36,10 +36,8 @@ class _Groups:
 
     def perturb(self, x, fill, aux, rows):
         ids, _ = aux  # (*E,)
-        c = rows.shape[0]
-        hidden = ids[None] == rows.reshape((c,) + (1,) * ids.ndim)
-        hidden = hidden.reshape(hidden.shape + (1,) * (len(self.input_shape) - ids.ndim))
-        return jnp.where(hidden, fill[None], x[None])
+        keep = jnp.arange(self.num_groups)[None, :] != rows[:, None]  # (c, G): all but one
+        return jnp.where(expand_groups(keep, ids, self.input_shape), x[None], fill[None])
 
     def aggregate(self, drops, aux):
         ids, counts = aux  # (n, *E), (n,)
@@ -79,7 +77,8 @@ def feature_ablation(
         groups: integer group ids ``0 .. G-1`` of the elements of one input, shape ``E`` a prefix
             of the input shape (``(M,)`` for rows, ``(H, W)`` for ``(H, W, C)`` images: a
             pixel's channels move together), shared by the batch, or ``(n, *E)``, one map per
-            instance (e.g. :func:`xaijax.core.masking.superpixel_groups`). ``None``: one group
+            instance (e.g. :func:`xaijax.core.masking.superpixel_groups` or
+            :func:`~xaijax.core.masking.patch_groups`). ``None``: one group
             per element.
         baseline: what an ablated element becomes: a number, or an array broadcastable to one
             input or to ``X``.
