@@ -10,6 +10,10 @@ explained output on each, in chunks of at most ``batch_size`` model rows:
 * :func:`score_drops` scores the copies: ``f(x) - f(perturbed_r)`` for the target of each
   instance (occlusion and feature ablation), one instance at a time or many vectorised
   (:func:`~xaijax.core.batching.map_instances`), sharded over ``mesh``;
+* :func:`explain_drops` (called through :func:`run`) is the one compiled program of occlusion and
+  feature ablation: a static, hashable *plan* says how to build copy ``r`` of ``x``
+  (``plan.perturb``) and how the drops become a per-element map (``plan.aggregate``). RISE
+  accumulates its mask-weighted sum in its own loop instead, so that no mask is stored;
 * :func:`finish` reports non-finite model outputs (flags computed inside the compiled call over
   every evaluated row) and packs the :class:`~xaijax.core.explanation.Explanation`.
 
