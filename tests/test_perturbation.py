@@ -274,6 +274,15 @@ def test_rise_on_sequences_gets_one_dimensional_masks():
 
 
 # -- bad input -----------------------------------------------------------------------------
+def test_bad_rise_masks_arguments_are_named():
+    with pytest.raises(ValueError, match="spatial"):
+        rise_masks(jax.random.key(0), 4, (2, 3, 4))
+    with pytest.raises(ValueError, match="p "):
+        rise_masks(jax.random.key(0), 4, (8, 8), p=-0.5)
+    with pytest.raises(TypeError, match="key"):
+        rise_masks(0, 4, (8, 8))
+
+
 @pytest.mark.parametrize(
     "call, error, name",
     [

@@ -113,6 +113,14 @@ def rise_masks(key, num_masks: int, spatial, cell_size: int = 8, p: float = 0.5)
         ((3, 8, 8), True)
     """
     key = contract.instance_keys(key, None)
+    if isinstance(spatial, (int, np.integer)):
+        spatial = (spatial,)
+    if not (
+        isinstance(spatial, (tuple, list))
+        and len(spatial) in (1, 2)
+        and all(isinstance(d, (int, np.integer)) and d >= 1 for d in spatial)
+    ):
+        raise ValueError(f"spatial must be (H, W) or (L,) positive ints; got {spatial!r}")
     spatial, num_masks, cell_size, p = _check(spatial, num_masks, cell_size, p)
     return _masks_jit(key, num_masks, spatial, cell_size, p)
 
