@@ -76,6 +76,8 @@ OPTIONS: dict[str, dict] = {
     "expected_gradients": {"num_samples": 8},
     "score_cam": {},
     "ablation_cam": {},
+    "occlusion": {"window": (2,)},
+    "rise": {"num_masks": 16, "cell_size": 2},
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.
