@@ -199,6 +199,13 @@ def test_rise_masks_are_the_papers_upsampled_and_cropped_grids():
     masks = np.asarray(rise_masks(jax.random.key(0), 4000, (9, 9), cell_size=3, p=0.3))
     assert masks.shape == (4000, 9, 9) and masks.min() >= 0 and masks.max() <= 1
     assert abs(masks.mean() - 0.3) < 0.01  # interpolation keeps the mean: E[m] = p
+    # cell_size is the cell's side in pixels; the default is the paper's 8 x 8 grid
+    key = jax.random.key(1)
+    default = np.asarray(rise_masks(key, 5, (32, 32)))
+    np.testing.assert_array_equal(default, np.asarray(rise_masks(key, 5, (32, 32), cell_size=4)))
+    wide = np.asarray(rise_masks(key, 2000, (32, 32), cell_size=16))  # a 2 x 2 grid of cells
+    fine = np.asarray(rise_masks(key, 2000, (32, 32)))
+    assert wide[:, :8, :8].std(axis=(1, 2)).mean() < fine[:, :8, :8].std(axis=(1, 2)).mean()
 
 
 def test_rise_equals_the_defining_average_over_its_masks():
@@ -251,9 +258,9 @@ def test_rise_on_a_linear_model_matches_the_closed_form():
         return (X * jnp.asarray(weights, X.dtype)[None]).sum(axis=(1, 2, 3))
 
     exp = xj.rise(
-        linear, x.astype(np.float32), key=jax.random.key(6), num_masks=N, cell_size=s, p=p
+        linear, x.astype(np.float32), key=jax.random.key(6), num_masks=N, cell_size=cell, p=p
     )
-    masks = np.asarray(rise_masks(jax.random.split(jax.random.key(6), 1)[0], N, (h, w), s, p))
+    masks = np.asarray(rise_masks(jax.random.split(jax.random.key(6), 1)[0], N, (h, w), cell, p))
     flat = masks.reshape(N, -1)
     terms = (flat @ a)[:, None] * flat / p  # each mask's term of the average
     se = terms.std(axis=0) / np.sqrt(N)

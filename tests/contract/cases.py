@@ -77,7 +77,7 @@ OPTIONS: dict[str, dict] = {
     "score_cam": {},
     "ablation_cam": {},
     "occlusion": {"window": (2,)},
-    "rise": {"num_masks": 16, "cell_size": 2},
+    "rise": {"num_masks": 16, "cell_size": 4},
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.

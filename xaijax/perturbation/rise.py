@@ -23,9 +23,20 @@ from xaijax.perturbation.scoring import finish, instance_score, prepare, row_sco
 __all__ = ["rise", "rise_masks", "rise_mask", "upsampling_matrix"]
 
 
-def _cells(spatial, cell_size: int) -> tuple[int, ...]:
-    """Pixels per grid cell on each axis: ``ceil(D / s)`` (the paper's code)."""
-    return tuple(-(-int(d) // cell_size) for d in spatial)
+# The paper's code draws an s x s grid with s = 8 (on 224-pixel ImageNet images).
+DEFAULT_GRID = 8
+
+
+def _layout(spatial, cell_size: int | None):
+    """``(grid, cells)``: grid cells and pixels per cell on each axis.
+
+    ``cell_size=None`` is the paper's ``s = 8`` cells per side, each ``ceil(D / s)`` pixels;
+    an int is the cell's side in pixels, with ``ceil(D / cell_size)`` cells per axis.
+    """
+    if cell_size is None:
+        grid = (DEFAULT_GRID,) * len(spatial)
+        return grid, tuple(-(-int(d) // DEFAULT_GRID) for d in spatial)
+    return tuple(-(-int(d) // cell_size) for d in spatial), (cell_size,) * len(spatial)
 
 
 @functools.cache
@@ -57,58 +68,66 @@ def upsampling_matrix(grid: int, size: int) -> np.ndarray:
     return A.astype(np.float32)
 
 
-def rise_mask(grid, shift, spatial) -> jax.Array:
-    """One RISE mask: a binary ``grid`` (``s`` cells per axis) upsampled and cropped.
+def rise_mask(grid, shift, spatial, cells=None) -> jax.Array:
+    """One RISE mask: a binary ``grid`` (``s`` cells on an axis) upsampled and cropped.
 
-    The grid is upsampled linearly to ``(s + 1) * ceil(D / s)`` points per axis and cropped to
-    ``D`` starting at ``shift`` (in ``[0, ceil(D / s))``), as the paper's ``generate_masks``.
+    The grid is upsampled linearly to ``(s + 1) * c`` points per axis (``c`` pixels per cell,
+    ``ceil(D / s)`` by default) and cropped to ``D`` starting at ``shift`` (in ``[0, c)``), as
+    the paper's ``generate_masks``.
 
     Args:
-        grid: ``(s,)`` or ``(s, s)`` values (0/1).
+        grid: ``(s,)`` or ``(s_h, s_w)`` values (0/1).
         shift: ``(1,)`` or ``(2,)`` int offsets of the crop.
         spatial: ``(L,)`` or ``(H, W)``, the mask's shape.
+        cells: pixels per cell on each axis, or ``None`` for ``ceil(D / s)``.
 
     Returns:
         ``(*spatial)`` float32 mask values in ``[0, 1]``.
     """
     grid = jnp.asarray(grid, jnp.float32)
-    s = grid.shape[0]
+    if cells is None:
+        cells = tuple(-(-int(d) // s) for d, s in zip(spatial, grid.shape, strict=True))
     mask = grid
-    for axis, (d, cell) in enumerate(zip(spatial, _cells(spatial, s), strict=True)):
+    for axis, (d, cell) in enumerate(zip(spatial, cells, strict=True)):
+        s = grid.shape[axis]
         A = jnp.asarray(upsampling_matrix(s, (s + 1) * cell))
         rows = jax.lax.dynamic_slice_in_dim(A, shift[axis], d, axis=0)  # (d, s)
         mask = jnp.moveaxis(jnp.tensordot(rows, mask, ((1,), (axis,))), 0, axis)
     return mask
 
 
-def _draw(key, spatial, cell_size: int, p: float):
+def _draw(key, spatial, cell_size: int | None, p: float):
     """``(grid, shift)`` of one mask from its key."""
+    grid_shape, cells = _layout(spatial, cell_size)
     k_grid, k_shift = jax.random.split(key)
-    grid = jax.random.bernoulli(k_grid, p, (cell_size,) * len(spatial)).astype(jnp.float32)
-    cells = jnp.asarray(_cells(spatial, cell_size), jnp.int32)
-    shift = jax.random.randint(k_shift, (len(spatial),), 0, cells)
+    grid = jax.random.bernoulli(k_grid, p, grid_shape).astype(jnp.float32)
+    shift = jax.random.randint(k_shift, (len(spatial),), 0, jnp.asarray(cells, jnp.int32))
     return grid, shift
 
 
 def _masks(keys, spatial, cell_size, p):
+    cells = _layout(spatial, cell_size)[1]
+
     def one(k):
-        return rise_mask(*_draw(k, spatial, cell_size, p), spatial)
+        return rise_mask(*_draw(k, spatial, cell_size, p), spatial, cells)
 
     return jax.vmap(one)(keys)
 
 
-def rise_masks(key, num_masks: int, spatial, cell_size: int = 8, p: float = 0.5) -> jax.Array:
+def rise_masks(
+    key, num_masks: int, spatial, cell_size: int | None = None, p: float = 0.5
+) -> jax.Array:
     """The RISE masks one key draws: ``(num_masks, *spatial)`` float32 in ``[0, 1]``.
 
-    Mask ``j`` comes from ``jax.random.split(key, num_masks)[j]``: a ``cell_size`` x
-    ``cell_size`` grid of independent Bernoulli(``p``) cells and a random crop offset
-    (:func:`rise_mask`). :func:`rise` explains instance ``i`` of ``n`` with the masks of
-    ``jax.random.split(key, n)[i]`` (the contract's per-instance keys; ``n = 1`` for one
+    Mask ``j`` comes from ``jax.random.split(key, num_masks)[j]``: a grid of independent
+    Bernoulli(``p``) cells of ``cell_size`` pixels (default: 8 x 8 cells over the image) and
+    a random crop offset (:func:`rise_mask`). :func:`rise` explains instance ``i`` of ``n``
+    with the masks of ``jax.random.split(key, n)[i]`` (the contract's per-instance keys; ``n = 1`` for one
     instance), so ``rise_masks(jax.random.split(key, n)[i], ...)`` are the masks it used.
 
     Example:
         >>> import jax
-        >>> m = rise_masks(jax.random.key(0), 3, (8, 8), cell_size=2)
+        >>> m = rise_masks(jax.random.key(0), 3, (8, 8), cell_size=4)
         >>> m.shape, bool((m >= 0).all() & (m <= 1).all())
         ((3, 8, 8), True)
     """
@@ -133,7 +152,8 @@ def _masks_jit(key, num_masks, spatial, cell_size, p):
 def _check(spatial, num_masks, cell_size, p):
     spatial = tuple(int(d) for d in spatial)
     num_masks = contract.check_int("num_masks", num_masks, minimum=1)
-    cell_size = contract.check_int("cell_size", cell_size, minimum=1)
+    if cell_size is not None:
+        cell_size = contract.check_int("cell_size", cell_size, minimum=1)
     p = contract.check_number("p", p, minimum=0.0, maximum=1.0, strict=True)
     return spatial, num_masks, cell_size, p
 
@@ -197,7 +217,7 @@ def rise(
     *,
     key,
     num_masks: int = 2000,
-    cell_size: int = 8,
+    cell_size: int | None = None,
     p: float = 0.5,
     targets: Targets = None,
     batch_size: int | None = None,
@@ -205,10 +225,10 @@ def rise(
 ) -> Explanation:
     """RISE: the average of random smooth masks weighted by the target score of the masked input.
 
-    ``saliency = sum_j f(x * M_j) M_j / (N p)`` over ``N = num_masks`` masks ``M_j``: a
-    ``cell_size`` x ``cell_size`` grid of cells kept with probability ``p``, upsampled linearly
-    to ``(s + 1)`` cells of ``ceil(H / s)`` pixels and cropped at a random offset (the paper's
-    code, :func:`rise_masks`). Masks are drawn from ``key`` inside the compiled program,
+    ``saliency = sum_j f(x * M_j) M_j / (N p)`` over ``N = num_masks`` masks ``M_j``: an
+    ``s_h x s_w`` grid of cells of ``cell_size`` pixels, each kept with probability ``p``,
+    upsampled linearly to ``s + 1`` cells and cropped at a random offset (the paper's code,
+    :func:`rise_masks`). Masks are drawn from ``key`` inside the compiled program,
     ``batch_size`` model rows at a time, and never stored: memory does not grow with ``N``.
 
     Images ``(H, W, C)`` (the mask covers every channel of a pixel) and ``(H, W)`` are the main
@@ -221,8 +241,10 @@ def rise(
         key: a ``jax.random.key`` (or ``(n,)`` keys, one per instance); same key, same map.
         num_masks: ``N``. Default 2000 (the paper uses 4000 for ImageNet at 224 pixels; 2000 is
             the code's example and already smooth for small images).
-        cell_size: ``s``, the grid's cells per side (8 in the paper's code on ImageNet); a
-            cell spans ``ceil(H / s)`` pixels (one pixel when ``s`` exceeds the side).
+        cell_size: the side of a grid cell in pixels (the paper's ``C_H = C_W``): the grid
+            has ``ceil(H / cell_size) x ceil(W / cell_size)`` cells. ``None`` (default): the
+            paper's code's ``s = 8`` cells per side, ``ceil(H / 8)`` pixels each (28 pixels on
+            224-pixel images).
         p: the probability a cell is kept, in ``(0, 1]`` (the paper's 0.5).
         targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints, or
             a callable ``fn(outputs) -> (n,)``.
@@ -245,7 +267,7 @@ def rise(
     Example:
         >>> import jax, jax.numpy as jnp
         >>> f = lambda X: X.sum(axis=(1, 2, 3))
-        >>> exp = rise(f, jnp.ones((8, 8, 3)), key=jax.random.key(0), num_masks=64, cell_size=2)
+        >>> exp = rise(f, jnp.ones((8, 8, 3)), key=jax.random.key(0), num_masks=64, cell_size=4)
         >>> exp.values.shape
         (8, 8)
     """
