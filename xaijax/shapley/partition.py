@@ -1,0 +1,511 @@
+"""Partition SHAP: Owen values over a hierarchy of feature groups, as ``shap.PartitionExplainer``.
+
+The recursion (shap's ``PartitionExplainer.owen``): an entry ``(node, off, on, weight)`` stands
+for a node of the hierarchy in one context, ``off`` the features on outside it and ``on = off +
+node``. Expanding an internal entry scores ``off + left`` and ``off + right`` (two model
+evaluations) and queues its four children: each child with its sibling off and with its sibling
+on, at half the weight. An entry that is not expanded (a leaf, a node with a negative distance,
+or any entry left when the budget ``max_evals`` runs out) credits ``weight * (v(on) - v(off))``
+to its node, and a node's credit is shared equally by the leaves under it. Expanding every entry
+gives the Owen values of the binary hierarchy; a smaller budget expands the entries with the
+largest ``weight * max|v(on) - v(off)|`` first, best-first from a priority queue.
+
+Two compiled programs:
+
+* **full budget** (``max_evals`` covers every expansion): the entries are known from the
+  hierarchy alone, so every mask is planned on the host and scored in chunks of ``batch_size``
+  model rows, and the values are a fixed linear combination of the scores;
+* **partial budget**: the expansion order depends on the scores. A ``lax.while_loop`` per
+  instance keeps the queue as fixed-size arrays; each step takes the best ``evals_per_step / 2``
+  queued entries (``lax.top_k``), scores their ``evals_per_step`` masks, and queues their
+  children, exactly as shap's loop takes its batch of ``batch_size`` masks from its heap. Many
+  instances step together (vmapped).
+
+A context (the features on outside an entry's node) is the union of the siblings switched on
+along the path from the root, at most one per level. Leaves are numbered in depth-first order,
+so every node covers one interval of leaves and a context is at most ``depth`` intervals; masks
+are built from intervals on the fly (a difference array and a cumulative sum), never stored.
+"""
+
+# jaxtyping shape strings such as "*n m" are not Python expressions:
+# ruff: noqa: F722
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jaxtyping import ArrayLike, Float
+
+from xaijax.core import contract
+from xaijax.core.batching import check_mesh, map_instances, over_instances
+from xaijax.core.explanation import Explanation
+from xaijax.core.hierarchy import Tree, check_clustering, tree_tables
+from xaijax.core.masking import coalition_values
+from xaijax.core.registry import explainer, register_cache
+from xaijax.core.targets import Targets
+from xaijax.shapley.coalitions import check_work, finish, output_status, prepare
+
+__all__ = ["partition_shap", "full_budget", "owen_plan", "OwenPlan"]
+
+
+# Each instance's queue holds at most this many bytes of contexts (a context is one leaf
+# interval per level of the hierarchy); more is refused up front, naming max_evals.
+MAX_QUEUE_BYTES = 2**28
+
+
+class OwenPlan(NamedTuple):
+    """Every mask of the full-budget recursion and how the scores combine (host, static).
+
+    Attributes:
+        intervals: ``(T, J, 2)`` each scored mask as ``J`` leaf intervals ``[lo, hi)`` in
+            depth-first leaf order (empty ones have ``lo == hi``); mask 0 is the empty
+            coalition, mask 1 the full one.
+        node: ``(F,)`` the node each final (unexpanded) entry credits.
+        on, off: ``(F,)`` the indices of its two scored masks.
+        weight: ``(F,)`` its weight ``2^-depth``.
+    """
+
+    intervals: np.ndarray
+    node: np.ndarray
+    on: np.ndarray
+    off: np.ndarray
+    weight: np.ndarray
+
+
+def full_budget(clustering) -> float:
+    """Model evaluations of the complete recursion over a (checked) linkage matrix, besides
+    ``f(x)`` and the base value: two per expansion, and an internal node at depth ``d`` is
+    expanded in ``2^d`` contexts. ``max_evals >= full_budget + 2`` gives exact Owen values.
+
+    A float: a deep, unbalanced hierarchy needs exponentially many (``inf`` past float range).
+
+    Example:
+        >>> Z = np.array([[0, 1, 1, 2], [2, 3, 1, 2], [4, 5, 2, 4]], float)
+        >>> full_budget(Z)  # the root once, its two children in 2 contexts each
+        10.0
+    """
+    tree = tree_tables(np.asarray(clustering, np.float64))
+    depth = tree.depth[_expanded_nodes(tree)]
+    with np.errstate(over="ignore"):
+        return float(2.0 * np.ldexp(1.0, depth).sum())
+
+
+def _expanded_nodes(tree: Tree) -> np.ndarray:
+    """The nodes the full recursion expands: non-terminal, with every ancestor expanded."""
+    N = 2 * tree.num_leaves - 1
+    reach = np.zeros(N, bool)
+    reach[N - 1] = not tree.terminal[N - 1]
+    for u in range(N - 2, tree.num_leaves - 1, -1):  # parents before children
+        reach[u] = not tree.terminal[u] and reach[tree.parent[u]]
+    return np.flatnonzero(reach)
+
+
+def owen_plan(clustering) -> OwenPlan:
+    """The full-budget recursion of shap's ``owen`` unrolled on the host (cached per hierarchy).
+
+    Entries are expanded level by level; with every entry expanded the order does not change
+    the values.
+
+    Example:
+        >>> plan = owen_plan(np.array([[0, 1, 1.0, 2]]))
+        >>> plan.intervals.shape[0], plan.node.tolist(), plan.weight.tolist()
+        (4, [0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5])
+    """
+    Z = np.ascontiguousarray(clustering, dtype=np.float64)
+    return _owen_plan(Z.shape[0] + 1, Z.tobytes())
+
+
+@register_cache
+@functools.lru_cache(maxsize=8)
+def _owen_plan(G: int, data: bytes) -> OwenPlan:
+    tree = tree_tables(np.frombuffer(data, np.float64).reshape(G - 1, 4))
+    D = tree.max_depth
+    J = D + 1  # a context has one interval per level; the last slot holds the scored child
+    root = 2 * G - 2
+    span = np.stack([tree.lo, tree.hi], axis=1)
+    full = np.zeros((1, J, 2), np.int64)
+    full[0, D] = span[root]
+    masks = [np.zeros((1, J, 2), np.int64), full]
+    count = 2
+    node, ctx = np.array([root]), np.zeros((1, D, 2), np.int64)
+    off, on = np.array([0]), np.array([1])
+    final = []
+    while node.size:
+        stop = tree.terminal[node]
+        final.append((node[stop], on[stop], off[stop]))
+        node, ctx, off, on = node[~stop], ctx[~stop], off[~stop], on[~stop]
+        k = node.size
+        L, R, d = tree.left[node], tree.right[node], tree.depth[node]
+        m10 = np.concatenate([ctx, span[L][:, None]], axis=1)
+        m01 = np.concatenate([ctx, span[R][:, None]], axis=1)
+        masks.append(np.stack([m10, m01], axis=1).reshape(2 * k, J, 2))
+        i10 = count + 2 * np.arange(k)
+        i01 = i10 + 1
+        count += 2 * k
+        # Children in shap's order: left and right with the sibling off, then with it on.
+        sib = np.zeros((k, 4, 2), np.int64)
+        sib[:, 2], sib[:, 3] = span[R], span[L]
+        new_ctx = np.repeat(ctx[:, None], 4, axis=1)
+        new_ctx[np.arange(k), :, d] = sib
+        node = np.stack([L, R, L, R], axis=1).reshape(-1)
+        ctx = new_ctx.reshape(4 * k, D, 2)
+        off = np.stack([off, off, i01, i10], axis=1).reshape(-1)
+        on = np.stack([i10, i01, on, on], axis=1).reshape(-1)
+    fnode, fon, foff = (np.concatenate(a) for a in zip(*final, strict=True))
+    return OwenPlan(
+        np.concatenate(masks).astype(np.int32),
+        fnode.astype(np.int32),
+        fon.astype(np.int32),
+        foff.astype(np.int32),
+        np.ldexp(1.0, -tree.depth[fnode]),
+    )
+
+
+class _TreeArrays(NamedTuple):
+    """The hierarchy as device arrays (traced: a new hierarchy of the same shape reuses the
+    compiled program)."""
+
+    left: Any
+    right: Any
+    depth: Any
+    lo: Any
+    hi: Any
+    size: Any
+    terminal: Any
+    ancestors: Any  # (rounds, 2G) pointer-jumping ancestors, sentinel 2G - 1 (a zero row)
+
+
+def _tree_arrays(tree: Tree) -> _TreeArrays:
+    N = 2 * tree.num_leaves - 1
+    anc = np.where(tree.parent == np.arange(N), N, tree.parent)
+    anc = np.append(anc, N)
+    jumps = []
+    for _ in range(max(1, math.ceil(math.log2(tree.max_depth + 1)))):
+        jumps.append(anc)
+        anc = anc[anc]
+    i32 = functools.partial(np.asarray, dtype=np.int32)
+    return _TreeArrays(
+        i32(tree.left),
+        i32(tree.right),
+        i32(tree.depth),
+        i32(tree.lo),
+        i32(tree.hi),
+        i32(tree.size),
+        tree.terminal.copy(),
+        i32(np.stack(jumps)),
+    )
+
+
+def _interval_masks(intervals, position, num_leaves: int, input_shape):
+    """Masks ``(c, *input_shape)`` (True keeps ``x``) from leaf intervals ``(c, J, 2)``.
+
+    ``position`` maps each element (a prefix ``E`` of the input shape) to its leaf's depth-first
+    position; trailing input axes follow their element.
+    """
+    c = intervals.shape[0]
+    rows = jnp.arange(c)[:, None]
+    delta = jnp.zeros((c, num_leaves + 1), jnp.int32)
+    delta = delta.at[rows, intervals[..., 0]].add(1).at[rows, intervals[..., 1]].add(-1)
+    cover = jnp.cumsum(delta, axis=1)[:, :num_leaves] > 0
+    keep = jnp.take(cover, position, axis=1)  # (c, *E)
+    keep = keep.reshape(keep.shape + (1,) * (len(input_shape) - position.ndim))
+    return jnp.broadcast_to(keep, (c,) + tuple(input_shape))
+
+
+def _lower(credit, tree: _TreeArrays, num_leaves: int):
+    """shap's ``lower_credit``: a node's credit shared equally by the leaves under it.
+
+    Leaf ``g`` gets ``sum over u above g (g included) of credit[u] / size[u]``, summed up the
+    tree by pointer jumping (``log2(depth + 1)`` gathers). ``credit``: ``(2G - 1, K)``.
+    """
+    acc = credit / tree.size[:, None].astype(credit.dtype)
+    acc = jnp.concatenate([acc, jnp.zeros_like(acc[:1])])
+    for r in range(tree.ancestors.shape[0]):
+        acc = acc + acc[tree.ancestors[r]]
+    return acc[:num_leaves]
+
+
+def _queue_order(diff, target):
+    """``|diff|`` over the outputs as shap orders its queue: the explained output (``targets``)
+    or, by default, the largest over all outputs."""
+    a = jnp.abs(diff)
+    if target is None:
+        return a.max(axis=-1)
+    return jnp.take(a, target, axis=-1)
+
+
+def _scorer(model, params, x, fill, position, num_leaves, batch_size):
+    rows, weights = fill(x)
+
+    def score(intervals):
+        c = intervals.shape[0]
+
+        def masks(idx):
+            return _interval_masks(intervals[idx], position, num_leaves, x.shape)
+
+        v = coalition_values(model, params, x, rows, weights, masks, c, batch_size)
+        return v.reshape(c, -1), output_status("identity", v, rows=True)
+
+    return score
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_leaves", "batch_size", "mesh"))
+def _full(model, params, fill, X, position, plan, tree, *, num_leaves, batch_size, mesh):
+    T = plan.intervals.shape[0]
+
+    def local(sharded, shared):
+        params, fill, plan, tree = shared
+        return map_instances(
+            functools.partial(_full_one, model, params, fill, plan, tree, num_leaves, batch_size),
+            sharded,
+            T * fill.num_rows,
+            batch_size,
+        )
+
+    return over_instances(local, (X, position), (params, fill, plan, tree), mesh=mesh)
+
+
+def _full_one(model, params, fill, plan, tree, num_leaves, batch_size, args):
+    x, pos = args
+    score = _scorer(model, params, x, fill, pos, num_leaves, batch_size)
+    v, status = score(plan.intervals)  # (T, K)
+    credit = jax.ops.segment_sum(
+        plan.weight[:, None].astype(v.dtype) * (v[plan.on] - v[plan.off]),
+        plan.node,
+        num_segments=2 * num_leaves - 1,
+    )
+    values = _lower(credit, tree, num_leaves)
+    return values, v[0], status.max(), jnp.full((), v.shape[0] - 2, jnp.int32)
+
+
+class _Queue(NamedTuple):
+    node: Any  # (cap,) int32
+    ctx: Any  # (cap, D, 2) int32: the context's leaf interval at each level (empty if off)
+    off: Any  # (cap, K) v(context)
+    on: Any  # (cap, K) v(context + node)
+    order: Any  # (cap,) the queue priority; -inf when not waiting to be expanded
+    expanded: Any  # (cap,) bool
+    count: Any  # entries used
+    evals: Any  # model evaluations spent (shap's eval_count)
+    status: Any  # output_status of every score used
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "num_leaves",
+        "max_depth",
+        "budget",
+        "capacity",
+        "per_step",
+        "batch_size",
+        "mesh",
+    ),
+)
+def _budgeted(
+    model,
+    params,
+    fill,
+    X,
+    position,
+    targets,
+    tree,
+    *,
+    num_leaves,
+    max_depth,
+    budget,
+    capacity,
+    per_step,
+    batch_size,
+    mesh,
+):
+    G, D, P, cap = num_leaves, max_depth, per_step, capacity
+    root = 2 * G - 2
+
+    def one(shared, args):
+        params, fill, tree = shared
+        x, pos, target = args
+        score = _scorer(model, params, x, fill, pos, G, batch_size)
+        span = jnp.stack([tree.lo, tree.hi], axis=1)  # (2G - 1, 2)
+        ends = jnp.zeros((2, D + 1, 2), jnp.int32).at[1, D].set(span[root])
+        v0, status0 = score(ends)  # v(empty), v(all)
+        K = v0.shape[1]
+        q = _Queue(
+            node=jnp.zeros(cap, jnp.int32).at[0].set(root),
+            ctx=jnp.zeros((cap, D, 2), jnp.int32),
+            off=jnp.zeros((cap, K), v0.dtype).at[0].set(v0[0]),
+            on=jnp.zeros((cap, K), v0.dtype).at[0].set(v0[1]),
+            order=jnp.full(cap, -jnp.inf, v0.dtype)
+            .at[0]
+            .set(jnp.where(tree.terminal[root], -jnp.inf, 0.0)),
+            expanded=jnp.zeros(cap, bool),
+            count=jnp.ones((), jnp.int32),
+            evals=jnp.zeros((), jnp.int32),
+            status=status0.max(),
+        )
+
+        def waiting(q):
+            return (q.evals < budget) & jnp.any(q.order > -jnp.inf)
+
+        def step(q):
+            # shap pops entries while its batch holds fewer than `batch_size` masks and
+            # evals + masks < budget; ties (equal priority) go to the earlier entry here, to a
+            # random one in shap.
+            num = jnp.minimum(jnp.sum(q.order > -jnp.inf), (budget - q.evals + 1) // 2)
+            num = jnp.minimum(num, P)
+            _, idx = jax.lax.top_k(q.order, P)
+            valid = jnp.arange(P) < num
+            u = q.node[idx]
+            L, R, d = tree.left[u], tree.right[u], tree.depth[u]
+            ctx = q.ctx[idx]  # (P, D, 2)
+            m10 = jnp.concatenate([ctx, span[L][:, None]], axis=1)
+            m01 = jnp.concatenate([ctx, span[R][:, None]], axis=1)
+            v, status = score(jnp.stack([m10, m01], axis=1).reshape(2 * P, D + 1, 2))
+            v = v.reshape(P, 2, K)
+            f10, f01 = v[:, 0], v[:, 1]
+            off, on = q.off[idx], q.on[idx]
+            child = jnp.stack([L, R, L, R], axis=1)  # (P, 4)
+            zero = jnp.zeros_like(span[L])
+            sib = jnp.stack([zero, zero, span[R], span[L]], axis=1)  # (P, 4, 2)
+            level = jnp.arange(D)[None, None, :, None] == d[:, None, None, None]
+            cctx = jnp.where(level, sib[:, :, None, :], ctx[:, None])  # (P, 4, D, 2)
+            coff = jnp.stack([off, off, f01, f10], axis=1)  # (P, 4, K)
+            con = jnp.stack([f10, f01, on, on], axis=1)
+            weight = jnp.exp2(-(d + 1).astype(v.dtype))
+            corder = jnp.where(
+                tree.terminal[child], -jnp.inf, _queue_order(con - coff, target) * weight[:, None]
+            )
+            slot = q.count + 4 * jnp.arange(P)[:, None] + jnp.arange(4)[None, :]
+            dest = jnp.where(valid[:, None], slot, cap).reshape(-1)
+            done = jnp.where(valid, idx, cap)
+
+            def put(a, new):
+                return a.at[dest].set(new.reshape((4 * P,) + a.shape[1:]), mode="drop")
+
+            used = jnp.where(jnp.repeat(valid, 2), status, 0)
+            return _Queue(
+                node=put(q.node, child),
+                ctx=put(q.ctx, cctx),
+                off=put(q.off, coff),
+                on=put(q.on, con),
+                order=put(q.order.at[done].set(-jnp.inf, mode="drop"), corder),
+                expanded=q.expanded.at[done].set(True, mode="drop"),
+                count=q.count + 4 * num,
+                evals=q.evals + 2 * num,
+                status=jnp.maximum(q.status, used.max()),
+            )
+
+        q = jax.lax.while_loop(waiting, step, q)
+        final = (jnp.arange(cap) < q.count) & ~q.expanded
+        weight = jnp.exp2(-tree.depth[q.node].astype(q.on.dtype))
+        credit = jax.ops.segment_sum(
+            jnp.where(final, weight, 0.0)[:, None] * (q.on - q.off),
+            q.node,
+            num_segments=2 * G - 1,
+        )
+        return _lower(credit, tree, G), v0[0], q.status, q.evals
+
+    def local(sharded, shared):
+        rows = 2 * P * shared[1].num_rows
+        return map_instances(functools.partial(one, shared), sharded, rows, batch_size)
+
+    return over_instances(local, (X, position, targets), (params, fill, tree), mesh=mesh)
+
+
+def _check_int(name: str, value, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int >= {least}; got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be an int >= {least}; got {value}")
+    return int(value)
+
+
+def _owen_values(
+    model,
+    params,
+    X,
+    fill,
+    Z,
+    position,
+    target_indices,
+    *,
+    max_evals: int,
+    evals_per_step: int,
+    batch_size: int,
+    mesh,
+    plan: str | None = None,
+):
+    """Owen values ``(n, G, K)``, base values ``(n, K)``, output status ``(n,)`` and the model
+    evaluations spent ``(n,)`` (besides ``f(x)`` and the base value).
+
+    ``plan`` forces ``"full"`` or ``"budgeted"`` (tests); by default the full plan runs when
+    ``max_evals`` covers it.
+    """
+    tree = tree_tables(Z)
+    G, D = tree.num_leaves, tree.max_depth
+    budget = max_evals - 2  # shap counts f(x) and the base value in max_evals
+    itemsize = X.dtype.itemsize
+    row_bytes = int(np.prod(X.shape[1:])) * itemsize
+    arrays = _tree_arrays(tree)
+    pos = np.asarray(tree.position, np.int32)[position]
+    if plan is None:
+        plan = "full" if budget >= full_budget(Z) else "budgeted"
+    if plan == "full":
+        steps = owen_plan(Z)
+        check_work(
+            "max_evals",
+            max_evals,
+            steps.intervals.nbytes,
+            batch_size,
+            row_bytes,
+            "a plan of every mask of the full recursion",
+        )
+        return _full(
+            model,
+            params,
+            fill,
+            X,
+            pos,
+            steps,
+            arrays,
+            num_leaves=G,
+            batch_size=batch_size,
+            mesh=mesh,
+        )
+    per_step = -(-evals_per_step // 2)
+    expansions = min(-(-budget // 2), math.ceil(min(full_budget(Z), 2.0**62) / 2))
+    capacity = 1 + 4 * max(1, expansions)
+    check_work(
+        "max_evals",
+        max_evals,
+        capacity * (D * 2 * 4 + 4 * 4 + 8),
+        batch_size,
+        row_bytes,
+        f"a queue of {capacity} entries with a context of {D} levels each",
+    )
+    targets = None if target_indices is None else np.asarray(target_indices, np.int32)
+    return _budgeted(
+        model,
+        params,
+        fill,
+        X,
+        pos,
+        targets,
+        arrays,
+        num_leaves=G,
+        max_depth=D,
+        budget=budget,
+        capacity=capacity,
+        per_step=per_step,
+        batch_size=batch_size,
+        mesh=mesh,
+    )
