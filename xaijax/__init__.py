@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, metrics, plots
+from xaijax import cam, core, maskers, metrics, plots
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -29,6 +29,7 @@ from xaijax.core.compile_cache import (
 )
 from xaijax.core.explanation import KINDS, Explanation
 from xaijax.core.lstsq import Surrogate, fit_surrogate, lars_active_set, weighted_lstsq
+from xaijax.core.masking import patch_groups, superpixel_groups
 from xaijax.core.model import as_model, host_model
 from xaijax.core.registry import clear_caches, explainers
 from xaijax.gradients import (
@@ -83,6 +84,7 @@ __all__ = [
     "disable_compile_cache",
     "enable_compile_cache",
     "core",
+    "maskers",
     "metrics",
     "plots",
     "default_batch_size",
@@ -110,6 +112,9 @@ __all__ = [
     "max_shapley_pairs",
     "permutation_shap",
     "shapley_kernel_weights",
+    # feature groups
+    "patch_groups",
+    "superpixel_groups",
     # LIME
     "TabularStats",
     "fit_discretizer",

@@ -1,17 +1,31 @@
-"""Features switched off: weighted backgrounds, coalition scoring, and segment masks.
+"""Features switched off: feature groups, maskers, coalition scoring, and segment masks.
 
 A coalition ``S`` of features is scored by the interventional value function
 
     v(S) = sum_b w_b f(x_S, b_{not S})
 
 over a (weighted) background ``b``: features in ``S`` keep the explained instance's values, the
-others take each background row's (:func:`coalition_values`). Superpixels and other feature
-groups switch whole groups of inputs on and off; :func:`get_image_and_mask` reads the groups an
+others take each background row's (:func:`coalition_values`).
+
+**Groups** switch whole sets of input elements on and off together: an integer map from each
+element to a group id (superpixels, a patch grid, token spans, the columns of one one-hot
+variable), shared by the batch or one per instance (:func:`as_groups`, :func:`patch_groups`,
+:func:`superpixel_groups`). A coalition over ``G`` groups becomes a mask over the elements by
+:func:`expand_groups`.
+
+**Maskers** say what a hidden element becomes (:class:`Masker`, built by the constructors in
+:mod:`xaijax.maskers`): background rows (interventional, as tabular Shapley values), a
+constant (zero, a mean, a colour), a blurred copy of the input, or a mask token. A masker gives,
+per instance, fill rows and their weights (:class:`Fill`); a coalition's value is the weighted
+mean of the model over ``where(keep, x, row_b)``. :func:`get_image_and_mask` reads the groups an
 explanation ranks highest back onto the image.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
+import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -24,7 +38,22 @@ from xaijax.core.contract import as_float_array
 from xaijax.core.explanation import Explanation
 from xaijax.core.model import Model, float_dtype
 
-__all__ = ["Background", "as_background", "coalition_values", "get_image_and_mask"]
+__all__ = [
+    "Background",
+    "Fill",
+    "Groups",
+    "Masker",
+    "as_background",
+    "as_groups",
+    "as_masker",
+    "coalition_values",
+    "element_values",
+    "expand_groups",
+    "get_image_and_mask",
+    "group_any",
+    "patch_groups",
+    "superpixel_groups",
+]
 
 
 class Background(NamedTuple):
@@ -72,6 +101,364 @@ def as_background(background, background_weights=None, *, dtype=None, name: str 
     return rows, (weights / weights.sum()).astype(dtype)
 
 
+# -- feature groups -----------------------------------------------------------------------------
+
+
+class Groups(NamedTuple):
+    """A checked group map (:func:`as_groups`).
+
+    Attributes:
+        ids: ``(1, *E)`` (shared) or ``(n, *E)`` (one map per instance) int32 group ids, ``E`` a
+            prefix of the per-instance input shape (``(H, W)`` for ``(H, W, C)`` images: a
+            pixel's channels move together).
+        num_groups: ``G``, the most groups of any instance (values have ``G`` entries).
+        counts: ``(1,)`` or ``(n,)`` groups of each instance; an instance with fewer than ``G``
+            has ids ``counts[i] .. G - 1`` unused, and they get exactly 0.
+        shared: whether one map serves every instance.
+    """
+
+    ids: np.ndarray
+    num_groups: int
+    counts: np.ndarray
+    shared: bool
+
+
+def as_groups(
+    groups, input_shape, n: int, *, name: str = "groups", max_groups: int | None = None, why=""
+) -> Groups:
+    """Check a group map against the inputs (host side, before anything compiles).
+
+    ``groups`` maps each element of one input to a group id: shape ``E``, a prefix of the input
+    shape (``(M,)`` for rows, ``(H, W)`` or ``(H, W, C)`` for ``(H, W, C)`` images, ``(L,)``
+    for tokens), shared by every instance, or ``(n, *E)``, one map per instance. Ids run from
+    0 to ``G - 1`` with every id used (a per-instance map may use fewer ids than another).
+
+    Raises:
+        TypeError: non-integer ids.
+        ValueError: naming ``name``: a shape that matches neither form, negative ids, an
+            unused id (an empty group), or more than ``max_groups`` groups (``why`` says why).
+
+    Example:
+        >>> g = as_groups([0, 0, 1, 2], (4,), n=3)
+        >>> g.num_groups, g.ids.shape, g.shared
+        (3, (1, 4), True)
+    """
+    a = np.asarray(groups)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must be integer group ids; got dtype {a.dtype}")
+    shape, inp = tuple(a.shape), tuple(int(s) for s in input_shape)
+
+    def is_prefix(s):
+        return 1 <= len(s) <= len(inp) and s == inp[: len(s)]
+
+    if is_prefix(shape):
+        ids, shared = a[None], True
+    elif len(shape) >= 2 and shape[0] == n and is_prefix(shape[1:]):
+        ids, shared = a, False
+    else:
+        forms = " or ".join(str(inp[:k]) for k in range(1, len(inp) + 1))
+        raise ValueError(
+            f"{name} must map the elements of one input of shape {inp} to group ids: shape "
+            f"{forms} shared by all instances, or one map per instance ({n}, ...); "
+            f"got shape {shape}"
+        )
+    flat = ids.reshape(ids.shape[0], -1)
+    if flat.min() < 0:
+        raise ValueError(f"{name} must hold ids >= 0; got {int(flat.min())}")
+    counts = flat.max(axis=1).astype(np.int64) + 1
+    for i, row in enumerate(flat):
+        empty = np.flatnonzero(np.bincount(row, minlength=int(counts[i])) == 0)
+        if empty.size:
+            where = "" if shared else f" in instance {i}"
+            raise ValueError(
+                f"{name} must use every id from 0 to G - 1 (ids index the values); group(s) "
+                f"{empty[:10].tolist()} are empty{where}. Relabel, e.g. "
+                "np.unique(groups, return_inverse=True)[1].reshape(groups.shape)"
+            )
+    G = int(counts.max())
+    if max_groups is not None and G > max_groups:
+        raise ValueError(f"{name} has {G} groups; {why or 'at most'} {max_groups}")
+    return Groups(ids.astype(np.int32), G, counts, shared)
+
+
+def expand_groups(mask: jax.Array, ids: jax.Array, input_shape) -> jax.Array:
+    """Group coalitions ``(c, G)`` as element masks ``(c, *input_shape)`` (True keeps ``x``).
+
+    ``ids`` is one instance's map ``(*E)``; trailing input axes beyond ``E`` follow their group.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> expand_groups(jnp.array([[True, False]]), jnp.array([0, 1, 1]), (3,)).tolist()
+        [[True, False, False]]
+    """
+    keep = jnp.take(mask, ids, axis=1)  # (c, *E)
+    keep = keep.reshape(keep.shape + (1,) * (len(input_shape) - ids.ndim))
+    return jnp.broadcast_to(keep, (mask.shape[0],) + tuple(input_shape))
+
+
+def group_any(elements: jax.Array, ids: jax.Array, num_groups: int) -> jax.Array:
+    """``(G,)`` whether any element of each group is True (False for an empty group).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> group_any(jnp.array([False, True, False]), jnp.array([0, 1, 2]), 4).tolist()
+        [False, True, False, False]
+    """
+    e = jnp.any(elements, axis=tuple(range(ids.ndim, elements.ndim)))
+    hit = jax.ops.segment_max(
+        e.reshape(-1).astype(jnp.int32), ids.reshape(-1), num_segments=num_groups
+    )
+    return hit > 0
+
+
+def element_values(values, groups: Groups) -> np.ndarray:
+    """Per-group values ``(n, G[, K])`` spread onto the elements: ``(n, *E[, K])``.
+
+    Example:
+        >>> g = as_groups([0, 1, 1], (3,), n=1)
+        >>> element_values(np.array([[1.0, 2.0]]), g).tolist()
+        [[1.0, 2.0, 2.0]]
+    """
+    values = np.asarray(values)
+    ids = np.broadcast_to(groups.ids, (values.shape[0],) + groups.ids.shape[1:])
+    return np.stack([v[i] for v, i in zip(values, ids, strict=True)])
+
+
+def patch_groups(shape, patch) -> np.ndarray:
+    """A regular grid of ``patch`` (``(ph, pw)`` or an int) over an ``(H, W)`` image: ids ``(H, W)``
+    row-major; edge patches are smaller when the size does not divide.
+
+    Example:
+        >>> patch_groups((2, 4), 2).tolist()
+        [[0, 0, 1, 1], [0, 0, 1, 1]]
+    """
+    H, W = (int(s) for s in shape[:2])
+    ph, pw = (patch, patch) if isinstance(patch, numbers.Integral) else tuple(patch)
+    if ph < 1 or pw < 1:
+        raise ValueError(f"patch must be positive; got {patch!r}")
+    cols = -(-W // pw)
+    r, c = np.meshgrid(np.arange(H) // ph, np.arange(W) // pw, indexing="ij")
+    return (r * cols + c).astype(np.int32)
+
+
+_SUPERPIXEL_DEFAULTS = {
+    "slic": dict(n_segments=50, compactness=10.0, start_label=0),
+    "quickshift": dict(kernel_size=4, max_dist=200, ratio=0.2),
+    "felzenszwalb": dict(scale=100, sigma=0.5, min_size=50),
+}
+
+
+def superpixel_groups(images, method: str = "slic", **kwargs) -> np.ndarray:
+    """Superpixels of each image as group ids (scikit-image; on the host).
+
+    Args:
+        images: ``(H, W, C)`` or ``(n, H, W, C)``.
+        method: ``"slic"`` (default ``n_segments=50``), ``"quickshift"`` (LIME's defaults) or
+            ``"felzenszwalb"``; ``kwargs`` go to ``skimage.segmentation.<method>``.
+
+    Returns:
+        ``(H, W)`` or ``(n, H, W)`` int32 ids ``0 .. G_i - 1`` (every id used).
+
+    Example:
+        >>> img = np.zeros((8, 8, 3)); img[:, 4:] = 1.0
+        >>> superpixel_groups(img, "felzenszwalb", min_size=4).max()
+        1
+    """
+    from skimage import segmentation
+
+    if method not in _SUPERPIXEL_DEFAULTS:
+        raise ValueError(f"method must be one of {tuple(_SUPERPIXEL_DEFAULTS)}; got {method!r}")
+    images = np.asarray(images)
+    single = images.ndim == 3
+    if images.ndim not in (3, 4):
+        raise ValueError(f"images must be (H, W, C) or (n, H, W, C); got shape {images.shape}")
+    batch = images[None] if single else images
+    options = {**_SUPERPIXEL_DEFAULTS[method], **kwargs}
+    if method == "quickshift" and batch.shape[-1] != 3:
+        options.setdefault("convert2lab", False)
+    fn = getattr(segmentation, method)
+    out = []
+    for img in batch.astype(np.float64):
+        seg = fn(img, channel_axis=-1, **options)
+        out.append(np.unique(seg, return_inverse=True)[1].reshape(seg.shape))
+    ids = np.stack(out).astype(np.int32)
+    return ids[0] if single else ids
+
+
+# -- maskers ------------------------------------------------------------------------------------
+
+
+@jax.tree_util.register_pytree_node_class
+class Fill:
+    """What hidden elements of one instance become: ``fill(x) -> (rows (B, *shape), weights (B,))``.
+
+    A pytree: its arrays are traced (a new background does not recompile), its kind and static
+    options are not. Built by :meth:`Masker.fill_for`.
+    """
+
+    def __init__(self, kind: str, arrays=(), static=()):
+        self.kind, self.arrays, self.static = kind, tuple(arrays), tuple(static)
+
+    def tree_flatten(self):
+        return self.arrays, (self.kind, self.static)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux[0], children, aux[1])
+
+    @property
+    def num_rows(self) -> int:
+        """``B``, the fill rows per instance."""
+        return int(self.arrays[0].shape[0]) if self.kind == "rows" else 1
+
+    def __call__(self, x):
+        if self.kind == "rows":
+            return self.arrays[0], self.arrays[1]
+        if self.kind == "constant":
+            rows = self.arrays[0][None]
+        elif self.kind == "blur":
+            rows = box_blur(x, self.static)[None]
+        else:
+            raise ValueError(f"unknown fill {self.kind!r}")
+        weight_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        return rows.astype(x.dtype), jnp.ones((1,), weight_dtype)
+
+
+def box_blur(x: jax.Array, size) -> jax.Array:
+    """``cv2.blur(x, (w, h))`` on an ``(H, W[, C])`` image: the mean over an ``h x w`` window
+    anchored at its centre (``size // 2``), borders reflected without repeating the edge
+    (OpenCV's ``BORDER_REFLECT_101``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> box_blur(jnp.arange(4.0).reshape(1, 4), (1, 3)).tolist()
+        [[1.0, 1.0, 2.0, 2.0]]
+    """
+    kh, kw = size
+    pad = [(kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2)] + [(0, 0)] * (x.ndim - 2)
+    xp = jnp.pad(x, pad, mode="reflect")
+    window = (kh, kw) + (1,) * (x.ndim - 2)
+    total = jax.lax.reduce_window(xp, 0.0, jax.lax.add, window, (1,) * x.ndim, "VALID")
+    return total / (kh * kw)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Masker:
+    """What a hidden feature becomes; build one with :mod:`xaijax.maskers`.
+
+    Attributes:
+        kind: ``"background"`` (interventional: the mean over background rows), ``"constant"``,
+            ``"blur"`` (a box-blurred copy of the input) or ``"token"`` (a mask token id for
+            integer token inputs).
+        value: the background rows ``(B, *input_shape)``, the constant (broadcast to the input
+            shape) or the token id.
+        weights: background row weights ``(B,)`` or ``None`` (uniform).
+        size: the blur window ``(h, w)``.
+        clustering: an optional hierarchy over the features (a SciPy linkage matrix), read by
+            :func:`~xaijax.partition_shap`.
+        hierarchy: how :func:`~xaijax.partition_shap` builds the hierarchy when ``clustering``
+            is ``None``: ``"image"`` (shap's recursive halving of the image) or ``None``.
+        shape: the input shape the masker was built for (``image``'s), or ``None``.
+    """
+
+    kind: str
+    value: Any = None
+    weights: Any = None
+    size: tuple[int, int] | None = None
+    clustering: Any = None
+    hierarchy: str | None = None
+    shape: tuple[int, ...] | None = None
+
+    @property
+    def has_rows(self) -> bool:
+        """Whether the masker carries rows shaped like the inputs (a background)."""
+        return self.kind == "background"
+
+    def fill_for(self, input_shape, dtype, *, name: str = "masker") -> Fill:
+        """Check the masker against one input's shape and dtype; its :class:`Fill`.
+
+        Raises:
+            ValueError: naming ``name``: a constant that does not broadcast to the input, a
+                blur window larger than the image or on inputs that are not images.
+        """
+        input_shape = tuple(input_shape)
+        if self.kind == "background":
+            rows, weights = as_background(self.value, self.weights, dtype=dtype, name="background")
+            if rows.shape[1:] != input_shape:
+                raise ValueError(
+                    f"background rows have shape {rows.shape[1:]}; the inputs {input_shape}"
+                )
+            return Fill("rows", (rows, weights))
+        if self.kind in ("constant", "token"):
+            value = np.asarray(self.value)
+            try:
+                value = np.broadcast_to(value, input_shape)
+            except ValueError:
+                raise ValueError(
+                    f"{name}'s value of shape {value.shape} does not broadcast to one input of "
+                    f"shape {input_shape}"
+                ) from None
+            return Fill("constant", (np.asarray(value, dtype=dtype),))
+        if self.kind == "blur":
+            if len(input_shape) not in (2, 3):
+                raise ValueError(
+                    f"{name} blurs images (H, W) or (H, W, C); got inputs of shape {input_shape}"
+                )
+            if self.size[0] > input_shape[0] or self.size[1] > input_shape[1]:
+                raise ValueError(
+                    f"{name}'s blur window {self.size} is larger than the image {input_shape[:2]}"
+                )
+            return Fill("blur", static=self.size)
+        raise ValueError(f"unknown masker kind {self.kind!r}")
+
+
+def as_masker(masker, background=None, background_weights=None) -> Masker:
+    """One :class:`Masker` from an explainer's ``masker`` and ``background`` arguments.
+
+    ``masker`` may be a :class:`Masker`, a :class:`Background` or rows (interventional), a number
+    (a constant) or ``"blur(h,w)"``; ``None`` uses ``background`` (one of the two is needed).
+
+    Raises:
+        ValueError: both or neither given, or an unrecognised string.
+        TypeError: a masker of another type.
+
+    Example:
+        >>> as_masker(0.0).kind, as_masker("blur(4,4)").size
+        ('constant', (4, 4))
+    """
+    if masker is None:
+        if background is None:
+            raise ValueError(
+                "pass a background (rows that stand in for hidden features) or a masker "
+                "(e.g. xaijax.maskers.constant(0.0) or xaijax.maskers.blur(8))"
+            )
+        return Masker("background", background, background_weights)
+    if background is not None or background_weights is not None:
+        raise ValueError(
+            "pass either background or masker, not both (a background is a masker: "
+            "xaijax.maskers.background(rows, weights))"
+        )
+    if isinstance(masker, Masker):
+        return masker
+    if isinstance(masker, str):
+        m = re.fullmatch(r"blur\((\d+),\s*(\d+)\)", masker.strip())
+        if not m:
+            raise ValueError(
+                f"masker must be a Masker, rows, a number or 'blur(h,w)'; got {masker!r}"
+            )
+        return Masker("blur", size=(int(m.group(1)), int(m.group(2))))
+    if isinstance(masker, bool):
+        raise TypeError("masker must be a Masker, rows, a number or 'blur(h,w)'; got a bool")
+    if isinstance(masker, numbers.Number):
+        return Masker("constant", float(masker))
+    if isinstance(masker, Background) or isinstance(masker, (np.ndarray, jax.Array, list)):
+        return Masker("background", masker)
+    raise TypeError(
+        "masker must be a Masker (xaijax.maskers), background rows, a number or 'blur(h,w)'; "
+        f"got {type(masker).__name__}"
+    )
+
+
 def coalition_values(
     model: Model,
     params,
@@ -86,10 +473,12 @@ def coalition_values(
 
     Args:
         model, params: the adapted model.
-        x: ``(M,)`` the explained instance.
-        background: ``(B, M)`` background rows; ``weights``: ``(B,)`` summing to 1.
-        masks: maps an int array of mask indices ``(c,)`` to boolean masks ``(c, M)`` (True keeps
-            ``x``'s value), so that masks can be generated on the fly instead of stored.
+        x: ``(*input_shape)`` the explained instance (``(M,)`` for tabular rows).
+        background: ``(B, *input_shape)`` fill rows (a :class:`Fill`'s); ``weights``: ``(B,)``
+            summing to 1.
+        masks: maps an int array of mask indices ``(c,)`` to boolean masks
+            ``(c, *input_shape)`` (True keeps ``x``'s value), so that masks can be generated on
+            the fly instead of stored (:func:`expand_groups` turns group masks into these).
         num_masks: how many masks there are.
         batch_size: most rows given to the model at once: whole masks (``B`` rows each) while
             ``B <= batch_size``, else one mask at a time, its rows in chunks of ``batch_size``.
@@ -101,10 +490,10 @@ def coalition_values(
     if B > batch_size:
 
         def one_mask(i):
-            keep = masks(i[None])[0]  # (M,)
+            keep = masks(i[None])[0]  # (*input_shape,)
 
             def rows(b):
-                return model.apply(params, jnp.where(keep[None, :], x[None, :], background[b]))
+                return model.apply(params, jnp.where(keep[None], x[None], background[b]))
 
             y = map_row_chunks(rows, B, balanced_chunk(B, batch_size))  # (B, *output_shape)
             return jnp.einsum("b...,b->...", y, weights, precision="highest")
@@ -115,8 +504,8 @@ def coalition_values(
     masks_per_chunk = balanced_chunk(num_masks, max(1, int(batch_size) // B))
 
     def chunk(idx):
-        keep = masks(idx)  # (c, M)
-        rows = jnp.where(keep[:, None, :], x[None, None, :], background[None, :, :])
+        keep = masks(idx)  # (c, *input_shape)
+        rows = jnp.where(keep[:, None], x[None, None], background[None])
         y = model.apply(params, rows.reshape((-1,) + x.shape))
         y = y.reshape((idx.shape[0], B) + model.output_shape)
         return jnp.einsum("cb...,b->c...", y, weights, precision="highest")

@@ -30,7 +30,16 @@ import numpy as np
 
 from xaijax.core import contract
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import as_background
+from xaijax.core.masking import (
+    Fill,
+    Groups,
+    as_background,
+    as_groups,
+    as_masker,
+    element_values,
+    expand_groups,
+    group_any,
+)
 from xaijax.core.model import Model, as_model, float_dtype
 from xaijax.core.random import random_bits
 from xaijax.core.targets import TargetSpec, check_target_fn, resolve_targets, select_outputs
@@ -63,14 +72,21 @@ class Problem(NamedTuple):
 
     model: Model
     params: Any
-    X: np.ndarray  # (n, *input_shape), float
-    background: np.ndarray  # (B, *input_shape), float
-    weights: np.ndarray  # (B,), normalised to sum to 1
+    X: np.ndarray  # (n, *input_shape), float (int for token inputs)
+    background: np.ndarray | None  # (B, *input_shape) rows of a background masker, else None
+    weights: np.ndarray | None  # (B,), normalised to sum to 1
     single: bool  # X was one instance
     feature_names: tuple[str, ...] | None
     output_names: tuple[str, ...] | None
     targets: TargetSpec
     batch_size: int
+    fill: Fill | None = None  # what hidden elements become (the background rows by default)
+    groups: Groups | None = None  # feature groups, or None: each feature its own player
+
+    @property
+    def num_players(self) -> int:
+        """The players of the game: ``G`` groups, or the ``M`` features of flat rows."""
+        return self.groups.num_groups if self.groups is not None else int(self.X.shape[1])
 
 
 def prepare(
@@ -84,37 +100,70 @@ def prepare(
     targets=None,
     batch_size=None,
     tabular: bool = True,
+    masker=None,
+    groups=None,
+    max_groups: int | None = None,
+    max_groups_why: str = "",
 ) -> Problem:
-    """Validate ``X``, ``background`` and the options, adapt ``f``, normalise the weights.
+    """Validate ``X``, the masker (or ``background``) and the options, adapt ``f``.
 
-    ``X`` is one instance exactly when its shape is one background row's. With ``tabular`` the
-    rows must be ``(M,)``. A callable ``targets`` is composed with the model (the explained
-    output is ``targets(f(X))``); int targets pick outputs after the fit, which is the same
-    since Shapley values are linear in the model output.
+    With a background (or a background masker), ``X`` is one instance exactly when its shape is
+    one background row's; with ``tabular`` (and no ``groups``) rows must be ``(M,)``. With
+    another masker the model decides (:func:`~xaijax.core.contract.split_instances_by_model`).
+    ``groups`` (:func:`~xaijax.core.masking.as_groups`) makes groups of elements the players;
+    inputs that are not flat rows need them. ``feature_names`` name the players. A callable
+    ``targets`` is composed with the model (the explained output is ``targets(f(X))``); int
+    targets pick outputs after the fit, which is the same since Shapley values are linear in
+    the model output.
 
     Raises ``TypeError``/``ValueError`` naming the offending argument, before any compilation.
     """
     dtype = np.dtype(float_dtype())
-    rows, weights = as_background(background, background_weights, dtype=dtype)
-    if tabular and rows.ndim == 1:
-        rows = rows[None]
-    if tabular and rows.ndim != 2:
-        raise ValueError(f"background must have shape (B, M); got shape {rows.shape}")
-    X = contract.as_float_array("X", X, dtype=dtype)
-    X, single = contract.split_instances(X, rows.shape[1:], reference="background")
+    mk = as_masker(masker, background, background_weights)
+    flat_rows = tabular and groups is None and masker is None
+    if mk.kind == "token":
+        X = _token_array(X)
+    else:
+        X = contract.as_float_array("X", X, dtype=dtype)
+    if mk.has_rows:
+        rows, weights = as_background(mk.value, mk.weights, dtype=dtype)
+        if flat_rows and rows.ndim == 1:
+            rows = rows[None]
+        if flat_rows and rows.ndim != 2:
+            raise ValueError(f"background must have shape (B, M); got shape {rows.shape}")
+        X, single = contract.split_instances(X, rows.shape[1:], reference="background")
+        fill = Fill("rows", (rows, weights))
+        model, params = None, None
+    else:
+        rows = weights = None
+        X, single, model, params = contract.split_instances_by_model(f, X)
+        fill = mk.fill_for(X.shape[1:], X.dtype)
     contract.check_choice("link", link, LINKS)
-    M = int(np.prod(rows.shape[1:]))
+    input_shape = X.shape[1:]
+    M = int(np.prod(input_shape))
     if M == 0:
-        raise ValueError(
-            f"X must have at least one feature; got shape {X.shape[int(single) :]} "
-            f"(background rows {rows.shape[1:]})"
+        raise ValueError(f"X must have at least one feature; got instances of shape {input_shape}")
+    if groups is not None:
+        groups = as_groups(
+            groups, input_shape, X.shape[0], max_groups=max_groups, why=max_groups_why
         )
-    if tabular:
-        feature_names = contract.check_names("feature_names", feature_names, M)
+        players = groups.num_groups
+    elif len(input_shape) != 1 and tabular:
+        if masker is None:
+            raise ValueError(f"background must have shape (B, M); got shape {rows.shape}")
+        raise ValueError(
+            f"groups are needed for inputs of shape {input_shape} (the players of the game): "
+            "e.g. groups=xaijax.patch_groups((H, W), 8) or xaijax.superpixel_groups(images)"
+        )
+    else:
+        players = M
+    if tabular or groups is not None:
+        feature_names = contract.check_names("feature_names", feature_names, players)
     elif feature_names is not None:
         raise ValueError("feature_names are only meaningful for tabular rows (n, M)")
-    batch_size = contract.resolve_batch_size(batch_size, rows.shape[1:], dtype)
-    model, params = as_model(f, rows)
+    batch_size = contract.resolve_batch_size(batch_size, input_shape, dtype)
+    if model is None:
+        model, params = as_model(f, rows)
     spec = resolve_targets(targets, X.shape[0], model.num_outputs)
     if spec.fn is not None:
         check_target_fn(spec.fn, jax.ShapeDtypeStruct((2,) + model.output_shape, dtype))
@@ -122,8 +171,51 @@ def prepare(
     K = model.num_outputs if spec.is_default else None
     output_names = None if K is None else tuple(str(k) for k in range(K))
     return Problem(
-        model, params, X, rows, weights, single, feature_names, output_names, spec, batch_size
+        model,
+        params,
+        X,
+        rows,
+        weights,
+        single,
+        feature_names,
+        output_names,
+        spec,
+        batch_size,
+        fill,
+        groups,
     )
+
+
+def _token_array(X) -> np.ndarray:
+    """Token ids ``X`` checked integer (a token masker's inputs)."""
+    arr = np.asarray(X)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"X must be integer token ids with a token masker; got dtype {arr.dtype}")
+    return arr.astype(np.int32)
+
+
+def on_elements(masks, ids, input_shape):
+    """Coalition masks over players (``idx -> (c, G)``) as masks over one instance's elements
+    (``idx -> (c, *input_shape)``) through its group ``ids``; ``masks`` itself without groups."""
+    if ids is None:
+        return masks
+    return lambda idx: expand_groups(masks(idx), ids, input_shape)
+
+
+def group_args(problem: Problem):
+    """``(instance_ids, shared_ids)``: the group map as a per-instance argument ``(n, *E)`` or a
+    shared one ``(*E)`` (the other ``None``); both ``None`` without groups."""
+    g = problem.groups
+    if g is None:
+        return None, None
+    return (None, g.ids[0]) if g.shared else (g.ids, None)
+
+
+def varying_players(x, rows, ids, num_players):
+    """``(G,)`` players whose elements differ from some fill row: the others cannot change the
+    model (dummies, exactly 0), and neither can an empty (padding) group."""
+    differs = jnp.any(rows != x[None], axis=0)
+    return differs if ids is None else group_any(differs, ids, num_players)
 
 
 def check_work(argument: str, value, nbytes: int, batch_size: int, row_bytes: int, what: str):
@@ -282,9 +374,17 @@ def finish(
         finite = status == OK
     values, base_values = np.asarray(values), np.asarray(base_values)
     indices = problem.targets.indices
-    if indices is not None and values.ndim == problem.X.ndim + 1:
+    feature_axes = 1 if problem.groups is not None else problem.X.ndim - 1
+    if indices is not None and values.ndim == feature_axes + 2:
         values = np.asarray(select_outputs(values, indices))
         base_values = np.asarray(select_outputs(base_values, indices))
+    if problem.groups is not None:
+        g = problem.groups
+        extras = {
+            **(extras or {}),
+            "groups": g.ids[0] if g.shared else g.ids,
+            "element_values": element_values(values, g),
+        }
     return contract.pack(
         values,
         base_values,

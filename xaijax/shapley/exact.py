@@ -18,10 +18,17 @@ from jaxtyping import ArrayLike, Float
 from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import Background, coalition_values
+from xaijax.core.masking import Background, Masker, coalition_values
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets
-from xaijax.shapley.coalitions import apply_link, finish, output_status, prepare
+from xaijax.shapley.coalitions import (
+    apply_link,
+    finish,
+    group_args,
+    on_elements,
+    output_status,
+    prepare,
+)
 
 __all__ = ["exact_shapley", "shapley_weights", "MAX_EXACT_FEATURES"]
 
@@ -46,7 +53,7 @@ def shapley_weights(M: int) -> np.ndarray:
 def exact_shapley(
     f: Callable,
     X: Float[ArrayLike, "*n m"],
-    background: Float[ArrayLike, "b m"] | Background,
+    background: Float[ArrayLike, "b m"] | Background | None = None,
     *,
     targets: Targets = None,
     batch_size: int | None = None,
@@ -54,6 +61,8 @@ def exact_shapley(
     link: str = "identity",
     background_weights: Float[ArrayLike, " b"] | None = None,
     feature_names: Sequence[str] | None = None,
+    groups: ArrayLike | None = None,
+    masker: Masker | None = None,
 ) -> Explanation:
     """Exact interventional Shapley values of ``f`` at ``X``, over all ``2^M`` coalitions.
 
@@ -78,12 +87,20 @@ def exact_shapley(
         link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
             outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` non-negative weights of the background rows.
-        feature_names: optional ``M`` names.
+        feature_names: optional names of the ``M`` features (or ``G`` groups).
+        groups: optional group ids, one per input element (:func:`~xaijax.core.masking.as_groups`:
+            ``(M,)`` column groups, ``(H, W)`` superpixels or patches, ``(L,)`` token spans,
+            or one map per instance): the ``G <= 20`` groups are the players. Needed for
+            inputs that are not flat rows, e.g. images ``(n, H, W, C)``.
+        masker: what hidden features become, instead of ``background``: a
+            :mod:`xaijax.maskers` masker (``constant``, ``blur``, ``token``, ``background``).
 
     Returns:
         An :class:`Explanation` of kind ``"additive"`` with ``values (n, M)`` or ``(n, M, K)`` and
         ``base_values`` ``(n,)`` or ``(n, K)`` (``link(E_b f(b))``);
-        ``values.sum(1) + base_values == link(f(X))``.
+        ``values.sum(1) + base_values == link(f(X))``. With ``groups``, values are per group
+        ``(n, G[, K])``, ``extras["groups"]`` the map and ``extras["element_values"]`` each
+        element's group value ``(n, *E[, K])``.
 
     Raises:
         ValueError: on bad shapes, NaN inputs, a model that returns NaN or inf on any coalition
@@ -111,21 +128,29 @@ def exact_shapley(
         link=link,
         targets=targets,
         batch_size=batch_size,
+        masker=masker,
+        groups=groups,
+        max_groups=MAX_EXACT_FEATURES,
+        max_groups_why="exact_shapley enumerates 2^G coalitions and supports at most",
     )
-    M = problem.X.shape[1]
+    M = problem.num_players
     if M > MAX_EXACT_FEATURES:
         raise ValueError(
             f"X has {M} features; exact_shapley enumerates 2^M coalitions and supports at most "
-            f"{MAX_EXACT_FEATURES}. Use kernel_shap or permutation_shap for this many features."
+            f"{MAX_EXACT_FEATURES}. Use kernel_shap or permutation_shap for this many features, "
+            "or groups= to make fewer players."
         )
     mesh = check_mesh(mesh)
+    instance_ids, shared_ids = group_args(problem)
     values, base, finite = contract.call(
         _exact,
         problem.model,
         problem.params,
         problem.X,
-        problem.background,
-        problem.weights,
+        problem.fill,
+        instance_ids,
+        shared_ids,
+        M=M,
         link=link,
         batch_size=problem.batch_size,
         mesh=mesh,
@@ -133,19 +158,18 @@ def exact_shapley(
     return finish(problem, values, base, method="exact_shapley", finite=finite)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "link", "batch_size", "mesh"))
-def _exact(model, params, X, background, weights, *, link, batch_size, mesh):
-    def local(X, shared):
-        return _exact_instances(model, *shared, X, link, batch_size)
+@functools.partial(jax.jit, static_argnames=("model", "M", "link", "batch_size", "mesh"))
+def _exact(model, params, X, fill, instance_ids, shared_ids, *, M, link, batch_size, mesh):
+    def local(instances, shared):
+        return _exact_instances(model, *shared, *instances, M, link, batch_size)
 
-    return over_instances(local, X, (params, background, weights), mesh=mesh)
+    return over_instances(local, (X, instance_ids), (params, fill, shared_ids), mesh=mesh)
 
 
-def _exact_instances(model, params, background, weights, X, link, batch_size):
-    M = X.shape[1]
+def _exact_instances(model, params, fill, shared_ids, X, instance_ids, M, link, batch_size):
     num = 2**M
-    # Bit (M - 1 - j) of a coalition's index says whether feature j is in it, so the values
-    # reshaped to (2,)*M have feature j on axis j.
+    # Bit (M - 1 - j) of a coalition's index says whether player j is in it, so the values
+    # reshaped to (2,)*M have player j on axis j.
     shifts = jnp.arange(M - 1, -1, -1, dtype=jnp.int32)
 
     def masks(idx):
@@ -153,18 +177,22 @@ def _exact_instances(model, params, background, weights, X, link, batch_size):
 
     bits = np.indices((2,) * M).reshape(M, -1)
     sizes = bits.sum(axis=0).reshape((2,) * M)
-    w = jnp.asarray(shapley_weights(M), X.dtype)
+    w = shapley_weights(M)
 
-    def one(x):
-        raw = coalition_values(model, params, x, background, weights, masks, num, batch_size)
+    def one(args):
+        x, ids = args
+        ids = shared_ids if ids is None else ids
+        rows, weights = fill(x)
+        element_masks = on_elements(masks, ids, x.shape)
+        raw = coalition_values(model, params, x, rows, weights, element_masks, num, batch_size)
         v = apply_link(link, raw)
         out_shape = v.shape[1:]
         grid = v.reshape((2,) * M + out_shape)
         phi = []
         for i in range(M):
             gain = jnp.take(grid, 1, axis=i) - jnp.take(grid, 0, axis=i)
-            size_w = w[np.take(sizes, 0, axis=i)]
+            size_w = jnp.asarray(w[np.take(sizes, 0, axis=i)], v.dtype)
             phi.append(jnp.tensordot(size_w, gain, axes=M - 1, precision="highest"))
         return jnp.stack(phi), v[0], output_status(link, raw)
 
-    return map_instances(one, X, num * background.shape[0], batch_size)
+    return map_instances(one, (X, instance_ids), num * fill.num_rows, batch_size)

@@ -24,16 +24,20 @@ from xaijax.core.batching import check_mesh, evaluate, map_instances, over_insta
 from xaijax.core.contract import instance_keys
 from xaijax.core.explanation import Explanation
 from xaijax.core.lstsq import fit_surrogate, lars_active_set
-from xaijax.core.masking import Background, coalition_values
+from xaijax.core.masking import Background, Masker, coalition_values
+from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import (
     apply_link,
     check_work,
     finish,
+    group_args,
+    on_elements,
     output_status,
     prepare,
     random_subsets,
+    varying_players,
 )
 
 __all__ = [
@@ -208,7 +212,7 @@ def coalition_plan(M: int, num_samples="auto") -> CoalitionPlan:
 def kernel_shap(
     f: Callable,
     X: Float[ArrayLike, "*n m"],
-    background: Float[ArrayLike, "b m"] | Background,
+    background: Float[ArrayLike, "b m"] | Background | None = None,
     *,
     targets: Targets = None,
     key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
@@ -219,6 +223,8 @@ def kernel_shap(
     link: str = "identity",
     background_weights: Float[ArrayLike, " b"] | None = None,
     feature_names: Sequence[str] | None = None,
+    groups: ArrayLike | None = None,
+    masker: Masker | None = None,
 ) -> Explanation:
     """Kernel SHAP estimates of the interventional Shapley values of ``f`` at ``X``.
 
@@ -263,11 +269,19 @@ def kernel_shap(
         link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
             outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` weights of the background rows.
-        feature_names: optional ``M`` names.
+        feature_names: optional names of the ``M`` features (or ``G`` groups).
+        groups: optional group ids per input element (:func:`~xaijax.core.masking.as_groups`:
+            ``(M,)`` column groups, ``(H, W)`` superpixels or patches, ``(L,)`` token spans, or
+            one map per instance): the ``G`` groups are the players (``M`` is ``G`` above).
+            Needed for inputs that are not flat rows, e.g. images ``(n, H, W, C)``.
+        masker: what hidden features become, instead of ``background``: a
+            :mod:`xaijax.maskers` masker (``constant``, ``blur``, ``token``, ``background``).
 
     Returns:
         An :class:`Explanation` of kind ``"additive"``: ``values (n, M)`` or ``(n, M, K)``,
-        ``base_values`` ``(n,)`` or ``(n, K)``; extras ``num_samples`` and ``num_full_sizes``.
+        ``base_values`` ``(n,)`` or ``(n, K)``; extras ``num_samples`` and ``num_full_sizes``;
+        with ``groups``, values per group and ``extras["groups"]``,
+        ``extras["element_values"]`` (each element's group value, ``(n, *E[, K])``).
 
     Raises:
         TypeError: a non-integer ``num_samples``, a bad ``key``, ``targets`` or ``batch_size``.
@@ -295,8 +309,10 @@ def kernel_shap(
         link=link,
         targets=targets,
         batch_size=batch_size,
+        masker=masker,
+        groups=groups,
     )
-    n, M = problem.X.shape
+    n, M = problem.X.shape[0], problem.num_players
     num_features = _parse_l1_reg(l1_reg, M)
     keys = instance_keys(key, n)
     mesh = check_mesh(mesh)
@@ -309,7 +325,7 @@ def kernel_shap(
             num_samples,
             S * M * itemsize,
             problem.batch_size,
-            M * itemsize,
+            int(np.prod(problem.X.shape[1:])) * itemsize,
             f"a {S} x {M} coalition design for the least-squares fit (several times that "
             "during the solve)",
         )
@@ -319,9 +335,9 @@ def kernel_shap(
         problem.model,
         problem.params,
         problem.X,
-        problem.background,
-        problem.weights,
+        problem.fill,
         keys,
+        *group_args(problem),
         M=M,
         num_samples=num_samples,
         num_features=num_features,
@@ -359,30 +375,50 @@ def _parse_l1_reg(l1_reg, M: int) -> int | None:
     jax.jit,
     static_argnames=("model", "M", "num_samples", "num_features", "link", "batch_size", "mesh"),
 )
-def _kernel(model, params, X, background, weights, keys, *, mesh, **options):
+def _kernel(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **options):
     # options: M, num_samples, num_features, link, batch_size (static, passed through).
     def local(instances, shared):
         return _kernel_instances(model, *shared, *instances, **options)
 
-    return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
+    return over_instances(local, (X, keys, instance_ids), (params, fill, shared_ids), mesh=mesh)
 
 
 def _kernel_instances(
-    model, params, background, weights, X, keys, *, M, num_samples, num_features, link, batch_size
+    model,
+    params,
+    fill,
+    shared_ids,
+    X,
+    keys,
+    instance_ids,
+    *,
+    M,
+    num_samples,
+    num_features,
+    link,
+    batch_size,
 ):
-    dtype = X.dtype
+    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.dtype(float_dtype())
     fx_raw = evaluate(model, params, X, batch_size=batch_size)
-    fnull_raw = jnp.einsum(
-        "b...,b->...",
-        evaluate(model, params, background, batch_size=batch_size),
-        weights,
-        precision="highest",
-    )
+    if fill.kind == "rows":  # one background for all: its mean output once
+        rows, weights = fill(X[0])
+        fnull_raw = jnp.einsum(
+            "b...,b->...",
+            evaluate(model, params, rows, batch_size=batch_size),
+            weights,
+            precision="highest",
+        )
+        null_status = output_status(link, fnull_raw)
+        fnull_raw = jnp.broadcast_to(fnull_raw, fx_raw.shape)
+    else:  # one fill row per instance (a constant, a blurred copy): f of it
+        fill_rows = jax.vmap(lambda x: fill(x)[0][0])(X)
+        fnull_raw = evaluate(model, params, fill_rows, batch_size=batch_size)
+        null_status = output_status(link, fnull_raw, rows=True)
     fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
-    base = jnp.broadcast_to(fnull, fx.shape)
-    finite = jnp.maximum(output_status(link, fx_raw, rows=True), output_status(link, fnull_raw))
+    base = fnull
+    finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
     if M == 1:
-        return (fx - fnull[None])[:, None], base, finite
+        return (fx - fnull)[:, None], base, finite
 
     plan = coalition_plan(M, num_samples)
     fixed = jnp.asarray(plan.fixed_masks)
@@ -424,15 +460,25 @@ def _kernel_instances(
         return jnp.where(any_active & active.reshape((M,) + (1,) * (phi.ndim - 1)), phi, 0.0)
 
     def one(args):
-        x, key, fx_i = args
+        x, key, fx_i, fnull_i, ids = args
+        ids = shared_ids if ids is None else ids
         masks = jnp.concatenate([fixed, sample(key)]) if plan.num_random else fixed
+        rows, weights = fill(x)
         v = coalition_values(
-            model, params, x, background, weights, lambda i: masks[i], S, batch_size
+            model,
+            params,
+            x,
+            rows,
+            weights,
+            on_elements(lambda i: masks[i], ids, x.shape),
+            S,
+            batch_size,
         )
-        y = apply_link(link, v) - fnull[None]
-        d = fx_i - fnull
-        # A feature equal to every background row cannot change the model: a dummy, fixed at 0.
-        varying = jnp.any(background != x[None, :], axis=0)
+        y = apply_link(link, v) - fnull_i[None]
+        d = fx_i - fnull_i
+        # A player whose elements equal every fill row cannot change the model: a dummy, fixed
+        # at 0 (so is an empty group of an instance with fewer groups than G).
+        varying = varying_players(x, rows, ids, M)
         A = masks.astype(dtype) * varying.astype(dtype)[None, :]
         if num_features is None:
             phi = fit(A, y, d, varying)  # every output in one solve
@@ -446,7 +492,9 @@ def _kernel_instances(
                 )(y, d, active)
         return phi, output_status(link, v)
 
-    values, ok = map_instances(one, (X, keys, fx), S * background.shape[0], batch_size)
+    values, ok = map_instances(
+        one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
+    )
     return values, base, jnp.maximum(finite, ok)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import ArrayLike, Float, Key, UInt32
 
@@ -17,13 +18,15 @@ from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.contract import check_int, instance_keys
 from xaijax.core.explanation import Explanation
-from xaijax.core.masking import Background, coalition_values
+from xaijax.core.masking import Background, Masker, coalition_values
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import (
     apply_link,
     check_work,
     finish,
+    group_args,
+    on_elements,
     output_status,
     prepare,
     random_orders,
@@ -37,7 +40,7 @@ __all__ = ["permutation_shap"]
 def permutation_shap(
     f: Callable,
     X: Float[ArrayLike, "*n m"],
-    background: Float[ArrayLike, "b m"] | Background,
+    background: Float[ArrayLike, "b m"] | Background | None = None,
     *,
     targets: Targets = None,
     key: Key[ArrayLike, "*n"] | UInt32[ArrayLike, "*n 2"],
@@ -47,6 +50,8 @@ def permutation_shap(
     link: str = "identity",
     background_weights: Float[ArrayLike, " b"] | None = None,
     feature_names: Sequence[str] | None = None,
+    groups: ArrayLike | None = None,
+    masker: Masker | None = None,
 ) -> Explanation:
     """Shapley values from marginal contributions along random feature orders, forward and reverse.
 
@@ -77,7 +82,10 @@ def permutation_shap(
         link: ``"identity"`` or ``"logit"`` (attribute log-odds of a probability output;
             outputs outside ``(0, 1)``, including exactly 0 or 1, raise ``ValueError``).
         background_weights: optional ``(B,)`` weights.
-        feature_names: optional ``M`` names.
+        feature_names: optional names of the ``M`` features (or ``G`` groups).
+        groups: optional group ids per input element (as :func:`exact_shapley`'s): the groups
+            are the players; values per group, ``extras["element_values"]`` per element.
+        masker: what hidden features become, instead of ``background`` (:mod:`xaijax.maskers`).
 
     Returns:
         An :class:`Explanation` of kind ``"additive"`` like :func:`exact_shapley`'s; extra
@@ -113,8 +121,10 @@ def permutation_shap(
         link=link,
         targets=targets,
         batch_size=batch_size,
+        masker=masker,
+        groups=groups,
     )
-    n, M = problem.X.shape
+    n, M = problem.X.shape[0], problem.num_players
     keys = instance_keys(key, n)
     mesh = check_mesh(mesh)
     itemsize = problem.X.dtype.itemsize
@@ -125,7 +135,7 @@ def permutation_shap(
         num_permutations,
         num_coalitions * outputs * itemsize + num_permutations * M * 4,
         problem.batch_size,
-        M * itemsize,
+        int(np.prod(problem.X.shape[1:])) * itemsize,
         f"{num_coalitions} coalition values and {num_permutations} orders of {M} features",
     )
     values, base, finite = contract.call(
@@ -133,9 +143,10 @@ def permutation_shap(
         problem.model,
         problem.params,
         problem.X,
-        problem.background,
-        problem.weights,
+        problem.fill,
         keys,
+        *group_args(problem),
+        M=M,
         num_permutations=num_permutations,
         link=link,
         batch_size=problem.batch_size,
@@ -146,51 +157,66 @@ def permutation_shap(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("model", "num_permutations", "link", "batch_size", "mesh")
+    jax.jit, static_argnames=("model", "M", "num_permutations", "link", "batch_size", "mesh")
 )
-def _permutation(
-    model, params, X, background, weights, keys, *, num_permutations, link, batch_size, mesh
-):
+def _permutation(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **options):
+    # options: M, num_permutations, link, batch_size (static, passed through).
     def local(instances, shared):
-        params, background, weights = shared
-        return _permutation_instances(
-            model, params, *instances, background, weights, num_permutations, link, batch_size
-        )
+        return _permutation_instances(model, *shared, *instances, **options)
 
-    return over_instances(local, (X, keys), (params, background, weights), mesh=mesh)
+    return over_instances(local, (X, keys, instance_ids), (params, fill, shared_ids), mesh=mesh)
 
 
 def _permutation_instances(
-    model, params, X, keys, background, weights, num_permutations, link, batch_size
+    model,
+    params,
+    fill,
+    shared_ids,
+    X,
+    keys,
+    instance_ids,
+    *,
+    M,
+    num_permutations,
+    link,
+    batch_size,
 ):
-    M = X.shape[1]
     P = num_permutations
 
     def one(args):
-        x, key = args
-        # rank[p, i] = position of feature i in order p (a uniformly random order).
+        x, key, ids = args
+        ids = shared_ids if ids is None else ids
+        # rank[p, i] = position of player i in order p (a uniformly random order).
         rank = ranks_of(random_orders(key, P, M))
 
         def masks(idx):
             p, t = idx // (2 * M + 1), idx % (2 * M + 1)
             r = rank[p]  # (c, M)
-            # steps 0..M switch features on in order; steps M..2M switch them off in order.
+            # steps 0..M switch players on in order; steps M..2M switch them off in order.
             forward = r < t[:, None]
             backward = r >= (t - M)[:, None]
             return jnp.where((t <= M)[:, None], forward, backward)
 
+        rows, weights = fill(x)
         raw = coalition_values(
-            model, params, x, background, weights, masks, P * (2 * M + 1), batch_size
+            model,
+            params,
+            x,
+            rows,
+            weights,
+            on_elements(masks, ids, x.shape),
+            P * (2 * M + 1),
+            batch_size,
         )
         v = apply_link(link, raw).reshape((P, 2 * M + 1) + raw.shape[1:])
         gains = jnp.diff(v, axis=1)  # gains[:, t] = v[t + 1] - v[t]
-        # Feature i enters at forward step rank_i and leaves at backward step M + rank_i.
+        # Player i enters at forward step rank_i and leaves at backward step M + rank_i.
         enter = jnp.take_along_axis(gains, _expand(rank, gains.ndim), axis=1)
         leave = jnp.take_along_axis(gains, _expand(rank + M, gains.ndim), axis=1)
         phi = (enter - leave).sum(axis=0) / (2 * P)
         return phi, v[0, 0], output_status(link, raw)
 
-    return map_instances(one, (X, keys), P * (2 * M + 1) * background.shape[0], batch_size)
+    return map_instances(one, (X, keys, instance_ids), P * (2 * M + 1) * fill.num_rows, batch_size)
 
 
 def _expand(index, ndim):
