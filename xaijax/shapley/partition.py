@@ -47,8 +47,9 @@ from jaxtyping import ArrayLike, Float
 from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.hierarchy import Tree, check_clustering, tree_tables
-from xaijax.core.masking import coalition_values
+from xaijax.core.hierarchy import Tree, check_clustering, image_hierarchy, tree_tables
+from xaijax.core.masking import Masker, coalition_values
+from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import check_work, finish, output_status, prepare
@@ -56,9 +57,159 @@ from xaijax.shapley.coalitions import check_work, finish, output_status, prepare
 __all__ = ["partition_shap", "full_budget", "owen_plan", "OwenPlan"]
 
 
-# Each instance's queue holds at most this many bytes of contexts (a context is one leaf
-# interval per level of the hierarchy); more is refused up front, naming max_evals.
-MAX_QUEUE_BYTES = 2**28
+DEFAULT_MAX_EVALS = 500  # shap's PartitionExplainer default
+
+
+@explainer(kind="additive", reference="masker")
+def partition_shap(
+    f: Callable,
+    X: Float[ArrayLike, "*n ..."],
+    masker: Masker,
+    *,
+    max_evals: int = DEFAULT_MAX_EVALS,
+    targets: Targets = None,
+    batch_size: int | None = None,
+    mesh: Mesh | None = None,
+    groups: ArrayLike | None = None,
+    evals_per_step: int = 10,
+    feature_names: Sequence[str] | None = None,
+) -> Explanation:
+    """Owen values of ``f`` at ``X`` over a hierarchy of features, as ``shap.PartitionExplainer``.
+
+    Shapley values computed recursively down a binary hierarchy (the masker's): at each split
+    the two halves are the players, scored with the features outside the node off and on, so
+    groups of features get the credit they would get as one player (Owen values). With a budget
+    that covers the whole recursion (:func:`full_budget` ``+ 2`` evaluations: for a balanced
+    hierarchy over ``G`` leaves about ``2 G^2 / 3``) the values are the exact Owen values of the
+    binary hierarchy. A smaller ``max_evals`` expands the node-context pairs with the largest
+    effect first (shap's best-first queue, ``evals_per_step`` masks at a time) and shares the
+    effect of each pair left unexpanded equally among its leaves. The values equal shap's, at
+    any budget, up to the order of exactly tied effects (shap breaks ties at random, this
+    function by queue order). Local accuracy holds at every budget:
+    ``values.sum(1) + base_values == f(X)``.
+
+    Args:
+        f: the model, ``f(X: (n, *input_shape)) -> (n,)`` or ``(n, K)``: a JAX function, an
+            ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable (run on
+            the host).
+        X: one instance or a batch ``(n, *input_shape)``.
+        masker: a masker with a hierarchy: :func:`xaijax.maskers.partition` (background rows
+            and a SciPy linkage over the features, as ``shap.maskers.Partition``) or
+            :func:`xaijax.maskers.image` (a constant or blur, and shap's recursive halving of
+            the image into rectangles, as ``shap.maskers.Image``), or any masker built with
+            ``clustering=``.
+        max_evals: model evaluations per instance (each averaged over the masker's rows),
+            ``f(x)`` and the base value included, as shap counts them (default 500).
+        targets: which output to explain: ``None`` (all outputs; the queue follows the largest
+            effect over them, as shap's), an int, ``(n,)`` ints (the queue follows that output,
+            as shap's ``outputs=``), or a callable on the model outputs.
+        batch_size: most model rows evaluated at once (per device); ``None`` picks a default.
+        mesh: optional :class:`jax.sharding.Mesh` to shard the instances over.
+        groups: optional group ids (:func:`~xaijax.core.masking.as_groups`): the hierarchy's
+            leaves are then these ``G`` groups (``clustering`` must be over ``G``); by default
+            every input element is a leaf (the features of a row, or each pixel and channel of
+            an image, as shap's maskers).
+        evals_per_step: masks scored per step of the best-first expansion (shap's
+            ``batch_size``, default 10). Below the full budget, the order of expansion, and so
+            the values, depend on it; set it as shap's to reproduce shap's values.
+        feature_names: optional names of the leaves (features or groups).
+
+    Returns:
+        An :class:`Explanation` of kind ``"additive"``: ``values (n, G)`` or ``(n, G, K)`` per
+        leaf, ``base_values`` ``(n,)`` or ``(n, K)`` (the model with every leaf hidden).
+        Extras: ``num_evals`` (model evaluations per instance, ``f(x)`` and the base value
+        included), and for inputs that are not flat rows (or with ``groups``)
+        ``element_values``, the values on the input's elements ``(n, *input_shape[, K])`` (the
+        shape of shap's values for images).
+
+    Raises:
+        TypeError: a non-integer ``max_evals`` or ``evals_per_step``; a masker of another type.
+        ValueError: a masker without a hierarchy, a ``clustering`` that is not a linkage matrix
+            over the leaves (naming ``clustering``), ``max_evals < 4``, an image masker built
+            for another shape (naming ``masker``), bad shapes or NaN inputs, or a model that
+            returns NaN or inf (naming the instances).
+
+    References:
+        Owen, "Values of games with a priori unions", 1977. Lundberg & Lee, "A Unified Approach
+        to Interpreting Model Predictions", NeurIPS 2017 (shap's Partition explainer).
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np, xaijax as xj
+        >>> f = lambda X: X[:, 0] * X[:, 1] + X[:, 2]
+        >>> Z = np.array([[0, 1, 0.5, 2], [2, 3, 1.0, 3]])  # (0, 1) merged first, then 2
+        >>> masker = xj.maskers.partition(np.zeros((1, 3)), clustering=Z)
+        >>> exp = xj.partition_shap(f, np.array([1.0, 2.0, 3.0]), masker)
+        >>> [round(float(v), 4) for v in exp.values]
+        [1.0, 1.0, 3.0]
+    """
+    max_evals = _check_int("max_evals", max_evals, 4)
+    evals_per_step = _check_int("evals_per_step", evals_per_step, 1)
+    if not isinstance(masker, Masker):
+        raise TypeError(
+            "masker must be a masker with a hierarchy: xaijax.maskers.partition(rows, "
+            f"clustering=Z) or xaijax.maskers.image(mask_value, shape); got {type(masker).__name__}"
+        )
+    if masker.clustering is None and masker.hierarchy != "image":
+        raise ValueError(
+            "masker has no hierarchy: partition_shap needs xaijax.maskers.partition(rows, "
+            "clustering=Z) (a SciPy linkage over the features) or xaijax.maskers.image(...)"
+        )
+    if masker.hierarchy == "image" and groups is not None:
+        raise ValueError(
+            "groups cannot be combined with an image masker, whose hierarchy's leaves are the "
+            "image's elements; pass a masker with clustering= over the groups instead"
+        )
+    X_arr = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
+    if masker.has_rows:
+        element_shape = tuple(np.shape(masker.value)[1:])
+    elif masker.shape is not None:
+        element_shape = tuple(masker.shape)
+        if X_arr.shape[-len(element_shape) :] != element_shape:
+            raise ValueError(
+                f"masker was built for images of shape {element_shape}; X has shape {X_arr.shape}"
+            )
+    else:
+        element_shape = X_arr.shape[1:] if X_arr.ndim == 4 else X_arr.shape
+    if groups is None and len(element_shape) != 1:
+        # Every element is a leaf, numbered in flat (C) order as shap's maskers number them.
+        groups = np.arange(int(np.prod(element_shape)), dtype=np.int32).reshape(element_shape)
+    problem = prepare(
+        f,
+        X_arr,
+        None,
+        feature_names=feature_names,
+        targets=targets,
+        batch_size=batch_size,
+        tabular=groups is None,
+        masker=masker,
+        groups=groups,
+    )
+    G = problem.num_players
+    if masker.hierarchy == "image":
+        Z = image_hierarchy(problem.X.shape[1:])
+    else:
+        Z = check_clustering(masker.clustering, G)
+    ids = problem.groups.ids if problem.groups is not None else np.arange(G)[None]
+    mesh = check_mesh(mesh)
+    values, base, status, evals = contract.call(
+        _owen_values,
+        problem.model,
+        problem.params,
+        problem.X,
+        problem.fill,
+        Z,
+        ids,
+        problem.targets.indices,
+        max_evals=max_evals,
+        evals_per_step=evals_per_step,
+        batch_size=problem.batch_size,
+        mesh=mesh,
+    )
+    out_shape = problem.model.output_shape
+    values = np.asarray(values).reshape(values.shape[:2] + out_shape)
+    base = np.asarray(base).reshape(base.shape[:1] + out_shape)
+    extras = {"num_evals": np.asarray(evals) + 2}
+    return finish(problem, values, base, method="partition_shap", extras=extras, finite=status)
 
 
 class OwenPlan(NamedTuple):
@@ -258,23 +409,21 @@ def _scorer(model, params, x, fill, position, num_leaves, batch_size):
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_leaves", "batch_size", "mesh"))
-def _full(model, params, fill, X, position, plan, tree, *, num_leaves, batch_size, mesh):
+def _full(model, params, fill, X, positions, position, plan, tree, *, num_leaves, batch_size, mesh):
     T = plan.intervals.shape[0]
 
     def local(sharded, shared):
-        params, fill, plan, tree = shared
-        return map_instances(
-            functools.partial(_full_one, model, params, fill, plan, tree, num_leaves, batch_size),
-            sharded,
-            T * fill.num_rows,
-            batch_size,
-        )
+        one = functools.partial(_full_one, model, shared, num_leaves, batch_size)
+        return map_instances(one, sharded, T * fill.num_rows, batch_size)
 
-    return over_instances(local, (X, position), (params, fill, plan, tree), mesh=mesh)
+    shared = (params, fill, position, plan, tree)
+    return over_instances(local, (X, positions), shared, mesh=mesh)
 
 
-def _full_one(model, params, fill, plan, tree, num_leaves, batch_size, args):
+def _full_one(model, shared, num_leaves, batch_size, args):
+    params, fill, position, plan, tree = shared
     x, pos = args
+    pos = position if pos is None else pos
     score = _scorer(model, params, x, fill, pos, num_leaves, batch_size)
     v, status = score(plan.intervals)  # (T, K)
     credit = jax.ops.segment_sum(
@@ -316,6 +465,7 @@ def _budgeted(
     params,
     fill,
     X,
+    positions,
     position,
     targets,
     tree,
@@ -332,8 +482,9 @@ def _budgeted(
     root = 2 * G - 2
 
     def one(shared, args):
-        params, fill, tree = shared
+        params, fill, position, tree = shared
         x, pos, target = args
+        pos = position if pos is None else pos
         score = _scorer(model, params, x, fill, pos, G, batch_size)
         span = jnp.stack([tree.lo, tree.hi], axis=1)  # (2G - 1, 2)
         ends = jnp.zeros((2, D + 1, 2), jnp.int32).at[1, D].set(span[root])
@@ -362,7 +513,8 @@ def _budgeted(
             # random one in shap.
             num = jnp.minimum(jnp.sum(q.order > -jnp.inf), (budget - q.evals + 1) // 2)
             num = jnp.minimum(num, P)
-            _, idx = jax.lax.top_k(q.order, P)
+            # NaN scores (refused after the call) must not stall the queue.
+            _, idx = jax.lax.top_k(jnp.where(q.order > -jnp.inf, q.order, -jnp.inf), P)
             valid = jnp.arange(P) < num
             u = q.node[idx]
             L, R, d = tree.left[u], tree.right[u], tree.depth[u]
@@ -418,7 +570,8 @@ def _budgeted(
         rows = 2 * P * shared[1].num_rows
         return map_instances(functools.partial(one, shared), sharded, rows, batch_size)
 
-    return over_instances(local, (X, position, targets), (params, fill, tree), mesh=mesh)
+    shared = (params, fill, position, tree)
+    return over_instances(local, (X, positions, targets), shared, mesh=mesh)
 
 
 def _check_int(name: str, value, least: int) -> int:
@@ -435,7 +588,7 @@ def _owen_values(
     X,
     fill,
     Z,
-    position,
+    ids,
     target_indices,
     *,
     max_evals: int,
@@ -456,7 +609,9 @@ def _owen_values(
     itemsize = X.dtype.itemsize
     row_bytes = int(np.prod(X.shape[1:])) * itemsize
     arrays = _tree_arrays(tree)
-    pos = np.asarray(tree.position, np.int32)[position]
+    # Each element's leaf as its depth-first position: shared (*E) or per instance (n, *E).
+    pos = np.asarray(tree.position, np.int32)[ids]
+    positions, position = (None, pos[0]) if pos.shape[0] == 1 else (pos, None)
     if plan is None:
         plan = "full" if budget >= full_budget(Z) else "budgeted"
     if plan == "full":
@@ -474,7 +629,8 @@ def _owen_values(
             params,
             fill,
             X,
-            pos,
+            positions,
+            position,
             steps,
             arrays,
             num_leaves=G,
@@ -498,7 +654,8 @@ def _owen_values(
         params,
         fill,
         X,
-        pos,
+        positions,
+        position,
         targets,
         arrays,
         num_leaves=G,
