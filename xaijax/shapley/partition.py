@@ -453,7 +453,6 @@ class _Queue(NamedTuple):
         "model",
         "num_leaves",
         "max_depth",
-        "budget",
         "capacity",
         "per_step",
         "batch_size",
@@ -469,10 +468,10 @@ def _budgeted(
     position,
     targets,
     tree,
+    budget,
     *,
     num_leaves,
     max_depth,
-    budget,
     capacity,
     per_step,
     batch_size,
@@ -482,7 +481,7 @@ def _budgeted(
     root = 2 * G - 2
 
     def one(shared, args):
-        params, fill, position, tree = shared
+        params, fill, position, tree, budget = shared
         x, pos, target = args
         pos = position if pos is None else pos
         score = _scorer(model, params, x, fill, pos, G, batch_size)
@@ -570,7 +569,7 @@ def _budgeted(
         rows = 2 * P * shared[1].num_rows
         return map_instances(functools.partial(one, shared), sharded, rows, batch_size)
 
-    shared = (params, fill, position, tree)
+    shared = (params, fill, position, tree, budget)
     return over_instances(local, (X, positions, targets), shared, mesh=mesh)
 
 
@@ -639,7 +638,9 @@ def _owen_values(
         )
     per_step = -(-evals_per_step // 2)
     expansions = min(-(-budget // 2), math.ceil(min(full_budget(Z), 2.0**62) / 2))
-    capacity = 1 + 4 * max(1, expansions)
+    # Room for every entry the budget can queue, rounded up to a power of two so that nearby
+    # budgets share one compiled program (the budget itself is a traced argument).
+    capacity = 1 + 4 * max(8, 1 << (max(1, expansions) - 1).bit_length())
     check_work(
         "max_evals",
         max_evals,
@@ -658,9 +659,9 @@ def _owen_values(
         position,
         targets,
         arrays,
+        np.int32(budget),
         num_leaves=G,
         max_depth=D,
-        budget=budget,
         capacity=capacity,
         per_step=per_step,
         batch_size=batch_size,
