@@ -261,6 +261,18 @@ def test_bad_options_are_named():
         xj.partition_shap(cnn, images, xj.maskers.image(0.0), groups=xj.patch_groups((4, 4), 2))
 
 
+def test_a_budget_too_large_to_queue_is_refused_up_front():
+    """A chain over 40 features needs 2^39 evaluations for the full recursion; a queue for a
+    budget of 10^9 would take gigabytes per instance."""
+    G = 40
+    chain = [[0, 1, 1.0, 2]] + [[i + 1, G + i - 1, 1.0 + i, i + 2] for i in range(1, G - 1)]
+    x, bg = np.zeros(G, np.float32), np.ones((2, G), np.float32)
+    masker = xj.maskers.partition(bg, clustering=np.array(chain))
+    assert partition.full_budget(np.array(chain)) > 2**38
+    with pytest.raises(ValueError, match="max_evals"):
+        xj.partition_shap(lambda X: X.sum(1), x, masker, max_evals=10**9)
+
+
 def test_check_clustering_and_tree_tables():
     Zc = check_clustering(Z, M)
     tree = tree_tables(Zc)

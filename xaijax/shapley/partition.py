@@ -15,11 +15,12 @@ Two compiled programs:
 * **full budget** (``max_evals`` covers every expansion): the entries are known from the
   hierarchy alone, so every mask is planned on the host and scored in chunks of ``batch_size``
   model rows, and the values are a fixed linear combination of the scores;
-* **partial budget**: the expansion order depends on the scores. A ``lax.while_loop`` per
-  instance keeps the queue as fixed-size arrays; each step takes the best ``evals_per_step / 2``
-  queued entries (``lax.top_k``), scores their ``evals_per_step`` masks, and queues their
-  children, exactly as shap's loop takes its batch of ``batch_size`` masks from its heap. Many
-  instances step together (vmapped).
+* **partial budget**: the expansion order depends on the scores. Each instance keeps its queue
+  as fixed-size arrays; each step takes its best ``evals_per_step / 2`` queued entries
+  (``lax.top_k``), scores their ``evals_per_step`` masks, and queues their children, exactly as
+  shap's loop takes its batch of ``batch_size`` masks from its heap. One ``lax.while_loop``
+  steps a chunk of instances together (the step vmapped, the model called once per step for
+  all of them) until every instance has spent its budget or emptied its queue.
 
 A context (the features on outside an entry's node) is the union of the siblings switched on
 along the path from the root, at most one per level. Leaves are numbered in depth-first order,
@@ -660,15 +661,15 @@ def _owen_values(
     if plan is None:
         plan = "full" if budget >= full_budget(Z) else "budgeted"
     if plan == "full":
-        steps = owen_plan(Z)
         check_work(
             "max_evals",
             max_evals,
-            steps.intervals.nbytes,
+            int(min(full_budget(Z) + 2, 2.0**62)) * (D + 1) * 2 * 4,
             batch_size,
             row_bytes,
             "a plan of every mask of the full recursion",
         )
+        steps = owen_plan(Z)
         return _full(
             model,
             params,
