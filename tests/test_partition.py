@@ -11,7 +11,7 @@ import shap
 from scipy.cluster.hierarchy import linkage
 
 import xaijax as xj
-from xaijax.core.hierarchy import check_clustering, image_hierarchy, tree_tables
+from xaijax.core.hierarchy import check_clustering, feature_hierarchy, image_hierarchy, tree_tables
 from xaijax.core.model import as_model
 from xaijax.shapley import partition
 
@@ -155,6 +155,21 @@ def test_a_target_orders_the_queue_as_shaps_outputs():
     assert not np.allclose(every.values[..., 1], ours.values, atol=1e-4)  # another queue order
 
 
+def test_background_rows_get_shaps_correlation_hierarchy():
+    """``shap.PartitionExplainer(f, rows)`` masks with ``Partition(rows)``: single linkage of
+    the columns' correlation distances (shap jitters the rows by 1e-8: the same merges)."""
+    rows = BG @ RNG.normal(size=(M, M)).astype(np.float32)  # correlated columns
+    Zc = feature_hierarchy(rows)
+    np.testing.assert_array_equal(
+        Zc[:, [0, 1, 3]], shap.maskers.Partition(rows).clustering[:, [0, 1, 3]]
+    )
+    ours = xj.partition_shap(mlp, X, rows, max_evals=26)
+    theirs = shap.PartitionExplainer(mlp_np, rows)(X, max_evals=26, silent=True)
+    np.testing.assert_allclose(ours.values, theirs.values, atol=1e-5)
+    weighted = xj.partition_shap(mlp, X, xj.Background(rows, np.ones(5)), max_evals=26)
+    np.testing.assert_allclose(weighted.values, ours.values, atol=1e-6)
+
+
 @pytest.mark.parametrize(("shape", "max_evals"), [((2, 2, 3), 10**4), ((5, 6, 3), 300)])
 def test_image_equals_shap_per_pixel(shape, max_evals):
     images = RNG.uniform(size=(2,) + shape).astype(np.float32)
@@ -251,9 +266,9 @@ def test_bad_options_are_named():
     with pytest.raises(ValueError, match="evals_per_step"):
         xj.partition_shap(mlp, X, masker, evals_per_step=0)
     with pytest.raises(ValueError, match="masker"):
-        xj.partition_shap(mlp, X, xj.maskers.background(BG))
+        xj.partition_shap(mlp, X, xj.maskers.constant(0.0))
     with pytest.raises(TypeError, match="masker"):
-        xj.partition_shap(mlp, X, BG)
+        xj.partition_shap(mlp, X, 0.5)
     images = np.zeros((2, 4, 4, 3), np.float32)
     with pytest.raises(ValueError, match="masker"):
         xj.partition_shap(cnn, images, xj.maskers.image(0.0, (4, 5, 3)))

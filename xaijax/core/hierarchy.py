@@ -22,7 +22,7 @@ import numpy as np
 
 from xaijax.core.registry import register_cache
 
-__all__ = ["Tree", "check_clustering", "tree_tables", "image_hierarchy"]
+__all__ = ["Tree", "check_clustering", "feature_hierarchy", "image_hierarchy", "tree_tables"]
 
 
 class Tree(NamedTuple):
@@ -218,3 +218,29 @@ def image_hierarchy(shape) -> np.ndarray:
             f"shape must be an image shape (H, W, C) with at least 2 elements; got {shape}"
         )
     return _image_hierarchy(shape)
+
+
+def feature_hierarchy(rows, *, metric: str = "correlation") -> np.ndarray:
+    """``shap.maskers.Partition(rows)``'s default hierarchy of the ``M`` features: single
+    linkage of the ``metric`` distances between the columns of ``rows`` (``(B, M)``).
+
+    shap adds ``1e-8`` Gaussian noise to the rows first (from NumPy's global random state); here
+    the distances are exact and a column with no variance (an undefined correlation) is at
+    distance 1 from every other, so the hierarchy is the same on every call.
+
+    Example:
+        >>> rows = np.array([[0.0, 0.1, 5.0], [1.0, 1.1, 3.0], [2.0, 2.3, 4.0]])
+        >>> feature_hierarchy(rows)[:, :2].tolist()  # columns 0 and 1 first
+        [[0.0, 1.0], [2.0, 3.0]]
+    """
+    from scipy.cluster import hierarchy
+    from scipy.spatial import distance
+
+    X = np.asarray(rows, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] < 2:
+        raise ValueError(
+            f"a feature hierarchy needs rows (B, M) with M >= 2 features; got shape {X.shape}"
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = distance.pdist(X.T, metric)
+    return hierarchy.single(np.nan_to_num(d, nan=1.0))

@@ -33,6 +33,7 @@ are built from intervals on the fly, never stored.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -48,8 +49,14 @@ from jaxtyping import ArrayLike, Float
 from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.hierarchy import Tree, check_clustering, image_hierarchy, tree_tables
-from xaijax.core.masking import Masker, coalition_values
+from xaijax.core.hierarchy import (
+    Tree,
+    check_clustering,
+    feature_hierarchy,
+    image_hierarchy,
+    tree_tables,
+)
+from xaijax.core.masking import Masker, as_background, as_masker, coalition_values
 from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
@@ -95,10 +102,13 @@ def partition_shap(
             the host).
         X: one instance or a batch ``(n, *input_shape)``.
         masker: a masker with a hierarchy: :func:`xaijax.maskers.partition` (background rows
-            and a SciPy linkage over the features, as ``shap.maskers.Partition``) or
+            and a SciPy linkage over the features, as ``shap.maskers.Partition``),
             :func:`xaijax.maskers.image` (a constant or blur, and shap's recursive halving of
             the image into rectangles, as ``shap.maskers.Image``), or any masker built with
-            ``clustering=``.
+            ``clustering=``. Background rows ``(B, M)`` (or a :class:`~xaijax.Background`)
+            get shap's default hierarchy for them, the single-linkage clustering of their
+            columns' correlation distances
+            (:func:`~xaijax.core.hierarchy.feature_hierarchy`).
         max_evals: model evaluations per instance (each averaged over the masker's rows),
             ``f(x)`` and the base value included, as shap counts them (default 500).
         targets: which output to explain: ``None`` (all outputs; the queue follows the largest
@@ -145,16 +155,7 @@ def partition_shap(
     """
     max_evals = _check_int("max_evals", max_evals, 4)
     evals_per_step = _check_int("evals_per_step", evals_per_step, 1)
-    if not isinstance(masker, Masker):
-        raise TypeError(
-            "masker must be a masker with a hierarchy: xaijax.maskers.partition(rows, "
-            f"clustering=Z) or xaijax.maskers.image(mask_value, shape); got {type(masker).__name__}"
-        )
-    if masker.clustering is None and masker.hierarchy != "image":
-        raise ValueError(
-            "masker has no hierarchy: partition_shap needs xaijax.maskers.partition(rows, "
-            "clustering=Z) (a SciPy linkage over the features) or xaijax.maskers.image(...)"
-        )
+    masker = _with_hierarchy(masker, groups)
     if masker.hierarchy == "image" and groups is not None:
         raise ValueError(
             "groups cannot be combined with an image masker, whose hierarchy's leaves are the "
@@ -162,7 +163,7 @@ def partition_shap(
         )
     X_arr = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
     if masker.has_rows:
-        element_shape = tuple(np.shape(masker.value)[1:])
+        element_shape = as_background(masker.value, masker.weights)[0].shape[1:]
     elif masker.shape is not None:
         element_shape = tuple(masker.shape)
         if X_arr.shape[-len(element_shape) :] != element_shape:
@@ -211,6 +212,29 @@ def partition_shap(
     base = np.asarray(base).reshape(base.shape[:1] + out_shape)
     extras = {"num_evals": np.asarray(evals) + 2}
     return finish(problem, values, base, method="partition_shap", extras=extras, finite=status)
+
+
+def _with_hierarchy(masker, groups) -> Masker:
+    """``masker`` as a :class:`Masker` with a hierarchy: background rows (or a background
+    masker) without one get shap's default, the correlation clustering of their columns."""
+    if masker is None or isinstance(masker, (numbers.Number, str)):
+        raise TypeError(
+            "masker must be a masker with a hierarchy: xaijax.maskers.partition(rows, "
+            "clustering=Z), xaijax.maskers.image(mask_value, shape), or background rows (B, M) "
+            f"(clustered by correlation, as shap.maskers.Partition(rows)); got {masker!r}"
+        )
+    masker = as_masker(masker)
+    if masker.clustering is not None or masker.hierarchy == "image":
+        return masker
+    if masker.has_rows and groups is None:
+        rows, _ = as_background(masker.value, masker.weights)
+        if rows.ndim == 2 and rows.shape[1] >= 2:
+            return dataclasses.replace(masker, clustering=feature_hierarchy(rows))
+    raise ValueError(
+        "masker has no hierarchy: partition_shap needs xaijax.maskers.partition(rows, "
+        "clustering=Z) (a SciPy linkage over the features or groups), background rows (B, M), "
+        "or xaijax.maskers.image(...)"
+    )
 
 
 class OwenPlan(NamedTuple):
