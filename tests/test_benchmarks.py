@@ -92,3 +92,26 @@ def test_small_model_cases_get_their_own_rows():
     (row,) = run.rows_of("kernel_shap", {"results": [kernel]})
     assert row["case"] == "jax_mlp_small: M=20, 2088 coalitions, 30 background rows"
     assert row["ratio_to_floor"] == pytest.approx(4.0 / 3.0)
+
+
+def test_perturbation_rows_read_occlusion_and_rise():
+    report = {
+        "image_shape": [224, 224, 3],
+        "occlusion": {
+            "window": [16, 16, 3],
+            "strides": [8, 8, 3],
+            "windows": 729,
+            "xaijax_ms_per_image": 100.0,
+            "floor_ms_per_image": 80.0,
+            "captum": {"ms_per_image": 800.0},
+        },
+        "rise": {
+            "num_masks": 200,
+            "cell_size": 8,
+            "xaijax_ms_per_image": 50.0,
+            "floor_ms_per_image": 40.0,
+        },
+    }
+    occ, rise = run.rows_of("perturbation", report)
+    assert occ["speedup_vs_reference"] == 8.0 and occ["ratio_to_floor"] == 1.25
+    assert rise["reference"] is None and rise["ratio_to_floor"] == 1.25

@@ -76,6 +76,8 @@ OPTIONS: dict[str, dict] = {
     "expected_gradients": {"num_samples": 8},
     "score_cam": {},
     "ablation_cam": {},
+    "occlusion": {"window": (2,)},
+    "rise": {"num_masks": 16, "cell_size": 2},
     # 8 of the full recursion's 10 + 2 evaluations: the budgeted best-first queue runs.
     "partition_shap": {"max_evals": 8},
 }
