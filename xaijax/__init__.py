@@ -67,6 +67,7 @@ from xaijax.shapley import (
     linear_shap,
     max_shap,
     max_shapley_pairs,
+    partition_shap,
     permutation_shap,
     shapley_kernel_weights,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "linear_shap",
     "max_shap",
     "max_shapley_pairs",
+    "partition_shap",
     "permutation_shap",
     "shapley_kernel_weights",
     # feature groups

@@ -36,6 +36,7 @@ import numpy as np
 from xaijax.core.batching import balanced_chunk, map_row_chunks
 from xaijax.core.contract import as_float_array
 from xaijax.core.explanation import Explanation
+from xaijax.core.hierarchy import check_clustering, image_hierarchy
 from xaijax.core.model import Model, float_dtype
 
 __all__ = [
@@ -46,11 +47,13 @@ __all__ = [
     "as_background",
     "as_groups",
     "as_masker",
+    "check_clustering",
     "coalition_values",
     "element_values",
     "expand_groups",
     "get_image_and_mask",
     "group_any",
+    "image_hierarchy",
     "patch_groups",
     "superpixel_groups",
 ]
