@@ -123,7 +123,8 @@ def rise_masks(
     Bernoulli(``p``) cells of ``cell_size`` pixels (default: 8 x 8 cells over the image) and
     a random crop offset (:func:`rise_mask`). :func:`rise` explains instance ``i`` of ``n``
     with the masks of ``jax.random.split(key, n)[i]`` (the contract's per-instance keys;
-    ``n = 1`` for one instance), so ``rise_masks(jax.random.split(key, n)[i], ...)`` are the masks it used.
+    ``n = 1`` for one instance), so ``rise_masks(jax.random.split(key, n)[i], ...)`` are the
+    masks it used.
 
     Example:
         >>> import jax
