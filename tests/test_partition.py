@@ -11,7 +11,13 @@ import shap
 from scipy.cluster.hierarchy import linkage
 
 import xaijax as xj
-from xaijax.core.hierarchy import check_clustering, feature_hierarchy, image_hierarchy, tree_tables
+from xaijax.core.hierarchy import (
+    check_clustering,
+    feature_hierarchy,
+    image_hierarchy,
+    sequence_hierarchy,
+    tree_tables,
+)
 from xaijax.core.model import as_model
 from xaijax.shapley import partition
 
@@ -297,3 +303,28 @@ def test_check_clustering_and_tree_tables():
         members = sorted(tree.position[leaves_under(node, children)])
         assert members == list(range(tree.lo[node], tree.hi[node]))
     assert tree.depth[root] == 0 and tree.size[root] == M
+
+
+def test_token_sequences_get_owen_values_over_contiguous_spans():
+    emb = np.random.default_rng(7).normal(size=(12, 3)).astype(np.float32)
+
+    def text_model(tokens):
+        e = jnp.asarray(emb)[tokens]  # (n, L, 3)
+        return jnp.tanh(e[:, :, 0].sum(1)) + e[:, 0, 1] * e[:, -1, 2]
+
+    tokens = np.array([[3, 1, 4, 1, 5], [9, 2, 6, 5, 3]])
+    exp = xj.partition_shap(text_model, tokens, xj.maskers.token(0), max_evals=10**4)
+    Zs = sequence_hierarchy(5)
+    for i, x in enumerate(tokens):
+
+        def game(S, x=x):
+            return float(np.asarray(text_model(jnp.asarray(np.where(S, x, 0)[None])))[0])
+
+        np.testing.assert_allclose(exp.values[i], brute_force_owen(game, Zs), atol=1e-5)
+    # spans as groups: tokens (0, 1), (2,), (3, 4) are the leaves
+    spans = np.array([0, 0, 1, 2, 2])
+    grouped = xj.partition_shap(text_model, tokens, xj.maskers.token(0), groups=spans)
+    assert grouped.values.shape == (2, 3)
+    np.testing.assert_allclose(
+        grouped.values.sum(1) + grouped.base_values, np.asarray(text_model(tokens)), atol=1e-5
+    )

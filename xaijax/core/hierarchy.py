@@ -22,7 +22,14 @@ import numpy as np
 
 from xaijax.core.registry import register_cache
 
-__all__ = ["Tree", "check_clustering", "feature_hierarchy", "image_hierarchy", "tree_tables"]
+__all__ = [
+    "Tree",
+    "check_clustering",
+    "feature_hierarchy",
+    "image_hierarchy",
+    "sequence_hierarchy",
+    "tree_tables",
+]
 
 
 class Tree(NamedTuple):
@@ -218,6 +225,21 @@ def image_hierarchy(shape) -> np.ndarray:
             f"shape must be an image shape (H, W, C) with at least 2 elements; got {shape}"
         )
     return _image_hierarchy(shape)
+
+
+def sequence_hierarchy(length: int) -> np.ndarray:
+    """Contiguous spans of a sequence of ``length`` tokens (or groups), halved recursively: the
+    one-row case of :func:`image_hierarchy` (``(1, length, 1)``), so a span's halves are the
+    players at each level.
+
+    Example:
+        >>> sequence_hierarchy(3).tolist()  # tokens 0 and 1 merge, then token 2 joins them
+        [[1.0, 0.0, 0.0, 2.0], [2.0, 3.0, 0.0, 3.0]]
+    """
+    length = int(length)
+    if length < 2:
+        raise ValueError(f"a hierarchy needs at least 2 tokens; got {length}")
+    return image_hierarchy((1, length, 1))
 
 
 def feature_hierarchy(rows, *, metric: str = "correlation") -> np.ndarray:

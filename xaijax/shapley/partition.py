@@ -54,6 +54,7 @@ from xaijax.core.hierarchy import (
     check_clustering,
     feature_hierarchy,
     image_hierarchy,
+    sequence_hierarchy,
     tree_tables,
 )
 from xaijax.core.masking import Masker, as_background, as_masker, coalition_values
@@ -108,7 +109,10 @@ def partition_shap(
             ``clustering=``. Background rows ``(B, M)`` (or a :class:`~xaijax.Background`)
             get shap's default hierarchy for them, the single-linkage clustering of their
             columns' correlation distances
-            (:func:`~xaijax.core.hierarchy.feature_hierarchy`).
+            (:func:`~xaijax.core.hierarchy.feature_hierarchy`). A token masker
+            (:func:`xaijax.maskers.token`) over ids ``(n, L)`` splits the sequence into halves,
+            recursively (contiguous spans: :func:`~xaijax.core.hierarchy.sequence_hierarchy`),
+            unless built with ``clustering=``.
         max_evals: model evaluations per instance (each averaged over the masker's rows),
             ``f(x)`` and the base value included, as shap counts them (default 500).
         targets: which output to explain: ``None`` (all outputs; the queue follows the largest
@@ -161,8 +165,15 @@ def partition_shap(
             "groups cannot be combined with an image masker, whose hierarchy's leaves are the "
             "image's elements; pass a masker with clustering= over the groups instead"
         )
-    X_arr = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
-    if masker.has_rows:
+    if masker.kind == "token":
+        X_arr = np.asarray(X)  # integer token ids, checked by prepare
+        if X_arr.ndim not in (1, 2):
+            raise ValueError(f"X must be token ids (L,) or (n, L); got shape {X_arr.shape}")
+    else:
+        X_arr = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
+    if masker.kind == "token":
+        element_shape = X_arr.shape[-1:]
+    elif masker.has_rows:
         element_shape = as_background(masker.value, masker.weights)[0].shape[1:]
     elif masker.shape is not None:
         element_shape = tuple(masker.shape)
@@ -189,6 +200,8 @@ def partition_shap(
     G = problem.num_players
     if masker.hierarchy == "image":
         Z = image_hierarchy(problem.X.shape[1:])
+    elif masker.kind == "token" and masker.clustering is None:
+        Z = sequence_hierarchy(G)  # contiguous spans of tokens (or of groups), halved
     else:
         Z = check_clustering(masker.clustering, G)
     ids = problem.groups.ids if problem.groups is not None else np.arange(G)[None]
@@ -224,7 +237,7 @@ def _with_hierarchy(masker, groups) -> Masker:
             f"(clustered by correlation, as shap.maskers.Partition(rows)); got {masker!r}"
         )
     masker = as_masker(masker)
-    if masker.clustering is not None or masker.hierarchy == "image":
+    if masker.clustering is not None or masker.hierarchy == "image" or masker.kind == "token":
         return masker
     if masker.has_rows and groups is None:
         rows, _ = as_background(masker.value, masker.weights)
