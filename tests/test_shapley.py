@@ -719,6 +719,7 @@ def test_every_shapley_explainer_is_additive(data4):
         "deep_shap": (xj.deep_shap(_multi, X, bg), _multi_np(X)),
         "max_shap": (xj.max_shap(X, bg), X.max(axis=1)),
         "linear_shap": (xj.linear_shap(coef, 0.5, X, bg), X @ coef + 0.5),
+        "partition_shap": (xj.partition_shap(_multi, X, xj.maskers.background(bg)), _multi_np(X)),
     }
     assert set(results) == {
         name
