@@ -36,6 +36,10 @@ BENCHMARKS = {
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
+    "image_shapley": (
+        [],
+        "--images 2 --num-samples 200 --max-evals 500 --rise-masks 200 --repeats 1".split(),
+    ),
 }
 
 
@@ -149,6 +153,29 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "floor_ms": None,
             }
         )
+    elif name == "image_shapley":
+        for r in report["results"]:
+            ref = r.get("reference")
+            if r["case"] == "kernel":
+                case = f"Kernel SHAP: {r['num_samples']} coalitions, masker {r['masker']}"
+            elif r["case"] == "partition":
+                case = f"Partition SHAP: max_evals {r['max_evals']}, masker {r['masker']}"
+            else:
+                case = f"{r['case']}: {r['setting']}"
+            supers = r.get("superpixels")
+            where = f", {min(supers)}-{max(supers)} superpixels" if supers else ""
+            rows.append(
+                {
+                    "case": f"{case}; 224px CNN{where}",
+                    "unit": "image",
+                    "xaijax_ms": r["xaijax_ms_per_image"],
+                    "reference": ref,
+                    "reference_ms": r.get("shap_ms_per_image"),
+                    "floor_ms": r["floor_ms_per_image"],
+                }
+            )
+        for case, why in report.get("skipped", {}).items():
+            rows.append({"case": f"{case}: skipped ({why})"})
     for r in rows:
         r["benchmark"] = name
         r.update(common)
