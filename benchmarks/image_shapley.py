@@ -18,19 +18,16 @@ Cases, each at an equal number of model evaluations per image:
   max_evals=E)`` against ``shap.PartitionExplainer(model, shap.maskers.Image(0.0, (224, 224,
   3)))`` at ``E`` = 500 and 2000 (skipped, with the reason recorded, while ``partition_shap`` is
   not in the library);
-* ``perturbation``: ``xj.occlusion`` (a 32x32 window, stride 16: 169 windows) and ``xj.rise``
-  (1000 masks) against their floors; no reference library (left to
-  ``benchmarks/perturbation.py`` when that exists, and skipped while the explainers are not in
-  the library).
+Occlusion and RISE, on the same kind of model, are timed by ``benchmarks/perturbation.py``.
 
 The floor is the compiled model alone on as many 224x224 images per explained image as the
-explainer evaluates (coalitions, evaluations or masks), in the same chunks, the images built in
+explainer evaluates (coalitions or evaluations), in the same chunks, the images built in
 advance (the chunk loop reads them from two stored images, as ``benchmarks/lime.py``'s floor).
 Times are the best of ``--repeats`` interleaved calls after a compiling call; shap's is one pass
 over ``--shap-images`` images (its model wrapper compiled beforehand).
 
     python -m benchmarks.image_shapley [--images 4] [--shap-images 1] [--num-samples 1000]
-        [--max-evals 500,2000] [--cases kernel,partition,perturbation] [--repeats 3]
+        [--max-evals 500,2000] [--cases kernel,partition] [--repeats 3]
 
 Writes ``benchmarks/results/image_shapley-<backend>.json``.
 """
@@ -113,7 +110,7 @@ def floor_fn(model, params, images, rows_per_image: int, chunk: int):
     return lambda: run(pair)
 
 
-def numpy_model(cnn, chunk: int):
+def numpy_model(cnn, chunk: int, shape):
     """The CNN as a NumPy function for shap: compiled once for ``chunk`` images, fed padded chunks
     (what a shap user with a JAX model writes)."""
     graphdef, state = nnx.split(cnn)
@@ -130,7 +127,7 @@ def numpy_model(cnn, chunk: int):
             out.append(np.asarray(jitted(state, part))[:m])
         return np.concatenate(out)
 
-    predict(np.zeros((chunk,) + (224, 224, 3), np.float32))  # compile outside the timing
+    predict(np.zeros((chunk, *shape), np.float32))  # compile outside the timing
     return predict
 
 
@@ -175,7 +172,7 @@ def bench_kernel(cnn, images, groups, args, masker_name):
     counter = iter(range(1, 10**6))
     t = best_of({"ours": lambda: ours(jax.random.key(next(counter))), "floor": floor}, args.repeats)
 
-    predict = numpy_model(cnn, chunk)
+    predict = numpy_model(cnn, chunk, images.shape[1:])
     m = min(args.shap_images, n)
     start = time.perf_counter()
     for i in range(m):
@@ -230,7 +227,7 @@ def bench_partition(cnn, images, args, max_evals):
     jax.block_until_ready(floor())
     t = best_of({"ours": ours, "floor": floor}, args.repeats)
 
-    predict = numpy_model(cnn, chunk)
+    predict = numpy_model(cnn, args.shap_batch, shape)  # shap's batches: no padding
     explainer = shap.PartitionExplainer(predict, shap.maskers.Image(0.0, shape))
     m = min(args.shap_images, n)
     start = time.perf_counter()
@@ -248,66 +245,13 @@ def bench_partition(cnn, images, args, max_evals):
         "reference": "shap.PartitionExplainer (maskers.Image)",
         "shap_ms_per_image": 1e3 * t_shap,
         "shap_batch_size": args.shap_batch,
+        "xaijax_evals_per_step": 10,
         "floor_ms_per_image": 1e3 * t["floor"] / n,
         "floor_rows_per_image": max_evals,
         "floor_chunk_rows": chunk,
         "speedup_vs_shap": t_shap / (t["ours"] / n),
         "ratio_to_floor": t["ours"] / t["floor"],
     }
-
-
-def bench_perturbation(cnn, images, args):
-    import xaijax as xj
-    from xaijax.core.batching import default_batch_size
-    from xaijax.core.model import as_model
-
-    n, (H, W, C) = len(images), images.shape[1:]
-    chunk = default_batch_size(images.shape[1:], jnp.float32)
-    model, params = as_model(cnn, images)
-    window, stride = 32, 16
-    windows = ((H - window) // stride + 1) * ((W - window) // stride + 1)
-    methods = {
-        "occlusion": (
-            lambda: (
-                xj.occlusion(
-                    cnn, images, window=(window, window, C), strides=(stride, stride, C)
-                ).values
-            ),
-            windows,
-            f"window {window}x{window}, stride {stride}",
-        ),
-        "rise": (
-            lambda: (
-                xj.rise(
-                    cnn, images, key=jax.random.key(0), num_masks=args.rise_masks, cell_size=8
-                ).values
-            ),
-            args.rise_masks,
-            f"{args.rise_masks} masks, 8x8 cells",
-        ),
-    }
-    out = []
-    for name, (fn, rows, setting) in methods.items():
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        first = time.perf_counter() - start
-        floor = floor_fn(model, params, images, rows, chunk)
-        jax.block_until_ready(floor())
-        t = best_of({"ours": fn, "floor": floor}, args.repeats)
-        out.append(
-            {
-                "case": name,
-                "setting": setting,
-                "images": n,
-                "xaijax_ms_per_image": 1e3 * t["ours"] / n,
-                "xaijax_first_call_s": first,
-                "floor_ms_per_image": 1e3 * t["floor"] / n,
-                "floor_rows_per_image": rows,
-                "floor_chunk_rows": chunk,
-                "ratio_to_floor": t["ours"] / t["floor"],
-            }
-        )
-    return out
 
 
 def main(argv=None):
@@ -321,9 +265,10 @@ def main(argv=None):
     parser.add_argument("--num-samples", type=int, default=1000, help="Kernel SHAP coalitions")
     parser.add_argument("--maskers", default="constant,blur")
     parser.add_argument("--max-evals", default="500,2000", help="partition budgets")
-    parser.add_argument("--rise-masks", type=int, default=1000)
-    parser.add_argument("--shap-batch", type=int, default=50, help="PartitionExplainer batch")
-    parser.add_argument("--cases", default="kernel,partition,perturbation")
+    parser.add_argument(
+        "--shap-batch", type=int, default=10, help="PartitionExplainer batch_size (ours: 10)"
+    )
+    parser.add_argument("--cases", default="kernel,partition")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -351,15 +296,6 @@ def main(argv=None):
                 print(f"== partition_shap, max_evals {E}", flush=True)
                 results.append(bench_partition(cnn, images, args, E))
                 print(json.dumps(results[-1], indent=2), flush=True)
-    if "perturbation" in cases:
-        if os.path.exists(os.path.join(HERE, "perturbation.py")):
-            skipped["perturbation"] = "timed by benchmarks/perturbation.py"
-        elif not (hasattr(xj, "occlusion") and hasattr(xj, "rise")):
-            skipped["perturbation"] = "xaijax.occlusion / xaijax.rise are not in this checkout yet"
-        else:
-            print("== occlusion, rise", flush=True)
-            results += bench_perturbation(cnn, images, args)
-            print(json.dumps(results[-2:], indent=2), flush=True)
     for case, why in skipped.items():
         print(f"skipped {case}: {why}")
 
