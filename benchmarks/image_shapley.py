@@ -278,6 +278,7 @@ def main(argv=None):
     import xaijax as xj
 
     cases = [c for c in args.cases.split(",") if c]
+    load_before = os.getloadavg()
     images = photos(args.images, args.size)
     groups = xj.superpixel_groups(images, "slic", n_segments=args.segments)
     cnn = build_cnn()
@@ -308,6 +309,8 @@ def main(argv=None):
         "superpixels": "xaijax.superpixel_groups(images, 'slic', n_segments="
         f"{args.segments}) (compactness 10)",
         "repeats": args.repeats,
+        # Other processes' load on a shared machine: the 1, 5 and 15 minute averages.
+        "load_average": {"start": list(load_before), "end": list(os.getloadavg())},
         "versions": {"jax": jax.__version__, "shap": shap.__version__, "numpy": np.__version__},
         "results": results,
         "skipped": skipped,
