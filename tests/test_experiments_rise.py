@@ -58,6 +58,20 @@ def test_rise_deletion_insertion_quick(tmp_path):
     findings = results["findings"]["faces"]
     ranked = set(scores) - {"random (baseline)"}
     assert set(findings["deletion_ranking"]) == set(findings["insertion_ranking"]) == ranked
+    for s in scores.values():
+        assert len(s["deletion_per_image"]) == len(s["insertion_per_image"]) == 3
     if "rise" in scores:
         assert isinstance(findings["rise_beats_paper_rivals_on_deletion"], bool)
         assert 1 <= findings["rise_rank_insertion"] <= len(ranked)
+        paired = findings["rise_vs_each_paired"]
+        assert set(paired) == set(scores) - {"rise"}
+        for other, entry in paired.items():
+            for metric in ("deletion", "insertion"):
+                e = entry[metric]
+                expected = np.mean(
+                    np.subtract(
+                        scores["rise"][f"{metric}_per_image"], scores[other][f"{metric}_per_image"]
+                    )
+                )
+                assert np.isclose(e["rise_minus_other"], expected, atol=1e-6)
+                assert not (e["rise_better"] and e["rise_worse"])
