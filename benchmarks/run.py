@@ -37,6 +37,10 @@ BENCHMARKS = {
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
+    "perturbation": (
+        [],
+        ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
+    ),
 }
 
 
@@ -169,6 +173,32 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "reference": f"xaijax {kernel['method']} (error {kernel['relative_error']:.2f})",
                 "reference_ms": 1e3 * kernel["seconds"] / n,
                 "floor_ms": None,
+            }
+        )
+    elif name == "perturbation":
+        occ, rise = report["occlusion"], report["rise"]
+        size = report["image_shape"][0]
+        captum = occ.get("captum")
+        rows.append(
+            {
+                "case": f"occlusion: {size}px CNN, window {tuple(occ['window'])}, strides "
+                f"{tuple(occ['strides'])} ({occ['windows']} windows)",
+                "unit": "image",
+                "xaijax_ms": occ["xaijax_ms_per_image"],
+                "reference": "captum Occlusion" if captum else None,
+                "reference_ms": captum["ms_per_image"] if captum else None,
+                "floor_ms": occ["floor_ms_per_image"],
+            }
+        )
+        rows.append(
+            {
+                "case": f"RISE: {size}px CNN, {rise['num_masks']} masks, "
+                f"{rise['cell_size']}x{rise['cell_size']} grid",
+                "unit": "image",
+                "xaijax_ms": rise["xaijax_ms_per_image"],
+                "reference": None,
+                "reference_ms": None,
+                "floor_ms": rise["floor_ms_per_image"],
             }
         )
     for r in rows:

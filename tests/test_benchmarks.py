@@ -125,3 +125,26 @@ def test_image_shapley_rows_and_skipped_cases():
     assert rows[1]["ratio_to_floor"] == pytest.approx(1.25)
     assert "xaijax_ms" not in rows[2]
     assert run.table(rows, "t").count("\n| image_shapley") == 3
+
+
+def test_perturbation_rows_read_occlusion_and_rise():
+    report = {
+        "image_shape": [224, 224, 3],
+        "occlusion": {
+            "window": [16, 16, 3],
+            "strides": [8, 8, 3],
+            "windows": 729,
+            "xaijax_ms_per_image": 100.0,
+            "floor_ms_per_image": 80.0,
+            "captum": {"ms_per_image": 800.0},
+        },
+        "rise": {
+            "num_masks": 200,
+            "cell_size": 8,
+            "xaijax_ms_per_image": 50.0,
+            "floor_ms_per_image": 40.0,
+        },
+    }
+    occ, rise = run.rows_of("perturbation", report)
+    assert occ["speedup_vs_reference"] == 8.0 and occ["ratio_to_floor"] == 1.25
+    assert rise["reference"] is None and rise["ratio_to_floor"] == 1.25

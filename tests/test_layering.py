@@ -25,6 +25,7 @@ MAY_IMPORT = {
     "xaijax.lime": CORE,
     "xaijax.gradients": CORE,
     "xaijax.cam": CORE,
+    "xaijax.perturbation": CORE,
     "xaijax.protopnet": CORE + ("xaijax.zoo",),
     "xaijax.metrics": CORE,
     "xaijax.plots": CORE,

@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, maskers, metrics, plots
+from xaijax import cam, core, maskers, metrics, perturbation, plots
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -48,6 +48,7 @@ from xaijax.lime import (
     lime_text,
     submodular_pick,
 )
+from xaijax.perturbation import feature_ablation, occlusion, rise
 from xaijax.protopnet import (
     ProtoPNet,
     ProtoPNetConfig,
@@ -66,6 +67,7 @@ from xaijax.shapley import (
     linear_shap,
     max_shap,
     max_shapley_pairs,
+    partition_shap,
     permutation_shap,
     shapley_kernel_weights,
 )
@@ -86,6 +88,7 @@ __all__ = [
     "core",
     "maskers",
     "metrics",
+    "perturbation",
     "plots",
     "default_batch_size",
     "evaluate",
@@ -110,6 +113,7 @@ __all__ = [
     "linear_shap",
     "max_shap",
     "max_shapley_pairs",
+    "partition_shap",
     "permutation_shap",
     "shapley_kernel_weights",
     # feature groups
@@ -140,6 +144,10 @@ __all__ = [
     "smoothgrad",
     "with_guided_relu",
     "xgrad_cam",
+    # perturbation
+    "feature_ablation",
+    "occlusion",
+    "rise",
     # surrogate fits
     "Surrogate",
     "fit_surrogate",

@@ -62,11 +62,15 @@ def blur(size=(16, 16)) -> Masker:
     return Masker("blur", size=(int(h), int(w)))
 
 
-def token(mask_id: int) -> Masker:
-    """Hidden tokens become ``mask_id`` (a ``[MASK]`` or pad id) in integer inputs ``(n, L)``."""
+def token(mask_id: int, *, clustering=None) -> Masker:
+    """Hidden tokens become ``mask_id`` (a ``[MASK]`` or pad id) in integer inputs ``(n, L)``.
+
+    :func:`~xaijax.partition_shap` splits the sequence into contiguous halves recursively,
+    or follows ``clustering`` (a SciPy linkage over the ``L`` tokens, or over the groups)."""
     if isinstance(mask_id, bool) or not isinstance(mask_id, numbers.Integral):
         raise TypeError(f"mask_id must be an int token id; got {mask_id!r}")
-    return Masker("token", int(mask_id))
+    Z = None if clustering is None else np.asarray(clustering, dtype=np.float64)
+    return Masker("token", int(mask_id), clustering=Z)
 
 
 def partition(rows, weights=None, *, clustering) -> Masker:

@@ -76,6 +76,10 @@ OPTIONS: dict[str, dict] = {
     "expected_gradients": {"num_samples": 8},
     "score_cam": {},
     "ablation_cam": {},
+    "occlusion": {"window": (2,)},
+    "rise": {"num_masks": 16, "cell_size": 4},
+    # 8 of the full recursion's 10 + 2 evaluations: the budgeted best-first queue runs.
+    "partition_shap": {"max_evals": 8},
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.
@@ -132,6 +136,14 @@ class Case:
             features, head = self.model
             return features, wrap(head)
         return wrap(self.model)
+
+
+def _partition_masker():
+    """Background rows with a hierarchy over the M features: ((0, 1), (2, 3))."""
+    from xaijax.maskers import partition
+
+    Z = np.array([[0, 1, 1.0, 2], [2, 3, 1.0, 2], [4, 5, 2.0, 4]])
+    return partition(BACKGROUND, clustering=Z)
 
 
 def case_for(info: ExplainerInfo) -> Case:
@@ -199,7 +211,11 @@ def case_for(info: ExplainerInfo) -> Case:
         X = IMAGES
     else:
         model = relu_mlp if name in RELU else mlp
-        reference = {"background": BACKGROUND, "training_data": TRAINING}.get(info.reference)
+        reference = {
+            "background": BACKGROUND,
+            "training_data": TRAINING,
+            "masker": _partition_masker(),
+        }.get(info.reference)
         X = X_TAB
     if info.reference is not None and reference is None:
         raise NotImplementedError(f"{name}: no contract data for reference {info.reference!r}")

@@ -22,7 +22,15 @@ __all__ = ["Method", "tabular_methods", "CONTRACT_KEYWORDS"]
 
 # Keywords the command line fills itself (from its own flags) rather than as method options.
 CONTRACT_KEYWORDS = ("targets", "key", "batch_size", "mesh")
-_NOT_OPTIONS = (*CONTRACT_KEYWORDS, "feature_names", "background_weights", "batched")
+# Array- or object-valued keywords (group maps, maskers) have no command-line form.
+_NOT_OPTIONS = (
+    *CONTRACT_KEYWORDS,
+    "feature_names",
+    "background_weights",
+    "batched",
+    "groups",
+    "masker",
+)
 
 
 @dataclasses.dataclass(frozen=True)

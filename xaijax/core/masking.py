@@ -36,6 +36,7 @@ import numpy as np
 from xaijax.core.batching import balanced_chunk, map_row_chunks
 from xaijax.core.contract import as_float_array
 from xaijax.core.explanation import Explanation
+from xaijax.core.hierarchy import check_clustering, image_hierarchy
 from xaijax.core.model import Model, float_dtype
 
 __all__ = [
@@ -46,11 +47,13 @@ __all__ = [
     "as_background",
     "as_groups",
     "as_masker",
+    "check_clustering",
     "coalition_values",
     "element_values",
     "expand_groups",
     "get_image_and_mask",
     "group_any",
+    "image_hierarchy",
     "patch_groups",
     "superpixel_groups",
 ]
@@ -260,9 +263,9 @@ def superpixel_groups(images, method: str = "slic", **kwargs) -> np.ndarray:
         ``(H, W)`` or ``(n, H, W)`` int32 ids ``0 .. G_i - 1`` (every id used).
 
     Example:
-        >>> img = np.zeros((8, 8, 3)); img[:, 4:] = 1.0
-        >>> superpixel_groups(img, "felzenszwalb", min_size=4).max()
-        1
+        >>> img = np.zeros((4, 4, 3)); img[:, 2:] = 1.0  # a dark and a light half
+        >>> superpixel_groups(img, "felzenszwalb", scale=1, sigma=0, min_size=2).tolist()
+        [[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1]]
     """
     from skimage import segmentation
 
@@ -331,8 +334,9 @@ def box_blur(x: jax.Array, size) -> jax.Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> box_blur(jnp.arange(4.0).reshape(1, 4), (1, 3)).tolist()
-        [[1.0, 1.0, 2.0, 2.0]]
+        >>> blurred = box_blur(jnp.arange(4.0).reshape(1, 4), (1, 3))  # 1 0 1 2 3 2 padded
+        >>> [round(float(v) * 3, 4) for v in blurred[0]]
+        [2.0, 3.0, 6.0, 7.0]
     """
     kh, kw = size
     pad = [(kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2)] + [(0, 0)] * (x.ndim - 2)

@@ -264,7 +264,9 @@ def as_model(f, example, *, name: str = "X") -> tuple[Model, Any]:
     """
     example = np.asarray(example)
     input_shape = tuple(example.shape[1:])
-    probe = example[: min(2, len(example))].astype(float_dtype())
+    # Integer inputs (token ids) are probed as integers; everything else in the float dtype.
+    dtype = example.dtype if np.issubdtype(example.dtype, np.integer) else float_dtype()
+    probe = example[: min(2, len(example))].astype(dtype)
     spec = jax.ShapeDtypeStruct(probe.shape, probe.dtype)
 
     if isinstance(f, Model):

@@ -13,6 +13,7 @@ from xaijax.shapley.deep import (
 from xaijax.shapley.exact import exact_shapley, shapley_weights
 from xaijax.shapley.kernel import coalition_plan, kernel_shap, shapley_kernel_weights
 from xaijax.shapley.linear import linear_shap
+from xaijax.shapley.partition import full_budget, partition_shap
 from xaijax.shapley.permutation import permutation_shap
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "linear_shap",
     "max_shap",
     "max_shapley_pairs",
+    "full_budget",
+    "partition_shap",
     "permutation_shap",
     "shapley_kernel_weights",
     "shapley_weights",
