@@ -135,9 +135,7 @@ def saliency_maps(cnn, images, targets, groups, budget, keys, timings):
     window, stride = max(2, H // 4), max(1, H // 8)
     methods = {
         "rise": lambda: (
-            xj.rise(
-                proba, images, key=keys[0], num_masks=budget, cell_size=8, targets=targets
-            ).values
+            xj.rise(proba, images, key=keys[0], num_masks=budget, targets=targets).values
         ),
         "grad_cam": lambda: xj.grad_cam(cnn, "features", images, targets).values,
         "lime_image": lambda: _lime_map(proba, images, targets, groups, budget, keys[1]),
@@ -282,7 +280,7 @@ def main(argv=None) -> int:
             "score": "softmax probability of the target",
             "deletion": "xj.metrics.deletion_auc: 50 steps, pixels set to 0",
             "insertion": "xj.metrics.insertion_auc: 50 steps from a blurred copy",
-            "rise": "num_masks = budget, cell_size 8, p 0.5",
+            "rise": "num_masks = budget, the paper's 8 x 8 grid (default cell_size), p 0.5",
             "lime_image": "num_samples = budget, SLIC segments, mean-colour hiding",
             "kernel_shap": "num_samples = budget, SLIC segments, masker constant(0)",
             "partition_shap": "max_evals = budget, masker image(0.0, shape) (shap's halving)",
