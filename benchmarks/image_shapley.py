@@ -5,7 +5,8 @@ each (``xj.superpixel_groups(images, "slic", n_segments=70)``: 36 to 52 on the f
 photos), and one small NNX CNN (three stride-2 3x3 convolutions of 16, 32 and 64 channels,
 global average pooling, 10 softmax outputs; untrained: timing does not depend on the weights),
 called by both libraries: shap gets the same compiled JAX model through a NumPy wrapper that
-feeds it chunks of the size xaijax uses (13 images of 224x224x3 on a CPU).
+feeds it fixed-size chunks (Kernel: the 13 images of 224x224x3 xaijax's CPU chunks hold;
+Partition: shap's batches of ``--shap-batch`` masks, 10, as our ``evals_per_step``).
 
 Cases, each at an equal number of model evaluations per image:
 
@@ -16,8 +17,9 @@ Cases, each at an equal number of model evaluations per image:
   coalitions, no feature selection (``l1_reg=False``, as ours);
 * ``partition``: ``xj.partition_shap(cnn, images, masker=xj.maskers.image(0.0, (224, 224, 3)),
   max_evals=E)`` against ``shap.PartitionExplainer(model, shap.maskers.Image(0.0, (224, 224,
-  3)))`` at ``E`` = 500 and 2000 (skipped, with the reason recorded, while ``partition_shap`` is
-  not in the library);
+  3)))`` at ``E`` = 500 and 2000 (skipped, with the reason recorded, where ``partition_shap``
+  is not in the library).
+
 Occlusion and RISE, on the same kind of model, are timed by ``benchmarks/perturbation.py``.
 
 The floor is the compiled model alone on as many 224x224 images per explained image as the
