@@ -33,6 +33,7 @@ README = os.path.join(os.path.dirname(HERE), "README.md")
 # name -> (arguments for full size, arguments for --quick)
 BENCHMARKS = {
     "kernel_shap": ([], ["--instances", "4", "--shap-instances", "1", "--repeats", "1"]),
+    "image_shapley": ([], "--images 2 --num-samples 200 --max-evals 500 --repeats 1".split()),
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
@@ -84,6 +85,27 @@ def rows_of(name: str, report: dict) -> list[dict]:
                     "floor_ms": r["floor_ms_per_instance"],
                 }
             )
+    elif name == "image_shapley":
+        for r in report["results"]:
+            ref = r.get("reference")
+            if r["case"] == "kernel":
+                case = f"Kernel SHAP: {r['num_samples']} coalitions, masker {r['masker']}"
+            else:
+                case = f"Partition SHAP: max_evals {r['max_evals']}, masker {r['masker']}"
+            supers = r.get("superpixels")
+            where = f", {min(supers)}-{max(supers)} superpixels" if supers else ""
+            rows.append(
+                {
+                    "case": f"{case}; 224px CNN{where}",
+                    "unit": "image",
+                    "xaijax_ms": r["xaijax_ms_per_image"],
+                    "reference": ref,
+                    "reference_ms": r.get("shap_ms_per_image"),
+                    "floor_ms": r["floor_ms_per_image"],
+                }
+            )
+        for case, why in report.get("skipped", {}).items():
+            rows.append({"case": f"{case}: skipped ({why})"})
     elif name == "lime":
         t, i = report["tabular"], report["image"]
         rows.append(

@@ -94,6 +94,39 @@ def test_small_model_cases_get_their_own_rows():
     assert row["ratio_to_floor"] == pytest.approx(4.0 / 3.0)
 
 
+def test_image_shapley_rows_and_skipped_cases():
+    kernel = {
+        "case": "kernel",
+        "masker": "constant",
+        "num_samples": 1000,
+        "superpixels": [36, 52],
+        "xaijax_ms_per_image": 3000.0,
+        "reference": "shap.KernelExplainer (segment recipe)",
+        "shap_ms_per_image": 9000.0,
+        "floor_ms_per_image": 2900.0,
+    }
+    partition = {
+        "case": "partition",
+        "masker": "image(0.0)",
+        "max_evals": 500,
+        "xaijax_ms_per_image": 2000.0,
+        "reference": "shap.PartitionExplainer (maskers.Image)",
+        "shap_ms_per_image": 8000.0,
+        "floor_ms_per_image": 1600.0,
+    }
+    report = {"results": [kernel, partition], "skipped": {"partition": "not here"}}
+    rows = run.rows_of("image_shapley", report)
+    assert [r["case"] for r in rows] == [
+        "Kernel SHAP: 1000 coalitions, masker constant; 224px CNN, 36-52 superpixels",
+        "Partition SHAP: max_evals 500, masker image(0.0); 224px CNN",
+        "partition: skipped (not here)",
+    ]
+    assert rows[0]["speedup_vs_reference"] == pytest.approx(3.0)
+    assert rows[1]["ratio_to_floor"] == pytest.approx(1.25)
+    assert "xaijax_ms" not in rows[2]
+    assert run.table(rows, "t").count("\n| image_shapley") == 3
+
+
 def test_perturbation_rows_read_occlusion_and_rise():
     report = {
         "image_shape": [224, 224, 3],
