@@ -274,7 +274,7 @@ def split_instances(
     )
 
 
-def split_instances_by_model(f, X: np.ndarray, *, name: str = "X"):
+def split_instances_by_model(f, X: np.ndarray, *, name: str = "X", integer: bool = False):
     """``(batch, single, model, params)`` for explainers without reference data.
 
     ``X`` is a batch if the model maps it to one output row per leading entry, else one
@@ -292,12 +292,12 @@ def split_instances_by_model(f, X: np.ndarray, *, name: str = "X"):
         if shape[0] == 0:
             raise ValueError(f"{name} must hold at least one instance; got shape {shape}")
         try:
-            model, params = as_model(f, X, name=name)
+            model, params = as_model(f, X, name=name, integer=integer)
             return X, False, model, params
         except ValueError as err:
             errors.append(f"as a batch of {shape[0]} inputs of shape {shape[1:]}: {err}")
     try:
-        model, params = as_model(f, X[None], name=name)
+        model, params = as_model(f, X[None], name=name, integer=integer)
         return X[None], True, model, params
     except ValueError as err:
         errors.append(f"as one input of shape {shape}: {err}")

@@ -241,12 +241,13 @@ def _host_thread_limit():
 
 
 # -- adapting ----------------------------------------------------------------------------------
-def as_model(f, example, *, name: str = "X") -> tuple[Model, Any]:
+def as_model(f, example, *, name: str = "X", integer: bool = False) -> tuple[Model, Any]:
     """Adapt ``f`` to a :class:`Model`, probing it on ``example`` rows ``(n, *input_shape)``.
 
-    ``name`` is the argument the example rows come from, for messages. Returns
-    ``(model, params)``: ``params`` is the traced parameter pytree (NNX state, a pair's
-    parameters, a pytree module's arrays) and ``None`` for functions and host callables.
+    ``name`` is the argument the example rows come from, for messages; ``integer`` probes
+    with int32 rows (token ids) instead of the float dtype. Returns ``(model, params)``:
+    ``params`` is the traced parameter pytree (NNX state, a pair's parameters, a pytree
+    module's arrays) and ``None`` for functions and host callables.
 
     Raises:
         TypeError: if ``f`` is not a model (not callable, a Linen module without parameters).
@@ -264,8 +265,8 @@ def as_model(f, example, *, name: str = "X") -> tuple[Model, Any]:
     """
     example = np.asarray(example)
     input_shape = tuple(example.shape[1:])
-    # Integer inputs (token ids) are probed as integers; everything else in the float dtype.
-    dtype = example.dtype if np.issubdtype(example.dtype, np.integer) else float_dtype()
+    # Integer inputs (token ids, with ``integer``) are probed as integers, the rest as floats.
+    dtype = np.int32 if integer else float_dtype()
     probe = example[: min(2, len(example))].astype(dtype)
     spec = jax.ShapeDtypeStruct(probe.shape, probe.dtype)
 

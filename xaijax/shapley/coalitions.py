@@ -136,7 +136,9 @@ def prepare(
         model, params = None, None
     else:
         rows = weights = None
-        X, single, model, params = contract.split_instances_by_model(f, X)
+        X, single, model, params = contract.split_instances_by_model(
+            f, X, integer=mk.kind == "token"
+        )
         fill = mk.fill_for(X.shape[1:], X.dtype)
     contract.check_choice("link", link, LINKS)
     input_shape = X.shape[1:]
