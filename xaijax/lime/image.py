@@ -351,13 +351,13 @@ def lime_image(
         hide_color = contract.check_number("hide_color", hide_color)
     seg = _segments(segments, data, segmentation, segmentation_kwargs)
     counts = seg.reshape(n, -1).max(axis=1) + 1
-    key = contract.instance_keys(key, n)
     batch_size = contract.resolve_batch_size(batch_size, (H, W, C), dtype)
     mesh = check_mesh(mesh)
     plan = resolve_labels(targets, labels, top_labels, n, model.num_outputs, default_top=5)
     if plan.score is not None:
         check_target_fn(plan.score, jax.ShapeDtypeStruct((2,) + model.output_shape, dtype))
         model = model.scored_by(plan.score)
+    key = contract.instance_keys(key, n)  # after every check: splitting keys compiles
     ids = plan.ids if plan.ids is not None else np.zeros((n, 1), np.int32)
     m = int(counts.max())
     fits, label_ids, prediction, finite = contract.call(
