@@ -192,8 +192,7 @@ def rows_of(name: str, report: dict) -> list[dict]:
         )
         rows.append(
             {
-                "case": f"RISE: {size}px CNN, {rise['num_masks']} masks, "
-                f"{rise['cell_size']}x{rise['cell_size']} grid",
+                "case": f"RISE: {size}px CNN, {rise['num_masks']} masks, {_rise_grid(rise)}",
                 "unit": "image",
                 "xaijax_ms": rise["xaijax_ms_per_image"],
                 "reference": None,
@@ -209,6 +208,14 @@ def rows_of(name: str, report: dict) -> list[dict]:
         if r.get("floor_ms") and r.get("xaijax_ms"):
             r["ratio_to_floor"] = r["xaijax_ms"] / r["floor_ms"]
     return rows
+
+
+def _rise_grid(rise: dict) -> str:
+    """RISE's mask grid as a report records it: the default 8 x 8 grid, or older reports' ``s``."""
+    cell = rise.get("cell_size")
+    if isinstance(cell, int):  # reports before 2026-12-02 stored the grid's cells per side
+        return f"{cell}x{cell} grid"
+    return "8x8 grid"
 
 
 def _num(x, fmt):

@@ -12,7 +12,10 @@ batching        the chunked evaluator (``batch_size`` model rows), the instance 
 targets         the one ``targets`` argument: ``None``, an int, ``(n,)`` ints or a callable
 contract        the way in (single-vs-batch rule, keys, option checks) and out (finite checks,
                 packing the Explanation)
-masking         weighted backgrounds, coalition scoring, segment masks
+masking         feature groups, maskers (what a hidden feature becomes), weighted backgrounds,
+                coalition scoring, segment masks
+hierarchy       feature hierarchies (linkage matrices) for Owen values: checks, shap's image
+                halving, correlation clustering, token spans
 lstsq           weighted least squares and the surrogate fit shared by Kernel SHAP and LIME
 layers          a model cut at one layer (CAMs, layer attributions)
 interpreter     jaxpr re-evaluation with per-primitive rules (Deep SHAP, guided backprop)
@@ -20,9 +23,9 @@ random          fast random bits for samplers
 registry        every public explainer and what it needs
 =============== =================================================================================
 
-Method families (``shapley``, ``lime``, ``gradients``, ``cam``, ``protopnet``) import ``core``
-and never each other; ``metrics`` and ``plots`` read :class:`Explanation` objects and import no
-family. ``tests/test_layering.py`` checks both rules.
+Method families (``shapley``, ``lime``, ``gradients``, ``cam``, ``perturbation``,
+``protopnet``) import ``core`` and never each other; ``metrics`` and ``plots`` read
+:class:`Explanation` objects and import no family. ``tests/test_layering.py`` checks both rules.
 """
 
 from xaijax.core.batching import (
