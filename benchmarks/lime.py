@@ -91,6 +91,11 @@ def train_mlp(X, y, steps=300, hidden=64):
 
 
 def make_cnn():
+    return make_cnn_with_params()[0]
+
+
+def make_cnn_with_params():
+    """The image benchmarks' CNN and its weights ``(kernels, head)`` (for a PyTorch twin)."""
     keys = jax.random.split(jax.random.key(1), 4)
     shapes = [(3, 3, 3, 16), (3, 3, 16, 32), (3, 3, 32, 64)]
     kernels = [
@@ -108,7 +113,7 @@ def make_cnn():
             h = jax.nn.relu(h)
         return jax.nn.softmax(h.mean(axis=(1, 2)) @ head, axis=1)
 
-    return cnn
+    return cnn, (kernels, head)
 
 
 # -- tabular -------------------------------------------------------------------------------------

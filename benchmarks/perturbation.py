@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.common import environment, memory
+from benchmarks.lime import make_cnn_with_params
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "perturbation.json")
 WINDOW, STRIDES = (16, 16, 3), (8, 8, 3)
@@ -93,28 +94,6 @@ def torch_twin(cnn_params):
         return torch.softmax(h.mean(dim=(2, 3)) @ head_t, dim=1)
 
     return forward
-
-
-def make_cnn_with_params():
-    """``benchmarks.lime.make_cnn``'s network, with its weights returned for the torch twin."""
-    keys = jax.random.split(jax.random.key(1), 4)
-    shapes = [(3, 3, 3, 16), (3, 3, 16, 32), (3, 3, 32, 64)]
-    kernels = [
-        jax.random.normal(k, s) / np.sqrt(np.prod(s[:3]))
-        for k, s in zip(keys[:3], shapes, strict=True)
-    ]
-    head = jax.random.normal(keys[3], (64, 10)) / 8.0
-
-    def cnn(X):
-        h = X / 255.0
-        for k in kernels:
-            h = jax.lax.conv_general_dilated(
-                h, k, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-            )
-            h = jax.nn.relu(h)
-        return jax.nn.softmax(h.mean(axis=(1, 2)) @ head, axis=1)
-
-    return cnn, (kernels, head)
 
 
 def bench(n: int, num_masks: int, repeats: int, captum_images: int) -> dict:
