@@ -1,22 +1,25 @@
 """Data sets and small models to explain, and the one trainer for them.
 
-=========== ================================================================================
-module      what it holds
-=========== ================================================================================
-data        embedded data sets (breast cancer, diabetes, wine, moons, digits, lfw_subset,
-            sample photos), synthetic shapes with ground-truth masks, a sentiment corpus
-nets        MLP, CNN, ResNet (basic blocks, with or without batch norm) and :func:`build`, the one
-            initialisation (NumPy draws, nothing compiled)
-training    the compiled training epoch (metrics stay on the device), :func:`train`,
-            :func:`accuracy`, the progress line and the checkpoint format (:func:`save`,
-            :func:`load`, :func:`save_checkpoint`, :func:`load_checkpoint`)
-=========== ================================================================================
+============ ================================================================================
+module       what it holds
+============ ================================================================================
+data         embedded data sets (breast cancer, diabetes, wine, moons, digits, lfw_subset,
+             sample photos), synthetic shapes with ground-truth masks, a sentiment corpus
+nets         MLP, CNN, ResNet (basic blocks, with or without batch norm) and :func:`build`, the one
+             initialisation (NumPy draws, nothing compiled)
+transformers TextTransformer, ViT, DecoderLM: pre-norm transformers whose attention weights
+             have a layer path (``blocks/i/attn/weights``)
+training     the compiled training epoch (metrics stay on the device), :func:`train`,
+             :func:`accuracy`, the progress line and the checkpoint format (:func:`save`,
+             :func:`load`, :func:`save_checkpoint`, :func:`load_checkpoint`)
+============ ================================================================================
 
 The zoo imports no explainer family; families (ProtoPNet) build on it.
 """
 
 from xaijax.zoo import data
 from xaijax.zoo.nets import CNN, MLP, BasicBlock, ResNet, build, numpy_rng
+from xaijax.zoo.transformers import DecoderLM, TextTransformer, ViT
 from xaijax.zoo.training import (
     Progress,
     accuracy,
@@ -32,9 +35,12 @@ from xaijax.zoo.training import (
 __all__ = [
     "BasicBlock",
     "CNN",
+    "DecoderLM",
     "MLP",
     "Progress",
     "ResNet",
+    "TextTransformer",
+    "ViT",
     "accuracy",
     "build",
     "data",
