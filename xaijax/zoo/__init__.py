@@ -19,7 +19,6 @@ The zoo imports no explainer family; families (ProtoPNet) build on it.
 
 from xaijax.zoo import data
 from xaijax.zoo.nets import CNN, MLP, BasicBlock, ResNet, build, numpy_rng
-from xaijax.zoo.transformers import DecoderLM, TextTransformer, ViT
 from xaijax.zoo.training import (
     Progress,
     accuracy,
@@ -31,6 +30,7 @@ from xaijax.zoo.training import (
     save_checkpoint,
     train,
 )
+from xaijax.zoo.transformers import DecoderLM, TextTransformer, ViT
 
 __all__ = [
     "BasicBlock",
