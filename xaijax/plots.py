@@ -52,6 +52,8 @@ __all__ = [
     "image_grid",
     "lime_bar",
     "lime_segments",
+    "text",
+    "text_html",
 ]
 
 _POS, _NEG = "#d62728", "#1f77b4"
@@ -1217,3 +1219,185 @@ def lime_segments(
     fig.suptitle(title or "LIME superpixels", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _token_rows(values, tokens, targets, name="values"):
+    """``(rows of tokens, rows of values)`` for the text figures, one row per instance."""
+    k = None
+    if isinstance(values, Explanation):
+        k = _output_index(values, targets)
+        v = np.asarray(values.values, np.float64)
+        if k is not None:
+            v = v[..., k]
+    else:
+        v = np.asarray(values, np.float64)
+    if v.ndim == 1:
+        v = v[None]
+    if v.ndim != 2:
+        raise ValueError(
+            f"{name} must be one score per token, (L,) or (n, L) (an Explanation's values with one "
+            f"output picked by targets); got shape {v.shape}"
+        )
+    if tokens and isinstance(tokens[0], str):
+        tokens = [tokens]
+    tokens = [list(map(str, t)) for t in tokens]
+    if len(tokens) != v.shape[0]:
+        raise ValueError(
+            f"tokens must give one token list per instance ({v.shape[0]}); got {len(tokens)}"
+        )
+    for i, t in enumerate(tokens):
+        if len(t) > v.shape[1]:
+            raise ValueError(
+                f"tokens[{i}] has {len(t)} tokens but {name} has {v.shape[1]} positions"
+            )
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} must be finite")
+    return tokens, [v[i, : len(t)] for i, t in enumerate(tokens)]
+
+
+def _shown_scale(tokens, rows, skip) -> float:
+    shown = [
+        abs(float(v))
+        for t, r in zip(tokens, rows, strict=True)
+        for s, v in zip(t, r, strict=True)
+        if s not in skip
+    ]
+    return max(shown, default=0.0)
+
+
+def _token_colour(value: float, scale: float):
+    """White for 0, the positive (red) or negative (blue) colour at ``|value| == scale``."""
+    from matplotlib.colors import to_rgb
+
+    end = np.array(to_rgb(_POS if value >= 0 else _NEG))
+    t = min(abs(value) / scale, 1.0) if scale > 0 else 0.0
+    return tuple((1 - t) * np.ones(3) + t * end)
+
+
+def text(
+    values,
+    tokens,
+    *,
+    targets: int | str | None = None,
+    skip=("[PAD]",),
+    width: int = 72,
+    title: str | None = None,
+):
+    """Tokens highlighted by their attribution (red positive, blue negative), like shap's text plot.
+
+    One block of wrapped lines per instance; a token's background goes from white (0) to full
+    colour at the largest ``|value|`` shown (one scale for all instances, so blocks compare), and a
+    colour bar gives the scale. Tokens in ``skip`` (padding) are not drawn.
+
+    Args:
+        values: one score per token, ``(L,)`` or ``(n, L)``, or an Explanation over tokens (its
+            output picked by ``targets`` when it has several).
+        tokens: the token strings of one instance (a list of str) or of each instance (a list of
+            lists), in the order of ``values``' positions (e.g. a tokenizer's tokens).
+        targets: which output of a multi-output Explanation to show.
+        skip: token strings not drawn.
+        width: line width in characters.
+        title: the figure title.
+
+    Returns:
+        The matplotlib Figure.
+
+    Example:
+        >>> fig = text([0.5, -0.2, 0.0], ["not", "bad", "!"])
+    """
+    tokens, rows = _token_rows(values, tokens, targets)
+    check_int("width", width, minimum=8)
+    scale = _shown_scale(tokens, rows, skip)
+    layout = []  # (instance, line, column, token, value)
+    line = 0
+    for i, (toks, vals) in enumerate(zip(tokens, rows, strict=True)):
+        col = 0
+        for tok, val in zip(toks, vals, strict=True):
+            if tok in skip:
+                continue
+            if col and col + len(tok) > width:
+                line, col = line + 1, 0
+            layout.append((i, line, col, tok, float(val)))
+            col += len(tok) + 1
+        line += 2  # a blank line between instances
+    lines = max(line - 1, 1)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(0.095 * width + 1.2, 0.28 * lines + 0.9))
+    for _, ln, col, tok, val in layout:
+        ax.text(
+            col,
+            ln,
+            tok,
+            family="monospace",
+            fontsize=9,
+            va="center",
+            ha="left",
+            bbox=dict(facecolor=_token_colour(val, scale), edgecolor="none", pad=1.5),
+        )
+    ax.set_xlim(-0.5, width + 0.5)
+    ax.set_ylim(lines - 0.5, -0.8)
+    ax.set_axis_off()
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+
+    cmap = LinearSegmentedColormap.from_list("xaijax_text", [_NEG, "#ffffff", _POS])
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(-scale or -1.0, scale or 1.0), cmap),
+        ax=ax,
+        orientation="horizontal",
+        fraction=0.25 / (lines + 2),
+        pad=0.02,
+        aspect=40,
+    )
+    bar.ax.tick_params(labelsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def text_html(
+    values,
+    tokens,
+    *,
+    targets: int | str | None = None,
+    skip=("[PAD]",),
+    title: str | None = None,
+) -> str:
+    """An HTML fragment of tokens highlighted by their attribution, like ``shap.plots.text``.
+
+    Each token is a ``<span>`` whose background is the colour :func:`text` uses and whose tooltip
+    (``title``) gives the value; one paragraph per instance. Tokens are HTML-escaped. Open it in
+    a browser, embed it in a report, or show it in a notebook with ``IPython.display.HTML``.
+
+    Args:
+        values, tokens, targets, skip: as for :func:`text`.
+        title: a heading above the paragraphs.
+
+    Returns:
+        The HTML as a string.
+
+    Example:
+        >>> html = text_html([0.5, -0.2], ["good", "<b>"])
+        >>> "&lt;b&gt;" in html and "0.5" in html
+        True
+    """
+    import html as _html
+
+    tokens, rows = _token_rows(values, tokens, targets)
+    scale = _shown_scale(tokens, rows, skip)
+    parts = ['<div class="xaijax-text" style="font-family:monospace;line-height:1.9">']
+    if title:
+        parts.append(f"<h3>{_html.escape(title)}</h3>")
+    for toks, vals in zip(tokens, rows, strict=True):
+        spans = []
+        for tok, val in zip(toks, vals, strict=True):
+            if tok in skip:
+                continue
+            r, g, b = (round(255 * c) for c in _token_colour(float(val), scale))
+            spans.append(
+                f'<span style="background:rgb({r},{g},{b});padding:1px 2px;border-radius:2px" '
+                f'title="{float(val):.4g}">{_html.escape(tok)}</span>'
+            )
+        parts.append("<p>" + " ".join(spans) + "</p>")
+    parts.append("</div>")
+    return "\n".join(parts)
