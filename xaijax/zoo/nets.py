@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["MLP", "CNN", "ResNet", "BasicBlock", "build", "numpy_rng", "zero_init"]
+__all__ = ["MLP", "CNN", "ResNet", "BasicBlock", "build", "numpy_rng", "zero_init", "module_list"]
 
 
 class MLP(nnx.Module):
@@ -40,7 +40,7 @@ class MLP(nnx.Module):
         rngs: nnx.Rngs,
     ):
         sizes = [in_features, *hidden]
-        self.hidden = _list(
+        self.hidden = module_list(
             [nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
         )
         self.out = nnx.Linear(sizes[-1], out_features, rngs=rngs)
@@ -79,7 +79,7 @@ class CNN(nnx.Module):
         rngs: nnx.Rngs,
     ):
         chans = [in_channels, *widths]
-        self.blocks = _list(
+        self.blocks = module_list(
             [nnx.Conv(a, b, (3, 3), rngs=rngs) for a, b in zip(chans[:-1], chans[1:], strict=True)]
         )
         self.features = nnx.Sequential(
@@ -203,7 +203,7 @@ class ResNet(nnx.Module):
             ]
             stages.append(nnx.Sequential(*layers))
             cin = w
-        self.stages = _list(stages)
+        self.stages = module_list(stages)
         self.fc = None if classes is None else nnx.Linear(cin, classes, rngs=rngs)
 
     def feature_map(self, x):
@@ -227,8 +227,8 @@ def zero_init(variable: nnx.Variable) -> None:
     variable[...] = jnp.zeros(variable.shape, variable.dtype)
 
 
-def _list(modules):
-    # nnx.List exists in newer Flax; older Flax registers plain lists of modules.
+def module_list(modules):
+    """A list of submodules NNX tracks: ``nnx.List`` where Flax has it, else a plain list."""
     return nnx.List(modules) if hasattr(nnx, "List") else list(modules)
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from xaijax.zoo.nets import _list
+from xaijax.zoo.nets import module_list
 
 __all__ = [
     "AttentionWeights",
@@ -138,7 +138,7 @@ class TextTransformer(nnx.Module):
         self.max_len, self.pool, self.pad_id = max_len, pool, pad_id
         self.embed = nnx.Embed(vocab_size, dim, rngs=rngs)
         self.pos = nnx.Embed(max_len, dim, rngs=rngs)
-        self.blocks = _list(
+        self.blocks = module_list(
             [TransformerBlock(dim, heads, mlp_dim, rngs=rngs) for _ in range(depth)]
         )
         self.norm = nnx.LayerNorm(dim, epsilon=LN_EPSILON, rngs=rngs)
@@ -206,7 +206,7 @@ class ViT(nnx.Module):
         )
         self.cls_token = nnx.Param(jnp.zeros((1, 1, dim)))
         self.pos = nnx.Param(jnp.zeros((1, 1 + self.grid**2, dim)))
-        self.blocks = _list(
+        self.blocks = module_list(
             [TransformerBlock(dim, heads, mlp_dim, rngs=rngs) for _ in range(depth)]
         )
         self.norm = nnx.LayerNorm(dim, epsilon=LN_EPSILON, rngs=rngs)
@@ -256,7 +256,7 @@ class DecoderLM(nnx.Module):
         self.max_len, self.pad_id = max_len, pad_id
         self.embed = nnx.Embed(vocab_size, dim, rngs=rngs)
         self.pos = nnx.Embed(max_len, dim, rngs=rngs)
-        self.blocks = _list(
+        self.blocks = module_list(
             [TransformerBlock(dim, heads, mlp_dim, rngs=rngs) for _ in range(depth)]
         )
         self.norm = nnx.LayerNorm(dim, epsilon=LN_EPSILON, rngs=rngs)
@@ -267,7 +267,8 @@ class DecoderLM(nnx.Module):
         length = tokens.shape[1]
         causal = jnp.tril(jnp.ones((length, length), bool))
         # A padding query still attends to itself, so no softmax row is empty.
-        mask = (causal[None] & (tokens != self.pad_id)[:, None, :]) | jnp.eye(length, dtype=bool)
+        keys = tokens != self.pad_id
+        mask = (causal[None] & keys[:, None, :]) | jnp.eye(length, dtype=bool)[None]
         x = self.embed(tokens) + self.pos(jnp.arange(length))[None]
         for block in self.blocks:
             x = block(x, mask[:, None])
