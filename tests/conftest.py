@@ -1,7 +1,11 @@
 import os
 
-import jax
-import pytest
+# The README runs the suite in two processes (pytest -n 2): on a GPU, a process that took 75% of
+# the device memory up front (XLA's default) would leave the other too little.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 # The CLI keeps compiled programs in the user's cache folder; tests calling it in-process must
 # neither write there nor switch the persistent cache on for the rest of the suite.
