@@ -247,3 +247,35 @@ def test_an_unusable_cache_folder_only_costs_the_cache(monkeypatch, tmp_path, ca
     assert parser.use_compile_cache(argparse.Namespace(no_compile_cache=False)) is None
     assert "not a folder" in capsys.readouterr().err
     assert jax.config.jax_compilation_cache_dir is None  # nothing switched on
+
+
+def _fake_programs(folder, sizes):
+    folder.mkdir()
+    for i, size in enumerate(sizes):
+        path = folder / f"jit_p{i}-cache"
+        path.write_bytes(bytes(size))
+        os.utime(path, (1000 + i, 1000 + i))  # p0 used longest ago
+
+
+def test_the_cache_is_kept_under_its_size_dropping_the_least_recently_used(monkeypatch, tmp_path):
+    folder = tmp_path / "cache"
+    _fake_programs(folder, [300_000, 400_000, 500_000, 200_000])
+    os.utime(folder / "jit_p0-cache", (5000, 1000))  # p0 was read recently: kept
+    monkeypatch.setenv("XAIJAX_CACHE_MAX_MB", str(1.0))  # 1,048,576 bytes
+    try:
+        assert compile_cache.enable_compile_cache(folder) == str(folder)
+    finally:
+        compile_cache.disable_compile_cache()
+    # Over by 351,424 bytes: p1 (400 kB, the oldest use) goes; p2 and p3 stay.
+    assert sorted(os.listdir(folder)) == ["jit_p0-cache", "jit_p2-cache", "jit_p3-cache"]
+    assert compile_cache.prune_compile_cache(folder, -1) == 0
+    assert compile_cache.prune_compile_cache(folder, 0) == 1_000_000
+    assert os.listdir(folder) == []
+
+
+def test_a_bad_cache_size_is_refused_naming_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("XAIJAX_CACHE_MAX_MB", "lots")
+    with pytest.raises(ValueError, match="XAIJAX_CACHE_MAX_MB"):
+        compile_cache.enable_compile_cache(tmp_path / "a")
+    with pytest.raises(ValueError, match="max_size"):
+        compile_cache.enable_compile_cache(tmp_path / "b", max_size=1.5)

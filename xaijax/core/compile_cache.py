@@ -17,14 +17,18 @@ import os
 
 __all__ = [
     "CACHE_DIR_ENV",
+    "MAX_SIZE_ENV",
     "SWITCH_ENV",
     "compile_cache_dir",
     "disable_compile_cache",
     "enable_compile_cache",
+    "prune_compile_cache",
 ]
 
 CACHE_DIR_ENV = "XAIJAX_CACHE_DIR"
 SWITCH_ENV = "XAIJAX_COMPILE_CACHE"
+MAX_SIZE_ENV = "XAIJAX_CACHE_MAX_MB"
+DEFAULT_MAX_SIZE = 1 << 30  # 1 GiB: tens of thousands of explainer programs (~10-100 kB each)
 
 
 def compile_cache_dir() -> str:
@@ -46,7 +50,69 @@ def compile_cache_dir() -> str:
     return os.path.join(os.path.abspath(base), "xaijax", "jax")
 
 
-def enable_compile_cache(path: str | os.PathLike | None = None) -> str:
+def _max_size_from_env() -> int:
+    raw = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_SIZE
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        raise ValueError(f"${MAX_SIZE_ENV} must be a number of megabytes; got {raw!r}") from None
+    return -1 if megabytes < 0 else int(megabytes * (1 << 20))
+
+
+def prune_compile_cache(path: str | os.PathLike, max_size: int) -> int:
+    """Delete the least recently used files in ``path`` until it holds at most ``max_size`` bytes.
+
+    Recency is a file's last access or modification, whichever is later. Only plain files directly
+    in ``path`` are considered (the cache's entries); a file another process deletes meanwhile is
+    skipped. A program deleted is compiled again when next asked for.
+
+    Args:
+        path: the cache folder.
+        max_size: the size to keep, in bytes; ``-1`` keeps everything.
+
+    Returns:
+        The number of bytes deleted.
+
+    Example:
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp()
+        >>> for i in range(3):
+        ...     with open(os.path.join(d, f"p{i}-cache"), "wb") as fh:
+        ...         _ = fh.write(bytes(100))
+        ...     os.utime(os.path.join(d, f"p{i}-cache"), (i, i))
+        >>> prune_compile_cache(d, 250), sorted(os.listdir(d))
+        (100, ['p1-cache', 'p2-cache'])
+    """
+    if max_size is None or max_size < 0:
+        return 0
+    entries = []
+    with os.scandir(path) as it:
+        for entry in it:
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                    entries.append((max(st.st_atime, st.st_mtime), st.st_size, entry.path))
+            except FileNotFoundError:
+                continue
+    total = sum(size for _, size, _ in entries)
+    deleted = 0
+    for _, size, file in sorted(entries):
+        if total <= max_size:
+            break
+        try:
+            os.remove(file)
+        except FileNotFoundError:
+            pass
+        total -= size
+        deleted += size
+    return deleted
+
+
+def enable_compile_cache(
+    path: str | os.PathLike | None = None, *, max_size: int | None = None
+) -> str:
     """Keep every compiled program in ``path`` so that later processes read it instead of compiling.
 
     Turns on JAX's persistent compilation cache for this process, for every program however fast
@@ -58,14 +124,20 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str:
     The folder is created readable by its owner only: JAX trusts the files it reads back, so a
     cache others can write to lets them run code in your process.
 
+    The folder is kept under ``max_size`` bytes: when it holds more, the least recently used
+    programs are deleted first (:func:`prune_compile_cache`), once, when the cache is enabled.
+
     Args:
         path: the cache folder; ``None`` for :func:`compile_cache_dir`.
+        max_size: the most bytes to keep; ``None`` for ``$XAIJAX_CACHE_MAX_MB`` megabytes, else
+            1 GiB; ``-1`` for no limit.
 
     Returns:
         The absolute path of the cache folder in use.
 
     Raises:
-        ValueError: if ``path`` exists and is not a folder, or cannot be created.
+        ValueError: if ``path`` exists and is not a folder, or cannot be created, or
+            ``$XAIJAX_CACHE_MAX_MB`` is not a number.
 
     Example:
         >>> import tempfile, jax, xaijax
@@ -77,6 +149,10 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str:
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
+    if max_size is None:
+        max_size = _max_size_from_env()
+    elif isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < -1:
+        raise ValueError(f"max_size must be a number of bytes >= 0, or -1; got {max_size!r}")
     folder = compile_cache_dir() if path is None else os.fspath(path)
     folder = os.path.abspath(os.path.expanduser(folder))
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -87,6 +163,7 @@ def enable_compile_cache(path: str | os.PathLike | None = None) -> str:
         raise ValueError(
             f"path {folder!r} for the compilation cache cannot be created: {err.strerror}"
         ) from err
+    prune_compile_cache(folder, max_size)
     if jax.config.jax_compilation_cache_dir not in (None, folder):
         compilation_cache.reset_cache()  # JAX opens its cache once; point it at the new folder
     jax.config.update("jax_enable_compilation_cache", True)
