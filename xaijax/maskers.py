@@ -62,15 +62,30 @@ def blur(size=(16, 16)) -> Masker:
     return Masker("blur", size=(int(h), int(w)))
 
 
-def token(mask_id: int, *, clustering=None) -> Masker:
+def token(mask_id: int, *, keep=(), clustering=None) -> Masker:
     """Hidden tokens become ``mask_id`` (a ``[MASK]`` or pad id) in integer inputs ``(n, L)``.
 
+    Tokens whose id is in ``keep`` are never masked: pass the special ids
+    (``Tokenizer.special_ids``) so that ``[CLS]``, ``[SEP]`` and padding stay what the model
+    was trained on; the group that holds them is then a dummy feature and gets exactly 0
+    (``Encoding.word_groups()`` puts them in one group after the words).
     :func:`~xaijax.partition_shap` splits the sequence into contiguous halves recursively,
-    or follows ``clustering`` (a SciPy linkage over the ``L`` tokens, or over the groups)."""
+    or follows ``clustering`` (a SciPy linkage over the ``L`` tokens, or over the groups).
+
+    Example:
+        >>> from xaijax.zoo import Tokenizer
+        >>> m = token(Tokenizer.mask_id, keep=Tokenizer.special_ids)
+        >>> m.value, m.keep
+        (4, (0, 1, 2, 3))
+    """
     if isinstance(mask_id, bool) or not isinstance(mask_id, numbers.Integral):
         raise TypeError(f"mask_id must be an int token id; got {mask_id!r}")
+    keep = (keep,) if isinstance(keep, numbers.Integral) else tuple(keep)
+    if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) for k in keep):
+        raise TypeError(f"keep must be int token ids; got {keep!r}")
+    keep = tuple(sorted({int(k) for k in keep} - {int(mask_id)}))
     Z = None if clustering is None else np.asarray(clustering, dtype=np.float64)
-    return Masker("token", int(mask_id), clustering=Z)
+    return Masker("token", int(mask_id), clustering=Z, keep=keep)
 
 
 def partition(rows, weights=None, *, clustering) -> Masker:

@@ -321,6 +321,9 @@ class Fill:
             rows = self.arrays[0][None]
         elif self.kind == "blur":
             rows = box_blur(x, self.static)[None]
+        elif self.kind == "token":  # static: (mask id, *ids never masked)
+            mask_id, keep = self.static[0], jnp.asarray(self.static[1:], x.dtype)
+            rows = jnp.where(jnp.isin(x, keep), x, jnp.asarray(mask_id, x.dtype))[None]
         else:
             raise ValueError(f"unknown fill {self.kind!r}")
         weight_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
@@ -363,6 +366,7 @@ class Masker:
         hierarchy: how :func:`~xaijax.partition_shap` builds the hierarchy when ``clustering``
             is ``None``: ``"image"`` (shap's recursive halving of the image) or ``None``.
         shape: the input shape the masker was built for (``image``'s), or ``None``.
+        keep: token ids that are never masked (``token``'s: ``[CLS]``, ``[SEP]``, padding).
     """
 
     kind: str
@@ -372,6 +376,7 @@ class Masker:
     clustering: Any = None
     hierarchy: str | None = None
     shape: tuple[int, ...] | None = None
+    keep: tuple[int, ...] = ()
 
     @property
     def has_rows(self) -> bool:
@@ -393,6 +398,10 @@ class Masker:
                     f"background rows have shape {rows.shape[1:]}; the inputs {input_shape}"
                 )
             return Fill("rows", (rows, weights))
+        if self.kind == "token" and self.keep:
+            if len(input_shape) != 1:
+                raise ValueError(f"{name} masks token ids (L,); got inputs of shape {input_shape}")
+            return Fill("token", static=(int(self.value),) + tuple(self.keep))
         if self.kind in ("constant", "token"):
             value = np.asarray(self.value)
             try:

@@ -14,7 +14,9 @@ __all__ = [
     "diabetes",
     "digits",
     "lfw_faces",
+    "agreement_corpus",
     "moons",
+    "negation_corpus",
     "photo",
     "sentiment_corpus",
     "synthetic_shapes",
@@ -320,6 +322,90 @@ def sentiment_corpus(n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndar
             parts += ["and", str(rng.choice(words))]
         texts.append(" ".join(parts))
         labels.append(label)
+    return texts, np.array(labels, np.int32)
+
+
+_NEGATORS = ("not", "never", "hardly")
+_LEADS = ("not surprisingly ,", "not once , but twice ,", "never mind the reviews ,")
+
+
+def negation_corpus(n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """A generated sentiment corpus where word order decides the label (negation), label 1 =
+    positive.
+
+    Origin: built here from the word lists of :func:`sentiment_corpus`. Each sentence is
+    ``[lead] <subject> was [negator] <sentiment word>``: a negator (``not``, ``never``,
+    ``hardly``) right before the sentiment word flips its polarity. Half of the sentences open
+    with a lead phrase that contains a negator but negates nothing (``"not surprisingly ,"``), so
+    the words alone do not decide the label, their order does: a bag-of-words model stays near
+    chance on the negated sentences, a model that reads order does not.
+
+    Example:
+        >>> texts, labels = negation_corpus(3, seed=1)
+        >>> len(texts), sorted(set(labels.tolist())) <= [0, 1]
+        (3, True)
+    """
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        polarity = int(rng.integers(2))
+        negated = bool(rng.random() < 0.5)
+        parts = [str(rng.choice(_LEADS))] if rng.random() < 0.5 else []
+        parts += [str(rng.choice(_SUBJECTS)), "was"]
+        if negated:
+            parts.append(str(rng.choice(_NEGATORS)))
+        parts.append(str(rng.choice(_POSITIVE if polarity else _NEGATIVE)))
+        texts.append(" ".join(parts))
+        labels.append(polarity ^ int(negated))
+    return texts, np.array(labels, np.int32)
+
+
+_NOUNS = (
+    ("key", "keys"),
+    ("dog", "dogs"),
+    ("author", "authors"),
+    ("painting", "paintings"),
+    ("teacher", "teachers"),
+    ("door", "doors"),
+    ("song", "songs"),
+    ("farmer", "farmers"),
+)
+_PREPOSITIONS = ("near", "behind", "next to", "with", "by")
+_PREDICATES = (
+    ("is", "are"),
+    ("was", "were"),
+    ("seems", "seem"),
+)
+_ENDINGS = ("old", "red", "here", "famous", "small", "quiet", "broken", "new")
+
+
+def agreement_corpus(n: int = 400, *, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Generated sentences with subject-verb agreement across an attractor noun, label 1 = the
+    subject is plural.
+
+    Origin: built here from fixed word lists (after Linzen et al., 2016). Each sentence is
+    ``the <subject> <preposition> the <attractor> <verb> <ending> .`` with the verb agreeing with
+    the subject, never with the attractor next to it (half the attractors differ in number). It
+    trains the small language model: the next token after ``the keys near the door`` is ``are``,
+    and a contrastive target (log p(are) - log p(is)) should be attributed to ``keys``, not to
+    ``door``.
+
+    Example:
+        >>> texts, plural = agreement_corpus(2, seed=0)
+        >>> texts[0].split()[0], texts[0].endswith(" ."), plural.dtype
+        ('the', True, dtype('int32'))
+    """
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        plural = int(rng.integers(2))
+        subject = _NOUNS[int(rng.integers(len(_NOUNS)))][plural]
+        attractor = _NOUNS[int(rng.integers(len(_NOUNS)))][int(rng.integers(2))]
+        verb = _PREDICATES[int(rng.integers(len(_PREDICATES)))][plural]
+        prep = str(rng.choice(_PREPOSITIONS))
+        end = str(rng.choice(_ENDINGS))
+        texts.append(f"the {subject} {prep} the {attractor} {verb} {end} .")
+        labels.append(plural)
     return texts, np.array(labels, np.int32)
 
 

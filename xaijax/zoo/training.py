@@ -38,6 +38,7 @@ __all__ = [
     "load",
     "save_checkpoint",
     "load_checkpoint",
+    "next_token_targets",
 ]
 
 FORMAT = "xaijax.checkpoint/1"
@@ -214,7 +215,10 @@ def train(
     """Train ``model`` in place with AdamW on ``(X, y)``; returns the per-epoch mean losses.
 
     ``loss`` is ``"cross_entropy"`` (integer labels; a softmax model is trained on its
-    log-probabilities) or ``"mse"`` (a scalar output ``(n, 1)`` or ``(n,)``). Epoch ``e``
+    log-probabilities), ``"mse"`` (a scalar output ``(n, 1)`` or ``(n,)``) or ``"next_token"``
+    (a language model's ``(n, L, V)`` logits against ``y (n, L)``, the next token id at each
+    position, negative ids ignored; see :func:`next_token_targets`). Integer inputs (token ids)
+    stay integers; others become float32. Epoch ``e``
     shuffles with ``fold_in(key, e)``, so the same key trains the same weights. ``progress``
     draws one line per epoch (loss, rate, ETA) on stderr. Batch-norm statistics are updated in
     training mode; the model is left in evaluation mode.
@@ -229,9 +233,9 @@ def train(
         >>> bool(losses[-1] < losses[0])
         True
     """
-    if loss not in ("cross_entropy", "mse"):
-        raise ValueError(f"loss must be 'cross_entropy' or 'mse'; got {loss!r}")
-    X = jnp.asarray(X, jnp.float32)
+    if loss not in ("cross_entropy", "mse", "next_token"):
+        raise ValueError(f"loss must be 'cross_entropy', 'mse' or 'next_token'; got {loss!r}")
+    X = _inputs(X)
     y = jnp.asarray(y)
     if hasattr(model, "train"):
         model.train()  # dropout on, batch-norm on batch statistics
@@ -247,6 +251,11 @@ def train(
         new_rest = nnx.split(module, nnx.Param, ...)[2]
         if loss == "mse":
             value = jnp.mean((out.reshape(yb.shape) - yb) ** 2)
+        elif loss == "next_token":  # out (b, L, V), yb (b, L): the next id, negative = ignored
+            logp = jax.nn.log_softmax(out, axis=-1)
+            keep = yb >= 0
+            picked = jnp.take_along_axis(logp, jnp.maximum(yb, 0)[..., None], axis=-1)[..., 0]
+            value = -jnp.sum(jnp.where(keep, picked, 0.0)) / jnp.maximum(keep.sum(), 1)
         else:
             logp = jnp.log(jnp.clip(out, 1e-12)) if softmax else jax.nn.log_softmax(out, axis=-1)
             value = -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
@@ -268,6 +277,25 @@ def train(
     if hasattr(model, "eval"):
         model.eval()
     return np.asarray(jax.device_get(history))
+
+
+def _inputs(X):
+    X = jnp.asarray(X)
+    return X if jnp.issubdtype(X.dtype, jnp.integer) else X.astype(jnp.float32)
+
+
+def next_token_targets(ids, pad_id: int = 0) -> np.ndarray:
+    """``y (n, L)`` for ``loss="next_token"``: position ``t``'s target is ``ids[:, t + 1]``;
+    the last position and positions whose next id is ``pad_id`` are ``-1`` (ignored).
+
+    Example:
+        >>> next_token_targets(np.array([[2, 7, 9, 0]])).tolist()
+        [[7, 9, -1, -1]]
+    """
+    ids = np.asarray(ids)
+    y = np.full(ids.shape, -1, np.int32)
+    y[:, :-1] = np.where(ids[:, 1:] == pad_id, -1, ids[:, 1:])
+    return y
 
 
 @functools.lru_cache(maxsize=32)
@@ -293,7 +321,7 @@ def accuracy(model: nnx.Module, X, y, *, batch_size: int = 512) -> float:
     """
     graphdef, state = nnx.split(model)
     correct = _correct_counter(graphdef)
-    X, y = jnp.asarray(X, jnp.float32), jnp.asarray(y)
+    X, y = _inputs(X), jnp.asarray(y)
     counts = [
         correct(state, X[s : s + batch_size], y[s : s + batch_size])
         for s in range(0, len(X), batch_size)
