@@ -28,6 +28,8 @@ def test_demo_quick_writes_results_and_figures(tmp_path):
     assert 0.0 <= results["breast_cancer"]["lime"]["top5_overlap_with_kernel_shap"] <= 1.0
     assert len(set(results["breast_cancer"]["lime"]["sp_lime_picks"])) == 3
     assert results["sentiment_text"]["top_word_is_a_sentiment_word"] >= 2 / 3
+    view = (out / "text_tokens.html").read_text()
+    assert view.count("<span") >= 5 and view in (out / "index.html").read_text()
     shapes = results["synthetic_shapes"]["scores"]
     assert {"Grad-CAM", "integrated gradients", "LIME (SLIC)", "random (baseline)"} <= set(shapes)
     for sc in shapes.values():

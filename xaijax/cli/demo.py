@@ -454,6 +454,45 @@ def _demo_text(out, *, quick, seed, results, log):
         caption=f"LIME on text: the words of {docs[0]!r} by their weight for P(positive).",
         section="sentiment_text",
     )
+    # The same weights on the sentences themselves: each word coloured by its LIME weight.
+    tokens = [doc.split() for doc in docs]
+    width = max(len(t) for t in tokens)
+    per_word = [
+        dict(zip(words[i], np.asarray(exp.values[i]), strict=True)) for i in range(len(docs))
+    ]
+    values = np.array(
+        [
+            [per_word[i].get(t, 0.0) for t in toks] + [0.0] * (width - len(toks))
+            for i, toks in enumerate(tokens)
+        ]
+    )
+    padded = [toks + ["[PAD]"] * (width - len(toks)) for toks in tokens]
+    _save(
+        plots.text(values, padded, title="LIME weights for P(positive), word by word"),
+        out,
+        "text_tokens.png",
+        results,
+        caption="The held-out sentences with each word coloured by its LIME weight for "
+        "P(positive): red raises it, blue lowers it.",
+        section="sentiment_text",
+    )
+    _save_html(
+        plots.text_html(values, padded, title="LIME weights for P(positive)"),
+        out,
+        "text_tokens.html",
+        results,
+        caption="The same, as text (hover a word for its weight).",
+        section="sentiment_text",
+    )
+
+
+def _save_html(fragment, out, name, results, *, caption, section):
+    """Write an HTML fragment (a text view) and record it for the report, which inlines it."""
+    import os
+
+    with open(os.path.join(out, name), "w", encoding="utf-8") as fh:
+        fh.write(fragment)
+    results.setdefault("views", []).append({"file": name, "caption": caption, "section": section})
 
 
 def _save(fig, out, name, results, *, caption, section, wide=False):

@@ -38,7 +38,7 @@ table{border-collapse:collapse;margin:.6em 0 1em} td,th{border:1px solid #ccc;pa
      font-variant-numeric:tabular-nums}
 figure{display:inline-block;vertical-align:top;margin:.5em 1em 1em 0;max-width:520px}
 figure.wide{display:block;max-width:100%} img{max-width:100%;border:1px solid #eee}
-figcaption{font-size:.9em;color:#444;margin-top:.3em}
+figcaption,.caption{font-size:.9em;color:#444;margin-top:.3em}
 """
 
 
@@ -103,6 +103,17 @@ def _figure(entry: dict) -> str:
     )
 
 
+def _view(out: str, entry: dict) -> str:
+    """An HTML fragment the demo wrote (a text view), inlined under its caption."""
+    path = os.path.join(out, entry["file"])
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as fh:
+        fragment = fh.read()
+    caption = html.escape(entry.get("caption") or entry["file"])
+    return f'<div class="view">{fragment}<p class="caption">{caption}</p></div>'
+
+
 def write_report(out: str, results: dict) -> str:
     """Write ``out/index.html`` from the demo's ``results``; return its path.
 
@@ -143,6 +154,7 @@ def write_report(out: str, results: dict) -> str:
                 parts.append("<h3>Localisation and faithfulness per method</h3>")
                 parts.append(_scores_table(section["scores"]))
         parts += [_figure(f) for f in shown]
+        parts += [_view(out, v) for v in results.get("views", []) if v.get("section") == key]
     other = [f for f in figures if f.get("section") not in SECTIONS]
     if other:
         parts.append("<h2>Other figures</h2>")
