@@ -180,3 +180,22 @@ def test_decoder_lm_runs_on_encoded_prompts():
     enc = tok.encode(["the keys near the door"], add_cls=False, max_len=12)
     lm = build(lambda rngs: DecoderLM(tok.vocab_size, max_len=12, dim=8, depth=1, rngs=rngs))
     assert lm(enc.ids).shape == (1, 12, tok.vocab_size)
+
+
+def test_special_tokens_in_text_and_lime_over_words_with_mask(classifier):
+    tok = classifier.tokenizer
+    enc = tok.encode(["the [MASK] was Great [PAD]"])
+    assert enc.tokens[0] == ["[CLS]", "the", "[MASK]", "was", "great", "[PAD]"]
+    assert enc.ids[0, 2] == tok.mask_id and enc.ids[0, 5] == tok.pad_id
+    # LIME over words, hidden words replaced by [MASK] (positional features)
+    texts = classifier.texts[:2]
+    p = classifier.predict_proba(texts)
+    np.testing.assert_allclose(
+        p, np.asarray(jax.nn.softmax(classifier.model(classifier.ids[:2]))), atol=1e-6
+    )
+    exp = xj.lime_text(
+        classifier.predict_proba, texts, key=jax.random.key(0), targets=1, bow=False,
+        mask_string="[MASK]", num_samples=300,
+    )  # fmt: skip
+    # the surrogate's prediction at the text itself is close to the model's
+    assert np.abs(np.asarray(exp.extras["local_pred"]).ravel() - p[:, 1]).max() < 0.35

@@ -16,10 +16,12 @@ recipe                        model and data
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from flax import nnx
 
 from xaijax.zoo import data
 from xaijax.zoo.nets import build
@@ -53,6 +55,22 @@ class TextTask(NamedTuple):
     ids: np.ndarray
     accuracy: float
     losses: np.ndarray
+
+    def predict_proba(self, texts) -> np.ndarray:
+        """Class probabilities ``(n, 2)`` of the classifier on strings (a host model for
+        :func:`xaijax.lime_text` or ``xaijax explain``); longer texts are truncated to the
+        model's ``max_len``. ``"[MASK]"`` in a text is the mask token, so
+        ``lime_text(task.predict_proba, texts, bow=False, mask_string="[MASK]")`` hides words
+        with it.
+
+        Example:
+            >>> task = text_classifier("sentiment", n=80, epochs=1, dim=8, depth=1)
+            >>> task.predict_proba(["the film was great", "[MASK] film"]).shape
+            (2, 2)
+        """
+        ids = self.tokenizer.encode(list(texts), max_len=self.model.max_len, truncate=True).ids
+        graphdef, state = nnx.split(self.model)
+        return np.asarray(_softmax_program(graphdef)(state, ids))
 
 
 def text_classifier(
@@ -161,6 +179,17 @@ def language_model(
     keep = y[cut:] >= 0
     acc = float((logits.argmax(-1) == y[cut:])[keep].mean())
     return TextTask(model, tok, texts[cut:], plural[cut:], ids[cut:], acc, losses)
+
+
+@functools.lru_cache(maxsize=8)
+def _softmax_program(graphdef):
+    """A compiled ``(state, ids) -> softmax(model(ids))`` per model structure."""
+
+    @jax.jit
+    def proba(state, ids):
+        return jax.nn.softmax(nnx.merge(graphdef, state)(ids), axis=-1)
+
+    return proba
 
 
 def _cut(n: int, test_fraction: float) -> int:

@@ -35,7 +35,8 @@ import numpy as np
 __all__ = ["SPECIAL_TOKENS", "Encoding", "Tokenizer"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-_WORDS = re.compile(r"\w+|[^\w\s]")
+# Special tokens written in a text stay one token (LIME's mask_string="[MASK]" hides a word).
+_WORDS = re.compile(r"\[(?:PAD|UNK|CLS|SEP|MASK)\]|\w+|[^\w\s]")
 
 
 class Encoding(NamedTuple):
@@ -131,7 +132,10 @@ class Tokenizer:
         if int(min_frequency) < 1:
             raise ValueError(f"min_frequency must be >= 1; got {min_frequency}")
         counts = collections.Counter(
-            w for t in texts for w in _split(t.lower() if lowercase else t)
+            w.lower() if lowercase else w
+            for t in texts
+            for w in _split(t)
+            if w not in SPECIAL_TOKENS
         )
         words = {w: [w[0]] + ["##" + c for c in w[1:]] for w in counts}
         vocab = list(SPECIAL_TOKENS)
@@ -174,11 +178,15 @@ class Tokenizer:
         return cls(tuple(vocab), lowercase)
 
     def words(self, text: str) -> list[str]:
-        """The words and punctuation of ``text`` (lower-cased when :attr:`lowercase`)."""
-        return _split(text.lower() if self.lowercase else text)
+        """The words and punctuation of ``text`` (lower-cased when :attr:`lowercase`); a special
+        token written in the text (``"[MASK]"``) is one word, kept as it is."""
+        words = _split(text)
+        return [w if w in SPECIAL_TOKENS or not self.lowercase else w.lower() for w in words]
 
     def word_pieces(self, word: str) -> list[str]:
         """Greedy longest-match WordPiece split of one word; ``[UNK]`` if a piece is missing."""
+        if word in SPECIAL_TOKENS:
+            return [word]
         pieces, start = [], 0
         while start < len(word):
             end = len(word)
