@@ -1,26 +1,14 @@
 """The CAM reproductions (experiments/cam_localization.py, sanity_checks.py) run end to end."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
-
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"experiments.{name}", os.path.join(EXPERIMENTS, f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import load_experiment
 
 
 def _run(name, tmp_path):
-    assert _load(name).main(["--tiny", "--seed", "0", "--out", str(tmp_path)]) == 0
+    assert load_experiment(name).main(["--tiny", "--seed", "0", "--out", str(tmp_path)]) == 0
     with open(tmp_path / "results.json") as fh:
         return json.load(fh)
 

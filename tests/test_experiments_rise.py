@@ -1,25 +1,13 @@
 """The RISE deletion/insertion reproduction (experiments/rise_deletion_insertion.py) end to end."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
-
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"experiments.{name}", os.path.join(EXPERIMENTS, f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import load_experiment
 
 
 def test_rise_deletion_insertion_quick(tmp_path):
-    module = _load("rise_deletion_insertion")
+    module = load_experiment("rise_deletion_insertion")
     argv = ["--quick", "--datasets", "faces", "--seed", "0", "--out", str(tmp_path)]
     assert module.main(argv) == 0
     with open(tmp_path / "results.json") as fh:

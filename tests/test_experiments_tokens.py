@@ -1,25 +1,13 @@
 """The token attribution experiment (experiments/token_attribution.py) end to end, quick size."""
 
-import importlib.util
 import json
-import os
 
 import numpy as np
-
-EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"experiments.{name}", os.path.join(EXPERIMENTS, f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from experiment_scripts import load_experiment
 
 
 def test_token_attribution_quick(tmp_path):
-    module = _load("token_attribution")
+    module = load_experiment("token_attribution")
     assert module.main(["--quick", "--seed", "0", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     for figure in ("aopc.png", "tokens.png", "vit_vs_cnn.png"):
@@ -46,7 +34,7 @@ def test_token_attribution_quick(tmp_path):
 
 
 def test_aopc_removes_the_best_words_first():
-    module = _load("token_attribution")
+    module = load_experiment("token_attribution")
     from xaijax.zoo import Tokenizer
 
     tok = Tokenizer.train(["a b c"])
