@@ -80,8 +80,10 @@ def inpaint(method: str = "harmonic", *, iterations: int | None = None, tol: flo
             for harmonic, ``(H + W)²`` for biharmonic, at least 50); the solve stops at ``tol``.
         tol: the relative residual at which the solve stops.
 
-    Cost (kernel_shap, 64x64x3 images, 16 patches, a small CNN, one CPU core): about
-    {COST} per coalition.
+    Cost: each coalition is one CG solve (biharmonic: a harmonic solve, then the biharmonic one
+    started from it). Kernel SHAP on a 64x64x3 image with 16 patches and a small CNN, on a
+    shared 2-core CPU: 0.36 ms per coalition with ``constant(0.0)``, 43 ms harmonic (about 180
+    CG iterations), 1.4 s biharmonic (about 1900 more).
 
     Raises:
         ValueError: an unknown method, ``iterations < 1`` or ``tol`` not positive.

@@ -20,8 +20,7 @@ inpainted from the kept elements (:mod:`xaijax.core.inpainting`). A masker gives
 fill rows and their weights (:class:`Fill`); a coalition's value is the weighted mean of the
 model over ``where(keep, x, row_b)``. An inpainting fill depends on the coalition
 (:attr:`Fill.mask_dependent`): its one row is :meth:`Fill.compose` of ``x`` and the mask.
-:func:`get_image_and_mask` reads the groups an
-explanation ranks highest back onto the image.
+:func:`get_image_and_mask` reads the groups an explanation ranks highest back onto the image.
 """
 
 from __future__ import annotations
