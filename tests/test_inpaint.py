@@ -290,3 +290,19 @@ def test_occlusion_and_feature_ablation_refuse_maskers():
         xj.feature_ablation(
             model, images, groups=xj.patch_groups((H, W), 4), baseline=xj.maskers.inpaint()
         )
+
+
+@pytest.mark.parametrize("name", ["inpaint_telea", "inpaint_ns"])
+def test_opencv_strings_are_refused_as_maskers(name):
+    with pytest.raises(ValueError, match="OpenCV.*inpaint_harmonic"):
+        xj.exact_shapley(
+            model, images_with_a_zero_patch(1), masker=name, groups=np.zeros((H, W), np.int32)
+        )
+
+
+def test_inpaint_strings_are_the_default_maskers():
+    images = images_with_a_zero_patch(1)
+    groups = xj.patch_groups((H, W), 4)
+    by_string = xj.exact_shapley(model, images, masker="inpaint_harmonic", groups=groups)
+    by_masker = xj.exact_shapley(model, images, masker=xj.maskers.inpaint(), groups=groups)
+    np.testing.assert_array_equal(by_string.values, by_masker.values)

@@ -110,9 +110,6 @@ def inpaint(method: str = "harmonic", *, iterations: int | None = None, tol: flo
     return Masker("inpaint", method, options=(iterations, float(tol)))
 
 
-_OPENCV_INPAINT = ("inpaint_telea", "inpaint_ns")
-
-
 def token(mask_id: int, *, clustering=None) -> Masker:
     """Hidden tokens become ``mask_id`` (a ``[MASK]`` or pad id) in integer inputs ``(n, L)``.
 
@@ -142,25 +139,18 @@ def image(mask_value=0.0, shape=None) -> Masker:
 
     shap's ``"inpaint_telea"`` and ``"inpaint_ns"`` are OpenCV's and are not provided: they
     raise a ``ValueError`` naming the inpainting that is."""
-    if isinstance(mask_value, str) and mask_value.strip() in _OPENCV_INPAINT:
-        raise ValueError(
-            f"mask_value {mask_value!r} is OpenCV's inpainting, which xaijax does not provide; "
-            "use 'inpaint_harmonic' or 'inpaint_biharmonic' (xaijax.maskers.inpaint)"
-        )
     shape = None if shape is None else tuple(int(s) for s in shape)
-    if isinstance(mask_value, str) and mask_value.strip().startswith("inpaint_"):
-        method = mask_value.strip()[len("inpaint_") :]
-        if method not in INPAINT_METHODS:
-            raise ValueError(
-                f"mask_value {mask_value!r} is not an inpainting xaijax provides; use "
-                "'inpaint_harmonic' or 'inpaint_biharmonic'"
-            )
-        base = inpaint(method)
-        return Masker(base.kind, base.value, options=base.options, hierarchy="image", shape=shape)
     if isinstance(mask_value, str):
         from xaijax.core.masking import as_masker
 
         base = as_masker(mask_value)
     else:
         base = constant(mask_value)
-    return Masker(base.kind, base.value, size=base.size, hierarchy="image", shape=shape)
+    return Masker(
+        base.kind,
+        base.value,
+        size=base.size,
+        hierarchy="image",
+        shape=shape,
+        options=base.options,
+    )

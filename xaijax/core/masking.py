@@ -454,10 +454,12 @@ def as_masker(masker, background=None, background_weights=None) -> Masker:
     """One :class:`Masker` from an explainer's ``masker`` and ``background`` arguments.
 
     ``masker`` may be a :class:`Masker`, a :class:`Background` or rows (interventional), a number
-    (a constant) or ``"blur(h,w)"``; ``None`` uses ``background`` (one of the two is needed).
+    (a constant), ``"blur(h,w)"``, ``"inpaint_harmonic"`` or ``"inpaint_biharmonic"``
+    (default options); ``None`` uses ``background`` (one of the two is needed).
 
     Raises:
-        ValueError: both or neither given, or an unrecognised string.
+        ValueError: both or neither given, or an unrecognised string (shap's OpenCV
+            ``"inpaint_telea"`` and ``"inpaint_ns"`` are not provided).
         TypeError: a masker of another type.
 
     Example:
@@ -478,6 +480,23 @@ def as_masker(masker, background=None, background_weights=None) -> Masker:
         )
     if isinstance(masker, Masker):
         return masker
+    if isinstance(masker, str) and masker.strip().startswith("inpaint_"):
+        method = masker.strip()[len("inpaint_") :]
+        if method in INPAINT_METHODS:
+            return Masker("inpaint", method, options=(None, 1e-6))
+        what = (
+            "OpenCV's inpainting, which xaijax does not provide"
+            if method
+            in (
+                "telea",
+                "ns",
+            )
+            else "not an inpainting xaijax provides"
+        )
+        raise ValueError(
+            f"masker {masker!r} is {what}; use 'inpaint_harmonic' or 'inpaint_biharmonic' "
+            "(xaijax.maskers.inpaint)"
+        )
     if isinstance(masker, str):
         m = re.fullmatch(r"blur\((\d+),\s*(\d+)\)", masker.strip())
         if not m:
