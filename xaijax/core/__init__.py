@@ -16,6 +16,7 @@ masking         feature groups, maskers (what a hidden feature becomes), weighte
                 coalition scoring, segment masks
 hierarchy       feature hierarchies (linkage matrices) for Owen values: checks, shap's image
                 halving, correlation clustering, token spans
+inpainting      harmonic and biharmonic inpainting (conjugate gradients), for inpaint maskers
 lstsq           weighted least squares and the surrogate fit shared by Kernel SHAP and LIME
 layers          a model cut at one layer (CAMs, layer attributions)
 interpreter     jaxpr re-evaluation with per-primitive rules (Deep SHAP, guided backprop)

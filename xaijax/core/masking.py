@@ -15,10 +15,12 @@ variable), shared by the batch or one per instance (:func:`as_groups`, :func:`pa
 
 **Maskers** say what a hidden element becomes (:class:`Masker`, built by the constructors in
 :mod:`xaijax.maskers`): background rows (interventional, as tabular Shapley values), a
-constant (zero, a mean, a colour), a blurred copy of the input, or a mask token. A masker gives,
-per instance, fill rows and their weights (:class:`Fill`); a coalition's value is the weighted
-mean of the model over ``where(keep, x, row_b)``. :func:`get_image_and_mask` reads the groups an
-explanation ranks highest back onto the image.
+constant (zero, a mean, a colour), a blurred copy of the input, a mask token, or the input
+inpainted from the kept elements (:mod:`xaijax.core.inpainting`). A masker gives, per instance,
+fill rows and their weights (:class:`Fill`); a coalition's value is the weighted mean of the
+model over ``where(keep, x, row_b)``. An inpainting fill depends on the coalition
+(:attr:`Fill.mask_dependent`): its one row is :meth:`Fill.compose` of ``x`` and the mask.
+:func:`get_image_and_mask` reads the groups an explanation ranks highest back onto the image.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from xaijax.core.batching import balanced_chunk, map_row_chunks
 from xaijax.core.contract import as_float_array
 from xaijax.core.explanation import Explanation
 from xaijax.core.hierarchy import check_clustering, image_hierarchy
+from xaijax.core.inpainting import INPAINT_METHODS, inpaint
 from xaijax.core.model import Model, float_dtype
 
 __all__ = [
@@ -297,6 +300,10 @@ class Fill:
 
     A pytree: its arrays are traced (a new background does not recompile), its kind and static
     options are not. Built by :meth:`Masker.fill_for`.
+
+    A mask-dependent fill (``"inpaint"``, static ``(method, iterations, tol)``) has no rows of
+    its own: a coalition's row is :meth:`compose` ``(x, keep)``; called on ``x`` it gives the
+    row of the empty coalition (nothing known: zeros).
     """
 
     def __init__(self, kind: str, arrays=(), static=()):
@@ -308,6 +315,20 @@ class Fill:
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(aux[0], children, aux[1])
+
+    @property
+    def mask_dependent(self) -> bool:
+        """Whether hidden elements' values depend on the coalition (inpainting): then
+        :func:`coalition_values` builds rows by :meth:`compose`."""
+        return self.kind == "inpaint"
+
+    def compose(self, x, keep):
+        """``(1, *shape)``: ``x`` with the elements where ``keep`` is False filled, for a
+        mask-dependent fill (``keep`` broadcastable to ``x``)."""
+        if self.kind != "inpaint":
+            raise ValueError(f"compose is for mask-dependent fills; this fill is {self.kind!r}")
+        method, iterations, tol = self.static
+        return inpaint(x, keep, method, iterations=iterations, tol=tol)[None]
 
     @property
     def num_rows(self) -> int:
@@ -324,6 +345,8 @@ class Fill:
         elif self.kind == "token":  # static: (mask id, *ids never masked)
             mask_id, keep = self.static[0], jnp.asarray(self.static[1:], x.dtype)
             rows = jnp.where(jnp.isin(x, keep), x, jnp.asarray(mask_id, x.dtype))[None]
+        elif self.kind == "inpaint":  # the empty coalition: no known pixel, all zeros
+            rows = jnp.zeros_like(x)[None]
         else:
             raise ValueError(f"unknown fill {self.kind!r}")
         weight_dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
@@ -355,10 +378,10 @@ class Masker:
 
     Attributes:
         kind: ``"background"`` (interventional: the mean over background rows), ``"constant"``,
-            ``"blur"`` (a box-blurred copy of the input) or ``"token"`` (a mask token id for
-            integer token inputs).
+            ``"blur"`` (a box-blurred copy of the input), ``"token"`` (a mask token id for
+            integer token inputs) or ``"inpaint"`` (hidden pixels inpainted from the kept ones).
         value: the background rows ``(B, *input_shape)``, the constant (broadcast to the input
-            shape) or the token id.
+            shape), the token id, or the inpainting method.
         weights: background row weights ``(B,)`` or ``None`` (uniform).
         size: the blur window ``(h, w)``.
         clustering: an optional hierarchy over the features (a SciPy linkage matrix), read by
@@ -367,6 +390,7 @@ class Masker:
             is ``None``: ``"image"`` (shap's recursive halving of the image) or ``None``.
         shape: the input shape the masker was built for (``image``'s), or ``None``.
         keep: token ids that are never masked (``token``'s: ``[CLS]``, ``[SEP]``, padding).
+        options: the inpainting options ``(iterations, tol)``.
     """
 
     kind: str
@@ -377,6 +401,7 @@ class Masker:
     hierarchy: str | None = None
     shape: tuple[int, ...] | None = None
     keep: tuple[int, ...] = ()
+    options: tuple = ()
 
     @property
     def has_rows(self) -> bool:
@@ -422,6 +447,15 @@ class Masker:
                     f"{name}'s blur window {self.size} is larger than the image {input_shape[:2]}"
                 )
             return Fill("blur", static=self.size)
+        if self.kind == "inpaint":
+            if len(input_shape) not in (2, 3):
+                raise ValueError(
+                    f"{name} inpaints images: inputs must be (n, H, W) or (n, H, W, C); got "
+                    f"inputs of shape {input_shape}"
+                )
+            if self.value not in INPAINT_METHODS:
+                raise ValueError(f"{name}'s method must be one of {INPAINT_METHODS}")
+            return Fill("inpaint", static=(self.value, *self.options))
         raise ValueError(f"unknown masker kind {self.kind!r}")
 
 
@@ -429,10 +463,12 @@ def as_masker(masker, background=None, background_weights=None) -> Masker:
     """One :class:`Masker` from an explainer's ``masker`` and ``background`` arguments.
 
     ``masker`` may be a :class:`Masker`, a :class:`Background` or rows (interventional), a number
-    (a constant) or ``"blur(h,w)"``; ``None`` uses ``background`` (one of the two is needed).
+    (a constant), ``"blur(h,w)"``, ``"inpaint_harmonic"`` or ``"inpaint_biharmonic"``
+    (default options); ``None`` uses ``background`` (one of the two is needed).
 
     Raises:
-        ValueError: both or neither given, or an unrecognised string.
+        ValueError: both or neither given, or an unrecognised string (shap's OpenCV
+            ``"inpaint_telea"`` and ``"inpaint_ns"`` are not provided).
         TypeError: a masker of another type.
 
     Example:
@@ -453,6 +489,23 @@ def as_masker(masker, background=None, background_weights=None) -> Masker:
         )
     if isinstance(masker, Masker):
         return masker
+    if isinstance(masker, str) and masker.strip().startswith("inpaint_"):
+        method = masker.strip()[len("inpaint_") :]
+        if method in INPAINT_METHODS:
+            return Masker("inpaint", method, options=(None, 1e-6))
+        what = (
+            "OpenCV's inpainting, which xaijax does not provide"
+            if method
+            in (
+                "telea",
+                "ns",
+            )
+            else "not an inpainting xaijax provides"
+        )
+        raise ValueError(
+            f"masker {masker!r} is {what}; use 'inpaint_harmonic' or 'inpaint_biharmonic' "
+            "(xaijax.maskers.inpaint)"
+        )
     if isinstance(masker, str):
         m = re.fullmatch(r"blur\((\d+),\s*(\d+)\)", masker.strip())
         if not m:
@@ -481,6 +534,8 @@ def coalition_values(
     masks: Callable[[jax.Array], jax.Array],
     num_masks: int,
     batch_size: int,
+    *,
+    fill: Fill | None = None,
 ) -> jax.Array:
     """Score masks for one instance: ``v[s] = sum_b w_b f(where(mask_s, x, background_b))``.
 
@@ -495,10 +550,21 @@ def coalition_values(
         num_masks: how many masks there are.
         batch_size: most rows given to the model at once: whole masks (``B`` rows each) while
             ``B <= batch_size``, else one mask at a time, its rows in chunks of ``batch_size``.
+        fill: the :class:`Fill` the rows came from; a mask-dependent one (inpainting) makes
+            each mask's one row ``fill.compose(x, mask_s)`` (``background`` is then ignored).
 
     Returns:
         ``(num_masks, *output_shape)`` coalition values.
     """
+    if fill is not None and fill.mask_dependent:
+
+        def composed(idx):
+            keep = masks(idx)  # (c, *input_shape)
+            rows = jax.vmap(lambda k: fill.compose(x, k)[0])(keep)
+            return model.apply(params, rows)
+
+        chunk_size = balanced_chunk(num_masks, max(1, int(batch_size)))
+        return map_row_chunks(composed, num_masks, chunk_size)
     B = background.shape[0]
     if B > batch_size:
 

@@ -41,6 +41,7 @@ from xaijax.core.batching import (
     over_instances,
 )
 from xaijax.core.explanation import Explanation
+from xaijax.core.masking import Masker
 from xaijax.core.model import Model
 from xaijax.core.targets import TargetSpec, check_target_fn, resolve_targets, target_scores
 
@@ -228,10 +229,19 @@ def run(problem: Problem, fill, aux, plan):
 def as_baseline(baseline, X: np.ndarray) -> np.ndarray:
     """``baseline`` (a number or an array broadcastable to ``X``) as ``(n, *input_shape)``.
 
+    A masker (:mod:`xaijax.maskers`) is refused: occlusion and feature ablation set elements to
+    a fixed baseline; mask-dependent fills (inpainting) are for the Shapley explainers.
+
     Raises:
         TypeError: a non-numeric baseline.
-        ValueError: NaN/inf, or a shape that does not broadcast to ``X``'s.
+        ValueError: NaN/inf, a shape that does not broadcast to ``X``'s, or a masker.
     """
+    if isinstance(baseline, Masker):
+        raise ValueError(
+            "baseline must be a number or an array; maskers (e.g. xaijax.maskers.inpaint) are "
+            "taken by the Shapley explainers (exact_shapley, kernel_shap, permutation_shap, "
+            "partition_shap), not by occlusion or feature_ablation"
+        )
     b = contract.as_float_array("baseline", baseline, dtype=X.dtype)
     try:
         return np.ascontiguousarray(np.broadcast_to(b, X.shape))

@@ -213,10 +213,14 @@ def group_args(problem: Problem):
     return (None, g.ids[0]) if g.shared else (g.ids, None)
 
 
-def varying_players(x, rows, ids, num_players):
+def varying_players(x, rows, ids, num_players, *, mask_dependent: bool = False):
     """``(G,)`` players whose elements differ from some fill row: the others cannot change the
-    model (dummies, exactly 0), and neither can an empty (padding) group."""
-    differs = jnp.any(rows != x[None], axis=0)
+    model (dummies, exactly 0), and neither can an empty (padding) group. With a mask-dependent
+    fill (inpainting) no player is a dummy by its values: only empty groups are."""
+    if mask_dependent:
+        differs = jnp.ones(x.shape, bool)
+    else:
+        differs = jnp.any(rows != x[None], axis=0)
     return differs if ids is None else group_any(differs, ids, num_players)
 
 

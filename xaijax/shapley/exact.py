@@ -184,7 +184,9 @@ def _exact_instances(model, params, fill, shared_ids, X, instance_ids, M, link, 
         ids = shared_ids if ids is None else ids
         rows, weights = fill(x)
         element_masks = on_elements(masks, ids, x.shape)
-        raw = coalition_values(model, params, x, rows, weights, element_masks, num, batch_size)
+        raw = coalition_values(
+            model, params, x, rows, weights, element_masks, num, batch_size, fill=fill
+        )
         v = apply_link(link, raw)
         out_shape = v.shape[1:]
         grid = v.reshape((2,) * M + out_shape)

@@ -473,12 +473,14 @@ def _kernel_instances(
             on_elements(lambda i: masks[i], ids, x.shape),
             S,
             batch_size,
+            fill=fill,
         )
         y = apply_link(link, v) - fnull_i[None]
         d = fx_i - fnull_i
         # A player whose elements equal every fill row cannot change the model: a dummy, fixed
-        # at 0 (so is an empty group of an instance with fewer groups than G).
-        varying = varying_players(x, rows, ids, M)
+        # at 0 (so is an empty group of an instance with fewer groups than G). Not so under
+        # inpainting: a hidden element's value depends on the coalition, not on the fill row.
+        varying = varying_players(x, rows, ids, M, mask_dependent=fill.mask_dependent)
         A = masks.astype(dtype) * varying.astype(dtype)[None, :]
         if num_features is None:
             phi = fit(A, y, d, varying)  # every output in one solve

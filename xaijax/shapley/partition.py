@@ -441,7 +441,7 @@ def _scorer(model, params, x, fill, position, num_leaves, batch_size):
         def masks(idx):
             return _interval_masks(intervals[idx], position, x.shape)
 
-        v = coalition_values(model, params, x, rows, weights, masks, c, batch_size)
+        v = coalition_values(model, params, x, rows, weights, masks, c, batch_size, fill=fill)
         return v.reshape(c, -1), output_status("identity", v, rows=True)
 
     return score

@@ -207,6 +207,7 @@ def _permutation_instances(
             on_elements(masks, ids, x.shape),
             P * (2 * M + 1),
             batch_size,
+            fill=fill,
         )
         v = apply_link(link, raw).reshape((P, 2 * M + 1) + raw.shape[1:])
         gains = jnp.diff(v, axis=1)  # gains[:, t] = v[t + 1] - v[t]
