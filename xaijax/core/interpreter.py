@@ -150,7 +150,7 @@ def describe_equation(eqn) -> str:
     Example:
         >>> import jax, jax.numpy as jnp
         >>> closed = jax.make_jaxpr(lambda x: jnp.sin(x))(1.0)
-        >>> describe_equation(closed.jaxpr.eqns[0]).startswith("b:f32[] = sin a")
+        >>> " = sin " in describe_equation(closed.jaxpr.eqns[0])
         True
     """
     text = str(eqn).strip()

@@ -63,6 +63,7 @@ from xaijax.core.registry import register_cache
 
 __all__ = [
     "DEEPLIFT_RULES",
+    "MAXIMA_RULES",
     "Pair",
     "Split",
     "UnsupportedPrimitiveError",
@@ -250,26 +251,28 @@ def _sides(invals):
     return xs, refs
 
 
-def rescale_rule(eqn, invals):
+def rescale_rule(eqn, invals, *, maxima: str = "shapley"):
     """DeepLIFT's rescale rule for one equation on :class:`Pair`/constant operands.
 
     An :func:`~xaijax.core.interpreter.eval_jaxpr` rule: constants are bound as they are, a
     value depending on the input comes back as a :class:`Pair` whose ``x`` side has the
-    multipliers as its derivative.
+    multipliers as its derivative. ``maxima`` (:data:`MAXIMA_RULES`) picks the rule of
+    ``reduce_max`` and max pooling: ``"shapley"`` (Max SHAP) or ``"routed"`` (captum's).
     """
     varying = [i for i, v in enumerate(invals) if isinstance(v, Pair)]
     if not varying:
         return bind_eqn(eqn, invals)
     name = eqn.primitive.name
+    rule = functools.partial(rescale_rule, maxima=maxima)
     inner = inlinable_jaxpr(eqn)
     if inner is not None:
-        return _inlined(eqn, inner, invals, rescale_rule)
+        return _inlined(eqn, inner, invals, rule)
     if name == "stop_gradient":
         # Differences flow through it: softmax's stop_gradient(max(x)) shift is part of the
         # function, and summation-to-delta needs every difference accounted for.
         return invals
     if name == "cond":
-        return _cond(eqn, invals, rescale_rule, _lift_pair)
+        return _cond(eqn, invals, rule, _lift_pair)
     if name in _LOOPS:
         raise _unsupported(
             eqn, "(a loop over values that depend on the input is not re-interpreted; unroll it)"
@@ -304,7 +307,7 @@ def rescale_rule(eqn, invals):
     if name in _ELEMENTWISE:
         return [_elementwise(eqn, invals, varying)]
     if name in _MAXIMA:
-        return [_maximum(eqn, invals[0])]
+        return [_maximum(eqn, invals[0], maxima)]
     raise _unsupported(eqn, "on a value that depends on the input")
 
 
@@ -449,8 +452,14 @@ def _elementwise(eqn, invals, varying):
     return Pair(out, y_ref)
 
 
-def _maximum(eqn, a: Pair) -> Pair:
-    """Max SHAP multipliers for ``reduce_max``/``reduce_min`` and max/min pooling windows."""
+def _maximum(eqn, a: Pair, maxima: str = "shapley") -> Pair:
+    """Multipliers for ``reduce_max``/``reduce_min`` and max/min pooling windows.
+
+    ``"shapley"``: Max SHAP, the exact Shapley values of each window's max between ``x`` and
+    the reference. ``"routed"`` (captum's ``DeepLift`` rule for ``MaxPool``): of
+    ``Δ = max(x) - max(r)``, the part ``max(max(x), max(r)) - max(r)`` goes to the argmax at
+    ``x`` and the rest to the argmax at ``r`` (first maximum on ties).
+    """
     name = eqn.primitive.name
     sign = -1.0 if name.endswith("_min") else 1.0
     if name.startswith("reduce_window"):
@@ -492,7 +501,15 @@ def _maximum(eqn, a: Pair) -> Pair:
             return jnp.transpose(v, keep + list(axes)).reshape(out_shape + (-1,))
 
         wx, wr = windows(a.x), windows(a.ref)
-    phi = sign * max_shapley_pairs(sign * _sg(wx), sign * wr)
+    if maxima == "routed":
+        y_x, y_r = jnp.max(sign * _sg(wx), axis=-1), jnp.max(sign * wr, axis=-1)
+        top = jnp.maximum(y_x, y_r)
+        k = wx.shape[-1]
+        at_x = jax.nn.one_hot(jnp.argmax(sign * _sg(wx), axis=-1), k, dtype=wx.dtype)
+        at_r = jax.nn.one_hot(jnp.argmax(sign * wr, axis=-1), k, dtype=wx.dtype)
+        phi = sign * (at_x * (top - y_r)[..., None] + at_r * (y_x - top)[..., None])
+    else:
+        phi = sign * max_shapley_pairs(sign * _sg(wx), sign * wr)
     delta = _sg(wx) - wr
     m = _safe_ratio(phi, delta, jnp.zeros_like(phi), jnp.maximum(jnp.abs(wx), jnp.abs(wr)))
     y = sign * jnp.max(sign * wx, axis=-1)
@@ -610,7 +627,7 @@ def _lift_split(v, like):
     return Split(v, v, zero, zero)
 
 
-def reveal_cancel_rule(eqn, invals):
+def reveal_cancel_rule(eqn, invals, *, maxima: str = "shapley"):
     """DeepLIFT's RevealCancel rule for one equation on :class:`Split`/constant operands.
 
     A linear map with a constant weight (``dot_general``, ``conv``, ``mul``/``div`` by a
@@ -630,13 +647,14 @@ def reveal_cancel_rule(eqn, invals):
     if not varying:
         return bind_eqn(eqn, invals)
     name = eqn.primitive.name
+    rule = functools.partial(reveal_cancel_rule, maxima=maxima)
     inner = inlinable_jaxpr(eqn)
     if inner is not None:
-        return _inlined(eqn, inner, invals, reveal_cancel_rule)
+        return _inlined(eqn, inner, invals, rule)
     if name == "stop_gradient":
         return invals
     if name == "cond":
-        return _cond(eqn, invals, reveal_cancel_rule, _lift_split)
+        return _cond(eqn, invals, rule, _lift_split)
     splits = [i for i in varying if isinstance(invals[i], Split)]
     one = len(varying) == 1 and len(splits) == 1
     floats = all(_is_float(v.aval) for v in eqn.outvars)
@@ -665,7 +683,7 @@ def reveal_cancel_rule(eqn, invals):
         return _structural(eqn, invals)
     # Everything else: the rescale rule on (x, ref), the output difference re-split by sign.
     pairs = [Pair(v.x, v.ref) if isinstance(v, Split) else v for v in invals]
-    outs = rescale_rule(eqn, pairs)
+    outs = rescale_rule(eqn, pairs, maxima=maxima)
     return [_split(o.x, o.ref) if isinstance(o, Pair) and _is_float(o.x) else o for o in outs]
 
 
@@ -729,11 +747,21 @@ def _reveal_cancel(eqn, invals, i):
     ref, p, n = a.ref, _sg(a.pos), _sg(a.neg)
     y, y_ref = f(_sg(a.x)), f(ref)
     f_p, f_n = f(ref + p), f(ref + n)
-    up = 0.5 * (f_p - y_ref) + 0.5 * (y - f_n)
-    down = 0.5 * (f_n - y_ref) + 0.5 * (y - f_p)
     # Where a part is ~0 its multiplier hardly matters: the rescale multiplier of the whole.
     scale = jnp.maximum(jnp.abs(_sg(a.x)), jnp.abs(ref))
     whole = _safe_ratio(y - y_ref, _sg(a.x) - ref, _midpoint_slope(f, _sg(a.x), ref), scale)
+    # r + Δx⁺ and r + Δx⁻ are not values the network takes: where f is undefined there (rsqrt
+    # of a variance, log of a sum), the rescale rule.
+    ok = jnp.isfinite(f_p) & jnp.isfinite(f_n)
+    up = jnp.where(ok, 0.5 * (f_p - y_ref) + 0.5 * (y - f_n), whole * p)
+    # Δy⁻ = ½[f(r + Δx⁻) − f(r)] + ½[f(x) − f(r + Δx⁺)] = Δy − Δy⁺: taken as the difference, so
+    # the parts add up to Δy exactly even where f(r + Δx±) is large.
+    # A part too small to divide by gets the rescale multiplier, the other part the rest.
+    tol = 1024 * jnp.finfo(p.dtype).eps * scale
+    up = jnp.where(
+        jnp.abs(p) <= tol, whole * p, jnp.where(jnp.abs(n) <= tol, y - y_ref - whole * n, up)
+    )
+    down = (y - y_ref) - up
     m_up = _safe_ratio(up, p, whole, scale)
     m_down = _safe_ratio(down, n, whole, scale)
     pos = _sg(up) + _sg(m_up) * (a.pos - _sg(a.pos))
@@ -749,10 +777,18 @@ def _midpoint_slope(f, x, ref):
 
 #: The rules :func:`deeplift_multipliers` accepts, by name.
 DEEPLIFT_RULES = ("rescale", "reveal_cancel")
+#: The rules for maxima (``reduce_max``, max pooling), by name.
+MAXIMA_RULES = ("shapley", "routed")
 
 
 def deeplift_multipliers(
-    fn, x: jax.Array, reference: jax.Array, cotangent: jax.Array, *, rule: str = "rescale"
+    fn,
+    x: jax.Array,
+    reference: jax.Array,
+    cotangent: jax.Array,
+    *,
+    rule: str = "rescale",
+    maxima: str = "shapley",
 ):
     """DeepLIFT multipliers of ``fn`` between ``x`` and ``reference``, weighted by ``cotangent``.
 
@@ -761,6 +797,7 @@ def deeplift_multipliers(
         x: the explained input; ``reference``: the reference input, same shape.
         cotangent: weights of the outputs, shaped like ``y``.
         rule: ``"rescale"`` or ``"reveal_cancel"`` (:data:`DEEPLIFT_RULES`).
+        maxima: ``"shapley"`` or ``"routed"`` (:data:`MAXIMA_RULES`), the rule of maxima.
 
     Returns:
         ``(m, y, y_ref)``: multipliers shaped like ``x`` with
@@ -779,30 +816,35 @@ def deeplift_multipliers(
     """
     if rule not in DEEPLIFT_RULES:
         raise ValueError(f"rule must be one of {DEEPLIFT_RULES}; got {rule!r}")
-    y, vjp, y_ref = jax.vjp(lambda v: _pair_call(fn, v, reference, rule), x, has_aux=True)
+    if maxima not in MAXIMA_RULES:
+        raise ValueError(f"maxima must be one of {MAXIMA_RULES}; got {maxima!r}")
+    y, vjp, y_ref = jax.vjp(lambda v: _pair_call(fn, v, reference, rule, maxima), x, has_aux=True)
     return vjp(cotangent)[0], y, y_ref
 
 
-def _pair_call(fn, x, reference, rule):
+def _pair_call(fn, x, reference, rule, maxima):
     closed = jax.make_jaxpr(fn)(x)
     if rule == "rescale":
         start, interpret = Pair(x, _sg(reference)), rescale_rule
     else:
         start, interpret = _split(x, _sg(reference)), reveal_cancel_rule
+    interpret = functools.partial(interpret, maxima=maxima)
     (out,) = eval_jaxpr(closed.jaxpr, closed.consts, [start], interpret)
     if not isinstance(out, (Pair, Split)):  # fn does not depend on its input
         out = Pair(out, out)
     return out.x, out.ref
 
 
-def deeplift_attributions(model, params, X, R, target, *, rule: str = "rescale"):
+def deeplift_attributions(
+    model, params, X, R, target, *, rule: str = "rescale", maxima: str = "shapley"
+):
     """DeepLIFT attributions of each row of ``X`` against the same row of ``R`` (compiled side).
 
     Args:
         model, params: a :class:`~xaijax.core.model.Model` and its parameters.
         X, R: ``(c, *input_shape)`` instances and their references.
         target: ``None`` (every output) or an int output index (one backward pass, not ``K``).
-        rule: ``"rescale"`` or ``"reveal_cancel"``.
+        rule: ``"rescale"`` or ``"reveal_cancel"``; maxima: ``"shapley"`` or ``"routed"``.
 
     Returns:
         ``(values (c, *in[, K]), y (c, *out), y_ref (c, *out))``.
@@ -821,7 +863,7 @@ def deeplift_attributions(model, params, X, R, target, *, rule: str = "rescale")
         return model.apply(params, rows)
 
     def pulled(cot):
-        return deeplift_multipliers(fn, X, R, cot, rule=rule)
+        return deeplift_multipliers(fn, X, R, cot, rule=rule, maxima=maxima)
 
     out_shape = model.output_shape
     if out_shape and target is None:

@@ -29,7 +29,7 @@ from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.model import float_dtype
-from xaijax.core.propagation import DEEPLIFT_RULES, deeplift_attributions
+from xaijax.core.propagation import DEEPLIFT_RULES, MAXIMA_RULES, deeplift_attributions
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, check_target_fn, resolve_targets
 
@@ -54,13 +54,15 @@ def _baseline_rows(baseline, X: np.ndarray) -> np.ndarray:
     )
 
 
-@functools.partial(jax.jit, static_argnames=("model", "targeted", "rule", "batch_size", "mesh"))
-def _deep_lift(model, params, X, R, targets, *, targeted, rule, batch_size, mesh):
+@functools.partial(
+    jax.jit, static_argnames=("model", "targeted", "rule", "maxima", "batch_size", "mesh")
+)
+def _deep_lift(model, params, X, R, targets, *, targeted, rule, maxima, batch_size, mesh):
     def local(instances, params):
         def one(args):
             x, r, t = args
             values, y, y_ref = deeplift_attributions(
-                model, params, x[None], r[None], t if targeted else None, rule=rule
+                model, params, x[None], r[None], t if targeted else None, rule=rule, maxima=maxima
             )
             base = y_ref[0][t] if targeted else y_ref[0]
             ok = jnp.all(jnp.isfinite(y)) & jnp.all(jnp.isfinite(y_ref))
@@ -79,6 +81,7 @@ def deep_lift(
     *,
     targets: Targets = None,
     rule: str = "rescale",
+    maxima: str = "shapley",
     batch_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> Explanation:
@@ -111,6 +114,11 @@ def deep_lift(
             ints (one backward pass), or a callable on the model outputs (re-interpreted with
             the model).
         rule: ``"rescale"`` or ``"reveal_cancel"``.
+        maxima: the rule of ``reduce_max`` and max pooling: ``"shapley"`` (Max SHAP: the exact
+            Shapley values of each window's max between ``x`` and ``x'``, as in
+            :func:`~xaijax.deep_shap`) or ``"routed"`` (captum's ``DeepLift``: of
+            ``Δ = max(x) - max(x')``, ``max(max(x), max(x')) - max(x')`` goes to the argmax at
+            ``x``, the rest to the argmax at ``x'``). Both add up to ``Δ``.
         batch_size: most instances pushed through the model at once; ``None`` picks a default.
         mesh: optional :class:`jax.sharding.Mesh` (e.g. :func:`~xaijax.instance_mesh`) to shard
             the instances over; the values equal the one-device call's.
@@ -136,10 +144,11 @@ def deep_lift(
         >>> f = lambda X: X[:, 0] - jax.nn.relu(X[:, 0] - X[:, 1])  # min(a, b)
         >>> deep_lift(f, np.array([3.0, 1.0])).values.tolist()  # rescale: all to b
         [0.0, 1.0]
-        >>> [round(v, 4) for v in deep_lift(f, np.array([3.0, 1.0]), rule="reveal_cancel").values]
+        >>> deep_lift(f, np.array([3.0, 1.0]), rule="reveal_cancel").values.round(4).tolist()
         [0.5, 0.5]
     """
     rule = contract.check_choice("rule", rule, DEEPLIFT_RULES)
+    maxima = contract.check_choice("maxima", maxima, MAXIMA_RULES)
     X = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
     X, single, model, params = contract.split_instances_by_model(f, X)
     if model.kind == "host":
@@ -164,6 +173,7 @@ def deep_lift(
         spec.indices if targeted else np.zeros(n, np.int32),
         targeted=targeted,
         rule=rule,
+        maxima=maxima,
         batch_size=batch_size,
         mesh=check_mesh(mesh),
     )
