@@ -3,7 +3,8 @@
 Oracles: captum's ``DeepLift`` on PyTorch twins with identical weights (an MLP; a CNN with max
 and average pooling, NHWC here vs NCHW there); the DeepLIFT paper's min network worked by hand
 for RevealCancel; summation-to-delta on random MLPs; captum's ``DeepLiftShap`` for Deep SHAP on
-ELU, softplus and leaky-ReLU networks; ``deep_shap`` with one background row.
+ELU, softplus and leaky-ReLU networks, and shap's ``DeepExplainer`` (PyTorch backend) there;
+``deep_shap`` with one background row.
 
 captum hooks ``nn.Module`` nonlinearities, so its twins use ReLU/ELU/... modules, each used once.
 captum's MaxPool rule breaks summation-to-delta when the pool touches another hooked
@@ -255,7 +256,13 @@ def test_deep_shap_on_where_activations_equals_captum_deeplift_shap(jax_act, tor
         captum_attr.DeepLiftShap(net).attribute(torch.tensor(X), torch.tensor(BG), target=1)
     )
     ours = xj.deep_shap(f, X, BG, targets=1)
-    assert np.abs(ours.values - theirs).max() < 1e-5
+    assert np.abs(ours.values - theirs).max() < 1e-5  # measured <= 3e-7
+    # shap's own Deep explainer (its PyTorch backend) on the same twin: (n, M, K).
+    shap = pytest.importorskip("shap")
+    values = shap.DeepExplainer(net, torch.tensor(BG)).shap_values(
+        torch.tensor(X), check_additivity=False
+    )
+    assert np.abs(ours.values - np.asarray(values)[..., 1]).max() < 1e-5  # measured <= 2e-7
 
 
 def test_logsumexp_works_in_deep_shap_and_adds_up():
