@@ -199,8 +199,20 @@ def test_compiles_once_for_same_shaped_calls_and_chunks_agree():
 def test_unsupported_primitive_is_named():
     with pytest.raises(UnsupportedPrimitiveError, match="'sort'"):
         deep_shap(lambda X: jnp.sort(X, axis=1) @ jnp.arange(6.0), X, BG)
-    with pytest.raises(UnsupportedPrimitiveError, match="'select_n'"):
-        deep_shap(lambda X: jnp.where(X > 0, X, 0.0).sum(axis=1), X, BG)
+    # The equation and the user's source line are named too (where JAX keeps the line: not
+    # inside jnp's own jitted functions, whose frames stop at their call).
+    with pytest.raises(UnsupportedPrimitiveError, match=r"equation: .*sort\[.*test_deep_shap"):
+        deep_shap(lambda X: jax.lax.sort(X, dimension=1).sum(axis=1), X, BG)
+    # A step function (where between constants on the input) has no multipliers.
+    with pytest.raises(UnsupportedPrimitiveError, match="'select_n'.*step function"):
+        deep_shap(lambda X: jnp.where(X > 0, 1.0, 0.0).sum(axis=1), X, BG)
+    # Loops over the input are named, not re-interpreted.
+    with pytest.raises(UnsupportedPrimitiveError, match="'while'"):
+        deep_shap(lambda X: jax.lax.while_loop(lambda c: c.sum() > 9, lambda c: c / 2, X), X, BG)
+    # where on the input (ReLU written as a where) is the rescale rule on the selected branch.
+    a = deep_shap(lambda X: jnp.where(X > 0, X, 0.0).sum(axis=1), X, BG)
+    b = deep_shap(lambda X: jax.nn.relu(X).sum(axis=1), X, BG)
+    np.testing.assert_allclose(a.values, b.values, atol=1e-6)
 
 
 def test_bad_input_raises_before_compilation():

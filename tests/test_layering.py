@@ -26,6 +26,7 @@ MAY_IMPORT = {
     "xaijax.gradients": CORE,
     "xaijax.cam": CORE,
     "xaijax.perturbation": CORE,
+    "xaijax.propagation": CORE,
     "xaijax.transformers": CORE,
     "xaijax.protopnet": CORE + ("xaijax.zoo",),
     "xaijax.metrics": CORE,

@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, maskers, metrics, perturbation, plots
+from xaijax import cam, core, maskers, metrics, perturbation, plots, propagation
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -49,6 +49,7 @@ from xaijax.lime import (
     submodular_pick,
 )
 from xaijax.perturbation import feature_ablation, occlusion, rise
+from xaijax.propagation import deep_lift
 from xaijax.protopnet import (
     ProtoPNet,
     ProtoPNetConfig,
@@ -90,6 +91,7 @@ __all__ = [
     "metrics",
     "perturbation",
     "plots",
+    "propagation",
     "default_batch_size",
     "evaluate",
     "explainers",
@@ -144,6 +146,8 @@ __all__ = [
     "smoothgrad",
     "with_guided_relu",
     "xgrad_cam",
+    # propagation rules
+    "deep_lift",
     # perturbation
     "feature_ablation",
     "occlusion",

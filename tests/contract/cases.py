@@ -94,8 +94,8 @@ def _protopnet():
     return ProtoPNet(config, key=jax.random.key(0))
 
 
-# Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
-RELU = {"deep_shap"}
+# Explainers whose tabular case uses the ReLU network (DeepLIFT's rules are exact there).
+RELU = {"deep_shap", "deep_lift"}
 
 
 @dataclasses.dataclass(frozen=True)

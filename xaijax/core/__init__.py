@@ -20,12 +20,14 @@ inpainting      harmonic and biharmonic inpainting (conjugate gradients), for in
 lstsq           weighted least squares and the surrogate fit shared by Kernel SHAP and LIME
 layers          a model cut at one layer (CAMs, layer attributions)
 interpreter     jaxpr re-evaluation with per-primitive rules (Deep SHAP, guided backprop)
+propagation     DeepLIFT's rules per primitive (rescale, RevealCancel, Max SHAP), shared by Deep
+                SHAP and DeepLIFT; LRP's rules attach to the same primitive kinds
 random          fast random bits for samplers
 registry        every public explainer and what it needs
 =============== =================================================================================
 
 Method families (``shapley``, ``lime``, ``gradients``, ``cam``, ``perturbation``,
-``protopnet``) import ``core`` and never each other; ``metrics`` and ``plots`` read
+``propagation``, ``protopnet``) import ``core`` and never each other; ``metrics`` and ``plots`` read
 :class:`Explanation` objects and import no family. ``tests/test_layering.py`` checks both rules.
 """
 

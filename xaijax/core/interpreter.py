@@ -21,6 +21,8 @@ __all__ = [
     "is_zero_literal",
     "sub_jaxprs",
     "inlinable_jaxpr",
+    "describe_equation",
+    "source_line",
 ]
 
 # The parameter holding the body of a call-like primitive differs across primitives and JAX
@@ -120,3 +122,37 @@ def is_zero_literal(v) -> bool:
         return False
     val = np.asarray(literal_value(v))
     return val.size == 1 and float(val.reshape(())) == 0.0
+
+
+def source_line(eqn) -> str:
+    """The user source line (``file:line (function)``) that emitted ``eqn``, or ``""``.
+
+    Inside a jitted library function (``jnp.sort``, ``jax.nn.elu``) only the library frames are
+    kept: the user line is on the enclosing call's equation.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> closed = jax.make_jaxpr(lambda x: x * 2.0)(1.0)
+        >>> "(<lambda>)" in source_line(closed.jaxpr.eqns[0])
+        True
+    """
+    try:  # JAX keeps the user frame of each equation; its helper is not public API.
+        from jax._src import source_info_util
+
+        return source_info_util.summarize(eqn.source_info)
+    except Exception:  # pragma: no cover - a JAX without it: no line
+        return ""
+
+
+def describe_equation(eqn) -> str:
+    """``eqn`` as text with the user source line that emitted it, for error messages.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> closed = jax.make_jaxpr(lambda x: jnp.sin(x))(1.0)
+        >>> " = sin " in describe_equation(closed.jaxpr.eqns[0])
+        True
+    """
+    text = str(eqn).strip()
+    where = source_line(eqn)
+    return f"{text}  [at {where}]" if where else text

@@ -1,0 +1,15 @@
+"""Propagation attributions: rules attached to the primitives of the model's traced jaxpr.
+
+============================== ============ ===================================================
+function                       kind         module
+============================== ============ ===================================================
+:func:`deep_lift`              additive     :mod:`~xaijax.propagation.deeplift`
+============================== ============ ===================================================
+
+The rules themselves (rescale, RevealCancel, Max SHAP, ...) live in
+:mod:`xaijax.core.propagation`, shared with Deep SHAP.
+"""
+
+from xaijax.propagation.deeplift import deep_lift
+
+__all__ = ["deep_lift"]
