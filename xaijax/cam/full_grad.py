@@ -2,12 +2,15 @@
 
 The map is the sum of an input term and one term per biased layer:
 
-* ``|x * dS/dx|``, each input channel min-max normalised, summed over channels;
+* ``|x * dS/dx|``, each input channel min-max scaled, summed over channels;
 * for every ``nnx.Conv`` with a bias and every ``nnx.BatchNorm`` with a bias (the layers
   pytorch-grad-cam picks: ``Conv2d`` and ``BatchNorm2d``; dense layers are not included),
   ``|b_c * dS/dO_c|`` with ``O`` the layer's output and ``b`` its bias (for batch norm the
-  effective bias ``beta - mu * gamma / sqrt(var + eps)``), each channel min-max normalised,
+  effective bias ``beta - mu * gamma / sqrt(var + eps)``), each channel min-max scaled,
   upsampled to the image and summed over channels;
+
+(each channel scaled as pytorch-grad-cam: ``(m - min) / (max - min + 1e-7)``, so a channel with
+next to no evidence adds next to nothing)
 
 and the total is min-max normalised. The layers are found by walking the module; each is hooked
 through :class:`xaijax.core.layers.LayerModel` (one gradient pass per biased layer, in one
@@ -73,10 +76,12 @@ def _effective_bias(module, path):
 
 
 def _channel_minmax(a):
-    """Min-max normalise each ``(n, h, w, c)`` channel map over ``h, w``."""
+    """Min-max scale each ``(n, h, w, c)`` channel map over ``h, w`` as pytorch-grad-cam's
+    ``scale_cam_image``: ``(a - min) / (span + 1e-7)``, so that a channel with (almost) no
+    evidence stays (almost) zero instead of being blown up to 1."""
     lo = a.min(axis=(1, 2), keepdims=True)
     span = a.max(axis=(1, 2), keepdims=True) - lo
-    return (a - lo) / jnp.where(span == 0, jnp.ones((), span.dtype), span)
+    return (a - lo) / (span + 1e-7)
 
 
 def _rows_ok(a):
@@ -115,7 +120,7 @@ def _full_grad(lms, biases, X, indices, *, target_fn, resize, normalize, batch_s
             ok = _rows_ok(logits) & _rows_ok(gx)
             for g, b in zip(gs, biases, strict=True):
                 ok = ok & _rows_ok(g)
-                terms = _channel_minmax(jnp.abs(g * b))
+                terms = _channel_minmax(jnp.abs(g * b.reshape((1, 1, 1, -1))))
                 up = jax.image.resize(
                     terms, terms.shape[:1] + (height, width) + terms.shape[3:], resize
                 )

@@ -8,7 +8,9 @@ target layers and per-channel maps.
   test-time augmentation); the six maps are flipped back and averaged. The six copies go through
   one call of :func:`xaijax.cam.cam` as one batch of ``6 n`` images (one compilation).
 * several layers: one map per layer, ReLU'd, min-max normalised at the layer's resolution,
-  upsampled to the image and averaged, then normalised again (``aggregate_multi_layers``).
+  upsampled to the image and averaged, then normalised again (``aggregate_multi_layers``; as
+  there, the min-max divides by ``max - min + 1e-7``, so a layer with a near-zero map adds
+  near zero).
 * ``per_channel``: ``channel_maps (n, h, w, c)``, the terms ``w_c * A_c`` of the map.
 
 These functions are called by :func:`xaijax.cam.cam`, which passes itself in (no import cycle).
@@ -128,10 +130,9 @@ def several_layers(features, head) -> list | None:
 
 @functools.partial(jax.jit, static_argnames=("size", "method", "normalize"))
 def _aggregate(raw_maps, *, size, method, normalize):
-    def minmax(m):
+    def minmax(m):  # pytorch-grad-cam's scale_cam_image: (m - min) / (max - min + 1e-7)
         lo = m.min(axis=(-2, -1), keepdims=True)
-        span = m.max(axis=(-2, -1), keepdims=True) - lo
-        return (m - lo) / jnp.where(span == 0, jnp.ones((), span.dtype), span)
+        return (m - lo) / (m.max(axis=(-2, -1), keepdims=True) - lo + 1e-7)
 
     layer_maps = jnp.stack(
         [jax.image.resize(minmax(m), m.shape[:1] + tuple(size), method=method) for m in raw_maps],
