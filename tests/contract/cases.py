@@ -94,6 +94,41 @@ def _protopnet():
     return ProtoPNet(config, key=jax.random.key(0))
 
 
+def _conv_module():
+    """A small NNX CNN (conv with bias -> ReLU -> mean -> dense) for explainers that walk a
+    module (FullGrad); the same computation as :func:`cnn` with a zero conv bias."""
+    from flax import nnx
+
+    class ConvNet(nnx.Module):
+        def __init__(self):
+            rngs = nnx.Rngs(0)
+            self.conv = nnx.Conv(3, 4, (3, 3), rngs=rngs)
+            self.conv.kernel = nnx.Param(CONV)
+            self.conv.bias = nnx.Param(jnp.full((4,), 0.1, jnp.float32))
+            self.fc = nnx.Linear(4, K, use_bias=False, rngs=rngs)
+            self.fc.kernel = nnx.Param(HEAD)
+
+        def __call__(self, x):
+            return self.fc(jax.nn.relu(self.conv(x)).mean(axis=(1, 2)))
+
+    return ConvNet()
+
+
+def _wrap_module(module, wrap):
+    """An NNX module computing ``wrap(module.__call__)``: the wrapped module stays a submodule,
+    so its layers are still found by walking."""
+    from flax import nnx
+
+    class Wrapped(nnx.Module):
+        def __init__(self):
+            self.inner = module
+
+        def __call__(self, x):
+            return wrap(self.inner)(x)
+
+    return Wrapped()
+
+
 # Explainers whose tabular case uses the ReLU network (DeepLIFT's rules are exact there).
 RELU = {"deep_shap", "deep_lift"}
 
@@ -135,6 +170,8 @@ class Case:
         if self.info.model_form == "layer":
             features, head = self.model
             return features, wrap(head)
+        if self.info.model_form == "module":
+            return _wrap_module(self.model, wrap)
         return wrap(self.model)
 
 
@@ -177,6 +214,17 @@ def case_for(info: ExplainerInfo) -> Case:
             (conv_features, conv_head),
             lambda m, X, **kw: fn(m[0], m[1], X, **kw),
             lambda X: np.asarray(cnn(jnp.asarray(X))),
+            K,
+        )
+    if info.model_form == "module":
+        net = _conv_module()
+        return Case(
+            name,
+            info,
+            IMAGES,
+            net,
+            lambda m, X, **kw: fn(m, X, **kw),
+            lambda X: np.asarray(net(jnp.asarray(X))),
             K,
         )
     if info.model_form == "protopnet":

@@ -33,7 +33,8 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Float
 
-from xaijax.cam.weightings import WEIGHTINGS, combine
+from xaijax.cam import smoothing
+from xaijax.cam.weightings import WEIGHTINGS
 from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
@@ -135,6 +136,8 @@ def _channel_scores(score_rows, n, c, batch_size):
         "normalize",
         "batch_size",
         "mesh",
+        "eigen_smooth",
+        "per_channel",
     ),
 )
 def _cam(
@@ -150,8 +153,14 @@ def _cam(
     normalize,
     batch_size,
     mesh,
+    eigen_smooth=False,
+    per_channel=False,
 ):
-    fn, uses = WEIGHTINGS[weighting] if isinstance(weighting, str) else (weighting, "gradients")
+    fn, uses = (
+        WEIGHTINGS[weighting]
+        if isinstance(weighting, str)
+        else (weighting, getattr(weighting, "uses", "gradients"))
+    )
 
     def local(sharded, lm):
         X, indices = sharded
@@ -195,7 +204,7 @@ def _cam(
             outputs_ok = outputs_ok & _finite_rows(evidence)
         else:
             weights = fn(A, G)
-        cam_maps = combine(weights, A)
+        cam_maps, channel_maps = smoothing.weighted_map(weights, A, eigen_smooth, per_channel)
         raw = jax.nn.relu(cam_maps) if relu else cam_maps
         maps = upsample_maps(raw, (height, width), resize)
         if normalize:
@@ -203,6 +212,8 @@ def _cam(
         extras = {"raw_maps": raw, "targets": t, "scores": scores, "logits": logits}
         if weights.ndim == 2:
             extras["channel_weights"] = weights
+        if channel_maps is not None:
+            extras["channel_maps"] = channel_maps
         return maps, extras, outputs_ok, grads_ok
 
     return over_instances(local, (X, indices), lm, mesh=mesh)
@@ -319,6 +330,8 @@ def run(
     relu=True,
     resize="bilinear",
     normalize=True,
+    eigen_smooth=False,
+    per_channel=False,
 ):
     """Run the compiled CAM on a prepared problem: ``(maps, extras, outputs_ok, grads_ok)``."""
     return contract.call(
@@ -334,6 +347,8 @@ def run(
         normalize=normalize,
         batch_size=problem.batch_size,
         mesh=problem.mesh,
+        eigen_smooth=eigen_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -370,6 +385,9 @@ def cam(
     relu: bool = True,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """A class activation map ``ReLU(sum_c w_c * A_c)`` with any weighting of the channels.
 
@@ -380,7 +398,10 @@ def cam(
     Args:
         features: ``X (n, H, W, C) -> A (n, h, w, c)``, or a Flax NNX module.
         head: ``A (n, h, w, c) -> logits (n, K)``, or the path of the target layer in the
-            module (``"block3/conv2"``, ``("layers", 4)``).
+            module (``"block3/conv2"``, ``("layers", 4)``), or several layers: a list of paths
+            (``["block2", "block3"]``) or a tuple of tuple paths. Several layers give one map
+            each (ReLU, min-max normalised, upsampled), averaged and normalised again, as
+            pytorch-grad-cam's ``aggregate_multi_layers``; extras ``layer_maps (n, L, H, W)``.
         images: ``(n, H, W, C)`` or one image ``(H, W, C)``.
         targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints,
             or a callable ``fn(logits) -> (n,)``.
@@ -398,6 +419,16 @@ def cam(
             backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over; the maps equal the
             one-device call's.
+        eigen_smooth: the map is the first principal component of the weighted activations
+            ``w_c * A_c`` instead of their sum (pytorch-grad-cam's ``eigen_smooth``; its SVD
+            sign, arbitrary there, agrees here with the unsmoothed map). No effect on
+            weightings that return the map (EigenCAM, KPCA-CAM).
+        aug_smooth: average the maps of six augmented copies of the images (horizontal flip
+            times brightness ``0.9, 1.0, 1.1``, pytorch-grad-cam's test-time augmentation), each
+            flipped back; each copy's map is normalised when ``normalize``. The extras are
+            the un-augmented images'.
+        per_channel: also return ``channel_maps (n, h, w, c)``, each channel's term
+            ``w_c * A_c`` of the map (before the ReLU; one layer only).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -425,7 +456,30 @@ def cam(
     counterfactual = _check_bool("counterfactual", counterfactual)
     normalize = _check_bool("normalize", normalize)
     relu = _check_bool("relu", relu)
+    eigen_smooth = _check_bool("eigen_smooth", eigen_smooth)
+    aug_smooth = _check_bool("aug_smooth", aug_smooth)
+    per_channel = _check_bool("per_channel", per_channel)
     contract.check_choice("resize", resize, RESIZE_METHODS)
+    options = dict(
+        weighting=weighting,
+        counterfactual=counterfactual,
+        resize=resize,
+        normalize=normalize,
+        relu=relu,
+        batch_size=batch_size,
+        mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        per_channel=per_channel,
+    )
+    if aug_smooth:
+        X, single = prepare_images(images)
+        return smoothing.augmentation_smoothing(cam, features, head, X, single, targets, options)
+    layers = smoothing.several_layers(features, head)
+    if layers is not None:
+        if per_channel:
+            raise ValueError("per_channel=True needs one target layer; got several in `head`")
+        X, single = prepare_images(images)
+        return smoothing.aggregate_layers(cam, features, layers, X, single, targets, options)
     if isinstance(weighting, str):
         contract.check_choice("weighting", weighting, tuple(WEIGHTINGS))
         if counterfactual and WEIGHTINGS[weighting][1] != "gradients":
@@ -441,6 +495,8 @@ def cam(
         relu=relu,
         resize=resize,
         normalize=normalize,
+        eigen_smooth=eigen_smooth,
+        per_channel=per_channel,
     )
     method = weighting if isinstance(weighting, str) else "cam"
     return report(problem, maps, extras, outputs_ok, grads_ok, method=method)

@@ -37,6 +37,9 @@ def grad_cam(
     relu: bool = True,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """Grad-CAM: ``ReLU(sum_c mean_hw(dS/dA_c) * A_c)``, the gradient-weighted class activation map.
 
@@ -56,6 +59,9 @@ def grad_cam(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps``; several layers as a list of paths (see
+            :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -86,6 +92,9 @@ def grad_cam(
         relu=relu,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 

@@ -31,6 +31,9 @@ __all__ = [
     "xgrad_cam_weights",
     "layer_cam_weights",
     "eigen_cam_weights",
+    "eigen_grad_cam_weights",
+    "KernelPCAWeights",
+    "kpca_cam_weights",
     "score_cam_weights",
     "ablation_cam_weights",
     "combine",
@@ -211,6 +214,146 @@ def eigen_cam_weights(
     return (proj * sign[:, None]).reshape(n, h, w)
 
 
+def eigen_grad_cam_weights(
+    activations: Float[Array, "n h w c"], gradients: Float[Array, "n h w c"]
+) -> Float[Array, "n h w"]:
+    """EigenGradCAM's map: :func:`eigen_cam_weights` of the product ``dS/dA * A``.
+
+    The first principal component of the centred products (pytorch-grad-cam's
+    ``get_2d_projection(grads * activations)``); its sign, arbitrary in an SVD, is chosen to
+    agree with the channel mean of the product (the HiResCAM map), so positive evidence stays
+    positive before the ReLU.
+
+    Args:
+        activations: ``A``.
+        gradients: ``dS/dA``.
+
+    Returns:
+        The map ``(n, h, w)`` itself.
+
+    References:
+        pytorch-grad-cam's EigenGradCAM (Gildenblat et al., 2021), after Muhammad & Yeasin
+        2020, Eigen-CAM, IJCNN.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> A = jnp.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 2, 2, 1)
+        >>> [round(v, 2) for v in eigen_grad_cam_weights(A, jnp.ones_like(A)).ravel().tolist()]
+        [-1.5, -0.5, 0.5, 1.5]
+    """
+    return eigen_cam_weights(activations * gradients)
+
+
+_KERNELS = ("sigmoid", "rbf", "linear", "poly", "cosine")
+
+
+def _kernel_matrix(x, kernel, gamma, degree=3, coef0=1.0):
+    """scikit-learn's pairwise kernels of the rows of ``x (p, c)`` (its default parameters)."""
+    gamma = 1.0 / x.shape[-1] if gamma is None else gamma
+    dots = x @ x.T
+    if kernel == "linear":
+        return dots
+    if kernel == "poly":
+        return (gamma * dots + coef0) ** degree
+    if kernel == "sigmoid":
+        return jnp.tanh(gamma * dots + coef0)
+    if kernel == "rbf":
+        sq = jnp.diagonal(dots)
+        return jnp.exp(-gamma * jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * dots, 0.0))
+    norms = jnp.sqrt((x * x).sum(axis=1))
+    unit = x / jnp.where(norms == 0, jnp.ones((), x.dtype), norms)[:, None]
+    return unit @ unit.T
+
+
+def kpca_cam_weights(
+    activations: Float[Array, "n h w c"],
+    gradients: Float[Array, "n h w c"] | None = None,
+    *,
+    kernel: str = "sigmoid",
+    gamma: float | None = None,
+) -> Float[Array, "n h w"]:
+    """KPCA-CAM's map: the activations' first kernel principal component at every position.
+
+    As pytorch-grad-cam's ``get_2d_projection_kernel`` with scikit-learn's ``KernelPCA``: the
+    ``h * w`` activation vectors are centred, the kernel matrix (default ``"sigmoid"``:
+    ``tanh(gamma <a, b> + 1)``, ``gamma = 1 / c``) is double-centred, and the map is the top
+    eigenvector times the square root of its eigenvalue, signed so that its largest-magnitude
+    entry is positive (scikit-learn's ``svd_flip``). Class-agnostic (the gradients are unused).
+
+    Args:
+        activations: ``A``.
+        gradients: unused.
+        kernel: ``"sigmoid"`` (default), ``"rbf"``, ``"linear"``, ``"poly"`` (degree 3,
+            ``coef0 = 1``) or ``"cosine"``, with scikit-learn's definitions.
+        gamma: the kernel coefficient; ``None`` is ``1 / c``.
+
+    Returns:
+        The map ``(n, h, w)`` itself.
+
+    References:
+        Karmani et al. 2024, KPCA-CAM: Visual Explainability of Deep Computer Vision Models
+        using Kernel PCA, arXiv:2410.00267.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> A = jnp.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 2, 2, 1)
+        >>> kpca_cam_weights(A, kernel="linear").shape
+        (1, 2, 2)
+    """
+    del gradients
+    n, h, w, c = activations.shape
+    flat = activations.reshape(n, h * w, c)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    K = jax.vmap(lambda x: _kernel_matrix(x, kernel, gamma))(centred)
+    K = K - K.mean(axis=1, keepdims=True) - K.mean(axis=2, keepdims=True)
+    K = K + K.mean(axis=(1, 2), keepdims=True)
+    eigvals, eigvecs = jnp.linalg.eigh(K)
+    top, lam = eigvecs[:, :, -1], jnp.maximum(eigvals[:, -1], 0.0)
+    pick = jnp.take_along_axis(top, jnp.abs(top).argmax(axis=1)[:, None], axis=1)
+    sign = jnp.where(pick < 0, -1.0, 1.0).astype(top.dtype)
+    return (top * sign * jnp.sqrt(lam)[:, None]).reshape(n, h, w)
+
+
+class KernelPCAWeights:
+    """:func:`kpca_cam_weights` with a fixed kernel and gamma, as a hashable weighting.
+
+    Two instances with the same options are equal, so :func:`xaijax.cam.cam` compiles once for
+    them; ``uses = "activations"`` tells it that no gradient is needed.
+
+    Example:
+        >>> KernelPCAWeights("rbf", 0.5) == KernelPCAWeights("rbf", 0.5)
+        True
+    """
+
+    uses = "activations"
+
+    def __init__(self, kernel: str = "sigmoid", gamma: float | None = None):
+        if kernel not in _KERNELS:
+            raise ValueError(f"kernel must be one of {_KERNELS}; got {kernel!r}")
+        if gamma is not None:
+            if isinstance(gamma, bool) or not isinstance(gamma, int | float):
+                raise TypeError(f"gamma must be a positive number or None; got {gamma!r}")
+            if not gamma > 0:
+                raise ValueError(f"gamma must be a positive number or None; got {gamma!r}")
+            gamma = float(gamma)
+        self.kernel, self.gamma = kernel, gamma
+
+    def __call__(self, activations, gradients=None):
+        return kpca_cam_weights(activations, kernel=self.kernel, gamma=self.gamma)
+
+    def __eq__(self, other):
+        return isinstance(other, KernelPCAWeights) and (self.kernel, self.gamma) == (
+            other.kernel,
+            other.gamma,
+        )
+
+    def __hash__(self):
+        return hash((KernelPCAWeights, self.kernel, self.gamma))
+
+    def __repr__(self):
+        return f"KernelPCAWeights({self.kernel!r}, {self.gamma!r})"
+
+
 def score_cam_weights(masked_scores: Float[Array, "n c"]) -> Float[Array, "n c"]:
     """Score-CAM's channel weights: a softmax over channels of the masked-input scores.
 
@@ -289,6 +432,8 @@ WEIGHTINGS = {
     "xgrad_cam": (xgrad_cam_weights, "gradients"),
     "layer_cam": (layer_cam_weights, "gradients"),
     "eigen_cam": (eigen_cam_weights, "activations"),
+    "eigen_grad_cam": (eigen_grad_cam_weights, "gradients"),
+    "kpca_cam": (KernelPCAWeights(), "activations"),
     "score_cam": (score_cam_weights, "masked_inputs"),
     "ablation_cam": (ablation_cam_weights, "ablated_channels"),
 }

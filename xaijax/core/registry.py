@@ -32,7 +32,8 @@ class ExplainerInfo:
         needs_jax: whether the model must be a JAX model, differentiated or re-interpreted (no
             host models).
         model_form: ``"model"`` (``f(X)``), ``"layer"`` (``features, head`` or a module and a
-            layer path), ``"coefficients"`` (``coef, intercept``) or ``"protopnet"`` (a trained
+            layer path), ``"module"`` (a Flax NNX module the explainer walks for its layers, e.g.
+            FullGrad), ``"coefficients"`` (``coef, intercept``) or ``"protopnet"`` (a trained
             :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence).
     """
 
