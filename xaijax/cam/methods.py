@@ -35,6 +35,7 @@ def grad_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -53,6 +54,9 @@ def grad_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -84,6 +88,7 @@ def grad_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -100,6 +105,7 @@ def grad_cam_plus_plus(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -119,6 +125,9 @@ def grad_cam_plus_plus(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -150,6 +159,7 @@ def grad_cam_plus_plus(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -166,6 +176,7 @@ def hires_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -184,6 +195,9 @@ def hires_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -215,6 +229,7 @@ def hires_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -231,6 +246,7 @@ def xgrad_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -249,6 +265,9 @@ def xgrad_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -280,6 +299,7 @@ def xgrad_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -296,6 +316,7 @@ def layer_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -314,6 +335,9 @@ def layer_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -345,6 +369,7 @@ def layer_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -360,6 +385,7 @@ def eigen_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -380,6 +406,9 @@ def eigen_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -410,6 +439,7 @@ def eigen_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -425,6 +455,7 @@ def score_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -446,6 +477,9 @@ def score_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -476,6 +510,7 @@ def score_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -491,6 +526,7 @@ def ablation_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -513,6 +549,9 @@ def ablation_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -543,6 +582,7 @@ def ablation_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
