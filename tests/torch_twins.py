@@ -45,6 +45,9 @@ class TorchAttention(nn.Module):
         qkv = self.qkv(x).reshape(n, length, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (n, heads, L, hd)
         a = (q @ k.transpose(-2, -1) / np.sqrt(hd)).softmax(dim=-1)
+        if a.requires_grad:
+            a.retain_grad()
+        self.attention = a  # read by the rollout oracles (with its .grad after backward)
         return self.proj((a @ v).transpose(1, 2).reshape(n, length, dim))
 
 

@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, maskers, metrics, perturbation, plots
+from xaijax import cam, core, maskers, metrics, perturbation, plots, transformers
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -71,6 +71,7 @@ from xaijax.shapley import (
     permutation_shap,
     shapley_kernel_weights,
 )
+from xaijax.transformers import attention_rollout
 
 __version__ = "0.1.0"
 
@@ -90,6 +91,7 @@ __all__ = [
     "metrics",
     "perturbation",
     "plots",
+    "transformers",
     "default_batch_size",
     "evaluate",
     "explainers",
@@ -129,6 +131,7 @@ __all__ = [
     "submodular_pick",
     # Grad-CAM family and gradients
     "ablation_cam",
+    "attention_rollout",
     "eigen_cam",
     "expected_gradients",
     "grad_cam",

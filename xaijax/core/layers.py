@@ -29,7 +29,15 @@ import numpy as np
 
 from xaijax.core.model import is_nnx_module
 
-__all__ = ["LayerModel", "layer_model", "TokenGrid", "resolve_reshape", "module_paths"]
+__all__ = [
+    "LayerModel",
+    "layer_model",
+    "LayersModel",
+    "layers_model",
+    "TokenGrid",
+    "resolve_reshape",
+    "module_paths",
+]
 
 
 @jax.tree_util.register_dataclass
@@ -107,6 +115,77 @@ class LayerModel:
                 "forward pass; choose a layer that runs exactly once"
             )
         return logits, captured[0]
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LayersModel:
+    """An NNX module seen at several layers at once (e.g. every attention matrix of a
+    transformer); a pytree whose only leaves are the module's state."""
+
+    state: Any
+    graphdef: Any = dataclasses.field(default=None, metadata=dict(static=True))
+    paths: tuple = dataclasses.field(default=(), metadata=dict(static=True))
+
+    def forward(self, X, deltas=None):
+        """``(logits, outputs)``: logits with ``outputs[i] + deltas[i]`` at layer ``i``, and the
+        unperturbed outputs (a tuple, one per path)."""
+        from flax import nnx
+
+        module = _eval_mode(nnx.merge(self.graphdef, self.state))
+        captured = [[] for _ in self.paths]
+        for i, path in enumerate(self.paths):
+            parent = _walk(module, path[:-1])
+            layer = _child(parent, path[-1])
+
+            def hooked(*args, _layer=layer, _i=i, **kwargs):
+                out = _layer(*args, **kwargs)
+                captured[_i].append(out)
+                return out if deltas is None else out + deltas[_i]
+
+            _set_child(parent, path[-1], _Hook(hooked))
+        logits = module(X)
+        for path, outs in zip(self.paths, captured, strict=True):
+            if len(outs) != 1:
+                raise ValueError(
+                    f"layer {'/'.join(map(str, path))!r} was called {len(outs)} times in one "
+                    "forward pass; choose layers that run exactly once"
+                )
+        return logits, tuple(outs[0] for outs in captured)
+
+
+def layers_model(module, paths, *, name: str = "layers") -> LayersModel:
+    """A :class:`LayersModel` of an NNX module at ``paths`` (each a path like ``"blocks/-1/attn"``).
+
+    Raises:
+        ValueError: naming ``name`` if a path does not name a callable submodule.
+
+    Example:
+        >>> from flax import nnx
+        >>> class Net(nnx.Module):
+        ...     def __init__(self):
+        ...         self.fc = nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+        ...     def __call__(self, x):
+        ...         return self.fc(x)
+        >>> layers_model(Net(), ["fc"]).paths
+        (('fc',),)
+    """
+    from flax import nnx
+
+    resolved = []
+    for layer in paths:
+        try:
+            path = _resolve_negative(module, _parse_path(layer))
+            target = _child(_walk(module, path[:-1]), path[-1])
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+            target = None
+        if target is None or not callable(target):
+            raise ValueError(
+                f"{name}: {layer!r} does not name a callable submodule of {type(module).__name__}"
+            )
+        resolved.append(path)
+    graphdef, state = nnx.split(module)
+    return LayersModel(state=state, graphdef=graphdef, paths=tuple(resolved))
 
 
 def _eval_mode(module):
