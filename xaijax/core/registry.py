@@ -32,8 +32,9 @@ class ExplainerInfo:
         needs_jax: whether the model must be a JAX model, differentiated or re-interpreted (no
             host models).
         model_form: ``"model"`` (``f(X)``), ``"layer"`` (``features, head`` or a module and a
-            layer path), ``"coefficients"`` (``coef, intercept``) or ``"protopnet"`` (a trained
-            :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence).
+            layer path), ``"coefficients"`` (``coef, intercept``), ``"protopnet"`` (a trained
+            :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence) or
+            ``"attention"`` (an NNX transformer whose attention weights are submodule outputs).
     """
 
     name: str
