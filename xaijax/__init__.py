@@ -7,7 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, maskers, metrics, perturbation, plots, propagation
+from xaijax import cam, core, maskers, metrics, perturbation, plots, propagation, transformers
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -75,6 +75,7 @@ from xaijax.shapley import (
     permutation_shap,
     shapley_kernel_weights,
 )
+from xaijax.transformers import attention_rollout
 
 __version__ = "0.1.0"
 
@@ -95,6 +96,7 @@ __all__ = [
     "perturbation",
     "plots",
     "propagation",
+    "transformers",
     "default_batch_size",
     "evaluate",
     "explainers",
@@ -134,6 +136,7 @@ __all__ = [
     "submodular_pick",
     # Grad-CAM family and gradients
     "ablation_cam",
+    "attention_rollout",
     "eigen_cam",
     "eigen_grad_cam",
     "full_grad",

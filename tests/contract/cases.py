@@ -133,6 +133,51 @@ def _wrap_module(module, wrap):
 RELU = {"deep_shap", "deep_lift"}
 
 
+def _token_transformer():
+    """A tiny NNX transformer over the M tabular features as tokens (a Linear(1, d) embedding
+    of each value, learned positions, one zoo block): attention ``blocks/0/attn/weights``."""
+    from flax import nnx
+
+    from xaijax.zoo.nets import module_list
+    from xaijax.zoo.transformers import TransformerBlock
+
+    class TokenTransformer(nnx.Module):
+        def __init__(self, rngs):
+            self.embed = nnx.Linear(1, 8, rngs=rngs)
+            self.pos = nnx.Param(jax.random.normal(jax.random.key(1), (1, M, 8)) * 0.3)
+            self.blocks = module_list([TransformerBlock(8, 2, 16, rngs=rngs)])
+            self.head = nnx.Linear(8, K, rngs=rngs)
+
+        def __call__(self, X):
+            if X.ndim != 2 or X.shape[1] != M:
+                raise ValueError(f"X must be (n, {M}); got {X.shape}")
+            x = self.embed(X[..., None]) + self.pos[...]
+            for block in self.blocks:
+                x = block(x)
+            return self.head(x[:, 0])
+
+    return TokenTransformer(nnx.Rngs(0))
+
+
+def _then(inner, post):
+    """An NNX module applying ``post`` to ``inner``'s outputs (the attention case's ``wrapped``
+    model: the attention layers keep their paths, under ``inner/``)."""
+    from flax import nnx
+
+    class Then(nnx.Module):
+        def __init__(self):
+            self.inner = inner
+
+        def __call__(self, X):
+            return post(self.inner(X))
+
+    return Then()
+
+
+# Explainers whose tabular case uses the ReLU network (Deep SHAP's rules are exact there).
+RELU = {"deep_shap"}
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """How to call one explainer on a batch, and what the model computes (for invariants).
@@ -172,6 +217,8 @@ class Case:
             return features, wrap(head)
         if self.info.model_form == "module":
             return _wrap_module(self.model, wrap)
+        if self.info.model_form == "attention":
+            return _then(self.model, wrap(lambda y: y))
         return wrap(self.model)
 
 
@@ -222,6 +269,17 @@ def case_for(info: ExplainerInfo) -> Case:
             name,
             info,
             IMAGES,
+            net,
+            lambda m, X, **kw: fn(m, X, **kw),
+            lambda X: np.asarray(net(jnp.asarray(X))),
+            K,
+        )
+    if info.model_form == "attention":
+        net = _token_transformer()
+        return Case(
+            name,
+            info,
+            X_TAB,
             net,
             lambda m, X, **kw: fn(m, X, **kw),
             lambda X: np.asarray(net(jnp.asarray(X))),

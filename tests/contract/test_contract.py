@@ -246,7 +246,7 @@ def test_nan_model_outputs_are_an_error_not_a_nan_explanation(case):
 
 
 def test_nan_on_perturbed_inputs_only_is_never_silent(case):
-    if case.model is None or case.info.model_form in ("layer", "protopnet", "module"):
+    if case.model is None or case.info.model_form in ("layer", "protopnet", "module", "attention"):
         pytest.skip("no perturbed inputs of a replaceable model")
     model = _nan_off_the_instances(case)
     try:

@@ -23,6 +23,7 @@ the images are split over the devices.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -38,7 +39,7 @@ from xaijax.cam.weightings import WEIGHTINGS
 from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.layers import LayerModel, layer_model
+from xaijax.core.layers import LayerModel, layer_model, resolve_reshape
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import (
     Targets,
@@ -249,17 +250,23 @@ def _check_bool(name, value):
     return bool(value)
 
 
-def prepare(features, head, images, targets, *, batch_size, mesh) -> CamProblem:
-    """Check the images, the layer, ``targets``, ``batch_size`` and ``mesh``, before compiling."""
+def prepare(features, head, images, targets, *, batch_size, mesh, reshape=None) -> CamProblem:
+    """Check the images, the layer, ``reshape``, ``targets``, ``batch_size`` and ``mesh``,
+    before compiling."""
     lm = layer_model(features, head)
     X, single = prepare_images(images)
     batch_size = contract.resolve_batch_size(batch_size, X.shape[1:], X.dtype)
     mesh = check_mesh(mesh)
     logits_shape, a_shape = _probe(lm, X)
+    view = resolve_reshape(reshape, a_shape)
+    if view is not None:
+        a_shape = jax.eval_shape(view, jax.ShapeDtypeStruct(tuple(a_shape), X.dtype)).shape
+        lm = dataclasses.replace(lm, reshape=view)
     if len(a_shape) != 4:
         raise ValueError(
             f"the target layer's activations must be 4-D (n, h, w, c) in NHWC layout; got shape "
-            f"{tuple(a_shape)}. For a dense or token layer, reshape them in `features`."
+            f"{tuple(a_shape)}. For ViT tokens (n, 1 + h*w, d) pass reshape=True (or the grid "
+            "(h, w), or a function A -> (n, h, w, d))."
         )
     if len(logits_shape) not in (1, 2):
         raise ValueError(f"head must return logits (n,) or (n, K); got shape {tuple(logits_shape)}")
@@ -383,6 +390,7 @@ def cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
     eigen_smooth: bool = False,
@@ -414,6 +422,10 @@ def cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the papers do).
+        reshape: how to see a token layer as a grid: ``None`` (the layer is already
+            ``(n, h, w, c)``), ``True``/``"auto"`` (ViT tokens ``(n, 1 + h*w, d)``: class token
+            dropped, square grid), an int or ``(h, w)`` grid, or a linear function
+            ``A -> (n, h, w, d)`` (pytorch-grad-cam's ``reshape_transform``, channels last).
         batch_size: most rows passed to the model at once: images per capture, and masked or
             ablated rows for Score-CAM and Ablation-CAM; ``None`` picks a default for the
             backend and the image size.
@@ -486,7 +498,9 @@ def cam(
             raise ValueError(
                 f"counterfactual=True negates the gradient; weighting={weighting!r} uses none"
             )
-    problem = prepare(features, head, images, targets, batch_size=batch_size, mesh=mesh)
+    problem = prepare(
+        features, head, images, targets, batch_size=batch_size, mesh=mesh, reshape=reshape
+    )
     weighting = _check_weighting(weighting, problem.a_shape)
     maps, extras, outputs_ok, grads_ok = run(
         problem,

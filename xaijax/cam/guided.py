@@ -285,6 +285,7 @@ def guided_grad_cam(
     targets: Targets = None,
     *,
     resize: str = "bilinear",
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -297,6 +298,8 @@ def guided_grad_cam(
         targets: the explained score: ``None`` (the predicted class), an int, ``(n,)`` ints,
             or a callable ``fn(logits) -> (n,)``.
         resize: upsampling of the Grad-CAM map, ``"bilinear"`` or ``"nearest"`` (captum's).
+        reshape: a token layer as a grid (``True`` for ViT tokens); see
+            :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for the
             backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -324,7 +327,7 @@ def guided_grad_cam(
     """
     contract.check_choice("resize", resize, activation_maps.RESIZE_METHODS)
     problem = activation_maps.prepare(
-        features, head, images, targets, batch_size=batch_size, mesh=mesh
+        features, head, images, targets, batch_size=batch_size, mesh=mesh, reshape=reshape
     )
     maps, cam_extras, cam_outputs_ok, cam_grads_ok = activation_maps.run(
         problem, "grad_cam", resize=resize, normalize=False, relu=True

@@ -35,6 +35,7 @@ def grad_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
     eigen_smooth: bool = False,
@@ -56,6 +57,9 @@ def grad_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -90,6 +94,7 @@ def grad_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
         eigen_smooth=eigen_smooth,
@@ -109,6 +114,7 @@ def grad_cam_plus_plus(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -128,6 +134,9 @@ def grad_cam_plus_plus(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -159,6 +168,7 @@ def grad_cam_plus_plus(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -175,6 +185,7 @@ def hires_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -193,6 +204,9 @@ def hires_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -224,6 +238,7 @@ def hires_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -240,6 +255,7 @@ def xgrad_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -258,6 +274,9 @@ def xgrad_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -289,6 +308,7 @@ def xgrad_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -305,6 +325,7 @@ def layer_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -323,6 +344,9 @@ def layer_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -354,6 +378,7 @@ def layer_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -369,6 +394,7 @@ def eigen_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -389,6 +415,9 @@ def eigen_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -419,6 +448,7 @@ def eigen_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -434,6 +464,7 @@ def score_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -455,6 +486,9 @@ def score_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -485,6 +519,7 @@ def score_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )
@@ -500,6 +535,7 @@ def ablation_cam(
     resize: str = "bilinear",
     normalize: bool = True,
     relu: bool = True,
+    reshape=None,
     batch_size: int | None = None,
     mesh=None,
 ) -> Explanation:
@@ -522,6 +558,9 @@ def ablation_cam(
         resize: ``"bilinear"`` (default) or ``"nearest"`` upsampling to ``(H, W)``.
         normalize: min-max normalise each upsampled map to ``[0, 1]`` (constant maps become 0).
         relu: apply the final ReLU to the map (as the paper does).
+        reshape: a token layer as a grid: ``True`` for ViT tokens ``(n, 1 + h*w, d)``
+            (class token dropped, square grid), an ``(h, w)`` grid, or ``A -> (n, h, w, d)``;
+            see :func:`~xaijax.cam.cam`.
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
@@ -552,6 +591,7 @@ def ablation_cam(
         resize=resize,
         normalize=normalize,
         relu=relu,
+        reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
     )

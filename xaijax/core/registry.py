@@ -33,8 +33,9 @@ class ExplainerInfo:
             host models).
         model_form: ``"model"`` (``f(X)``), ``"layer"`` (``features, head`` or a module and a
             layer path), ``"module"`` (a Flax NNX module the explainer walks for its layers, e.g.
-            FullGrad), ``"coefficients"`` (``coef, intercept``) or ``"protopnet"`` (a trained
-            :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence).
+            FullGrad), ``"coefficients"`` (``coef, intercept``), ``"protopnet"`` (a trained
+            :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence) or
+            ``"attention"`` (an NNX transformer whose attention weights are submodule outputs).
     """
 
     name: str

@@ -3,4 +3,6 @@
 Each module here imports :mod:`xaijax.core` only (the layering rule of every method family).
 """
 
-__all__: list[str] = []
+from xaijax.transformers.rollout import attention_layer_paths, attention_rollout, rollout_matrices
+
+__all__ = ["attention_layer_paths", "attention_rollout", "rollout_matrices"]
