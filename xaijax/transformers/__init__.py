@@ -3,4 +3,18 @@
 Each module here imports :mod:`xaijax.core` only (the layering rule of every method family).
 """
 
-__all__: list[str] = []
+from xaijax.transformers.targets import (
+    LastTokenLogProbs,
+    contrastive_target,
+    generation_attribution,
+    greedy_continuation,
+    next_token_target,
+)
+
+__all__ = [
+    "LastTokenLogProbs",
+    "contrastive_target",
+    "generation_attribution",
+    "greedy_continuation",
+    "next_token_target",
+]
