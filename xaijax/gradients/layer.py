@@ -110,16 +110,17 @@ def _prepare(model, layer, X, targets, *, reduce, pad_id, batch_size, mesh) -> L
     lm = layer_model(model, layer)
     reduce = contract.check_choice("reduce", reduce, REDUCTIONS)
     X = _inputs(X)
-    X, single, logits_shape, a_shape = _split(lm, X)
     integer = np.issubdtype(X.dtype, np.integer)
-    if pad_id is None and integer and is_nnx_module(model):
-        pad_id = getattr(model, "pad_id", None)
-    keep = None
     if pad_id is not None:
         if isinstance(pad_id, bool) or not isinstance(pad_id, int | np.integer):
             raise TypeError(f"pad_id must be an int token id or None; got {pad_id!r}")
         if not integer:
             raise ValueError("pad_id needs integer token ids X; X is a float array")
+    X, single, logits_shape, a_shape = _split(lm, X)
+    if pad_id is None and integer and is_nnx_module(model):
+        pad_id = getattr(model, "pad_id", None)
+    keep = None
+    if pad_id is not None:
         if X.ndim == 2 and len(a_shape) >= 3 and a_shape[:2] == X.shape:
             keep = X != int(pad_id)
     if len(logits_shape) > 2 and not callable(targets):
