@@ -106,7 +106,8 @@ def _layer_rows(name, value, a_shape, dtype) -> np.ndarray:
     )
 
 
-def _prepare(model, layer, X, targets, *, reduce, pad_id, batch_size, mesh) -> LayerProblem:
+def _prepare(model, layer, X, targets, *, reduce, pad_id, batch_size, mesh):
+    """``(LayerProblem, reduce)``: everything checked on the host, before compiling."""
     lm = layer_model(model, layer)
     reduce = contract.check_choice("reduce", reduce, REDUCTIONS)
     X = _inputs(X)
@@ -229,8 +230,7 @@ def _layer_path(
 
 
 def _run(problem, reduce, B, alphas, weights, *, multiply):
-    n = problem.X.shape[0]
-    keep = problem.keep if problem.keep is not None else None
+    keep = problem.keep
     return contract.call(
         _layer_path,
         problem.lm,
@@ -245,7 +245,7 @@ def _run(problem, reduce, B, alphas, weights, *, multiply):
         mesh=problem.mesh,
         multiply=multiply,
         reduce=reduce,
-    ), n
+    )
 
 
 def _finish(problem, values, base, extras, outputs_ok, grads_ok, *, method, kind):
@@ -340,7 +340,7 @@ def layer_integrated_gradients(
         model, layer, X, targets, reduce=reduce, pad_id=pad_id, batch_size=batch_size, mesh=mesh
     )
     B = _layer_rows("baseline", baseline, problem.a_shape, np.float32)
-    (values, base, extras, outputs_ok, grads_ok), _ = _run(
+    values, base, extras, outputs_ok, grads_ok = _run(
         problem, reduce, B, alphas, weights, multiply=multiply
     )
     kind = "path"
@@ -403,7 +403,7 @@ def layer_gradient_x_input(
         model, layer, X, targets, reduce=reduce, pad_id=pad_id, batch_size=batch_size, mesh=mesh
     )
     B = np.zeros(problem.a_shape, np.float32)
-    (values, base, extras, outputs_ok, grads_ok), _ = _run(
+    values, base, extras, outputs_ok, grads_ok = _run(
         problem, reduce, B, np.ones(1), np.ones(1), multiply=True
     )
     for name in ("completeness_gap", "base_scores"):

@@ -164,7 +164,8 @@ def generation_attribution(
 
     Args:
         model: a decoder LM (NNX) ``(n, L) -> (n, L, V)`` with a ``pad_id`` attribute or
-            ``pad_id`` given; the prompts must not contain padding.
+            ``pad_id`` given; the prompts must not contain padding (a generated padding token
+            would end its row's later prefixes early: a ``ValueError`` says so).
         prompt_ids: ``(n, P)`` or ``(P,)`` int token ids.
         num_new_tokens: ``T``, an int >= 1 (``P + T - 1 <= max_len``).
         method: the layer explainer ``method(model, layer, X, targets=..., **kw)``.
@@ -207,6 +208,11 @@ def generation_attribution(
     n, P = prompts.shape
     T = int(num_new_tokens)
     generated = greedy_continuation(model, prompts, T)
+    if np.any(generated[:, :-1] == pad):
+        raise ValueError(
+            f"the greedy continuation generated the padding id {pad} before its last token; "
+            "use fewer num_new_tokens or a model that does not emit padding"
+        )
     full = np.concatenate([prompts, generated], axis=1)
     width = P + T - 1
     prefixes = np.full((n, T, width), pad, np.int32)
