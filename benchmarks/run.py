@@ -37,6 +37,7 @@ BENCHMARKS = {
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
+    "layer_ig": ([], "--sequences 8 --length 32 --steps 8 --repeats 1".split()),
     "perturbation": (
         [],
         ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
@@ -154,6 +155,21 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "reference_ms": 1e3 * captum["seconds"] / n if captum else None,
                 # What Grad-CAM must compute at least: forward + gradient down to the layer.
                 "floor_ms": 1e3 * report["forward_backward_to_layer_floor"]["seconds"] / n,
+            }
+        )
+    elif name == "layer_ig":
+        n = report["sequences"]
+        captum = report.get("captum")
+        rows.append(
+            {
+                "case": f"layer IG: text transformer embeddings, {n} sequences x "
+                f"{report['length']} tokens, {report['steps']} steps",
+                "unit": "sequence",
+                "xaijax_ms": 1e3 * report["xaijax"]["seconds"] / n,
+                "reference": "captum LayerIntegratedGradients" if captum else None,
+                "reference_ms": 1e3 * captum["seconds"] / n if captum else None,
+                # The model evaluated on the same sequences x steps rows (forward only).
+                "floor_ms": 1e3 * report["floor_forward"]["seconds"] / n,
             }
         )
     elif name == "deep_shap":

@@ -148,3 +148,18 @@ def test_perturbation_rows_read_occlusion_and_rise():
     occ, rise = run.rows_of("perturbation", report)
     assert occ["speedup_vs_reference"] == 8.0 and occ["ratio_to_floor"] == 1.25
     assert rise["reference"] is None and rise["ratio_to_floor"] == 1.25
+
+
+def test_layer_ig_rows_read_xaijax_captum_and_the_floor():
+    report = {
+        "sequences": 4,
+        "length": 128,
+        "steps": 32,
+        "xaijax": {"seconds": 0.4},
+        "floor_forward": {"seconds": 0.2},
+        "captum": {"seconds": 2.0},
+    }
+    (row,) = run.rows_of("layer_ig", report)
+    assert row["xaijax_ms"] == pytest.approx(100.0)
+    assert row["speedup_vs_reference"] == pytest.approx(5.0)
+    assert row["ratio_to_floor"] == pytest.approx(2.0)

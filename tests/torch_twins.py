@@ -39,16 +39,26 @@ class TorchAttention(nn.Module):
         self.qkv = _linear(attn.qkv)
         self.proj = _linear(attn.out)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         n, length, dim = x.shape
         hd = dim // self.heads
         qkv = self.qkv(x).reshape(n, length, 3, self.heads, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (n, heads, L, hd)
-        a = (q @ k.transpose(-2, -1) / np.sqrt(hd)).softmax(dim=-1)
+        scores = q @ k.transpose(-2, -1) / np.sqrt(hd)
+        if mask is not None:  # (n, 1, 1, L) keys kept: padding masked as the zoo model does
+            scores = torch.where(mask, scores, torch.finfo(scores.dtype).min)
+        a = scores.softmax(dim=-1)
         if a.requires_grad:
             a.retain_grad()
         self.attention = a  # read by the rollout oracles (with its .grad after backward)
         return self.proj((a @ v).transpose(1, 2).reshape(n, length, dim))
+
+
+def _embedding(emb) -> nn.Embedding:
+    table = np.asarray(emb.embedding[...])
+    out = nn.Embedding(*table.shape)
+    out.weight.data = _t(table)
+    return out
 
 
 class TorchBlock(nn.Module):
@@ -61,8 +71,8 @@ class TorchBlock(nn.Module):
         self.act = nn.GELU()
         self.fc2 = _linear(block.fc2)
 
-    def forward(self, x):
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x, mask=None):
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.fc2(self.act(self.fc1(self.norm2(x))))
 
 
@@ -90,3 +100,28 @@ class TorchViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x)[:, 0])
+
+
+class TorchTextTransformer(nn.Module):
+    """The twin of :class:`xaijax.zoo.transformers.TextTransformer` (cls or mean pooling)."""
+
+    def __init__(self, ours):
+        super().__init__()
+        self.pad_id, self.pool = ours.pad_id, ours.pool
+        self.embed, self.pos = _embedding(ours.embed), _embedding(ours.pos)
+        self.blocks = nn.ModuleList([TorchBlock(b) for b in ours.blocks])
+        self.norm, self.head = _norm(ours.norm), _linear(ours.head)
+
+    def forward(self, tokens):
+        keep = tokens != self.pad_id
+        x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1]))[None]
+        mask = keep[:, None, None, :]
+        for block in self.blocks:
+            x = block(x, mask)
+        x = self.norm(x)
+        if self.pool == "cls":
+            pooled = x[:, 0]
+        else:
+            w = keep.to(x.dtype)[..., None]
+            pooled = (x * w).sum(dim=1) / torch.clamp(w.sum(dim=1), min=1.0)
+        return self.head(pooled)

@@ -39,6 +39,9 @@ from xaijax.gradients import (
     expected_gradients,
     gradient_x_input,
     integrated_gradients,
+    layer_gradient_x_input,
+    layer_integrated_gradients,
+    noise_tunnel,
     saliency,
     smoothgrad,
 )
@@ -78,6 +81,12 @@ from xaijax.shapley import (
 from xaijax.transformers import attention_rollout
 
 __version__ = "0.1.0"
+
+from xaijax.transformers import (
+    contrastive_target,
+    generation_attribution,
+    next_token_target,
+)
 
 __all__ = [
     # results, models, the contract
@@ -150,6 +159,13 @@ __all__ = [
     "kpca_cam",
     "integrated_gradients",
     "layer_cam",
+    "layer_gradient_x_input",
+    "layer_integrated_gradients",
+    "noise_tunnel",
+    # transformers
+    "contrastive_target",
+    "generation_attribution",
+    "next_token_target",
     "saliency",
     "score_cam",
     "smoothgrad",

@@ -73,6 +73,7 @@ OPTIONS: dict[str, dict] = {
     "lime_text": {"num_samples": 32},
     "smoothgrad": {"num_samples": 4},
     "integrated_gradients": {"num_steps": 8},
+    "layer_integrated_gradients": {"num_steps": 8},
     "expected_gradients": {"num_samples": 8},
     "score_cam": {},
     "ablation_cam": {},

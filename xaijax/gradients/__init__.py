@@ -14,11 +14,14 @@ function                       kind         module
 :func:`smoothgrad`             map          :mod:`~xaijax.gradients.noise`
 :func:`integrated_gradients`   path         :mod:`~xaijax.gradients.paths`
 :func:`expected_gradients`     path         :mod:`~xaijax.gradients.paths`
+:func:`layer_integrated_...`   path         :mod:`~xaijax.gradients.layer`
+:func:`layer_gradient_x_input` map          :mod:`~xaijax.gradients.layer`
 ============================== ============ ===================================================
 """
 
+from xaijax.gradients.layer import layer_gradient_x_input, layer_integrated_gradients
 from xaijax.gradients.local import gradient_x_input, saliency
-from xaijax.gradients.noise import smoothgrad
+from xaijax.gradients.noise import noise_tunnel, smoothgrad
 from xaijax.gradients.paths import (
     PATH_METHODS,
     expected_gradients,
@@ -31,6 +34,9 @@ __all__ = [
     "expected_gradients",
     "gradient_x_input",
     "integrated_gradients",
+    "layer_gradient_x_input",
+    "layer_integrated_gradients",
+    "noise_tunnel",
     "path_weights",
     "saliency",
     "smoothgrad",

@@ -27,7 +27,13 @@ from xaijax.gradients.score_gradients import finish, finite_rows, gradient_sum, 
 
 __all__ = ["integrated_gradients", "expected_gradients", "path_weights", "PATH_METHODS"]
 
-PATH_METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left")
+PATH_METHODS = (
+    "gausslegendre",
+    "riemann_trapezoid",
+    "riemann_middle",
+    "riemann_left",
+    "riemann_right",
+)
 
 
 def path_weights(num_steps: int, method: str = "gausslegendre") -> tuple[np.ndarray, np.ndarray]:
@@ -59,6 +65,8 @@ def path_weights(num_steps: int, method: str = "gausslegendre") -> tuple[np.ndar
         return a, w
     if method == "riemann_middle":
         return (np.arange(n) + 0.5) / n, np.full(n, 1.0 / n)
+    if method == "riemann_right":
+        return (np.arange(n) + 1.0) / n, np.full(n, 1.0 / n)
     return np.arange(n) / n, np.full(n, 1.0 / n)
 
 
@@ -71,9 +79,22 @@ def _sum_rows(a):
     return a.reshape(a.shape[0], -1).sum(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "target_fn", "batch_size", "mesh"))
+@functools.partial(
+    jax.jit, static_argnames=("model", "target_fn", "batch_size", "mesh", "multiply")
+)
 def _integrated(
-    model, params, X, baseline, indices, alphas, weights, *, target_fn, batch_size, mesh
+    model,
+    params,
+    X,
+    baseline,
+    indices,
+    alphas,
+    weights,
+    *,
+    target_fn,
+    batch_size,
+    mesh,
+    multiply=True,
 ):
     def local(sharded, shared):
         X, baseline, indices = sharded
@@ -96,7 +117,7 @@ def _integrated(
             num_points=alphas.shape[0],
             batch_size=batch_size,
         )
-        values = diff * total
+        values = diff * total if multiply else total
         extras = {
             "targets": t,
             "scores": scores,
@@ -135,6 +156,7 @@ def integrated_gradients(
     baseline: Float[ArrayLike, "..."] | float | None = None,
     num_steps: int = 50,
     method: str = "gausslegendre",
+    multiply_by_inputs: bool = True,
     batch_size: int | None = None,
     mesh=None,
     batched=contract.MISSING,
@@ -156,8 +178,12 @@ def integrated_gradients(
             (``input_shape`` or ``(1, *input_shape)``) or one per instance ``(n,
             *input_shape)``; finite.
         num_steps: quadrature points (an int >= 1; >= 2 for ``"riemann_trapezoid"``).
-        method: ``"gausslegendre"``, ``"riemann_trapezoid"``, ``"riemann_middle"`` or
-            ``"riemann_left"``.
+        method: ``"gausslegendre"``, ``"riemann_trapezoid"``, ``"riemann_middle"``,
+            ``"riemann_left"`` or ``"riemann_right"`` (captum's names and nodes).
+        multiply_by_inputs: ``False`` returns the path-averaged gradient
+            ``integral grad S(x' + a (x - x')) da`` without the ``(x - x')`` factor (captum's
+            ``multiply_by_inputs=False``); the result is then of kind ``"map"`` (no
+            completeness, ``base_values`` 0).
         batch_size: most rows passed to the model at once (the ``n * num_steps`` path points
             run in chunks of it); ``None`` picks a default.
         mesh: optional :class:`jax.sharding.Mesh` to shard the instances over.
@@ -181,6 +207,8 @@ def integrated_gradients(
         >>> [round(v, 4) for v in exp.values[0].tolist()], round(float(exp.base_values[0]), 4)
         ([1.0, 4.0], 0.0)
     """
+    if not isinstance(multiply_by_inputs, bool | np.bool_):
+        raise TypeError(f"multiply_by_inputs must be True or False; got {multiply_by_inputs!r}")
     alphas, weights = path_weights(num_steps, method)
     problem = prepare(f, X, targets, batch_size=batch_size, mesh=mesh, batched=batched)
     base_x = _baseline_rows(baseline, problem.X)
@@ -197,7 +225,12 @@ def integrated_gradients(
         target_fn=problem.targets.fn,
         batch_size=problem.batch_size,
         mesh=problem.mesh,
+        multiply=bool(multiply_by_inputs),
     )
+    kind = "path"
+    if not multiply_by_inputs:
+        kind, base = "map", jnp.zeros_like(base)
+        extras.pop("completeness_gap")
     return finish(
         problem,
         values,
@@ -206,7 +239,7 @@ def integrated_gradients(
         outputs_ok,
         grads_ok,
         method="integrated_gradients",
-        kind="path",
+        kind=kind,
     )
 
 
