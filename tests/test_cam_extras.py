@@ -33,6 +33,9 @@ from pytorch_grad_cam import (  # noqa: E402
     EigenGradCAM,
     FullGrad,
     GradCAM,
+    HiResCAM,
+    LayerCAM,
+    XGradCAM,
 )
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
@@ -263,3 +266,20 @@ def test_option_errors_name_the_argument(twins):
         xj.kpca_cam(net, "act2", X, kernel="rbf", gamma=-1.0)
     with pytest.raises(TypeError, match="NNX module"):
         xj.full_grad(lambda x: x.sum(axis=(1, 2)), X)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    # (Grad-CAM++ is compared in tests/test_vit_cam.py with scores scaled up: pytorch-grad-cam
+    # adds 1e-7 to its alpha's denominator, which is visible at this twin's tiny gradients.)
+    [
+        (xj.xgrad_cam, XGradCAM),
+        (xj.layer_cam, LayerCAM),
+        (xj.hires_cam, HiResCAM),
+    ],
+)
+def test_every_wrapper_takes_the_smoothing_options(twins, ours, theirs):
+    net, tnet, X = twins
+    ref = theirs(tnet, [tnet.act1])(_torch_in(X), _targets(), aug_smooth=True)
+    exp = ours(net, "act1", X, TARGETS, aug_smooth=True, per_channel=False)
+    assert _max_diff(exp.values, ref) < TOL

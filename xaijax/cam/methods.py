@@ -117,6 +117,9 @@ def grad_cam_plus_plus(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """Grad-CAM++: channel weights ``sum_hw alpha * ReLU(dS/dA_c)`` with the closed-form alpha.
 
@@ -140,6 +143,8 @@ def grad_cam_plus_plus(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -171,6 +176,9 @@ def grad_cam_plus_plus(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -188,6 +196,9 @@ def hires_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """HiResCAM: ``ReLU(sum_c dS/dA_c * A_c)``, the elementwise gradient-activation product.
 
@@ -210,6 +221,8 @@ def hires_cam(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -241,6 +254,9 @@ def hires_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -258,6 +274,9 @@ def xgrad_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """XGrad-CAM: channel weights ``sum_hw(A_c * dS/dA_c) / sum_hw A_c``.
 
@@ -280,6 +299,8 @@ def xgrad_cam(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -311,6 +332,9 @@ def xgrad_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -328,6 +352,9 @@ def layer_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """LayerCAM: ``ReLU(sum_c ReLU(dS/dA_c) * A_c)``, spatially weighted by positive gradients.
 
@@ -350,6 +377,8 @@ def layer_cam(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -381,6 +410,9 @@ def layer_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -397,6 +429,9 @@ def eigen_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """EigenCAM: the centred activations projected on their first principal component.
 
@@ -421,6 +456,8 @@ def eigen_cam(
         batch_size: most images passed to the model at once; ``None`` picks a default for
             the backend and the image size.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -451,6 +488,9 @@ def eigen_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -467,6 +507,9 @@ def score_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """Score-CAM: channel weights ``softmax_c(S(X * upsample(A_c)))`` from masked-input scores.
 
@@ -492,6 +535,8 @@ def score_cam(
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -522,6 +567,9 @@ def score_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
 
 
@@ -538,6 +586,9 @@ def ablation_cam(
     reshape=None,
     batch_size: int | None = None,
     mesh=None,
+    eigen_smooth: bool = False,
+    aug_smooth: bool = False,
+    per_channel: bool = False,
 ) -> Explanation:
     """Ablation-CAM: channel weights ``(S - S_without_c) / S`` from zeroing each channel in turn.
 
@@ -564,6 +615,8 @@ def ablation_cam(
         batch_size: most rows passed to the model at once: images per capture and the
             ``n * c`` masked/ablated rows; ``None`` picks a default for the backend.
         mesh: optional :class:`jax.sharding.Mesh` to shard the images over.
+        eigen_smooth, aug_smooth, per_channel: pytorch-grad-cam's smoothing options and the
+            per-channel terms ``channel_maps`` (see :func:`~xaijax.cam.cam`).
 
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` with ``values (n, H, W)`` (no leading
@@ -594,4 +647,7 @@ def ablation_cam(
         reshape=reshape,
         batch_size=batch_size,
         mesh=mesh,
+        eigen_smooth=eigen_smooth,
+        aug_smooth=aug_smooth,
+        per_channel=per_channel,
     )
