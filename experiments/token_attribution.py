@@ -45,7 +45,7 @@ from xaijax.zoo import data
 
 SIZES = {
     "quick": dict(n=240, epochs=8, dim=16, depth=1, explain=4, K=3, budget=64, random_orders=4,
-                  shapes_train=256, shapes_test=4, cnn_epochs=4, vit_epochs=4, ig_steps=16),
+                  shapes_train=128, shapes_test=4, cnn_epochs=3, vit_epochs=3, ig_steps=8),
     "full": dict(n=600, epochs=20, dim=32, depth=2, explain=60, K=4, budget=256,
                  random_orders=20, shapes_train=1024, shapes_test=60, cnn_epochs=12,
                  vit_epochs=40, ig_steps=64),
@@ -80,6 +80,9 @@ def parse_args(argv):
     p.add_argument("--out", default=os.path.join("runs", "token_attribution"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--parts", default="text,images", help="comma-separated: text, images")
+    p.add_argument(
+        "--tasks", default=",".join(TASKS), help="text tasks, comma-separated: sentiment, negation"
+    )
     return p.parse_args(argv)
 
 
@@ -147,13 +150,18 @@ def text_scores(task, enc, targets, cfg, keys, timings):
     def lime_words():
         exp = xj.lime_text(
             proba_texts, list(task_texts), key=keys[1], num_samples=cfg["budget"] * 4,
-            targets=targets,
+            targets=targets, bow=False, mask_string="[MASK]",
         )  # fmt: skip
         labels = np.asarray(exp.extras["feature_labels"])
         out = np.full((len(num_words), max(num_words)), -np.inf)
         for i, words in enumerate(enc.words):
-            weight = dict(zip(labels[i], np.asarray(exp.values[i]), strict=True))
-            out[i, : len(words)] = [weight.get(w, 0.0) for w in words]
+            # Positional features in word order; lime's split drops punctuation (score 0 here).
+            values, j = np.asarray(exp.values[i]), 0
+            for w, word in enumerate(words):
+                if j < len(labels[i]) and labels[i][j] == word:
+                    out[i, w], j = values[j], j + 1
+                else:
+                    out[i, w] = 0.0
         return out
 
     task_texts = [" ".join(w) for w in enc.words]
@@ -230,9 +238,11 @@ def _stats(a):
     return float(a.mean()), sem
 
 
-def run_text(cfg, seed, timings, skipped_all):
+def run_text(cfg, seed, timings, skipped_all, tasks=TASKS):
     results, shown = {}, {}
     for t, name in enumerate(TASKS):
+        if name not in tasks:
+            continue
         print(f"[text/{name}] train the transformer", flush=True)
         task = _timed(
             timings,
@@ -408,15 +418,19 @@ def main(argv=None) -> int:
             "shapley_masker": "maskers.token(mask_id, keep=special_ids), groups = word groups",
             "kernel_shap": "num_samples = budget",
             "partition_shap": "max_evals = budget (contiguous halving over words)",
-            "lime_text": "num_samples = 4 * budget, on the strings",
+            "lime_text": "num_samples = 4 * budget, on the strings, positional features "
+            "(bow=False), hidden words replaced by [MASK]",
             "layer_methods": "layer 'embed' (token embedding), zero baseline, sum over dim",
             "vit": "32 px, 4 x 4 patches, dim 32, depth 2; Grad-CAM at blocks/1/norm1",
             "cnn": "zoo.CNN(widths=(16, 32)); Grad-CAM at features",
         },
     }
     shown_text = shown_images = None
+    tasks = [t for t in args.tasks.split(",") if t]
+    if sorted(set(tasks) - set(TASKS)):
+        raise ValueError(f"--tasks: unknown {sorted(set(tasks) - set(TASKS))}; choose from {TASKS}")
     if "text" in parts:
-        results["text"], shown_text = run_text(cfg, args.seed, timings, skipped)
+        results["text"], shown_text = run_text(cfg, args.seed, timings, skipped, tasks)
     if "images" in parts:
         results["images"], shown_images = run_images(cfg, args.seed, timings, skipped)
     results["skipped"] = skipped
