@@ -49,6 +49,7 @@ __all__ = [
     "check_names",
     "resolve_batch_size",
     "as_float_array",
+    "baseline_rows",
     "split_instances",
     "split_instances_by_model",
     "renamed",
@@ -246,6 +247,32 @@ def as_float_array(name: str, a, *, dtype=None, finite: bool = True) -> np.ndarr
             "rescale the data or enable jax_enable_x64"
         )
     return out
+
+
+def baseline_rows(baseline, X: np.ndarray) -> np.ndarray:
+    """``baseline`` as X's shape ``(n, ...)``: ``None`` (zeros), a number, one input, ``(1, ...)``
+    or ``(n, ...)`` (as captum broadcasts baselines; integrated gradients and DeepLIFT use it).
+
+    Raises:
+        ValueError: naming ``baseline``, for any other shape or non-finite values.
+
+    Example:
+        >>> baseline_rows(0.5, np.zeros((2, 3))).tolist()
+        [[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]
+    """
+    if baseline is None:
+        return np.zeros_like(X)
+    b = as_float_array("baseline", baseline, dtype=X.dtype)
+    row = X.shape[1:]
+    if b.ndim == 0 or b.shape == row or b.shape == (1,) + row:
+        return np.broadcast_to(b.reshape((1,) + row if b.ndim else ()), X.shape).copy()
+    if b.shape == X.shape:
+        return b
+    dims = ", ".join(map(str, row))
+    raise ValueError(
+        f"baseline must be a number, one input of shape {row}, (1, {dims}) or one per instance "
+        f"{X.shape}; got shape {b.shape}"
+    )
 
 
 def split_instances(

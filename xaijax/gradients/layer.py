@@ -33,6 +33,7 @@ from xaijax.core.model import is_nnx_module
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, TargetSpec, check_target_fn, resolve_targets, target_scores
 from xaijax.gradients.paths import path_weights
+from xaijax.gradients.score_gradients import finish
 
 __all__ = ["layer_integrated_gradients", "layer_gradient_x_input", "REDUCTIONS"]
 
@@ -248,24 +249,6 @@ def _run(problem, reduce, B, alphas, weights, *, multiply):
     )
 
 
-def _finish(problem, values, base, extras, outputs_ok, grads_ok, *, method, kind):
-    outputs_ok, grads_ok = np.asarray(outputs_ok), np.asarray(grads_ok)
-    what = "f"
-    if outputs_ok.all() and not grads_ok.all():
-        what = "the gradient of f at the layer (its outputs are finite)"
-    return contract.pack(
-        values,
-        base,
-        problem.X,
-        single=problem.single,
-        kind=kind,
-        method=method,
-        extras=extras,
-        finite=outputs_ok & grads_ok,
-        what=what,
-    )
-
-
 @explainer(kind="path", needs_jax=True, model_form="layer")
 def layer_integrated_gradients(
     model,
@@ -349,7 +332,7 @@ def layer_integrated_gradients(
         base = jnp.zeros_like(base)
         if not multiply:
             extras.pop("completeness_gap")
-    return _finish(
+    return finish(
         problem,
         values,
         base,
@@ -358,6 +341,7 @@ def layer_integrated_gradients(
         grads_ok,
         method="layer_integrated_gradients",
         kind=kind,
+        gradient_of="f at the layer",
     )
 
 
@@ -408,7 +392,7 @@ def layer_gradient_x_input(
     )
     for name in ("completeness_gap", "base_scores"):
         extras.pop(name)
-    return _finish(
+    return finish(
         problem,
         values,
         jnp.zeros_like(base),
@@ -417,6 +401,7 @@ def layer_gradient_x_input(
         grads_ok,
         method="layer_gradient_x_input",
         kind="map",
+        gradient_of="f at the layer",
     )
 
 

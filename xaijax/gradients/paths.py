@@ -130,23 +130,6 @@ def _integrated(
     return over_instances(local, (X, baseline, indices), (params, alphas, weights), mesh=mesh)
 
 
-def _baseline_rows(baseline, X: np.ndarray) -> np.ndarray:
-    """``baseline`` as X's shape: a number, one input, ``(1, ...)`` or ``(n, ...)``."""
-    if baseline is None:
-        return np.zeros_like(X)
-    b = contract.as_float_array("baseline", baseline, dtype=X.dtype)
-    row = X.shape[1:]
-    if b.ndim == 0 or b.shape == row or b.shape == (1,) + row:
-        return np.broadcast_to(b.reshape((1,) + row if b.ndim else ()), X.shape).copy()
-    if b.shape == X.shape:
-        return b
-    dims = ", ".join(map(str, row))
-    raise ValueError(
-        f"baseline must be a number, one input of shape {row}, (1, {dims}) or one per instance "
-        f"{X.shape}; got shape {b.shape}"
-    )
-
-
 @explainer(kind="path", needs_jax=True)
 def integrated_gradients(
     f,
@@ -211,7 +194,7 @@ def integrated_gradients(
         raise TypeError(f"multiply_by_inputs must be True or False; got {multiply_by_inputs!r}")
     alphas, weights = path_weights(num_steps, method)
     problem = prepare(f, X, targets, batch_size=batch_size, mesh=mesh, batched=batched)
-    base_x = _baseline_rows(baseline, problem.X)
+    base_x = contract.baseline_rows(baseline, problem.X)
     dtype = problem.X.dtype
     values, base, extras, outputs_ok, grads_ok = contract.call(
         _integrated,

@@ -97,13 +97,23 @@ def prepare(
 
 
 def finish(
-    problem: Problem, values, base_values, extras, outputs_ok, grads_ok, *, method, kind
+    problem: Problem,
+    values,
+    base_values,
+    extras,
+    outputs_ok,
+    grads_ok,
+    *,
+    method,
+    kind,
+    gradient_of: str = "f",
 ) -> Explanation:
-    """Raise for non-finite outputs or gradients (naming which), then pack the Explanation."""
+    """Raise for non-finite outputs or gradients (naming which: the gradient of
+    ``gradient_of``), then pack the Explanation."""
     outputs_ok, grads_ok = np.asarray(outputs_ok), np.asarray(grads_ok)
     what = "f"
     if outputs_ok.all() and not grads_ok.all():
-        what = "the gradient of f (its outputs are finite)"
+        what = f"the gradient of {gradient_of} (its outputs are finite)"
     return contract.pack(
         values,
         base_values,

@@ -36,24 +36,6 @@ from xaijax.core.targets import Targets, check_target_fn, resolve_targets
 __all__ = ["deep_lift"]
 
 
-def _baseline_rows(baseline, X: np.ndarray) -> np.ndarray:
-    """``baseline`` as X's shape: a number, one input, ``(1, ...)`` or ``(n, ...)`` (as
-    integrated_gradients and captum broadcast it)."""
-    if baseline is None:
-        return np.zeros_like(X)
-    b = contract.as_float_array("baseline", baseline, dtype=X.dtype)
-    row = X.shape[1:]
-    if b.ndim == 0 or b.shape == row or b.shape == (1,) + row:
-        return np.broadcast_to(b.reshape((1,) + row if b.ndim else ()), X.shape).copy()
-    if b.shape == X.shape:
-        return b
-    dims = ", ".join(map(str, row))
-    raise ValueError(
-        f"baseline must be a number, one input of shape {row}, (1, {dims}) or one per instance "
-        f"{X.shape}; got shape {b.shape}"
-    )
-
-
 @functools.partial(
     jax.jit, static_argnames=("model", "targeted", "rule", "maxima", "batch_size", "mesh")
 )
@@ -156,7 +138,7 @@ def deep_lift(
             "f must be a JAX function, (apply_fn, params) pair or NNX module for deep_lift (its "
             "jaxpr is re-interpreted); a host/NumPy model cannot be traced"
         )
-    R = _baseline_rows(baseline, X)
+    R = contract.baseline_rows(baseline, X)
     n = X.shape[0]
     spec = resolve_targets(targets, n, model.num_outputs)
     if spec.fn is not None:
