@@ -459,10 +459,8 @@ FOUR_DEVICES = textwrap.dedent(
         return jax.nn.relu(A).mean(axis=(1, 2)) @ fc_w
 
     images = jnp.asarray(rng.uniform(size=(7, 8, 8, 3)).astype(np.float32))
-    calls = {name: getattr(cam, name) for name in (
-        "grad_cam", "grad_cam_plus_plus", "hires_cam", "xgrad_cam", "layer_cam", "eigen_cam",
-        "score_cam", "ablation_cam", "guided_grad_cam",
-    )}
+    # every named CAM on a 1-d mesh: tests/contract; here the generic one and 2x2 meshes
+    calls = {name: getattr(cam, name) for name in ("grad_cam", "score_cam", "guided_grad_cam")}
     calls["cam"] = lambda *a, **kw: cam.cam(*a, weighting=cam.grad_cam_weights, **kw)
     calls["guided_backprop"] = lambda f, h, X, **kw: cam.guided_backprop(
         lambda x: h(f(x)), X, **kw
@@ -497,7 +495,7 @@ def test_mesh_on_four_devices_equals_one_device():
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = next(s for s in proc.stdout.splitlines() if s.startswith("RESULT "))
     results = json.loads(line[len("RESULT ") :])
-    assert len(results) == 11 + 2
+    assert len(results) == 5 + 2
     for case, r in results.items():
         assert r["shape"][0] == 7, case  # 7 images on 4 devices: the padding is dropped
         assert r["max_diff"] <= 1e-5, (case, r)

@@ -43,18 +43,15 @@ FOUR_DEVICES = textwrap.dedent(
     X, bg = rng.normal(size=(8, M)), rng.normal(size=(4, M))
     key = jax.random.key(0)
     calls = {
-        "kernel_shap": lambda f, X, **kw: xj.kernel_shap(f, X, bg, key=key, num_samples=16, **kw),
         "permutation_shap": lambda f, X, **kw: xj.permutation_shap(
             f, X, bg, key=key, num_permutations=2, **kw
         ),
         "exact_shapley": lambda f, X, **kw: xj.exact_shapley(f, X, bg, **kw),
-        "lime_tabular": lambda f, X, **kw: xj.lime_tabular(
-            f, X, bg, key=key, num_samples=64, num_features=3, **kw
-        ),
         "deep_shap": lambda f, X, **kw: xj.deep_shap(f, X, bg, **kw),
         "max_shap": lambda f, X, **kw: xj.max_shap(X, bg, **kw),  # no model: f unused
     }
-    # Cheap explainers in every setting; Kernel SHAP and LIME (slow to compile) where it counts.
+    # The contract suite (tests/contract) runs every explainer on a 1-d mesh of 4 devices; here:
+    # batch-invariant rows (bitwise), a host model, and 2x2 meshes (two named axes).
     cases = [(name, "rowwise", n) for name in ("exact_shapley", "permutation_shap") for n in (8, 7)]
     cases += [(name, "mlp", 7) for name in calls] + [("exact_shapley", "host", 7)]
     models = {"rowwise": rowwise, "mlp": mlp, "host": host}
@@ -64,7 +61,7 @@ FOUR_DEVICES = textwrap.dedent(
     for name, model, n in cases:
         one = calls[name](models[model], X[:n])
         for mesh_name, mesh in meshes.items():
-            if mesh_name == "2x2" and (n != 7 or name in ("kernel_shap", "lime_tabular")):
+            if (mesh_name == "2x2" and n != 7) or (mesh_name == "1d" and model == "mlp"):
                 continue
             sharded = calls[name](models[model], X[:n], mesh=mesh)
             pairs = [(one.values, sharded.values), (one.base_values, sharded.base_values)]
@@ -99,7 +96,7 @@ FOUR_DEVICES = textwrap.dedent(
     }
     for name, call in others.items():
         one = call()
-        for mesh_name, mesh in meshes.items():
+        for mesh_name, mesh in [("2x2", grid)]:  # the 1-d mesh: tests/contract
             sharded = call(mesh=mesh)
             pairs = [(one.values, sharded.values), (one.base_values, sharded.base_values)]
             out[f"{name}/{name}/5/{mesh_name}"] = {
@@ -132,9 +129,12 @@ def four_devices():
 
 
 def test_sharded_equals_one_device(four_devices):
-    # every case ran, 2x2 meshes included (deep_shap, max_shap, LIME image and text on both)
-    assert len(four_devices) == 2 * 3 + 4 + 2 + 2 + 4 + 2 * 2
-    assert {"deep_shap/mlp/7/2x2", "max_shap/mlp/7/1d"} <= set(four_devices)
+    # every case ran: rowwise 8 (1d) and 7 (1d, 2x2), four on the MLP and LIME image and text
+    # on 2x2, the host model on both
+    assert len(four_devices) == 2 * 3 + 4 + 2 + 2
+    assert {"deep_shap/mlp/7/2x2", "max_shap/mlp/7/2x2", "lime_text/lime_text/5/2x2"} <= set(
+        four_devices
+    )
     for case, r in four_devices.items():
         name, model, n, _ = case.split("/")
         assert r["shape"][0] == int(n), case  # padding dropped
