@@ -55,7 +55,7 @@ from xaijax.lime import (
     submodular_pick,
 )
 from xaijax.perturbation import feature_ablation, occlusion, rise
-from xaijax.propagation import deep_lift
+from xaijax.propagation import deep_lift, lrp
 from xaijax.protopnet import (
     ProtoPNet,
     ProtoPNetConfig,
@@ -173,6 +173,7 @@ __all__ = [
     "xgrad_cam",
     # propagation rules
     "deep_lift",
+    "lrp",
     # perturbation
     "feature_ablation",
     "occlusion",

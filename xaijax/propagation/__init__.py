@@ -4,6 +4,7 @@
 function                       kind         module
 ============================== ============ ===================================================
 :func:`deep_lift`              additive     :mod:`~xaijax.propagation.deeplift`
+:func:`lrp`                    additive     :mod:`~xaijax.propagation.lrp`
 ============================== ============ ===================================================
 
 The rules themselves (rescale, RevealCancel, Max SHAP, ...) live in
@@ -11,5 +12,6 @@ The rules themselves (rescale, RevealCancel, Max SHAP, ...) live in
 """
 
 from xaijax.propagation.deeplift import deep_lift
+from xaijax.propagation.lrp import lrp
 
-__all__ = ["deep_lift"]
+__all__ = ["deep_lift", "lrp"]

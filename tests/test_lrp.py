@@ -1,0 +1,179 @@
+"""LRP (xj.lrp) against zennit on PyTorch twins with identical weights, conservation, AttnLRP.
+
+zennit imports torchvision, whose wheels do not match the CPU torch here: the test installs the
+stand-in of ``tests/gradcam_standin.py`` (empty torchvision modules) before importing zennit.
+"""
+
+import gradcam_standin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import xaijax as xj
+from xaijax.core import relevance
+from xaijax.core.propagation import UnsupportedPrimitiveError
+
+gradcam_standin.install()
+torch = pytest.importorskip("torch")
+zennit_composites = pytest.importorskip("zennit.composites")
+from zennit.attribution import Gradient  # noqa: E402
+from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def _w(*shape, scale=0.5):
+    return (RNG.normal(size=shape) * scale).astype(np.float32)
+
+
+# --- twins ---------------------------------------------------------------------------------------
+
+MLP = {"W1": _w(5, 8), "b1": _w(8, scale=0.1), "W2": _w(8, 8), "b2": _w(8, scale=0.1)}
+MLP.update({"W3": _w(8, 3), "b3": _w(3, scale=0.1)})
+
+
+def mlp(X, p=MLP, bias=True):
+    def b(k):
+        return p[k][None] if bias else 0.0
+
+    h = jax.nn.relu(X @ p["W1"] + b("b1"))
+    h = jax.nn.relu(h @ p["W2"] + b("b2"))
+    return h @ p["W3"] + b("b3")
+
+
+def torch_mlp(p=MLP):
+    layers = []
+    for i, (a, b) in enumerate([(5, 8), (8, 8), (8, 3)], start=1):
+        lin = torch.nn.Linear(a, b)
+        lin.weight.data = torch.tensor(p[f"W{i}"].T.copy())
+        lin.bias.data = torch.tensor(p[f"b{i}"])
+        layers += [lin, torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1]).eval()
+
+
+CNN = {
+    "K1": _w(3, 3, 3, 4),
+    "c1": _w(4, scale=0.1),
+    "bn_mean": _w(4, scale=0.2),
+    "bn_var": (np.abs(_w(4)) + 0.5).astype(np.float32),
+    "bn_g": _w(4) + 1.0,
+    "bn_b": _w(4, scale=0.1),
+    "K2": _w(3, 3, 4, 5),
+    "c2": _w(5, scale=0.1),
+    "W3": _w(20, 6),
+    "b3": _w(6, scale=0.1),
+    "W4": _w(6, 3),
+    "b4": _w(3, scale=0.1),
+}
+BN_EPS = 1e-5
+
+
+def _conv(x, k, b):
+    dn = ("NHWC", "HWIO", "NHWC")
+    y = jax.lax.conv_general_dilated(x, k, (1, 1), ((1, 1), (1, 1)), dimension_numbers=dn)
+    return y + b.reshape(1, 1, 1, -1)
+
+
+def _pool(x, op, init):
+    return jax.lax.reduce_window(x, init, op, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def cnn(X, p=CNN):
+    h = _conv(X, p["K1"], p["c1"])
+    c = {k: p[k].reshape(1, 1, 1, -1) for k in ("bn_mean", "bn_var", "bn_g", "bn_b")}
+    h = (h - c["bn_mean"]) / jnp.sqrt(c["bn_var"] + BN_EPS) * c["bn_g"] + c["bn_b"]
+    h = _pool(jax.nn.relu(h), jax.lax.max, -jnp.inf)
+    h = jax.nn.relu(_conv(h, p["K2"], p["c2"]))
+    h = _pool(h, jax.lax.add, 0.0) / 4.0
+    h = h.transpose(0, 3, 1, 2).reshape(h.shape[0], -1)  # torch's NCHW flatten
+    h = jax.nn.relu(h @ p["W3"] + p["b3"][None])
+    return h @ p["W4"] + p["b4"][None]
+
+
+def torch_cnn(p=CNN):
+    def conv(k, b):
+        c = torch.nn.Conv2d(k.shape[2], k.shape[3], 3, padding=1)
+        c.weight.data = torch.tensor(k.transpose(3, 2, 0, 1).copy())
+        c.bias.data = torch.tensor(b)
+        return c
+
+    bn = torch.nn.BatchNorm2d(4, eps=BN_EPS)
+    bn.running_mean.data = torch.tensor(p["bn_mean"])
+    bn.running_var.data = torch.tensor(p["bn_var"])
+    bn.weight.data = torch.tensor(p["bn_g"])
+    bn.bias.data = torch.tensor(p["bn_b"])
+    l3, l4 = torch.nn.Linear(20, 6), torch.nn.Linear(6, 3)
+    for lin, w, b in ((l3, "W3", "b3"), (l4, "W4", "b4")):
+        lin.weight.data = torch.tensor(p[w].T.copy())
+        lin.bias.data = torch.tensor(p[b])
+    return torch.nn.Sequential(
+        conv(p["K1"], p["c1"]),
+        bn,
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        conv(p["K2"], p["c2"]),
+        torch.nn.ReLU(),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        l3,
+        torch.nn.ReLU(),
+        l4,
+    ).eval()
+
+
+X_MLP = RNG.normal(size=(3, 5)).astype(np.float32)
+X_IMG = RNG.uniform(size=(2, 8, 8, 3)).astype(np.float32)
+TARGETS = np.array([0, 2, 1])
+
+
+def zennit_relevance(model, X, targets, comp):
+    x = torch.tensor(X, requires_grad=True)
+    onehot = torch.nn.functional.one_hot(torch.tensor(targets), 3).float()
+    with Gradient(model=model, composite=comp) as attributor:
+        _, rel = attributor(x, lambda out: out * onehot)
+    return rel.detach().numpy()
+
+
+ZENNIT = {
+    "epsilon_plus_flat": lambda: zennit_composites.EpsilonPlusFlat(
+        canonizers=[SequentialMergeBatchNorm()]
+    ),
+    "epsilon_gamma_box": lambda: zennit_composites.EpsilonGammaBox(
+        low=0.0, high=1.0, canonizers=[SequentialMergeBatchNorm()]
+    ),
+    "epsilon_alpha2_beta1": lambda: zennit_composites.EpsilonAlpha2Beta1(
+        canonizers=[SequentialMergeBatchNorm()]
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def twins():
+    return torch_mlp(), torch_cnn()
+
+
+def test_twins_agree(twins):
+    tm, tc = twins
+    with torch.no_grad():
+        np.testing.assert_allclose(tm(torch.tensor(X_MLP)).numpy(), mlp(X_MLP), atol=1e-5)
+        img = torch.tensor(X_IMG.transpose(0, 3, 1, 2).copy())
+        np.testing.assert_allclose(tc(img).numpy(), cnn(X_IMG), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(ZENNIT))
+def test_mlp_equals_zennit(twins, name):
+    ours = xj.lrp(mlp, X_MLP, targets=TARGETS, composite=name, low=0.0, high=1.0).values
+    ref = zennit_relevance(twins[0], X_MLP, TARGETS, ZENNIT[name]())
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    assert np.abs(ref).max() > 1e-2  # a non-trivial relevance
+
+
+@pytest.mark.parametrize("name", sorted(ZENNIT))
+def test_cnn_equals_zennit(twins, name):
+    t = TARGETS[:2]
+    ours = xj.lrp(cnn, X_IMG, targets=t, composite=name, low=0.0, high=1.0).values
+    img = X_IMG.transpose(0, 3, 1, 2).copy()
+    ref = zennit_relevance(twins[1], img, t, ZENNIT[name]()).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
+    assert np.abs(ref).max() > 1e-3

@@ -1,0 +1,782 @@
+"""Layer-wise relevance propagation on any JAX function: rules attached to primitives.
+
+LRP (Bach et al. 2015) redistributes a model output backwards, layer by layer, with a *rule* per
+layer. Every rule zennit implements has the form "relevance of a layer's input = a product of the
+input (or a stand-in for it) with a linear map of ``R / z'``", so here each rule is realised as a
+value whose *forward* is the layer's output and whose *gradient* is the rule:
+
+``out = stop_gradient(z) + h(x) - stop_gradient(h(x))``, ``h(x) = sg(R-scale) * M(sg(x) * x)``,
+
+and one ``jax.vjp`` of the re-interpreted model, started from the target logit, is the whole
+backward pass (as zennit's hooks on autograd). The model is traced to a jaxpr and re-evaluated
+(:mod:`xaijax.core.interpreter`); values that depend on the input are wrapped, and
+
+* a *layer* is a ``dot_general``/``conv_general_dilated`` with one constant operand (the weight),
+  followed by any element-wise affine ops with constant operands (bias add, batch-norm's
+  ``(z - mean) * scale + beta``, a division by a constant): those are folded into the layer as
+  ``z = a * (W x) + b`` before the layer's rule is applied, which is zennit's batch-norm
+  canonizer. Layers are numbered in the order the interpreter meets them (index 0 is the first
+  layer the input goes through); :class:`Composite` picks a rule by kind (``"dense"``, ``"conv"``)
+  and position, or by that index;
+* sums (``reduce_sum``, average pooling's ``reduce_window_sum``, ``add`` of two inputs) get the
+  ``norm`` rule (epsilon with the stabiliser only), as zennit's ``Sum``/``AvgPool`` layers;
+* element-wise nonlinearities (ReLU, GELU, tanh, ... whether a primitive or a jitted/custom-JVP
+  function of one input) and element-wise affine maps outside a layer pass relevance through
+  (zennit's ``Pass``; AttnLRP's identity rule);
+* products of two input-dependent values (``mul``, ``dot_general`` as in attention) get
+  AttnLRP's uniform rule (half to each factor), softmax (a call computing ``exp``/``sum``/``div``)
+  the softmax rule ``R_in = x (R - s sum R)``, and ``rsqrt``/``sqrt`` of an input-dependent
+  value (layer norm's ``1/std``) is held constant (AttnLRP's identity rule for layer norm, as
+  lxt's ``stop_gradient(std)``);
+* structural ops (reshape, transpose, slices, concatenation, gathers, ``where`` with any
+  predicate) and maxima (max pooling) keep their gradient: relevance is routed, as in zennit.
+
+Comparisons and other non-float results are constants (relevance does not flow through a
+predicate). A primitive without a rule raises :class:`UnsupportedPrimitiveError` naming it and
+its equation.
+
+References:
+    Bach et al., "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise
+    Relevance Propagation", PLoS ONE 2015. Montavon et al., "Layer-Wise Relevance Propagation:
+    An Overview", 2019. Achtibat et al., "AttnLRP: Attention-Aware Layer-Wise Relevance
+    Propagation for Transformers", ICML 2024. Anders et al., "Software for Dataset-wide XAI:
+    From Local Explanations to Global Insights with Zennit, CoRelAy, and ViRelAy", 2021.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax.core.interpreter import (
+    bind_eqn,
+    describe_equation,
+    eval_jaxpr,
+    inlinable_jaxpr,
+    source_line,
+)
+from xaijax.core.propagation import UnsupportedPrimitiveError
+
+__all__ = [
+    "COMPOSITES",
+    "Composite",
+    "Rule",
+    "alpha_beta",
+    "composite",
+    "epsilon",
+    "flat",
+    "gamma",
+    "layer_kinds",
+    "lrp_relevance",
+    "norm",
+    "pass_rule",
+    "w_square",
+    "z_box",
+    "z_plus",
+]
+
+_sg = jax.lax.stop_gradient
+
+
+# --- rules -------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """An LRP rule for a linear layer: its ``name`` and hashable parameters.
+
+    Build with :func:`epsilon`, :func:`gamma`, :func:`z_plus`, :func:`alpha_beta`, :func:`flat`,
+    :func:`w_square`, :func:`z_box`, :func:`norm` or :func:`pass_rule`.
+    """
+
+    name: str
+    params: tuple = ()
+    stabilizer: float = 1e-6
+
+    def param(self, key, default=None):
+        return dict(self.params).get(key, default)
+
+
+def epsilon(eps: float = 1e-6) -> Rule:
+    """LRP-epsilon: ``R_i = x_i sum_j w_ij R_j / (z_j + eps sign z_j)`` (bias in ``z``).
+
+    Example:
+        >>> epsilon(0.1).name
+        'epsilon'
+    """
+    return Rule("epsilon", (("epsilon", float(eps)),), float(eps))
+
+
+def gamma(gamma: float = 0.25, stabilizer: float = 1e-6) -> Rule:
+    """Generalised LRP-gamma (zennit's ``Gamma``): positive weights favoured by ``gamma``.
+
+    Example:
+        >>> gamma(0.5).param("gamma")
+        0.5
+    """
+    return Rule("gamma", (("gamma", float(gamma)),), float(stabilizer))
+
+
+def z_plus(stabilizer: float = 1e-6) -> Rule:
+    """LRP-z+ (alpha=1, beta=0), zennit's ``ZPlus`` (negative inputs with negative weights).
+
+    Example:
+        >>> z_plus().name
+        'z_plus'
+    """
+    return Rule("z_plus", (), float(stabilizer))
+
+
+def alpha_beta(alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6) -> Rule:
+    """LRP-alpha-beta: positive contributions weighted ``alpha``, negative ``beta``.
+
+    Example:
+        >>> alpha_beta(2, 1).param("alpha")
+        2.0
+    """
+    if alpha < 0 or beta < 0 or abs(alpha - beta - 1.0) > 1e-12:
+        raise ValueError(
+            f"alpha_beta needs alpha, beta >= 0 and alpha - beta == 1; got {alpha}, {beta}"
+        )
+    return Rule("alpha_beta", (("alpha", float(alpha)), ("beta", float(beta))), float(stabilizer))
+
+
+def flat(stabilizer: float = 1e-6) -> Rule:
+    """LRP-flat: relevance spread uniformly over each output's receptive field.
+
+    Example:
+        >>> flat().name
+        'flat'
+    """
+    return Rule("flat", (), float(stabilizer))
+
+
+def w_square(stabilizer: float = 1e-6) -> Rule:
+    """LRP-w^2: relevance spread in proportion to the squared weights (unbounded inputs).
+
+    Example:
+        >>> w_square().name
+        'w_square'
+    """
+    return Rule("w_square", (), float(stabilizer))
+
+
+def z_box(low, high, stabilizer: float = 1e-6) -> Rule:
+    """LRP-z^B for inputs bounded by ``low <= x <= high`` (numbers or arrays broadcast like
+    one input, e.g. per-channel ``(1, 1, C)``).
+
+    Example:
+        >>> z_box(0.0, 1.0).param("low")
+        0.0
+    """
+    if low is None or high is None:
+        raise ValueError("z_box needs the input bounds low= and high=")
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
+        raise ValueError("low and high must be finite")
+    if np.any(low > high):
+        raise ValueError("low must be <= high")
+
+    def enc(a):
+        return float(a) if a.ndim == 0 else (a.shape, tuple(a.ravel().tolist()))
+
+    return Rule("z_box", (("low", enc(low)), ("high", enc(high))), float(stabilizer))
+
+
+def norm(stabilizer: float = 1e-6) -> Rule:
+    """Relevance in proportion to each input's contribution (epsilon with a stabiliser only).
+
+    Example:
+        >>> norm().name
+        'norm'
+    """
+    return Rule("norm", (), float(stabilizer))
+
+
+def pass_rule() -> Rule:
+    """Relevance passed through unchanged (element-wise layers).
+
+    Example:
+        >>> pass_rule().name
+        'pass'
+    """
+    return Rule("pass")
+
+
+_RULE_NAMES = ("epsilon", "gamma", "z_plus", "alpha_beta", "flat", "w_square", "z_box", "norm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Composite:
+    """Which rule each linear layer gets.
+
+    Args:
+        dense: rule of ``dot_general`` layers (with a constant weight).
+        conv: rule of ``conv_general_dilated`` layers.
+        first_dense, first_conv: rule of the first layer (layer index 0) when it is of that kind;
+            ``None`` keeps ``dense``/``conv``.
+        layers: ``((index, rule), ...)`` overrides by layer index, in the order the layers are
+            met (0 = first layer the input goes through; negative counts from the last).
+        stabilizer: of the ``norm`` rule on sums and pooling, the softmax and bilinear rules.
+
+    Example:
+        >>> c = Composite(dense=epsilon(), conv=z_plus(), layers=((0, flat()),))
+        >>> c.rule_for(0, "conv", 3).name, c.rule_for(1, "conv", 3).name
+        ('flat', 'z_plus')
+    """
+
+    dense: Rule
+    conv: Rule
+    first_dense: Rule | None = None
+    first_conv: Rule | None = None
+    layers: tuple = ()
+    stabilizer: float = 1e-6
+
+    def rule_for(self, index: int, kind: str, count: int | None = None) -> Rule:
+        for i, rule in self.layers:
+            if i == index or (count is not None and i < 0 and i + count == index):
+                return rule
+        if index == 0:
+            first = self.first_dense if kind == "dense" else self.first_conv
+            if first is not None:
+                return first
+        return self.dense if kind == "dense" else self.conv
+
+
+#: The composites by name (zennit's, and AttnLRP's epsilon everywhere).
+COMPOSITES = (
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "epsilon",
+    "attn_lrp",
+)
+
+
+def composite(
+    name: str,
+    *,
+    epsilon: float = 1e-6,
+    gamma: float = 0.25,
+    low=None,
+    high=None,
+    stabilizer: float = 1e-6,
+    layers: Mapping[int, Rule] | None = None,
+) -> Composite:
+    """A :class:`Composite` by name, with zennit's choice of rules.
+
+    * ``"epsilon_plus_flat"``: flat on the first layer, z+ on convolutions, epsilon on dense;
+    * ``"epsilon_gamma_box"``: z^B (``low``, ``high``) on a first convolution, gamma on
+      convolutions, epsilon on dense;
+    * ``"epsilon_alpha2_beta1"``: alpha2-beta1 on convolutions, epsilon on dense;
+    * ``"epsilon"`` / ``"attn_lrp"``: epsilon everywhere (AttnLRP's choice for transformers; the
+      softmax, uniform and identity rules are always on).
+
+    Example:
+        >>> composite("epsilon_plus_flat").first_dense.name
+        'flat'
+    """
+    eps_rule = globals()["epsilon"](epsilon)
+    layers = tuple(sorted((int(k), v) for k, v in (layers or {}).items()))
+    if name == "epsilon_plus_flat":
+        f = flat(stabilizer)
+        return Composite(eps_rule, z_plus(stabilizer), f, f, layers, stabilizer)
+    if name == "epsilon_gamma_box":
+        if low is None or high is None:
+            raise ValueError(
+                "composite 'epsilon_gamma_box' needs the input bounds low= and high= "
+                "(e.g. low=0.0, high=1.0 for images in [0, 1])"
+            )
+        g = globals()["gamma"](gamma, stabilizer)
+        return Composite(eps_rule, g, None, z_box(low, high, stabilizer), layers, stabilizer)
+    if name == "epsilon_alpha2_beta1":
+        return Composite(eps_rule, alpha_beta(2.0, 1.0, stabilizer), None, None, layers, stabilizer)
+    if name in ("epsilon", "attn_lrp"):
+        return Composite(eps_rule, eps_rule, None, None, layers, stabilizer)
+    raise ValueError(f"composite must be one of {COMPOSITES} or a Composite; got {name!r}")
+
+
+# --- interpreter values ------------------------------------------------------------------------
+
+
+class Rel(NamedTuple):
+    """A value that depends on the input (relevance flows back through it as the cotangent)."""
+
+    value: Any
+
+
+class Layer(NamedTuple):
+    """A linear layer not yet closed: ``z = a * lin(x, w) + b`` with ``a``/``b`` constants."""
+
+    x: Any
+    lin: Callable
+    w: Any
+    a: Any
+    b: Any
+    kind: str  # "dense", "conv" or "sum"
+    index: int
+    shape: tuple
+
+
+def _stab(z, eps):
+    # zennit's Stabilizer: z + eps * sign(z), sign(0) = +1.
+    return z + eps * jnp.where(z >= 0, 1.0, -1.0).astype(z.dtype)
+
+
+def _relevant(z, h):
+    """Forward value ``z``, gradient the gradient of ``h``."""
+    return _sg(z) + h - _sg(h)
+
+
+class _State:
+    def __init__(self, comp: Composite, count: int | None):
+        self.comp = comp
+        self.count = count
+        self.next_index = 0
+        self.kinds: list = []
+
+
+def _apply_rule(layer: Layer, rule: Rule):
+    """Close ``layer`` with ``rule``: the forward output, with the rule as its gradient."""
+    x, w, a, b = layer.x, layer.w, layer.a, layer.b
+    sx = _sg(x)
+    z = a * layer.lin(sx, w) + b
+
+    def lin(u, weight):
+        return layer.lin(u, weight)
+
+    def m_id(u):
+        return a * lin(u, w)
+
+    def m_pos(u):  # (a W)^+ u, row by row
+        return jnp.where(a > 0, a * lin(u, jnp.maximum(w, 0)), a * lin(u, jnp.minimum(w, 0)))
+
+    def m_neg(u):
+        return jnp.where(a > 0, a * lin(u, jnp.minimum(w, 0)), a * lin(u, jnp.maximum(w, 0)))
+
+    b_pos, b_neg = jnp.maximum(b, 0), jnp.minimum(b, 0)
+    eps = rule.stabilizer
+    name = rule.name
+    xp, xn = jnp.maximum(sx, 0), jnp.minimum(sx, 0)
+    if layer.kind == "sum" or name in ("epsilon", "norm"):
+        c = 1.0 / _stab(z, eps)
+        h = _sg(c) * m_id(sx * x)
+    elif name == "z_plus":
+        c = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
+        h = _sg(c) * (m_pos(xp * x) + m_neg(xn * x))
+    elif name == "alpha_beta":
+        al, be = rule.param("alpha"), rule.param("beta")
+        c1 = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
+        c2 = 1.0 / _stab(m_neg(xp) + b_neg + m_pos(xn), eps)
+        h = al * _sg(c1) * (m_pos(xp * x) + m_neg(xn * x))
+        h = h - be * _sg(c2) * (m_neg(xp * x) + m_pos(xn * x))
+    elif name == "gamma":
+        g = rule.param("gamma")
+
+        def m_gp(u):
+            return m_id(u) + g * m_pos(u)
+
+        def m_gn(u):
+            return m_id(u) + g * m_neg(u)
+
+        c1 = jnp.where(z > 0, 1.0 / _stab(m_gp(xp) + b + g * b_pos + m_gn(xn), eps), 0.0)
+        c2 = jnp.where(z < 0, 1.0 / _stab(m_gn(xp) + b + g * b_neg + m_gp(xn), eps), 0.0)
+        h = _sg(c1) * (m_gp(xp * x) + m_gn(xn * x)) + _sg(c2) * (m_gn(xp * x) + m_gp(xn * x))
+    elif name == "z_box":
+        low = _bound(rule.param("low"), x)
+        high = _bound(rule.param("high"), x)
+        c = 1.0 / _stab(m_id(sx) - m_pos(low) - m_neg(high), eps)
+        h = _sg(c) * (m_id(sx * x) - m_pos(low * x) - m_neg(high * x))
+    elif name == "w_square":
+        c = 1.0 / _stab(a * a * lin(jnp.ones_like(sx), w * w) + b * b, eps)
+        h = _sg(c) * a * a * lin(x, w * w)
+    elif name == "flat":
+        ones = jnp.ones_like(w)
+        c = 1.0 / _stab(jnp.broadcast_to(lin(jnp.ones_like(sx), ones), z.shape), eps)
+        h = _sg(c) * lin(x, ones)
+    elif name == "pass":
+        return _relevant(z, jnp.broadcast_to(x, z.shape)) if x.shape == z.shape else z
+    else:  # pragma: no cover - Rule objects come from the constructors above
+        raise ValueError(f"unknown rule {name!r}")
+    return _relevant(z, jnp.broadcast_to(h, z.shape))
+
+
+def _bound(enc, x):
+    if isinstance(enc, float):
+        return jnp.full_like(x, enc)
+    shape, flat_values = enc
+    return jnp.broadcast_to(jnp.asarray(flat_values, x.dtype).reshape(shape), x.shape)
+
+
+def _close(v, state: _State):
+    """An input-dependent value as a plain array (closing a pending layer with its rule)."""
+    if isinstance(v, Layer):
+        if v.kind == "sum":
+            rule = norm(state.comp.stabilizer)
+        else:
+            rule = state.comp.rule_for(v.index, v.kind, state.count)
+        return _apply_rule(v, rule)
+    if isinstance(v, Rel):
+        return v.value
+    return v
+
+
+# --- the interpreter rule ----------------------------------------------------------------------
+
+_STRUCTURAL = frozenset(
+    {
+        "reshape",
+        "broadcast_in_dim",
+        "transpose",
+        "squeeze",
+        "expand_dims",
+        "slice",
+        "concatenate",
+        "pad",
+        "convert_element_type",
+        "copy",
+        "copy_p",
+        "rev",
+        "reduce_precision",
+        "split",
+        "tile",
+        "gather",
+        "dynamic_slice",
+        "dynamic_update_slice",
+        "select_n",
+        "sharding_constraint",
+        "optimization_barrier",
+        "reduce_max",
+        "reduce_min",
+        "reduce_window_max",
+        "reduce_window_min",
+        "argmax",
+        "argmin",
+        "sort",
+        "scatter-add",
+        "scatter_add",
+        "stack",
+    }
+)
+_SUMS = frozenset({"reduce_sum", "reduce_window_sum", "cumsum"})
+_ELEMENTWISE = frozenset(
+    {
+        "exp",
+        "exp2",
+        "log",
+        "log1p",
+        "expm1",
+        "tanh",
+        "logistic",
+        "sin",
+        "cos",
+        "tan",
+        "atan",
+        "sinh",
+        "cosh",
+        "asinh",
+        "abs",
+        "sign",
+        "floor",
+        "ceil",
+        "round",
+        "integer_pow",
+        "square",
+        "pow",
+        "erf",
+        "erfc",
+        "cbrt",
+        "max",
+        "min",
+        "clamp",
+        "neg",
+        "erf_inv",
+    }
+)
+_HELD = frozenset({"rsqrt", "sqrt"})  # layer norm's 1/std: a constant (identity rule)
+_FOLDABLE = frozenset({"add", "sub", "mul", "div", "neg", "convert_element_type", "add_any"})
+
+
+def _unsupported(eqn, why):
+    return UnsupportedPrimitiveError(
+        f"no LRP rule (lrp) for the primitive '{eqn.primitive.name}' {why}; equation: "
+        f"{describe_equation(eqn)}"
+    )
+
+
+def _is_float(a) -> bool:
+    return jnp.issubdtype(jnp.result_type(a), jnp.inexact)
+
+
+def _body_primitives(jaxpr, acc):
+    for e in jaxpr.eqns:
+        acc.add(e.primitive.name)
+        for p in e.params.values():
+            inner = getattr(p, "jaxpr", None)
+            if inner is not None and hasattr(inner, "eqns"):
+                _body_primitives(inner, acc)
+            elif hasattr(p, "eqns"):
+                _body_primitives(p, acc)
+    return acc
+
+
+_EW_BODY = (
+    _ELEMENTWISE
+    | _HELD
+    | {
+        "mul",
+        "add",
+        "sub",
+        "div",
+        "select_n",
+        "gt",
+        "ge",
+        "lt",
+        "le",
+        "eq",
+        "ne",
+        "and",
+        "or",
+        "not",
+        "broadcast_in_dim",
+        "convert_element_type",
+        "stop_gradient",
+        "pjit",
+        "jit",
+        "custom_jvp_call",
+        "is_finite",
+        "log",
+        "logistic",
+        "copy",
+        "copy_p",
+    }
+)
+
+
+def _call_kind(eqn, inner, invals) -> str:
+    """``"elementwise"`` (one varying input shaped as the one output, an element-wise body),
+    ``"softmax"`` or ``"inline"``."""
+    varying = [i for i, v in enumerate(invals) if isinstance(v, (Rel, Layer))]
+    outs = eqn.outvars
+    if len(varying) != 1 or len(outs) != 1:
+        return "inline"
+    shape = outs[0].aval.shape
+    if tuple(eqn.invars[varying[0]].aval.shape) != tuple(shape):
+        return "inline"
+    prims = _body_primitives(inner.jaxpr, set())
+    if {"exp", "reduce_sum", "div"} <= prims and prims & {"reduce_max", "stop_gradient"}:
+        return "softmax"
+    if prims <= _EW_BODY:
+        shapes_ok = all(
+            tuple(getattr(v.aval, "shape", ())) in (tuple(shape), ())
+            for e in inner.jaxpr.eqns
+            for v in e.outvars
+        )
+        if shapes_ok:
+            return "elementwise"
+    return "inline"
+
+
+def lrp_rule(eqn, invals, *, state: _State):
+    """The LRP interpreter rule for one equation (see the module docstring)."""
+    varying = [i for i, v in enumerate(invals) if isinstance(v, (Rel, Layer))]
+    if not varying:
+        return bind_eqn(eqn, invals)
+    name = eqn.primitive.name
+    rule = functools.partial(lrp_rule, state=state)
+    inner = inlinable_jaxpr(eqn)
+    if inner is not None:
+        kind = _call_kind(eqn, inner, invals)
+        if kind == "inline":
+            try:
+                return eval_jaxpr(inner.jaxpr, inner.consts, invals, rule)
+            except UnsupportedPrimitiveError as err:
+                where = source_line(eqn)
+                if not where or "called from" in str(err):
+                    raise
+                raise UnsupportedPrimitiveError(f"{err} (called from {where})") from None
+        vals = [_close(v, state) for v in invals]
+        y = bind_eqn(eqn, [_sg(v) for v in vals])[0]
+        (i,) = varying
+        x = vals[i]
+        if kind == "elementwise":
+            return [Rel(_relevant(y, x))]
+
+        def f(u):
+            return bind_eqn(eqn, [u if k == i else _sg(v) for k, v in enumerate(vals)])[0]
+
+        # Softmax rule: R_in = x J^T (R / y) = x (R - y sum R).
+        c = 1.0 / _stab(y, state.comp.stabilizer)
+        h = _sg(c) * jax.jvp(f, (_sg(x),), (_sg(x) * x,))[1]
+        return [Rel(_relevant(y, h))]
+    if name == "stop_gradient":
+        return [_sg(_close(invals[0], state))]
+    if name in ("cond", "while", "scan"):
+        raise _unsupported(eqn, "(control flow over input-dependent values is not re-interpreted)")
+    if not all(_is_float(v.aval) for v in eqn.outvars):
+        # Comparisons, argmax, integer casts: constants (relevance does not flow through them).
+        return bind_eqn(eqn, [_sg(_close(v, state)) for v in invals])
+    out_shape = tuple(eqn.outvars[0].aval.shape)
+
+    # A pending layer followed by an element-wise affine op with constants: folded into it.
+    if name in _FOLDABLE and len(varying) == 1 and isinstance(invals[varying[0]], Layer):
+        layer = invals[varying[0]]
+        others = [v for k, v in enumerate(invals) if k != varying[0]]
+        consts_ok = (
+            all(np.broadcast_shapes(np.shape(c), out_shape) == out_shape for c in others)
+            and out_shape == layer.shape
+        )
+        if consts_ok:
+            folded = _fold(name, layer, invals, varying[0], eqn)
+            if folded is not None:
+                return [folded]
+
+    if name in ("dot_general", "conv_general_dilated") and len(varying) == 1:
+        i = varying[0]
+        x = _close(invals[i], state)
+        w = invals[1 - i]
+
+        def lin(u, weight, eqn=eqn, i=i):
+            return bind_eqn(eqn, [u, weight] if i == 0 else [weight, u])[0]
+
+        kind = "dense" if name == "dot_general" else "conv"
+        index = state.next_index
+        state.next_index += 1
+        state.kinds.append(kind)
+        return [Layer(x, lin, w, 1.0, 0.0, kind, index, out_shape)]
+    if name in _SUMS and len(varying) == 1:
+        x = _close(invals[0], state)
+
+        def lin(u, _w, eqn=eqn):
+            return bind_eqn(eqn, [u] + list(invals[1:]))[0]
+
+        return [Layer(x, lin, None, 1.0, 0.0, "sum", -1, out_shape)]
+
+    vals = [_close(v, state) for v in invals]
+    y = bind_eqn(eqn, [_sg(v) for v in vals])[0]
+    eps = state.comp.stabilizer
+    if name in ("add", "sub", "add_any") and len(varying) == 2:
+        # Sum of two inputs: proportional (zennit's Sum layer with the Norm rule).
+        args = [_sg(v) * v if k in varying else jnp.zeros_like(v) for k, v in enumerate(vals)]
+        h = _sg(1.0 / _stab(y, eps)) * bind_eqn(eqn, args)[0]
+        return [Rel(_relevant(y, jnp.broadcast_to(h, y.shape)))]
+    if name in ("mul", "dot_general", "conv_general_dilated") and len(varying) == 2:
+        # AttnLRP's uniform rule: each factor gets half, x_k dB/dx_k^T (R / z) / 2.
+        c = _sg(1.0 / _stab(y, eps))
+        h = 0.0
+        for k in varying:
+            args = [_sg(v) * v if j == k else _sg(v) for j, v in enumerate(vals)]
+            h = h + 0.5 * c * bind_eqn(eqn, args)[0]
+        return [Rel(_relevant(y, h))]
+    if name in _HELD:
+        return [_sg(y)]
+    if name == "div" and 1 in varying:
+        if 0 in varying:  # x / (input-dependent): the denominator held constant
+            return [Rel(_relevant(y, jnp.broadcast_to(vals[0], y.shape)))]
+        return [Rel(_relevant(y, jnp.broadcast_to(vals[1], y.shape)))]
+    if name in _FOLDABLE or (name in _ELEMENTWISE and len(varying) == 1):
+        # Element-wise nonlinearities and affine maps outside a layer: relevance passes.
+        (k,) = varying if len(varying) == 1 else (varying[0],)
+        return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)))]
+    if name in _STRUCTURAL or name in _ELEMENTWISE:
+        # Routing (reshapes, slices, where, max pooling): the gradient.
+        outs = bind_eqn(eqn, vals)
+        return [Rel(o) if _is_float(o) else o for o in outs]
+    raise _unsupported(eqn, "on a value that depends on the input")
+
+
+def _fold(name, layer: Layer, invals, i, eqn):
+    """``layer`` composed with the element-wise affine ``eqn`` (constants elsewhere)."""
+    a, b = layer.a, layer.b
+    if name == "convert_element_type":
+        if not _is_float(eqn.outvars[0].aval):
+            return None
+        return layer
+    if name == "neg":
+        return layer._replace(a=-a, b=-b)
+    (c,) = [v for k, v in enumerate(invals) if k != i]
+    if name in ("add", "add_any"):
+        return layer._replace(b=b + c)
+    if name == "sub":
+        return layer._replace(b=b - c) if i == 0 else layer._replace(a=-a, b=c - b)
+    if name == "mul":
+        return layer._replace(a=a * c, b=b * c)
+    if name == "div" and i == 0:
+        return layer._replace(a=a / c, b=b / c)
+    return None
+
+
+def lrp_relevance(fn, x, cotangent, comp: Composite):
+    """Relevance of each entry of ``x`` for ``fn(x)`` weighted by ``cotangent``.
+
+    Args:
+        fn: a JAX function of one array.
+        x: the input.
+        cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit).
+        comp: the :class:`Composite` of rules.
+
+    Returns:
+        ``(relevance shaped like x, fn(x))``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> W = jnp.array([[1.0], [3.0]])
+        >>> r, y = lrp_relevance(lambda v: v @ W, jnp.array([[1.0, 1.0]]), jnp.array([[4.0]]),
+        ...                      composite("epsilon", epsilon=0.0))
+        >>> r.tolist()
+        [[1.0, 3.0]]
+    """
+    closed = jax.make_jaxpr(fn)(x)
+    count = _count_layers(closed, x, comp)
+
+    def run(v):
+        state = _State(comp, count)
+        (out,) = eval_jaxpr(
+            closed.jaxpr, closed.consts, [Rel(v)], functools.partial(lrp_rule, state=state)
+        )
+        if isinstance(out, (Rel, Layer)):
+            return _close(out, state)
+        return out
+
+    y, vjp = jax.vjp(run, x)
+    return vjp(cotangent)[0], y
+
+
+def _count_layers(closed, x, comp) -> int | None:
+    if not any(i < 0 for i, _ in comp.layers):
+        return None
+    state = _State(comp, None)
+
+    def run(v):
+        eval_jaxpr(closed.jaxpr, closed.consts, [Rel(v)], functools.partial(lrp_rule, state=state))
+        return 0.0
+
+    jax.eval_shape(run, x)
+    return state.next_index
+
+
+def layer_kinds(fn, x, comp: Composite | None = None) -> list:
+    """The linear layers of ``fn`` in index order: ``"dense"`` or ``"conv"`` each.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> f = lambda v: jnp.tanh(v @ jnp.ones((2, 3))) @ jnp.ones((3, 1))
+        >>> layer_kinds(f, jnp.ones((1, 2)))
+        ['dense', 'dense']
+    """
+    comp = comp or composite("epsilon")
+    closed = jax.make_jaxpr(fn)(x)
+    state = _State(comp, None)
+
+    def run(v):
+        eval_jaxpr(closed.jaxpr, closed.consts, [Rel(v)], functools.partial(lrp_rule, state=state))
+        return 0.0
+
+    jax.eval_shape(run, x)
+    return list(state.kinds)
