@@ -306,9 +306,15 @@ def composite(
 
 
 class Rel(NamedTuple):
-    """A value that depends on the input (relevance flows back through it as the cotangent)."""
+    """A value that depends on the input (relevance flows back through it as the cotangent).
+
+    ``tag`` marks the pieces of a softmax written out (``exp(a - c) / sum(exp(a - c))``, as
+    ``jax.nn.softmax`` traces): ``("src", a)`` on ``a - c``, ``("exp", a)`` on the exponential,
+    ``("sumexp", e, axes)`` on its sum (and broadcasts of it), so ``div`` applies the softmax rule.
+    """
 
     value: Any
+    tag: Any = None
 
 
 class Layer(NamedTuple):
@@ -510,6 +516,10 @@ def _unsupported(eqn, why):
     )
 
 
+def _tag(v):
+    return v.tag[0] if isinstance(v, Rel) and v.tag is not None else None
+
+
 def _is_float(a) -> bool:
     return jnp.issubdtype(jnp.result_type(a), jnp.inexact)
 
@@ -650,6 +660,13 @@ def lrp_rule(eqn, invals, *, state: _State):
         state.next_index += 1
         state.kinds.append(kind)
         return [Layer(x, lin, w, 1.0, 0.0, kind, index, out_shape)]
+    if name == "reduce_sum" and _tag(invals[0]) == "exp":
+        x = invals[0].value
+        y = bind_eqn(eqn, [_sg(x)])[0]
+        h = _sg(1.0 / _stab(y, state.comp.stabilizer)) * bind_eqn(eqn, [_sg(x) * x])[0]
+        return [Rel(_relevant(y, h), ("sumexp", x, tuple(eqn.params["axes"]), invals[0].tag[1]))]
+    if name == "broadcast_in_dim" and _tag(invals[0]) == "sumexp":
+        return [Rel(bind_eqn(eqn, [invals[0].value] + list(invals[1:]))[0], invals[0].tag)]
     if name in _SUMS and len(varying) == 1:
         x = _close(invals[0], state)
 
@@ -677,18 +694,48 @@ def lrp_rule(eqn, invals, *, state: _State):
     if name in _HELD:
         return [_sg(y)]
     if name == "div" and 1 in varying:
+        num, den = invals
+        if (
+            _tag(num) == "exp"
+            and _tag(den) == "sumexp"
+            and den.tag[1] is num.value
+            and tuple(np.shape(den.tag[3])) == tuple(y.shape)
+        ):
+            return [Rel(_softmax_rule(y, den.tag[3], den.tag[2], eps))]
         if 0 in varying:  # x / (input-dependent): the denominator held constant
             return [Rel(_relevant(y, jnp.broadcast_to(vals[0], y.shape)))]
         return [Rel(_relevant(y, jnp.broadcast_to(vals[1], y.shape)))]
     if name in _FOLDABLE or (name in _ELEMENTWISE and len(varying) == 1):
         # Element-wise nonlinearities and affine maps outside a layer: relevance passes.
-        (k,) = varying if len(varying) == 1 else (varying[0],)
-        return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)))]
+        k = varying[0]
+        tag = None
+        if name in ("sub", "add") and k == 0 and vals[k].shape == y.shape:
+            tag = ("src", _source(invals[k], vals[k]))
+        elif name == "exp" and vals[k].shape == y.shape:
+            tag = ("exp", _source(invals[k], vals[k]))
+        return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)), tag)]
     if name in _STRUCTURAL or name in _ELEMENTWISE:
         # Routing (reshapes, slices, where, max pooling): the gradient.
         outs = bind_eqn(eqn, vals)
         return [Rel(o) if _is_float(o) else o for o in outs]
     raise _unsupported(eqn, "on a value that depends on the input")
+
+
+def _softmax_rule(y, a, axes, eps):
+    """AttnLRP's softmax rule ``R_a = a (R - y sum R)``: ``a J^T (R / y)`` as a gradient."""
+
+    def softmax(u):
+        return jax.nn.softmax(u, axis=axes)
+
+    h = _sg(1.0 / _stab(y, eps)) * jax.jvp(softmax, (_sg(a),), (_sg(a) * a,))[1]
+    return _relevant(y, h)
+
+
+def _source(v, value):
+    """The value a shifted input ``a - c`` came from (for the softmax pattern)."""
+    if isinstance(v, Rel) and v.tag is not None and v.tag[0] == "src":
+        return v.tag[1]
+    return value
 
 
 def _fold(name, layer: Layer, invals, i, eqn):

@@ -32,28 +32,21 @@ __all__ = ["lrp"]
 
 
 def _relevances(model, params, X, target, comp):
-    """``(values (c, *in[, K]), y (c, *out))`` for rows ``X``; relevance starts at the logit."""
+    """``(values (c, *in), y (c, *out), target)`` for rows ``X``; relevance starts at the
+    target logit (``target=None``: the predicted class)."""
 
     def fn(rows):
         return model.apply(params, rows)
 
     out_shape = model.output_shape
-    if out_shape and target is None:
-        K = out_shape[0]
-        y = fn(X)
-
-        def one(k):
-            cot = jax.nn.one_hot(k, K, dtype=X.dtype)[None] * y
-            return lrp_relevance(fn, X, cot, comp)[0]
-
-        values = jax.vmap(one)(jnp.arange(K))  # (K, c, *in)
-        return jnp.moveaxis(values, 0, -1), y
     if out_shape:
         y = fn(X)
+        if target is None:
+            target = jnp.argmax(y[0])
         cot = jax.nn.one_hot(target, out_shape[0], dtype=X.dtype)[None] * y
-        return lrp_relevance(fn, X, cot, comp)
+        return (*lrp_relevance(fn, X, cot, comp), target)
     y = fn(X)
-    return lrp_relevance(fn, X, y, comp)
+    return (*lrp_relevance(fn, X, y, comp), -1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "targeted", "comp", "batch_size", "mesh"))
@@ -61,16 +54,16 @@ def _lrp(model, params, X, targets, *, targeted, comp, batch_size, mesh):
     def local(instances, params):
         def one(args):
             x, t = args
-            values, y = _relevances(model, params, x[None], t if targeted else None, comp)
-            base = jnp.zeros_like(y[0][t] if targeted else y[0])
-            return values[0], base, jnp.all(jnp.isfinite(y))
+            values, y, t = _relevances(model, params, x[None], t if targeted else None, comp)
+            score = y[0][t] if model.output_shape else y[0]
+            return values[0], jnp.zeros_like(score), (t, score), jnp.all(jnp.isfinite(y))
 
         return map_instances(one, instances, 1, batch_size)
 
     return over_instances(local, (X, targets), params, mesh=mesh)
 
 
-@explainer(kind="additive", needs_jax=True)
+@explainer(kind="map", needs_jax=True)
 def lrp(
     f: Callable,
     X: Float[ArrayLike, "*shape"],
@@ -99,8 +92,8 @@ def lrp(
         f: the model ``f(X: (n, *input_shape)) -> (n,)`` or ``(n, K)``: a JAX function, an
             ``(apply_fn, params)`` pair, an NNX module (eval mode) or an Equinox module.
         X: one instance ``input_shape`` or a batch ``(n, *input_shape)``.
-        targets: ``None`` (every output: values get a trailing ``K`` axis), an int or ``(n,)``
-            ints, or a callable on the model outputs. The relevance starts at the target logit.
+        targets: ``None`` (the predicted class), an int or ``(n,)`` ints, or a callable on the
+            model outputs. The relevance starts at the target logit (``onehot * logit``).
         composite: ``"epsilon_plus_flat"`` (flat first layer, z+ conv, epsilon dense),
             ``"epsilon_gamma_box"`` (z^B first conv with ``low``/``high``, gamma conv, epsilon
             dense), ``"epsilon_alpha2_beta1"``, ``"epsilon"``, ``"attn_lrp"``, or a
@@ -114,9 +107,10 @@ def lrp(
         mesh: optional :class:`jax.sharding.Mesh` to shard the instances over.
 
     Returns:
-        An :class:`~xaijax.Explanation` of kind ``"additive"``: ``values`` shaped like ``X``
-        (``(n, *input_shape, K)`` for every output); ``base_values`` zeros (relevance rules
-        conserve the logit up to the bias terms' and stabilisers' share).
+        An :class:`~xaijax.Explanation` of kind ``"map"``: ``values`` shaped like ``X``,
+        ``base_values`` zeros, extras ``targets`` (-1 for a callable) and ``scores`` (the
+        target logits). The values sum to the score only on bias-free networks with small
+        ``epsilon`` and conservative rules: biases and stabilisers absorb relevance.
 
     Raises:
         ValueError: bad shapes, NaN/inf inputs, an unknown composite, missing z^B bounds, or a
@@ -168,7 +162,7 @@ def lrp(
         model = model.scored_by(spec.fn)
     batch_size = contract.resolve_batch_size(batch_size, X.shape[1:], X.dtype)
     targeted = spec.indices is not None and bool(model.output_shape)
-    values, base, finite = contract.call(
+    values, base, (picked, scores), finite = contract.call(
         _lrp,
         model,
         params,
@@ -179,14 +173,13 @@ def lrp(
         batch_size=batch_size,
         mesh=check_mesh(mesh),
     )
-    K = model.num_outputs if spec.is_default else None
     return contract.pack(
         values,
         base,
         X,
         single=single,
-        kind="additive",
+        kind="map",
         method="lrp",
-        output_names=None if K is None else tuple(str(k) for k in range(K)),
         finite=finite,
+        extras={"targets": picked, "scores": scores},
     )
