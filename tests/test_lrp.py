@@ -177,3 +177,87 @@ def test_cnn_equals_zennit(twins, name):
     ref = zennit_relevance(twins[1], img, t, ZENNIT[name]()).transpose(0, 2, 3, 1)
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-4)
     assert np.abs(ref).max() > 1e-3
+
+
+# --- AttnLRP ------------------------------------------------------------------------------------
+
+
+def _lxt_rules():
+    """lxt 2.1's efficient (gradient x input) rules, loaded from their file: ``lxt.efficient``'s
+    package ``__init__`` imports ``transformers``, which is not installed here."""
+    import importlib.util
+    import pathlib
+
+    import lxt
+
+    path = pathlib.Path(lxt.__file__).parent / "efficient" / "rules.py"
+    spec = importlib.util.spec_from_file_location("lxt_efficient_rules", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def attention_twins():
+    from flax import nnx
+    from torch_twins import TorchBlock, _linear, _norm
+
+    from xaijax.zoo.transformers import LN_EPSILON, TransformerBlock
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.block = TransformerBlock(8, 2, 16, rngs=rngs)
+            self.norm = nnx.LayerNorm(8, epsilon=LN_EPSILON, rngs=rngs)
+            self.head = nnx.Linear(8, 3, rngs=rngs)
+
+        def __call__(self, E):  # (n, L, 8) embeddings -> (n, 3)
+            return self.head(self.norm(self.block(E)).mean(axis=1))
+
+    net = Net(nnx.Rngs(3))
+    for path, var in nnx.iter_graph(net):  # non-trivial layer-norm scales and biases
+        if isinstance(var, nnx.Param) and path[-1] in ("scale", "bias"):
+            shape = var[...].shape
+            var[...] = jnp.asarray(RNG.normal(size=shape) * 0.3 + (path[-1] == "scale"))
+    block, norm, head = TorchBlock(net.block), _norm(net.norm), _linear(net.head)
+    return net, (block, norm, head)
+
+
+def _lxt_forward(torch_net, x, rules):
+    """The twin with AttnLRP as lxt patches a transformer: layer norm's std held, q/k/v
+    gradients divided (uniform rule), the identity rule on GELU."""
+    block, norm, head = torch_net
+
+    def layer_norm(m, x):  # lxt.efficient.patches.layer_norm_forward
+        mean = x.mean(dim=-1, keepdim=True)
+        var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
+        return (x - mean) / rules.stop_gradient((var + m.eps).sqrt()) * m.weight + m.bias
+
+    def attention(att, x):
+        n, length, dim = x.shape
+        hd = dim // att.heads
+        qkv = att.qkv(x).reshape(n, length, 3, att.heads, hd).permute(2, 0, 3, 1, 4)
+        q, k = rules.divide_gradient(qkv[0], 4), rules.divide_gradient(qkv[1], 4)
+        v = rules.divide_gradient(qkv[2], 2)
+        a = (q @ k.transpose(-2, -1) / np.sqrt(hd)).softmax(dim=-1)
+        return att.proj((a @ v).transpose(1, 2).reshape(n, length, dim))
+
+    h = x + attention(block.attn, layer_norm(block.norm1, x))
+    up = rules.identity_rule_implicit(block.act, block.fc1(layer_norm(block.norm2, h)))
+    h = h + block.fc2(up)
+    return head(layer_norm(norm, h).mean(dim=1))
+
+
+def test_attn_lrp_equals_lxt(attention_twins):
+    net, torch_net = attention_twins
+    rules = _lxt_rules()
+    E = RNG.normal(size=(2, 5, 8)).astype(np.float32)
+    targets = np.array([0, 2])
+    x = torch.tensor(E, requires_grad=True)
+    out = _lxt_forward(torch_net, x, rules)
+    np.testing.assert_allclose(out.detach().numpy(), net(E), atol=1e-5)
+    out.backward(torch.nn.functional.one_hot(torch.tensor(targets), 3).float())
+    ref = (x * x.grad).detach().numpy()
+    # lxt is gradient x input (no stabiliser): epsilon -> 0.
+    ours = xj.lrp(net, E, targets=targets, composite="attn_lrp", epsilon=1e-9).values
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-3)
+    assert np.abs(ref).max() > 1e-2

@@ -275,8 +275,9 @@ def composite(
     * ``"epsilon_gamma_box"``: z^B (``low``, ``high``) on a first convolution, gamma on
       convolutions, epsilon on dense;
     * ``"epsilon_alpha2_beta1"``: alpha2-beta1 on convolutions, epsilon on dense;
-    * ``"epsilon"`` / ``"attn_lrp"``: epsilon everywhere (AttnLRP's choice for transformers; the
-      softmax, uniform and identity rules are always on).
+    * ``"epsilon"``: epsilon on every layer; ``"attn_lrp"``: the same with ``epsilon`` also the
+      stabiliser of sums, softmax and products (AttnLRP is gradient x input, epsilon -> 0; its
+      softmax, uniform and identity rules are on in every composite).
 
     Example:
         >>> composite("epsilon_plus_flat").first_dense.name
@@ -297,8 +298,11 @@ def composite(
         return Composite(eps_rule, g, None, z_box(low, high, stabilizer), layers, stabilizer)
     if name == "epsilon_alpha2_beta1":
         return Composite(eps_rule, alpha_beta(2.0, 1.0, stabilizer), None, None, layers, stabilizer)
-    if name in ("epsilon", "attn_lrp"):
+    if name == "epsilon":
         return Composite(eps_rule, eps_rule, None, None, layers, stabilizer)
+    if name == "attn_lrp":
+        # AttnLRP (lxt) is gradient x input: epsilon -> 0 for every division, sums included.
+        return Composite(eps_rule, eps_rule, None, None, layers, min(stabilizer, float(epsilon)))
     raise ValueError(f"composite must be one of {COMPOSITES} or a Composite; got {name!r}")
 
 
@@ -309,7 +313,7 @@ class Rel(NamedTuple):
     """A value that depends on the input (relevance flows back through it as the cotangent).
 
     ``tag`` marks the pieces of a softmax written out (``exp(a - c) / sum(exp(a - c))``, as
-    ``jax.nn.softmax`` traces): ``("src", a)`` on ``a - c``, ``("exp", a)`` on the exponential,
+    ``jax.nn.softmax`` traces): ``("exp", a)`` on the exponential of ``a - c`` (``Layer.src``),
     ``("sumexp", e, axes)`` on its sum (and broadcasts of it), so ``div`` applies the softmax rule.
     """
 
@@ -325,9 +329,10 @@ class Layer(NamedTuple):
     w: Any
     a: Any
     b: Any
-    kind: str  # "dense", "conv" or "sum"
+    kind: str  # "dense", "conv" or "sum" (sums, pooling, element-wise affine maps)
     index: int
     shape: tuple
+    src: Any = None  # for an element-wise ``a - c``: ``a`` (the softmax pattern)
 
 
 def _stab(z, eps):
@@ -336,8 +341,8 @@ def _stab(z, eps):
 
 
 def _relevant(z, h):
-    """Forward value ``z``, gradient the gradient of ``h``."""
-    return _sg(z) + h - _sg(h)
+    """Forward value ``z`` (exactly: ``h - sg(h)`` is 0), gradient the gradient of ``h``."""
+    return _sg(z) + (h - _sg(h))
 
 
 class _State:
@@ -644,9 +649,33 @@ def lrp_rule(eqn, invals, *, state: _State):
         )
         if consts_ok:
             folded = _fold(name, layer, invals, varying[0], eqn)
+            if folded is not None and name in ("add", "sub") and varying[0] == 0:
+                # A shift (softmax's ``- max``): the softmax rule goes to the unshifted value.
+                folded = folded._replace(src=_unshifted(layer, state))
             if folded is not None:
                 return [folded]
 
+    if name in _FOLDABLE and len(varying) == 1 and name != "convert_element_type":
+        # An element-wise affine map with constants (layer norm's scale and shift, an input
+        # standardisation): a layer of its own, closed with the norm rule as lxt's
+        # gradient x input does, unless it folds on into a following op.
+        k = varying[0]
+        consts_ok = all(
+            np.broadcast_shapes(np.shape(c), out_shape) == out_shape
+            for j, c in enumerate(invals)
+            if j != k
+        )
+        if consts_ok:
+            x = _close(invals[k], state)
+
+            def ident(u, _w, shape=out_shape):
+                return jnp.broadcast_to(u, shape)
+
+            src = _source(invals[k], x) if name in ("add", "sub") and k == 0 else None
+            start = Layer(x, ident, None, 1.0, 0.0, "sum", -1, out_shape, src)
+            folded = _fold(name, start, invals, k, eqn)
+            if folded is not None:
+                return [folded._replace(src=src)]
     if name in ("dot_general", "conv_general_dilated") and len(varying) == 1:
         i = varying[0]
         x = _close(invals[i], state)
@@ -705,15 +734,16 @@ def lrp_rule(eqn, invals, *, state: _State):
         if 0 in varying:  # x / (input-dependent): the denominator held constant
             return [Rel(_relevant(y, jnp.broadcast_to(vals[0], y.shape)))]
         return [Rel(_relevant(y, jnp.broadcast_to(vals[1], y.shape)))]
-    if name in _FOLDABLE or (name in _ELEMENTWISE and len(varying) == 1):
-        # Element-wise nonlinearities and affine maps outside a layer: relevance passes.
+    if name in _ELEMENTWISE and len(varying) == 1:
+        # Element-wise nonlinearities: relevance passes (zennit's Pass, AttnLRP's identity).
         k = varying[0]
         tag = None
-        if name in ("sub", "add") and k == 0 and vals[k].shape == y.shape:
-            tag = ("src", _source(invals[k], vals[k]))
-        elif name == "exp" and vals[k].shape == y.shape:
+        if name == "exp" and vals[k].shape == y.shape:
             tag = ("exp", _source(invals[k], vals[k]))
         return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)), tag)]
+    if name in _FOLDABLE:  # x / (constant) and friends not folded above: relevance passes
+        k = varying[0]
+        return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)))]
     if name in _STRUCTURAL or name in _ELEMENTWISE:
         # Routing (reshapes, slices, where, max pooling): the gradient.
         outs = bind_eqn(eqn, vals)
@@ -733,9 +763,13 @@ def _softmax_rule(y, a, axes, eps):
 
 def _source(v, value):
     """The value a shifted input ``a - c`` came from (for the softmax pattern)."""
-    if isinstance(v, Rel) and v.tag is not None and v.tag[0] == "src":
-        return v.tag[1]
+    if isinstance(v, Layer) and v.src is not None:
+        return v.src
     return value
+
+
+def _unshifted(layer, state):
+    return layer.src if layer.src is not None else _close(layer, state)
 
 
 def _fold(name, layer: Layer, invals, i, eqn):
@@ -746,16 +780,16 @@ def _fold(name, layer: Layer, invals, i, eqn):
             return None
         return layer
     if name == "neg":
-        return layer._replace(a=-a, b=-b)
+        return layer._replace(a=-a, b=-b, src=None)
     (c,) = [v for k, v in enumerate(invals) if k != i]
     if name in ("add", "add_any"):
         return layer._replace(b=b + c)
     if name == "sub":
-        return layer._replace(b=b - c) if i == 0 else layer._replace(a=-a, b=c - b)
+        return layer._replace(b=b - c) if i == 0 else layer._replace(a=-a, b=c - b, src=None)
     if name == "mul":
-        return layer._replace(a=a * c, b=b * c)
+        return layer._replace(a=a * c, b=b * c, src=None)
     if name == "div" and i == 0:
-        return layer._replace(a=a / c, b=b / c)
+        return layer._replace(a=a / c, b=b / c, src=None)
     return None
 
 
