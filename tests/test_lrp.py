@@ -261,3 +261,83 @@ def test_attn_lrp_equals_lxt(attention_twins):
     ours = xj.lrp(net, E, targets=targets, composite="attn_lrp", epsilon=1e-9).values
     np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-3)
     assert np.abs(ref).max() > 1e-2
+
+
+def test_attn_lrp_explains_the_zoo_vit_in_one_pass():
+    """The zoo's ViT (patch conv, class token, attention, layer norm, GELU) is explained
+    unchanged (its rules are checked against lxt on the block above)."""
+    from flax import nnx
+
+    from xaijax.zoo.transformers import ViT
+
+    vit = ViT(8, 4, 3, 3, dim=8, depth=1, heads=2, mlp_dim=16, rngs=nnx.Rngs(0))
+    exp = xj.lrp(vit, X_IMG, targets=TARGETS[:2], composite="attn_lrp", epsilon=1e-9)
+    logits = np.asarray(vit(X_IMG))[np.arange(2), TARGETS[:2]]
+    assert exp.values.shape == X_IMG.shape
+    assert np.all(np.isfinite(exp.values))
+    assert np.abs(exp.values).max() > 0
+    np.testing.assert_allclose(exp.extras["scores"], logits, atol=1e-5)
+
+
+# --- conservation and closed forms --------------------------------------------------------------
+
+
+def _bias_free(p):
+    return {k: (np.zeros_like(v) if k[0] in "bc" or k == "bn_mean" else v) for k, v in p.items()}
+
+
+@pytest.mark.parametrize(
+    "name", ["epsilon", "epsilon_plus_flat", "epsilon_alpha2_beta1", "epsilon_gamma_box"]
+)
+def test_conservation_on_bias_free_nets(name):
+    p_mlp, p_cnn = _bias_free(MLP), _bias_free(CNN)
+    for f, X in ((lambda X: mlp(X, p_mlp), X_MLP), (lambda X: cnn(X, p_cnn), X_IMG)):
+        t = TARGETS[: len(X)]
+        exp = xj.lrp(f, X, targets=t, composite=name, epsilon=1e-9, low=0.0, high=1.0)
+        logits = np.asarray(f(X))[np.arange(len(X)), t]
+        total = np.asarray(exp.values).reshape(len(X), -1).sum(axis=1)
+        np.testing.assert_allclose(total, logits, rtol=1e-5, atol=1e-6)
+
+
+def test_w_square_and_flat_closed_forms_and_layer_overrides():
+    """One bias-free dense layer: w^2 gives R_i = w_i^2 / sum w^2 * y, flat R_i = y / M."""
+    W = MLP["W1"][:, :3]
+    X = X_MLP[:2]
+    y = X @ W
+    t = np.array([0, 2])
+    logit = y[np.arange(2), t][:, None]
+    w2 = xj.lrp(lambda X: X @ W, X, targets=t, layer_rules={0: relevance.w_square()}).values
+    want = (W[:, t] ** 2 / (W[:, t] ** 2).sum(axis=0)).T * logit
+    np.testing.assert_allclose(w2, want, rtol=1e-5, atol=1e-6)
+    flat = xj.lrp(lambda X: X @ W, X, targets=t).values  # epsilon_plus_flat: flat first layer
+    np.testing.assert_allclose(flat, np.broadcast_to(logit / 5, (2, 5)), rtol=1e-5, atol=1e-6)
+    # Overrides by index: -1 is the last of the MLP's three layers.
+    last = xj.lrp(mlp, X_MLP, targets=TARGETS, layer_rules={-1: relevance.z_plus()}).values
+    third = xj.lrp(mlp, X_MLP, targets=TARGETS, layer_rules={2: relevance.z_plus()}).values
+    default = xj.lrp(mlp, X_MLP, targets=TARGETS).values
+    np.testing.assert_array_equal(last, third)
+    assert np.abs(last - default).max() > 1e-3
+    assert relevance.layer_kinds(cnn, X_IMG[:1]) == ["conv", "conv", "dense", "dense"]
+    # A Composite object equals the named one.
+    comp = relevance.composite("epsilon_gamma_box", low=0.0, high=1.0)
+    np.testing.assert_array_equal(
+        xj.lrp(cnn, X_IMG, targets=1, composite=comp).values,
+        xj.lrp(cnn, X_IMG, targets=1, composite="epsilon_gamma_box", low=0.0, high=1.0).values,
+    )
+
+
+def test_bad_input_and_missing_rules():
+    with pytest.raises(ValueError, match="composite"):
+        xj.lrp(mlp, X_MLP, composite="nope")
+    with pytest.raises(ValueError, match="low"):
+        xj.lrp(cnn, X_IMG, composite="epsilon_gamma_box")
+    with pytest.raises(ValueError, match="epsilon"):
+        xj.lrp(mlp, X_MLP, epsilon=-1.0)
+    with pytest.raises(TypeError, match="composite"):
+        xj.lrp(mlp, X_MLP, composite=3)
+    with pytest.raises(ValueError, match="X"):
+        xj.lrp(mlp, np.full((2, 5), np.nan, np.float32))
+    with pytest.raises(ValueError, match="alpha"):
+        relevance.alpha_beta(1.0, 1.0)
+    with pytest.raises(UnsupportedPrimitiveError, match="cumprod"):
+        xj.lrp(lambda X: jax.lax.cumprod(X, axis=1) @ MLP["W1"], X_MLP)
