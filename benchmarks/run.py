@@ -38,6 +38,7 @@ BENCHMARKS = {
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "deep_shap": ([], ["--instances", "5", "--repeats", "1"]),
     "layer_ig": ([], "--sequences 8 --length 32 --steps 8 --repeats 1".split()),
+    "lrp": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
     "perturbation": (
         [],
         ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
@@ -170,6 +171,20 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "reference_ms": 1e3 * captum["seconds"] / n if captum else None,
                 # The model evaluated on the same sequences x steps rows (forward only).
                 "floor_ms": 1e3 * report["floor_forward"]["seconds"] / n,
+            }
+        )
+    elif name == "lrp":
+        n = report["batch"]
+        z = report.get("zennit_epsilon_plus_flat")
+        rows.append(
+            {
+                "case": f"LRP epsilon_plus_flat: small CNN {report['image_size']}px, batch {n}",
+                "unit": "image",
+                "xaijax_ms": 1e3 * report["xaijax_lrp"]["seconds"] / n,
+                "reference": "zennit EpsilonPlusFlat" if z else None,
+                "reference_ms": 1e3 * z["seconds"] / n if z else None,
+                # One forward pass and one input gradient: the backward pass LRP replaces.
+                "floor_ms": 1e3 * report["gradient_floor"]["seconds"] / n,
             }
         )
     elif name == "deep_shap":

@@ -163,3 +163,16 @@ def test_layer_ig_rows_read_xaijax_captum_and_the_floor():
     assert row["xaijax_ms"] == pytest.approx(100.0)
     assert row["speedup_vs_reference"] == pytest.approx(5.0)
     assert row["ratio_to_floor"] == pytest.approx(2.0)
+
+
+def test_lrp_rows():
+    report = {
+        "batch": 4,
+        "image_size": 64,
+        "xaijax_lrp": {"seconds": 0.02},
+        "gradient_floor": {"seconds": 0.01},
+        "zennit_epsilon_plus_flat": {"seconds": 0.04},
+    }
+    (row,) = run.rows_of("lrp", report)
+    assert row["xaijax_ms"] == pytest.approx(5.0) and row["floor_ms"] == pytest.approx(2.5)
+    assert row["reference"] == "zennit EpsilonPlusFlat" and row["reference_ms"] == pytest.approx(10)
