@@ -203,7 +203,8 @@ def main(argv=None):
     )
     if z:
         print(
-            f"zennit   {z['seconds'] * 1e3:9.1f} ms  max diff {z['max_relevance_diff_vs_xaijax']:.2e}"
+            f"zennit   {z['seconds'] * 1e3:9.1f} ms  "
+            f"max diff {z['max_relevance_diff_vs_xaijax']:.2e}"
         )
 
     result = {
