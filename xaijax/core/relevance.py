@@ -345,6 +345,21 @@ def _relevant(z, h):
     return _sg(z) + (h - _sg(h))
 
 
+def _relevant_linear(z, h_of, x):
+    """Forward value ``z``, gradient that of the linear ``h_of`` at ``x``: a custom JVP, so
+    the forward pass never evaluates ``h_of`` (only its transpose runs, in the backward)."""
+
+    @jax.custom_jvp
+    def node(x):
+        return z
+
+    @node.defjvp
+    def node_jvp(primals, tangents):
+        return z, h_of(tangents[0])
+
+    return node(x)
+
+
 class _State:
     def __init__(self, comp: Composite, count: int | None):
         self.comp = comp
@@ -389,16 +404,22 @@ def _apply_rule(layer: Layer, rule: Rule):
     xp, xn = jnp.maximum(sx, 0), jnp.minimum(sx, 0)
     if layer.kind == "sum" or name in ("epsilon", "norm"):
         c = 1.0 / _stab(z, eps)
-        h = _sg(c) * m_id(sx * x)
+
+        def h_of(x):
+            return _sg(c) * m_id(sx * x)
     elif name == "z_plus":
         c = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
-        h = _sg(c) * (m_pos(xp * x) + m_neg(xn * x))
+
+        def h_of(x):
+            return _sg(c) * (m_pos(xp * x) + m_neg(xn * x))
     elif name == "alpha_beta":
         al, be = rule.param("alpha"), rule.param("beta")
         c1 = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
         c2 = 1.0 / _stab(m_neg(xp) + b_neg + m_pos(xn), eps)
-        h = al * _sg(c1) * (m_pos(xp * x) + m_neg(xn * x))
-        h = h - be * _sg(c2) * (m_neg(xp * x) + m_pos(xn * x))
+
+        def h_of(x):
+            h = al * _sg(c1) * (m_pos(xp * x) + m_neg(xn * x))
+            return h - be * _sg(c2) * (m_neg(xp * x) + m_pos(xn * x))
     elif name == "gamma":
         g = rule.param("gamma")
 
@@ -410,24 +431,33 @@ def _apply_rule(layer: Layer, rule: Rule):
 
         c1 = jnp.where(z > 0, 1.0 / _stab(m_gp(xp) + b + g * b_pos + m_gn(xn), eps), 0.0)
         c2 = jnp.where(z < 0, 1.0 / _stab(m_gn(xp) + b + g * b_neg + m_gp(xn), eps), 0.0)
-        h = _sg(c1) * (m_gp(xp * x) + m_gn(xn * x)) + _sg(c2) * (m_gn(xp * x) + m_gp(xn * x))
+
+        def h_of(x):
+            h = _sg(c1) * (m_gp(xp * x) + m_gn(xn * x))
+            return h + _sg(c2) * (m_gn(xp * x) + m_gp(xn * x))
     elif name == "z_box":
         low = _bound(rule.param("low"), x)
         high = _bound(rule.param("high"), x)
         c = 1.0 / _stab(m_id(sx) - m_pos(low) - m_neg(high), eps)
-        h = _sg(c) * (m_id(sx * x) - m_pos(low * x) - m_neg(high * x))
+
+        def h_of(x):
+            return _sg(c) * (m_id(sx * x) - m_pos(low * x) - m_neg(high * x))
     elif name == "w_square":
         c = 1.0 / _stab(a * a * lin(_ones_like(sx), w * w) + b * b, eps)
-        h = _sg(c) * a * a * lin(x, w * w)
+
+        def h_of(x):
+            return _sg(c) * a * a * lin(x, w * w)
     elif name == "flat":
         ones = jnp.ones_like(w)
         c = 1.0 / _stab(jnp.broadcast_to(lin(_ones_like(sx), ones), z.shape), eps)
-        h = _sg(c) * lin(x, ones)
+
+        def h_of(x):
+            return _sg(c) * lin(x, ones)
     elif name == "pass":
         return _relevant(z, jnp.broadcast_to(x, z.shape)) if x.shape == z.shape else z
     else:  # pragma: no cover - Rule objects come from the constructors above
         raise ValueError(f"unknown rule {name!r}")
-    return _relevant(z, jnp.broadcast_to(h, z.shape))
+    return _relevant_linear(z, lambda u: jnp.broadcast_to(h_of(u), z.shape), x)
 
 
 def _known_sign(a):
