@@ -59,7 +59,9 @@ from xaijax.core.interpreter import (
     describe_equation,
     eval_jaxpr,
     inlinable_jaxpr,
+    is_zero_literal,
     source_line,
+    sub_jaxprs,
 )
 from xaijax.core.propagation import UnsupportedPrimitiveError
 
@@ -333,6 +335,7 @@ class Layer(NamedTuple):
     index: int
     shape: tuple
     src: Any = None  # for an element-wise ``a - c``: ``a`` (the softmax pattern)
+    x_nonneg: bool = False  # x is known >= 0 (after a ReLU): its negative part is skipped
 
 
 def _stab(z, eps):
@@ -402,24 +405,32 @@ def _apply_rule(layer: Layer, rule: Rule):
     eps = rule.stabilizer
     name = rule.name
     xp, xn = jnp.maximum(sx, 0), jnp.minimum(sx, 0)
+    if layer.x_nonneg:  # after a ReLU: x = x+, and every x- term is zero (not computed)
+
+        def m_zero(u):
+            return 0.0
+
+        m_pos_n = m_neg_n = m_zero
+    else:
+        m_pos_n, m_neg_n = m_pos, m_neg
     if layer.kind == "sum" or name in ("epsilon", "norm"):
         c = 1.0 / _stab(z, eps)
 
         def h_of(x):
             return _sg(c) * m_id(sx * x)
     elif name == "z_plus":
-        c = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
+        c = 1.0 / _stab(m_pos(xp) + b_pos + m_neg_n(xn), eps)
 
         def h_of(x):
-            return _sg(c) * (m_pos(xp * x) + m_neg(xn * x))
+            return _sg(c) * (m_pos(xp * x) + m_neg_n(xn * x))
     elif name == "alpha_beta":
         al, be = rule.param("alpha"), rule.param("beta")
-        c1 = 1.0 / _stab(m_pos(xp) + b_pos + m_neg(xn), eps)
-        c2 = 1.0 / _stab(m_neg(xp) + b_neg + m_pos(xn), eps)
+        c1 = 1.0 / _stab(m_pos(xp) + b_pos + m_neg_n(xn), eps)
+        c2 = 1.0 / _stab(m_neg(xp) + b_neg + m_pos_n(xn), eps)
 
         def h_of(x):
-            h = al * _sg(c1) * (m_pos(xp * x) + m_neg(xn * x))
-            return h - be * _sg(c2) * (m_neg(xp * x) + m_pos(xn * x))
+            h = al * _sg(c1) * (m_pos(xp * x) + m_neg_n(xn * x))
+            return h - be * _sg(c2) * (m_neg(xp * x) + m_pos_n(xn * x))
     elif name == "gamma":
         g = rule.param("gamma")
 
@@ -576,6 +587,40 @@ def _unsupported(eqn, why):
     )
 
 
+_KEEPS_SIGN = frozenset(
+    {
+        "reshape",
+        "broadcast_in_dim",
+        "transpose",
+        "squeeze",
+        "expand_dims",
+        "slice",
+        "rev",
+        "copy",
+        "copy_p",
+        "reduce_max",
+        "reduce_window_max",
+        "concatenate",
+        "gather",
+    }
+)
+
+
+def _is_zero(v) -> bool:
+    a = np.asarray(v) if not isinstance(v, jax.core.Tracer) else None
+    return a is not None and a.size == 1 and float(a.reshape(())) == 0.0
+
+
+def _is_relu(jaxpr) -> bool:
+    """Whether a call body is ``max(x, 0)`` (``jax.nn.relu``)."""
+    if len(jaxpr.eqns) != 1:
+        return False
+    (eqn,) = jaxpr.eqns
+    for sub in sub_jaxprs(eqn):  # jit / custom_jvp wrappers
+        return _is_relu(getattr(sub, "jaxpr", sub))
+    return eqn.primitive.name == "max" and any(is_zero_literal(v) for v in eqn.invars)
+
+
 def _tag(v):
     return v.tag[0] if isinstance(v, Rel) and v.tag is not None else None
 
@@ -676,7 +721,7 @@ def lrp_rule(eqn, invals, *, state: _State):
         (i,) = varying
         x = vals[i]
         if kind == "elementwise":
-            return [Rel(_relevant(y, x))]
+            return [Rel(_relevant(y, x), ("nonneg",) if _is_relu(inner.jaxpr) else None)]
 
         def f(u):
             return bind_eqn(eqn, [u if k == i else _sg(v) for k, v in enumerate(vals)])[0]
@@ -743,7 +788,8 @@ def lrp_rule(eqn, invals, *, state: _State):
         index = state.next_index
         state.next_index += 1
         state.kinds.append(kind)
-        return [Layer(x, lin, w, 1.0, 0.0, kind, index, out_shape)]
+        nonneg = _tag(invals[i]) == "nonneg"
+        return [Layer(x, lin, w, 1.0, 0.0, kind, index, out_shape, None, nonneg)]
     if name == "reduce_sum" and _tag(invals[0]) == "exp":
         x = invals[0].value
         y = bind_eqn(eqn, [_sg(x)])[0]
@@ -795,6 +841,8 @@ def lrp_rule(eqn, invals, *, state: _State):
         tag = None
         if name == "exp" and vals[k].shape == y.shape:
             tag = ("exp", _source(invals[k], vals[k]))
+        elif name == "max" and any(_is_zero(v) for v in invals if not isinstance(v, (Rel, Layer))):
+            tag = ("nonneg",)
         return [Rel(_relevant(y, jnp.broadcast_to(vals[k], y.shape)), tag)]
     if name in _FOLDABLE:  # x / (constant) and friends not folded above: relevance passes
         k = varying[0]
@@ -802,7 +850,9 @@ def lrp_rule(eqn, invals, *, state: _State):
     if name in _STRUCTURAL or name in _ELEMENTWISE:
         # Routing (reshapes, slices, where, max pooling): the gradient.
         outs = bind_eqn(eqn, vals)
-        return [Rel(o) if _is_float(o) else o for o in outs]
+        keeps = name in _KEEPS_SIGN and all(_tag(invals[k]) == "nonneg" for k in varying)
+        tag = ("nonneg",) if keeps else None
+        return [Rel(o, tag) if _is_float(o) else o for o in outs]
     raise _unsupported(eqn, "on a value that depends on the input")
 
 
