@@ -131,6 +131,16 @@ def lrp(
         >>> lrp(f, np.array([3.0, 1.0]), targets=0, composite="epsilon").values.round(4).tolist()
         [3.0, 2.0]
     """
+    if layer_rules is not None:
+        ok = isinstance(layer_rules, Mapping) and all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) and isinstance(v, Rule)
+            for k, v in layer_rules.items()
+        )
+        if not ok:
+            raise TypeError(
+                "layer_rules must map layer indices (ints) to rules from xaijax.core.relevance "
+                f"(e.g. {{0: w_square()}}); got {layer_rules!r}"
+            )
     if isinstance(composite, str):
         name = contract.check_choice("composite", composite, COMPOSITES)
         for arg, v in (("epsilon", epsilon), ("gamma", gamma)):
