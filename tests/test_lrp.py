@@ -57,7 +57,7 @@ CNN = {
     "c1": _w(4, scale=0.1),
     "bn_mean": _w(4, scale=0.2),
     "bn_var": (np.abs(_w(4)) + 0.5).astype(np.float32),
-    "bn_g": _w(4) + 1.0,
+    "bn_g": np.array([1.2, -0.7, 0.9, -1.1], np.float32),  # mixed signs: (aW)^+ per row
     "bn_b": _w(4, scale=0.1),
     "K2": _w(3, 3, 4, 5),
     "c2": _w(5, scale=0.1),
