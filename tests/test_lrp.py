@@ -259,7 +259,7 @@ def test_attn_lrp_equals_lxt(attention_twins):
     ref = (x * x.grad).detach().numpy()
     # lxt is gradient x input (no stabiliser): epsilon -> 0.
     ours = xj.lrp(net, E, targets=targets, composite="attn_lrp", epsilon=1e-9).values
-    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=1e-3)
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-4)
     assert np.abs(ref).max() > 1e-2
 
 
