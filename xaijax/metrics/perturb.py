@@ -57,7 +57,9 @@ def prepare(
     """Check the arguments of a metric and view ``X`` as ``(n, F, C)`` features."""
     X = as_float_array("X", X)
     if X.ndim < 2:
-        raise ValueError(f"X must have a leading instance axis, (n, M) or (n, H, W, C); got {X.shape}")
+        raise ValueError(
+            f"X must have a leading instance axis, (n, M) or (n, H, W, C); got {X.shape}"
+        )
     A = attribution_array(attributions, name, dtype=X.dtype)
     n = X.shape[0]
     if A.shape == X.shape:
@@ -142,8 +144,24 @@ class Scores(NamedTuple):
     static_argnames=("model", "x_shape", "steps", "repeats", "rule", "invert", "batch_size"),
 )
 def masked_scores(
-    model, params, X, base, span, A, g, lo, hi, keys, indices, *, x_shape, steps, repeats, rule,
-    invert, batch_size,
+    model,
+    params,
+    X,
+    base,
+    span,
+    A,
+    g,
+    lo,
+    hi,
+    keys,
+    indices,
+    *,
+    x_shape,
+    steps,
+    repeats,
+    rule,
+    invert,
+    batch_size,
 ):
     """Scores of ``n * steps`` perturbed rows (see the module docstring); row ``t`` uses band
     or subset ``t // repeats`` and, with ``span``, its own uniform draw of the baseline."""
@@ -166,7 +184,11 @@ def masked_scores(
         else:
             perm = jax.vmap(random_subset, (0, 0, None))(keys[i], t, F)
             first = jnp.arange(F)[None, :] < hi[s][:, None]
-            mask = jnp.zeros((rows.shape[0], F), bool).at[jnp.arange(rows.shape[0])[:, None], perm].set(first)
+            mask = (
+                jnp.zeros((rows.shape[0], F), bool)
+                .at[jnp.arange(rows.shape[0])[:, None], perm]
+                .set(first)
+            )
         b = base[i]
         if span is not None:
             # The noise stream of an instance is apart from its subset stream.

@@ -73,8 +73,18 @@ def _f64(a):
 
 
 def faithfulness_correlation(
-    model, X, attributions, *, targets=None, batch_size=None, key=None, nr_runs=100,
-    subset_size=224, perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    key=None,
+    nr_runs=100,
+    subset_size=224,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> np.ndarray:
     """Pearson correlation of ``sum(a_S)`` and ``f(x) - f(x with S replaced)`` over random ``S``.
 
@@ -106,20 +116,30 @@ def faithfulness_correlation(
         >>> np.round(r, 4).tolist()
         [1.0, 1.0]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     F = s.A.shape[1]
     nr_runs = check_int("nr_runs", nr_runs, minimum=2)
     subset_size = check_int("subset_size", subset_size, maximum=F)
     base, span = baseline_values(perturb_baseline, s)
-    out = run(s, base=base, span=span, lo=[0], hi=[subset_size], rule="random",
-              repeats=nr_runs, key=key)
+    out = run(
+        s, base=base, span=span, lo=[0], hi=[subset_size], rule="random", repeats=nr_runs, key=key
+    )
     return _pearson(_f64(out.att_sums), _f64(out.y0)[:, None] - _f64(out.scores))
 
 
 def faithfulness_estimate(
-    model, X, attributions, *, targets=None, batch_size=None, features_in_step=1,
-    perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    features_in_step=1,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> np.ndarray:
     """Pearson correlation of each feature group's attribution and the score drop when that
     group alone is replaced (groups of ``features_in_step`` in descending attribution order).
@@ -140,8 +160,9 @@ def faithfulness_estimate(
         >>> np.round(r, 4).tolist()
         [1.0, 1.0]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     k, T, F = _steps(s, features_in_step)
     base, span = baseline_values(perturb_baseline, s)
     lo, hi = _bands(k, T, F, cumulative=False)
@@ -150,8 +171,16 @@ def faithfulness_estimate(
 
 
 def monotonicity(
-    model, X, attributions, *, targets=None, batch_size=None, features_in_step=1,
-    perturb_baseline="black", abs=True, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    features_in_step=1,
+    perturb_baseline="black",
+    abs=True,
+    normalise=True,
 ) -> np.ndarray:
     """Whether the score never decreases as features are added to the baseline in increasing
     order of attribution (Arya et al.): ``(n,)`` bools.
@@ -164,12 +193,13 @@ def monotonicity(
 
     Example:
         >>> import numpy as np
-        >>> X = np.ones((1, 4)); w = np.array([1.0, 2.0, 3.0, 4.0])
-        >>> monotonicity(lambda x: x @ w, X, w * X).tolist()
-        [True]
+        >>> X = np.array([[1.0, 2.0, 3.0, 4.0]]); w = np.array([1.0, -1.0, 2.0, 0.5])
+        >>> monotonicity(lambda x: x @ w, X, w * X, perturb_baseline=0.0).tolist()
+        [False]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     k, T, F = _steps(s, features_in_step)
     base, span = baseline_values(perturb_baseline, s)
     lo, hi = _bands(k, T, F, cumulative=True)
@@ -178,8 +208,19 @@ def monotonicity(
 
 
 def monotonicity_correlation(
-    model, X, attributions, *, targets=None, batch_size=None, key=None, nr_samples=100,
-    features_in_step=1, eps=1e-5, perturb_baseline="uniform", abs=True, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    key=None,
+    nr_samples=100,
+    features_in_step=1,
+    eps=1e-5,
+    perturb_baseline="uniform",
+    abs=True,
+    normalise=True,
 ) -> np.ndarray:
     """Spearman correlation of each group's attribution and the mean squared score change when
     the group alone is replaced ``nr_samples`` times (Nguyen & Rodríguez Martínez).
@@ -200,8 +241,9 @@ def monotonicity_correlation(
         >>> monotonicity_correlation(lambda x: x @ w, X, w * X, perturb_baseline=0.0).tolist()
         [1.0]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     k, T, F = _steps(s, features_in_step)
     nr_samples = check_int("nr_samples", nr_samples)
     eps = check_number("eps", eps, minimum=0.0)
@@ -218,8 +260,16 @@ def monotonicity_correlation(
 
 
 def pixel_flipping(
-    model, X, attributions, *, targets=None, batch_size=None, features_in_step=1,
-    perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    features_in_step=1,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> Curve:
     """The target score as features are replaced cumulatively, most attributed first.
 
@@ -237,8 +287,9 @@ def pixel_flipping(
         >>> pixel_flipping(lambda x: x @ w, X, w * X, perturb_baseline=0.0).scores.tolist()
         [[3.0, 1.0, 0.0]]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     k, T, F = _steps(s, features_in_step)
     base, span = baseline_values(perturb_baseline, s)
     lo, hi = _bands(k, T, F, cumulative=True)
@@ -274,8 +325,19 @@ def _patch_ranks(s: Setup, patch_size, order, key):
 
 
 def region_perturbation(
-    model, X, attributions, *, targets=None, batch_size=None, key=None, patch_size=8,
-    order="morf", regions_evaluation=100, perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    key=None,
+    patch_size=8,
+    order="morf",
+    regions_evaluation=100,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> Curve:
     """The score drop ``f(x) - f(x')`` as square patches are replaced cumulatively, in order of
     their attribution sums (``"morf"``: most relevant first, ``"lerf"``, or ``"random"``).
@@ -294,8 +356,9 @@ def region_perturbation(
         >>> region_perturbation(f, X, a, patch_size=2, perturb_baseline=0.0).scores.tolist()
         [[4.0, 8.0, 12.0, 16.0]]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     order = check_choice("order", order, ("morf", "lerf", "random"))
     g, P = _patch_ranks(s, patch_size, order, key)
     R = min(check_int("regions_evaluation", regions_evaluation), P)
@@ -306,8 +369,16 @@ def region_perturbation(
 
 
 def selectivity(
-    model, X, attributions, *, targets=None, batch_size=None, patch_size=8,
-    perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    patch_size=8,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> Curve:
     """The score as square patches are replaced cumulatively, highest attribution sum first.
 
@@ -325,8 +396,9 @@ def selectivity(
         >>> selectivity(f, X, a, patch_size=2, perturb_baseline=0.0).scores.tolist()
         [[12.0, 8.0, 4.0, 0.0]]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     g, P = _patch_ranks(s, patch_size, "morf", None)
     base, span = baseline_values(perturb_baseline, s)
     out = run(s, base=base, span=span, g=g, lo=np.zeros(P), hi=np.arange(1, P + 1))
@@ -335,8 +407,19 @@ def selectivity(
 
 
 def sensitivity_n(
-    model, X, attributions, *, targets=None, batch_size=None, key=None, n_max_percentage=0.8,
-    features_in_step=1, nr_samples=100, perturb_baseline="black", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    key=None,
+    n_max_percentage=0.8,
+    features_in_step=1,
+    nr_samples=100,
+    perturb_baseline="black",
+    abs=False,
+    normalise=True,
 ) -> np.ndarray:
     """Sensitivity-n (the paper's definition): for each subset size ``n_s = features_in_step,
     2 * features_in_step, ...`` up to ``n_max_percentage * F``, the Pearson correlation over
@@ -360,8 +443,9 @@ def sensitivity_n(
         >>> np.round(r, 4).tolist()
         [[1.0, 1.0, 1.0, 1.0]]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     k, T, F = _steps(s, features_in_step)
     frac = check_number("n_max_percentage", n_max_percentage, minimum=0.0, maximum=1.0)
     nr_samples = check_int("nr_samples", nr_samples, minimum=2)
@@ -371,8 +455,16 @@ def sensitivity_n(
             f"n_max_percentage * F = {frac * F:g} is below features_in_step = {k}: no subset size"
         )
     base, span = baseline_values(perturb_baseline, s)
-    out = run(s, base=base, span=span, lo=np.zeros(len(sizes)), hi=sizes, rule="random",
-              repeats=nr_samples, key=key)
+    out = run(
+        s,
+        base=base,
+        span=span,
+        lo=np.zeros(len(sizes)),
+        hi=sizes,
+        rule="random",
+        repeats=nr_samples,
+        key=key,
+    )
     n = len(s.A)
     att = _f64(out.att_sums).reshape(n, len(sizes), nr_samples)
     drop = (_f64(out.y0)[:, None] - _f64(out.scores)).reshape(n, len(sizes), nr_samples)
@@ -380,8 +472,17 @@ def sensitivity_n(
 
 
 def irof(
-    model, X, attributions, *, targets=None, batch_size=None, segments=None,
-    segmentation_method="slic", perturb_baseline="mean", abs=False, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    segments=None,
+    segmentation_method="slic",
+    perturb_baseline="mean",
+    abs=False,
+    normalise=True,
 ) -> np.ndarray:
     """Iterative Removal of Features: the area over the curve of ``f(x') / f(x)`` as superpixels
     are replaced cumulatively in order of their mean attribution (higher: better).
@@ -406,8 +507,9 @@ def irof(
         >>> irof(f, X, a, segments=seg, perturb_baseline=0.0).round(4).tolist()
         [1.6]
     """
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     if s.grid is None:
         raise ValueError("irof needs images (n, H, W, C); X is tabular")
     n = len(s.A)
@@ -415,7 +517,9 @@ def irof(
         segments = superpixel_groups(np.asarray(X), segmentation_method)
     seg = np.asarray(segments)
     if seg.shape != (n,) + s.grid or not np.issubdtype(seg.dtype, np.integer):
-        raise ValueError(f"segments must be ints of shape {(n,) + s.grid}; got {seg.dtype} {seg.shape}")
+        raise ValueError(
+            f"segments must be ints of shape {(n,) + s.grid}; got {seg.dtype} {seg.shape}"
+        )
     per = s.A.shape[1] // (s.grid[0] * s.grid[1])
     seg = np.repeat(seg.reshape(n, -1), per, axis=1)
     S = seg.max(axis=1) + 1
@@ -437,12 +541,21 @@ def irof(
 
 
 def sufficiency(
-    model, X, attributions, *, targets=None, batch_size=None, threshold=0.6,
-    distance_func="seuclidean", abs=True, normalise=True,
+    model,
+    X,
+    attributions,
+    *,
+    targets=None,
+    batch_size=None,
+    threshold=0.6,
+    distance_func="seuclidean",
+    abs=True,
+    normalise=True,
 ) -> np.ndarray:
     """The share of the other instances whose attributions lie within ``threshold`` (by
-    ``distance_func``, a :func:`scipy.spatial.distance.cdist` metric) that the model predicts as
-    the same class: ``(n,)`` (0 where no other instance is that close).
+    ``distance_func``, a :func:`scipy.spatial.distance.cdist` metric, divided by the largest
+    distance among the ``n`` instances as Quantus does) that the model predicts as the same
+    class: ``(n,)`` (0 where no other instance is that close).
 
     References:
         Dasgupta, Frost & Moshkovitz, "Framework for Evaluating Faithfulness of Local
@@ -454,21 +567,23 @@ def sufficiency(
         >>> X = np.array([[1.0, 0], [2, 0], [-1, 0]])
         >>> a = np.array([[1.0, 0], [1, 0], [1, 0.1]])
         >>> sufficiency(f, X, a, distance_func="euclidean", threshold=0.5).tolist()
-        [0.5, 0.5, 0.0]
+        [1.0, 1.0, 0.0]
     """
     import scipy.spatial.distance
 
-    s = prepare(model, X, attributions, targets=targets, batch_size=batch_size, abs=abs,
-                normalise=normalise)
+    s = prepare(
+        model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
+    )
     threshold = check_number("threshold", threshold, minimum=0.0)
     out = run(s, base=s.X, g=None, lo=[0], hi=[0])
     if out.class0 is None:
         raise ValueError("sufficiency needs a model with class outputs (n, K)")
     A = _f64(s.A)
-    close = scipy.spatial.distance.cdist(A, A, metric=distance_func) <= threshold
+    dist = scipy.spatial.distance.cdist(A, A, metric=distance_func)
+    # Quantus divides the distances by the largest of the batch, so ``threshold`` is relative.
+    top = dist.max()
+    close = (dist / top if top > 0 else dist) <= threshold
     np.fill_diagonal(close, False)
     same = out.class0[None] == out.class0[:, None]
     count = close.sum(-1)
     return np.where(count > 0, (same & close).sum(-1) / np.maximum(count, 1), 0.0)
-
-
