@@ -265,3 +265,38 @@ def test_bad_input(kwargs, error, match):
 def test_nan_model_output_raises():
     with pytest.raises(ValueError, match="NaN"):
         metrics.pixel_flipping(lambda x: jnp.log(x.sum((1, 2, 3)) - 20), X, A, features_in_step=16)
+
+
+def test_road_imputation_and_accuracy_equal_quantus(twin):
+    """Noise 0 on both sides. Quantus's ROAD returns the mean over instances per percentage."""
+    from quantus.functions.perturb_func import noisy_linear_imputation as quantus_imputation
+
+    from xaijax.metrics.perturb import noisy_linear_imputation
+
+    img = RNG.uniform(size=(2, H, W)).astype(np.float32)  # (C, H, W): two channels
+    idx = RNG.choice(H * W, 40, replace=False)
+    ref = quantus_imputation(img, idx, noise=0.0)
+    removed = np.zeros(H * W, bool)
+    removed[idx] = True
+    got = noisy_linear_imputation(
+        jnp.asarray(img.transpose(1, 2, 0)),
+        removed.reshape(H, W),
+        jax.random.key(0),
+        0.0,
+        maxiter=H * W,
+    )
+    np.testing.assert_allclose(np.asarray(got).transpose(2, 0, 1), ref, atol=1e-4)
+    pct = [10, 30, 50, 70, 90]
+    metric = quantus.ROAD(percentages=pct, noise=0.0, disable_warnings=True)
+    ref = metric(
+        model=twin,
+        x_batch=X.transpose(0, 3, 1, 2),
+        y_batch=Y,
+        a_batch=A[:, None],
+        channel_first=True,
+        device="cpu",
+        softmax=True,
+    )
+    got = metrics.road(jax_model, X, A, targets=Y, percentages=pct, noise=0.0)
+    np.testing.assert_allclose(got.mean(0), [ref[p] for p in pct], atol=1e-6)
+    assert got.shape == (N, len(pct)) and set(np.unique(got)) <= {0.0, 1.0}

@@ -8,7 +8,7 @@ perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
                :func:`faithfulness_estimate`, :func:`monotonicity`,
                :func:`monotonicity_correlation`, :func:`pixel_flipping`,
                :func:`region_perturbation`, :func:`selectivity`, :func:`sensitivity_n`,
-               :func:`irof`, :func:`sufficiency`
+               :func:`irof`, :func:`road`, :func:`sufficiency`
 localisation   :func:`pointing_game`, :func:`energy_in_mask`
 axiomatic      :func:`local_accuracy_gap`
 complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
@@ -40,6 +40,7 @@ from xaijax.metrics.perturbation import (
     monotonicity_correlation,
     pixel_flipping,
     region_perturbation,
+    road,
     selectivity,
     sensitivity_n,
     sufficiency,
@@ -62,6 +63,7 @@ __all__ = [
     "region_perturbation",
     "selectivity",
     "sensitivity_n",
+    "road",
     "irof",
     "sufficiency",
     "sparseness",

@@ -35,7 +35,15 @@ from xaijax.core.model import as_model
 from xaijax.core.targets import check_target_fn, resolve_targets
 from xaijax.metrics.attributions import attribution_array
 
-__all__ = ["Setup", "prepare", "baseline_values", "random_subset", "masked_scores", "run"]
+__all__ = [
+    "Setup",
+    "prepare",
+    "baseline_values",
+    "random_subset",
+    "noisy_linear_imputation",
+    "masked_scores",
+    "run",
+]
 
 
 class Setup(NamedTuple):
@@ -128,6 +136,42 @@ def random_subset(key, t, F: int) -> jax.Array:
     return jax.random.permutation(jax.random.fold_in(key, t), F)
 
 
+# Rong et al.'s neighbour weights: 1/6 for the 4 direct neighbours, 1/12 for the diagonals.
+_OFFSETS = (
+    (1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12),
+    (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6),
+)  # fmt: skip
+
+
+def _neighbours(a, weight_of):
+    """``sum_o w_o * a[y + dy, x + dx]`` over the 8 neighbours (zero outside the image)."""
+    H, W = a.shape[:2]
+    p = jnp.pad(a, ((1, 1), (1, 1)) + ((0, 0),) * (a.ndim - 2))
+    return sum(weight_of(w) * p[1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W] for dy, dx, w in _OFFSETS)
+
+
+def noisy_linear_imputation(x, removed, key, noise, *, maxiter: int):
+    """ROAD's imputation: every removed pixel is the weighted mean of its 8 neighbours (a
+    sparse linear system, solved by conjugate gradients), plus ``noise * N(0, 1)``.
+
+    Args:
+        x: one image ``(H, W, C)``; removed: ``(H, W)`` bools.
+
+    References:
+        Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+        ICML 2022.
+    """
+    m = removed[:, :, None]
+    d = _neighbours(jnp.ones_like(m, x.dtype), lambda w: w)
+    rhs = jnp.where(m, _neighbours(jnp.where(m, 0, x), lambda w: w), 0)
+
+    def op(v):  # SPD: D - W on the removed block, the identity elsewhere
+        return jnp.where(m, d * v - _neighbours(jnp.where(m, v, 0), lambda w: w), v)
+
+    v, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=1e-7, maxiter=maxiter)
+    return jnp.where(m, v + noise * jax.random.normal(key, x.shape, x.dtype), x)
+
+
 class Scores(NamedTuple):
     """Per perturbed row ``(n, T)``: the target score, the predicted class, the attribution sum
     of the replaced features; per instance ``(n,)``: the unperturbed score and class."""
@@ -141,7 +185,17 @@ class Scores(NamedTuple):
 
 @functools.partial(
     jax.jit,
-    static_argnames=("model", "x_shape", "steps", "repeats", "rule", "invert", "batch_size"),
+    static_argnames=(
+        "model",
+        "x_shape",
+        "steps",
+        "repeats",
+        "rule",
+        "invert",
+        "batch_size",
+        "impute",
+        "grid",
+    ),
 )
 def masked_scores(
     model,
@@ -162,6 +216,8 @@ def masked_scores(
     rule,
     invert,
     batch_size,
+    impute=None,
+    grid=None,
 ):
     """Scores of ``n * steps`` perturbed rows (see the module docstring); row ``t`` uses band
     or subset ``t // repeats`` and, with ``span``, its own uniform draw of the baseline."""
@@ -200,6 +256,16 @@ def masked_scores(
             b = b + span[i] * u
         m = mask[:, :, None]
         x = jnp.where(m, X[i], b) if invert else jnp.where(m, b, X[i])
+        if impute is not None:  # (noise, CG iterations): ROAD's imputation replaces the baseline
+            H, W = grid
+            noise_keys = jax.vmap(lambda k, r: jax.random.fold_in(jax.random.fold_in(k, 7), r))(
+                keys[i], t
+            )
+            x = jax.vmap(
+                lambda xi, mi, ki: noisy_linear_imputation(
+                    xi.reshape(H, W, C), mi.reshape(H, W), ki, impute[0], maxiter=impute[1]
+                )
+            )(X[i], mask, noise_keys).reshape(-1, F, C)
         y = model.apply(params, x.reshape((-1,) + x_shape))
         att = jnp.sum(jnp.where(mask, A[i], 0), axis=1)
         cls = jnp.argmax(y, axis=1) if vector else jnp.zeros(rows.shape, jnp.int32)
@@ -217,14 +283,25 @@ def masked_scores(
 
 
 def run(
-    setup: Setup, *, base, span=None, g=None, lo, hi, rule="band", invert=False, repeats=1, key=None
+    setup: Setup,
+    *,
+    base,
+    span=None,
+    g=None,
+    lo,
+    hi,
+    rule="band",
+    invert=False,
+    repeats=1,
+    key=None,
+    impute=None,
 ) -> Scores:
     """Evaluate ``len(lo) * repeats`` perturbed rows of every instance (see the module docs)."""
     n, F, _ = setup.X.shape
     lo = np.asarray(lo, np.int32)
     hi = np.asarray(hi, np.int32)
     steps = int(len(hi)) * int(repeats)
-    needs_key = rule == "random" or span is not None
+    needs_key = rule == "random" or span is not None or (impute is not None and impute[0] > 0)
     keys = instance_keys(key, n) if needs_key else jax.random.split(jax.random.key(0), n)
     g = np.zeros((n, F), np.int32) if g is None else np.asarray(g, np.int32)
     out = call(
@@ -246,6 +323,8 @@ def run(
         rule=rule,
         invert=invert,
         batch_size=setup.batch_size,
+        impute=impute,
+        grid=setup.grid if impute is not None else None,
     )
     scores, classes, att, y0, cls0 = (np.asarray(o) for o in out)
     if not (np.all(np.isfinite(scores)) and np.all(np.isfinite(y0))):
