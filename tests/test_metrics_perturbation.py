@@ -300,3 +300,27 @@ def test_road_imputation_and_accuracy_equal_quantus(twin):
     got = metrics.road(jax_model, X, A, targets=Y, percentages=pct, noise=0.0)
     np.testing.assert_allclose(got.mean(0), [ref[p] for p in pct], atol=1e-6)
     assert got.shape == (N, len(pct)) and set(np.unique(got)) <= {0.0, 1.0}
+
+
+def test_infidelity_equals_quantus_and_the_definition(twin):
+    """With one patch per size Quantus's cumulative removal (its defect) equals removing each
+    patch alone; with several patches the check is a loop over Yeh et al.'s definition."""
+    metric = quantus.Infidelity(
+        perturb_patch_sizes=[8], n_perturb_samples=1, return_aggregate=False, disable_warnings=True
+    )
+    ref = quantus_scores(metric, twin)
+    got = metrics.infidelity(jax_model, X, A, targets=Y, perturb_patch_sizes=[8])
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    got = metrics.infidelity(jax_model, X, A, targets=Y, perturb_patch_sizes=[3, 4])
+    for i in range(N):
+        y0, per_size = float(jax_model(X[i : i + 1])[0, Y[i]]), []
+        for p in (3, 4):
+            losses = []
+            for r in range(0, H, p):
+                for c in range(0, W, p):
+                    x = X[i].copy()
+                    x[r : r + p, c : c + p] = X[i].min()
+                    drop = y0 - float(jax_model(x[None])[0, Y[i]])
+                    losses.append((np.sum(A[i] * (X[i] - x)[..., 0]) - drop) ** 2)
+            per_size.append(np.mean(losses))
+        np.testing.assert_allclose(got[i], np.mean(per_size), rtol=1e-4)

@@ -8,7 +8,8 @@ perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
                :func:`faithfulness_estimate`, :func:`monotonicity`,
                :func:`monotonicity_correlation`, :func:`pixel_flipping`,
                :func:`region_perturbation`, :func:`selectivity`, :func:`sensitivity_n`,
-               :func:`irof`, :func:`road`, :func:`sufficiency`
+               :func:`irof`, :func:`road`, :func:`infidelity`,
+               :func:`sufficiency`
 localisation   :func:`pointing_game`, :func:`energy_in_mask`
 axiomatic      :func:`local_accuracy_gap`
 complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
@@ -35,6 +36,7 @@ from xaijax.metrics.localisation import energy_in_mask, pointing_game
 from xaijax.metrics.perturbation import (
     faithfulness_correlation,
     faithfulness_estimate,
+    infidelity,
     irof,
     monotonicity,
     monotonicity_correlation,
@@ -64,6 +66,7 @@ __all__ = [
     "selectivity",
     "sensitivity_n",
     "road",
+    "infidelity",
     "irof",
     "sufficiency",
     "sparseness",
