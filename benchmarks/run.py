@@ -43,6 +43,7 @@ BENCHMARKS = {
         [],
         ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
     ),
+    "metrics": ([], "--images 8 --quantus-images 2 --size 16 --repeats 1".split()),
 }
 
 
@@ -231,6 +232,21 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "floor_ms": rise["floor_ms_per_image"],
             }
         )
+    elif name == "metrics":
+        size = report["size"]
+        for metric, m in report["metrics"].items():
+            rows.append(
+                {
+                    "case": f"metrics.{metric}: {size}px CNN",
+                    "unit": "image",
+                    "xaijax_ms": m["xaijax_ms_per_image"],
+                    "reference": f"quantus ({report['quantus_images']} images)"
+                    if "quantus_ms_per_image" in m
+                    else None,
+                    "reference_ms": m.get("quantus_ms_per_image"),
+                    "floor_ms": None,
+                }
+            )
     for r in rows:
         r["benchmark"] = name
         r.update(common)

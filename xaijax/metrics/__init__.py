@@ -4,6 +4,12 @@
 module         metrics
 ============== ==================================================================================
 faithfulness   :func:`deletion_auc`, :func:`insertion_auc` (RISE), :func:`surrogate_fidelity`
+perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
+               :func:`faithfulness_estimate`, :func:`monotonicity`,
+               :func:`monotonicity_correlation`, :func:`pixel_flipping`,
+               :func:`region_perturbation`, :func:`selectivity`, :func:`sensitivity_n`,
+               :func:`irof`, :func:`road`, :func:`infidelity`,
+               :func:`sufficiency`
 localisation   :func:`pointing_game`, :func:`energy_in_mask`
 axiomatic      :func:`local_accuracy_gap`
 complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
@@ -27,6 +33,20 @@ from xaijax.metrics.faithfulness import (
     surrogate_fidelity,
 )
 from xaijax.metrics.localisation import energy_in_mask, pointing_game
+from xaijax.metrics.perturbation import (
+    faithfulness_correlation,
+    faithfulness_estimate,
+    infidelity,
+    irof,
+    monotonicity,
+    monotonicity_correlation,
+    pixel_flipping,
+    region_perturbation,
+    road,
+    selectivity,
+    sensitivity_n,
+    sufficiency,
+)
 from xaijax.metrics.randomisation import cascading_randomization, spearman
 
 __all__ = [
@@ -37,6 +57,18 @@ __all__ = [
     "energy_in_mask",
     "local_accuracy_gap",
     "surrogate_fidelity",
+    "faithfulness_correlation",
+    "faithfulness_estimate",
+    "monotonicity",
+    "monotonicity_correlation",
+    "pixel_flipping",
+    "region_perturbation",
+    "selectivity",
+    "sensitivity_n",
+    "road",
+    "infidelity",
+    "irof",
+    "sufficiency",
     "sparseness",
     "complexity",
     "spearman",

@@ -1,0 +1,198 @@
+"""The Quantus faithfulness metrics of ``xaijax.metrics`` against Quantus 0.6 on a PyTorch twin.
+
+The model is the image benchmarks' CNN (``benchmarks.lime.make_cnn_with_params``) on
+``--size`` x ``--size`` RGB images (random smooth blobs, pixel values 0-255), with random
+attribution maps; the PyTorch twin is ``benchmarks.perturbation.torch_twin`` (same weights,
+checked to give the same outputs). Every metric runs with the same settings on both sides:
+xaijax on ``--images`` images in one call, Quantus on ``--quantus-images`` (its Python loop is
+slow), both reported in ms per image. Quantus's ROAD and IROF fail on RGB images and its
+SensitivityN is another definition, so those three rows have no Quantus time.
+
+Times are the best of ``--repeats`` calls after a warm-up call (compilation is not counted).
+``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]``; writes
+``benchmarks/results/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.common import environment
+from benchmarks.lime import make_cnn_with_params
+from benchmarks.perturbation import torch_twin
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "metrics.json")
+
+
+def settings(size: int) -> dict:
+    """name -> (xaijax kwargs, Quantus class name or None, Quantus kwargs)."""
+    patch = max(2, size // 8)
+    step = max(1, size * size // 64)
+    return {
+        "faithfulness_correlation": (
+            dict(nr_runs=50, subset_size=size * size // 8, key=jax.random.key(0)),
+            "FaithfulnessCorrelation",
+            dict(nr_runs=50, subset_size=size * size // 8, return_aggregate=False),
+        ),
+        "faithfulness_estimate": (
+            dict(features_in_step=step),
+            "FaithfulnessEstimate",
+            dict(features_in_step=step),
+        ),
+        "monotonicity": (dict(features_in_step=step), "Monotonicity", dict(features_in_step=step)),
+        "monotonicity_correlation": (
+            dict(features_in_step=step * 4, nr_samples=5, key=jax.random.key(0)),
+            "MonotonicityCorrelation",
+            dict(features_in_step=step * 4, nr_samples=5),
+        ),
+        "pixel_flipping": (
+            dict(features_in_step=step),
+            "PixelFlipping",
+            dict(features_in_step=step),
+        ),
+        "region_perturbation": (
+            dict(patch_size=patch),
+            "RegionPerturbation",
+            dict(patch_size=patch),
+        ),
+        "selectivity": (dict(patch_size=patch), "Selectivity", dict(patch_size=patch)),
+        "sensitivity_n": (
+            dict(features_in_step=step * 8, nr_samples=20, key=jax.random.key(0)),
+            None,
+            {},
+        ),
+        "irof": (dict(segments="grid"), None, {}),  # Quantus: mask shape assertion on RGB
+        "road": (dict(percentages=list(range(10, 100, 10)), key=jax.random.key(0)), None, {}),
+        "infidelity": (
+            dict(perturb_patch_sizes=[patch]),
+            "Infidelity",
+            dict(perturb_patch_sizes=[patch], n_perturb_samples=1, return_aggregate=False),
+        ),
+        "sufficiency": (dict(), "Sufficiency", dict(return_aggregate=False)),
+    }
+
+
+def blobs(n: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = np.zeros((n, size, size, 3), np.float32)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx, r = rng.uniform(0.2, 0.8, 2).tolist() + [rng.uniform(0.1, 0.3)]
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / r**2)
+            out[i] += blob[..., None] * rng.uniform(0, 255, 3)
+    return np.clip(out, 0, 255).astype(np.float32)
+
+
+def timed(fn, repeats):
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
+    from xaijax import metrics
+
+    cnn, params = make_cnn_with_params()
+    images = blobs(n, size)
+    maps = (
+        np.asarray(jax.random.normal(jax.random.key(2), (n, size, size)), np.float32)
+        + images.mean(-1) / 255
+    )
+    targets = np.asarray(cnn(jnp.asarray(images))).argmax(1)
+    grid = np.broadcast_to(
+        (np.arange(size)[:, None] * 4 // size) * 4 + np.arange(size)[None] * 4 // size,
+        (n, size, size),
+    )
+    rows = {}
+    twin = None
+    if nq > 0:
+        gradcam_standin = __import__("tests.gradcam_standin", fromlist=["install"])
+        gradcam_standin.install()
+        import quantus
+        import torch
+
+        if not hasattr(np, "trapz"):
+            np.trapz = np.trapezoid  # noqa: NPY201 (Quantus 0.6 calls it; NumPy 2.4 removed it)
+        forward = torch_twin(params)
+
+        class Twin(torch.nn.Module):
+            def forward(self, x):
+                return forward(x)
+
+        twin = Twin().eval()
+        with torch.no_grad():
+            ref = twin(torch.tensor(images[:2].transpose(0, 3, 1, 2))).numpy()
+        np.testing.assert_allclose(ref, np.asarray(cnn(jnp.asarray(images[:2]))), atol=1e-4)
+    for name, (ours, theirs, qkw) in settings(size).items():
+        if only and name not in only:
+            continue
+        kw = dict(ours)
+        if kw.get("segments") == "grid":
+            kw["segments"] = grid
+        fn = getattr(metrics, name)
+
+        def call(fn=fn, kw=kw):
+            out = fn(cnn, images, maps, targets=targets, **kw)
+            return out.auc if isinstance(out, metrics.Curve) else out
+
+        row = {"xaijax_ms_per_image": 1e3 * timed(call, repeats) / n}
+        if twin is not None and theirs is not None:
+            metric = getattr(quantus, theirs)(disable_warnings=True, **qkw)
+            if name == "irof":
+                quantus.helpers.utils.get_superpixel_segments = lambda img, **k: grid[0]
+
+            def qcall(metric=metric):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return metric(
+                        model=twin,
+                        x_batch=images[:nq].transpose(0, 3, 1, 2),
+                        y_batch=targets[:nq],
+                        a_batch=maps[:nq, None],
+                        channel_first=True,
+                        device="cpu",
+                        softmax=False,
+                    )
+
+            start = time.perf_counter()
+            qcall()
+            row["quantus_ms_per_image"] = 1e3 * (time.perf_counter() - start) / nq
+            row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
+        rows[name] = row
+        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    return {"images": n, "quantus_images": nq, "size": size, "metrics": rows}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--quantus-images", type=int, default=16)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--out", default=RESULTS)
+    args = parser.parse_args(argv)
+    result = {"environment": environment()} | bench(
+        args.images, args.quantus_images, args.size, args.repeats, args.only
+    )
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()

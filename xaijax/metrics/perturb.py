@@ -1,0 +1,346 @@
+"""The perturbation engine shared by the Quantus-style faithfulness metrics.
+
+Every metric in :mod:`xaijax.metrics.perturbation` replaces some *features* of each instance by
+a baseline and scores the model on the result. A feature is a column of a tabular ``(n, M)``
+input, a pixel (all its channels together) of an ``(n, H, W, C)`` image with ``(n, H, W)``
+attributions, or one element when the attributions have the input's own shape. The instance is
+viewed as ``(n, F, C)`` and each perturbed row ``t`` of instance ``i`` is described by a rule
+evaluated inside the compiled loop, so no ``(n, T, F)`` mask tensor is ever materialised:
+
+- ``"band"``: feature ``f`` is replaced when ``lo[t] <= g[i, f] < hi[t]`` (``g``: the step at
+  which ``f`` is perturbed, e.g. its rank in attribution order; cumulative curves use
+  ``lo = 0``);
+- ``"random"``: a uniformly random subset of ``hi[t]`` features, drawn from
+  ``fold_in(keys[i], t)`` (:func:`random_subset`), so it does not depend on ``batch_size``.
+
+All rows of all instances go through :func:`~xaijax.core.batching.map_row_chunks` in chunks of
+``batch_size`` model rows, in one jitted call; with ``invert`` the kept and replaced features
+swap (insertion from a baseline).
+"""
+
+# jaxtyping shape strings such as "n F" are not Python expressions:
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax.core.batching import evaluate, map_row_chunks
+from xaijax.core.contract import as_float_array, call, instance_keys, resolve_batch_size
+from xaijax.core.model import as_model
+from xaijax.core.targets import check_target_fn, resolve_targets
+from xaijax.metrics.attributions import attribution_array
+
+__all__ = [
+    "Setup",
+    "prepare",
+    "baseline_values",
+    "random_subset",
+    "noisy_linear_imputation",
+    "masked_scores",
+    "run",
+]
+
+
+class Setup(NamedTuple):
+    """A checked metric call: the model, ``X`` as ``(n, F, C)``, attributions ``(n, F)``."""
+
+    model: Any
+    params: Any
+    X: np.ndarray  # (n, F, C)
+    A: np.ndarray  # (n, F), after abs / normalise
+    indices: Any  # (n,) target indices, or None
+    x_shape: tuple  # one instance's shape as the model takes it
+    grid: tuple | None  # (H, W) when the features are pixels or a 2-d map
+    batch_size: int
+
+
+def prepare(
+    f, X, attributions, *, targets, batch_size, abs=False, normalise=False, name="attributions"
+) -> Setup:
+    """Check the arguments of a metric and view ``X`` as ``(n, F, C)`` features."""
+    X = as_float_array("X", X)
+    if X.ndim < 2:
+        raise ValueError(
+            f"X must have a leading instance axis, (n, M) or (n, H, W, C); got {X.shape}"
+        )
+    A = attribution_array(attributions, name, dtype=X.dtype)
+    n = X.shape[0]
+    if A.shape == X.shape:
+        feat, C = X.shape[1:], 1
+    elif X.ndim == 4 and A.shape == X.shape[:3]:
+        feat, C = X.shape[1:3], X.shape[3]
+    else:
+        expected = f"{X.shape}" + (f" or {X.shape[:3]} (n, H, W)" if X.ndim == 4 else "")
+        raise ValueError(f"{name} must have shape {expected} to match X; got shape {A.shape}")
+    F = int(np.prod(feat))
+    grid = tuple(int(s) for s in feat[:2]) if len(feat) >= 2 else None
+    A = A.reshape(n, F)
+    if abs:
+        A = np.abs(A)
+    if normalise:  # Quantus's normalise_by_max: divide by the largest |a| of each instance
+        top = np.abs(A).max(axis=1, keepdims=True)
+        A = A / np.where(top == 0, 1, top)
+    model, params = as_model(f, X)
+    spec = resolve_targets(targets, n, model.num_outputs, name="targets")
+    if spec.fn is not None:
+        outputs = jax.ShapeDtypeStruct((n,) + model.output_shape, X.dtype)
+        check_target_fn(spec.fn, outputs, name="targets")
+        model = model.scored_by(spec.fn)
+    batch_size = resolve_batch_size(batch_size, X.shape[1:], X.dtype)
+    return Setup(model, params, X.reshape(n, F, C), A, spec.indices, X.shape[1:], grid, batch_size)
+
+
+def baseline_values(perturb_baseline, setup: Setup):
+    """``(base (n, F, C), span (n, 1, 1) or None)``: the replacement values of each instance.
+
+    Quantus's names: ``"black"`` (the instance's minimum), ``"white"`` (maximum), ``"mean"``,
+    ``"uniform"`` (uniform between minimum and maximum, drawn anew for each perturbed row:
+    ``base + span * U``), a number, or an array broadcasting to ``X``.
+    """
+    X = setup.X
+    n = X.shape[0]
+    lo, hi = X.min(axis=(1, 2), keepdims=True), X.max(axis=(1, 2), keepdims=True)
+    expected = (
+        "perturb_baseline must be 'black', 'white', 'mean', 'uniform', a finite number or an "
+        f"array that broadcasts to X {(n,) + setup.x_shape}"
+    )
+    if isinstance(perturb_baseline, str):
+        table = {
+            "black": lo,
+            "white": hi,
+            "mean": X.mean(axis=(1, 2), keepdims=True),
+            "uniform": lo,
+        }
+        if perturb_baseline not in table:
+            raise ValueError(f"{expected}; got {perturb_baseline!r}")
+        span = hi - lo if perturb_baseline == "uniform" else None
+        return np.broadcast_to(table[perturb_baseline], X.shape).copy(), span
+    base = as_float_array("perturb_baseline", perturb_baseline, dtype=X.dtype)
+    try:
+        base = np.broadcast_to(base, (n,) + setup.x_shape)
+    except ValueError as err:
+        raise ValueError(f"{expected}; got shape {base.shape}") from err
+    return base.reshape(X.shape).copy(), None
+
+
+def random_subset(key, t, F: int) -> jax.Array:
+    """The random order of ``F`` features for row ``t``: its first ``k`` are a ``k``-subset.
+
+    ``key`` is the instance's key. Tests pass the same subsets to reference implementations.
+    """
+    return jax.random.permutation(jax.random.fold_in(key, t), F)
+
+
+# Rong et al.'s neighbour weights: 1/6 for the 4 direct neighbours, 1/12 for the diagonals.
+_OFFSETS = (
+    (1, 1, 1 / 12), (0, 1, 1 / 6), (-1, 1, 1 / 12), (1, -1, 1 / 12),
+    (0, -1, 1 / 6), (-1, -1, 1 / 12), (1, 0, 1 / 6), (-1, 0, 1 / 6),
+)  # fmt: skip
+
+
+def _neighbours(a, weight_of):
+    """``sum_o w_o * a[y + dy, x + dx]`` over the 8 neighbours (zero outside the image)."""
+    H, W = a.shape[:2]
+    p = jnp.pad(a, ((1, 1), (1, 1)) + ((0, 0),) * (a.ndim - 2))
+    return sum(weight_of(w) * p[1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W] for dy, dx, w in _OFFSETS)
+
+
+def noisy_linear_imputation(x, removed, key, noise, *, maxiter: int):
+    """ROAD's imputation: every removed pixel is the weighted mean of its 8 neighbours (a
+    sparse linear system, solved by conjugate gradients), plus ``noise * N(0, 1)``.
+
+    Args:
+        x: one image ``(H, W, C)``; removed: ``(H, W)`` bools.
+
+    References:
+        Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
+        ICML 2022.
+    """
+    m = removed[:, :, None]
+    d = _neighbours(jnp.ones_like(m, x.dtype), lambda w: w)
+    rhs = jnp.where(m, _neighbours(jnp.where(m, 0, x), lambda w: w), 0)
+
+    def op(v):  # SPD: D - W on the removed block, the identity elsewhere
+        return jnp.where(m, d * v - _neighbours(jnp.where(m, v, 0), lambda w: w), v)
+
+    v, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=1e-7, maxiter=maxiter)
+    return jnp.where(m, v + noise * jax.random.normal(key, x.shape, x.dtype), x)
+
+
+class Scores(NamedTuple):
+    """Per perturbed row ``(n, T)``: the target score, the predicted class, the attribution sum
+    of the replaced features; per instance ``(n,)``: the unperturbed score and class."""
+
+    scores: np.ndarray
+    classes: np.ndarray | None
+    att_sums: np.ndarray
+    y0: np.ndarray
+    class0: np.ndarray | None
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "x_shape",
+        "steps",
+        "repeats",
+        "rule",
+        "invert",
+        "batch_size",
+        "impute",
+        "grid",
+    ),
+)
+def masked_scores(
+    model,
+    params,
+    X,
+    base,
+    span,
+    A,
+    g,
+    lo,
+    hi,
+    keys,
+    indices,
+    *,
+    x_shape,
+    steps,
+    repeats,
+    rule,
+    invert,
+    batch_size,
+    impute=None,
+    grid=None,
+):
+    """Scores of ``n * steps`` perturbed rows (see the module docstring); row ``t`` uses band
+    or subset ``t // repeats`` and, with ``span``, its own uniform draw of the baseline."""
+    n, F, C = X.shape
+    out0 = evaluate(model, params, X.reshape((n,) + x_shape), batch_size=batch_size)
+    vector = out0.ndim == 2
+    if indices is None and vector:
+        indices = jnp.argmax(out0, axis=1)
+
+    def pick(y, idx):
+        return jnp.take_along_axis(y, idx[:, None], axis=1)[:, 0] if vector else y
+
+    y0 = pick(out0, indices)
+
+    def chunk(rows):
+        i, t = rows // steps, rows % steps
+        s = t // repeats
+        if rule == "band":
+            mask = (g[i] >= lo[s][:, None]) & (g[i] < hi[s][:, None])
+        else:
+            perm = jax.vmap(random_subset, (0, 0, None))(keys[i], t, F)
+            first = jnp.arange(F)[None, :] < hi[s][:, None]
+            mask = (
+                jnp.zeros((rows.shape[0], F), bool)
+                .at[jnp.arange(rows.shape[0])[:, None], perm]
+                .set(first)
+            )
+        b = base[i]
+        if span is not None:
+            # The noise stream of an instance is apart from its subset stream.
+            u = jax.vmap(
+                lambda k, r: jax.random.uniform(
+                    jax.random.fold_in(jax.random.fold_in(k, 2**31 - 1), r), (F, C), b.dtype
+                )
+            )(keys[i], t)
+            b = b + span[i] * u
+        m = mask[:, :, None]
+        x = jnp.where(m, X[i], b) if invert else jnp.where(m, b, X[i])
+        if impute is not None:  # (noise, CG iterations): ROAD's imputation replaces the baseline
+            H, W = grid
+            noise_keys = jax.vmap(lambda k, r: jax.random.fold_in(jax.random.fold_in(k, 7), r))(
+                keys[i], t
+            )
+            x = jax.vmap(
+                lambda xi, mi, ki: noisy_linear_imputation(
+                    xi.reshape(H, W, C), mi.reshape(H, W), ki, impute[0], maxiter=impute[1]
+                )
+            )(X[i], mask, noise_keys).reshape(-1, F, C)
+        y = model.apply(params, x.reshape((-1,) + x_shape))
+        att = jnp.sum(jnp.where(mask, A[i], 0), axis=1)
+        cls = jnp.argmax(y, axis=1) if vector else jnp.zeros(rows.shape, jnp.int32)
+        return pick(y, indices[i]) if vector else y, cls, att
+
+    scores, classes, att = map_row_chunks(chunk, n * steps, batch_size)
+    cls0 = jnp.argmax(out0, axis=1) if vector else jnp.zeros((n,), jnp.int32)
+    return (
+        scores.reshape(n, steps),
+        classes.reshape(n, steps),
+        att.reshape(n, steps),
+        y0,
+        cls0,
+    )
+
+
+def run(
+    setup: Setup,
+    *,
+    base,
+    span=None,
+    g=None,
+    lo,
+    hi,
+    rule="band",
+    invert=False,
+    repeats=1,
+    key=None,
+    impute=None,
+) -> Scores:
+    """Evaluate ``len(lo) * repeats`` perturbed rows of every instance (see the module docs)."""
+    n, F, _ = setup.X.shape
+    lo = np.asarray(lo, np.int32)
+    hi = np.asarray(hi, np.int32)
+    steps = int(len(hi)) * int(repeats)
+    needs_key = rule == "random" or span is not None or (impute is not None and impute[0] > 0)
+    keys = instance_keys(key, n) if needs_key else jax.random.split(jax.random.key(0), n)
+    g = np.zeros((n, F), np.int32) if g is None else np.asarray(g, np.int32)
+    out = call(
+        masked_scores,
+        setup.model,
+        setup.params,
+        jnp.asarray(setup.X),
+        jnp.asarray(base),
+        None if span is None else jnp.asarray(span),
+        jnp.asarray(setup.A),
+        jnp.asarray(g),
+        jnp.asarray(lo),
+        jnp.asarray(hi),
+        keys,
+        setup.indices,
+        x_shape=setup.x_shape,
+        steps=steps,
+        repeats=int(repeats),
+        rule=rule,
+        invert=invert,
+        batch_size=setup.batch_size,
+        impute=impute,
+        grid=setup.grid if impute is not None else None,
+    )
+    scores, classes, att, y0, cls0 = (np.asarray(o) for o in out)
+    if not (np.all(np.isfinite(scores)) and np.all(np.isfinite(y0))):
+        bad = np.flatnonzero(~(np.isfinite(scores).all(1) & np.isfinite(y0))).tolist()
+        raise ValueError(
+            f"f returned NaN or inf on the (perturbed) inputs of instances {bad[:10]}: a metric "
+            "of a non-finite score is meaningless"
+        )
+    vector = bool(setup.model.output_shape)
+    return Scores(scores, classes if vector else None, att, y0, cls0 if vector else None)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """``ranks[i, f]``: position of feature ``f`` when row ``i`` of ``values`` is sorted
+    ascending (stable)."""
+    order = np.argsort(values, axis=1, kind="stable")
+    out = np.empty_like(order)
+    np.put_along_axis(out, order, np.arange(values.shape[1])[None].repeat(len(values), 0), axis=1)
+    return out
