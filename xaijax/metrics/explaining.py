@@ -39,6 +39,7 @@ __all__ = [
     "check_explainer",
     "traced_values",
     "traceable",
+    "Phase",
     "rows_runner",
     "run_rows",
     "prepare_attributions",
@@ -153,9 +154,25 @@ def prepare_attributions(a, *, normalise, absolute: bool):
     return a
 
 
+class Phase(NamedTuple):
+    """One pass over rows: ``x = make(rows, ops)``, ``a = explainer(model, x, targets=...)``,
+    then ``score(rows, x, a (c, m), ops)``; ``targets`` is ``None``, a callable or
+    ``(total,)`` ints. A later phase reads the scores of the earlier ones as
+    ``ops["phases"][k]``."""
+
+    total: int
+    make: Callable
+    score: Callable
+    targets: Any
+
+
 def run_rows(explainer, model_of: Callable, params, *, operands: Any, **kwargs):
-    """``rows_runner(...)(params, operands)``: one run of the rows (see :func:`rows_runner`)."""
-    return rows_runner(explainer, model_of, params, operands, **kwargs)(params, operands)
+    """``rows_runner(...)(params, operands)`` for one phase; returns ``(scores, finite)``."""
+    phase = Phase(
+        kwargs.pop("total"), kwargs.pop("make"), kwargs.pop("score"), kwargs.pop("targets")
+    )
+    (out,) = rows_runner(explainer, model_of, params, operands, [phase], **kwargs)(params, operands)
+    return out
 
 
 def rows_runner(
@@ -163,53 +180,53 @@ def rows_runner(
     model_of: Callable,
     params,
     operands: Any,
+    phases: list[Phase],
     *,
-    total: int,
     batch_size: int,
-    make: Callable,
-    score: Callable,
-    targets: Any,
     traced: bool | None = None,
     name: str = "explainer",
 ) -> Callable:
-    """A function ``run(params, operands)`` that computes ``score(rows, x, a, operands)`` for
-    rows ``0..total-1``, with ``x = make(rows, operands)`` and
-    ``a = explainer(model_of(params), x, targets=targets[rows])`` flattened to ``(rows, m)``.
+    """A function ``run(params, operands)`` running ``phases`` of rows through the explainer.
 
-    ``params`` and ``operands`` here are examples: ``run`` is compiled once for their shapes and
-    may be called with others of the same structure (the layers of a randomised model).
+    ``params`` and ``operands`` here are examples: ``run`` is compiled once for their shapes,
+    all phases in one program when the explainer traces, and may be called with others of the
+    same structure (the layers of a randomised model).
 
     Args:
         explainer: the user's explainer.
         model_of: ``params -> model`` handed to the explainer (the model itself, or an NNX
             module merged from a randomised state).
         params: a pytree of arrays (traced), or ``None``.
-        operands: the arrays ``make`` and ``score`` read.
-        total: number of rows.
+        operands: the arrays the phases read (a dict when there are several phases: the
+            earlier phases' scores are added as ``"phases"``).
+        phases: the :class:`Phase` passes, in order.
         batch_size: rows per chunk.
-        make: ``(rows (c,), operands) -> x (c, ...)``, a JAX function.
-        score: ``(rows, x, a (c, m), operands) -> pytree of (c, ...)``, a JAX function.
-        targets: ``None``, a callable (passed as it is) or ``(total,)`` ints.
         traced: force the compiled (``True``) or host (``False``) path; ``None`` decides.
         name: the explainer's argument name for messages.
 
     Returns:
-        ``run``, returning ``(scores, finite)``: the scores (a NumPy pytree with leading axis
-        ``total``) and a bool ``(total,)`` saying whether each row's attributions were finite.
+        ``run``, returning one ``(scores, finite)`` per phase: the scores (a NumPy pytree with
+        leading axis ``total``) and a bool ``(total,)`` saying whether each row's attributions
+        were finite.
     """
-    chunk = balanced_chunk(total, batch_size)
-    per_row = isinstance(targets, (np.ndarray, jax.Array))
-    targets_np = np.asarray(targets) if per_row else None
+    chunks = [balanced_chunk(ph.total, batch_size) for ph in phases]
 
-    def targets_of(rows):
-        return jnp.asarray(targets_np)[rows] if per_row else targets
+    def per_row(targets):
+        return isinstance(targets, (np.ndarray, jax.Array))
 
-    x_spec = jax.eval_shape(lambda o: make(jnp.arange(chunk), o), operands)
+    def targets_of(ph, rows):
+        return jnp.asarray(np.asarray(ph.targets))[rows] if per_row(ph.targets) else ph.targets
+
+    def with_phases(ops, done):
+        return {**ops, "phases": tuple(done)} if done else ops
+
     if traced is None:
-        t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if per_row else targets
+        ph, chunk = phases[0], chunks[0]
+        x_spec = jax.eval_shape(lambda o: ph.make(jnp.arange(chunk), o), operands)
+        t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if per_row(ph.targets) else ph.targets
         traced = traceable(explainer, model_of, params, x_spec, t_spec)
 
-    def finish(rows, x, a, ops):
+    def finish(score, rows, x, a, ops):
         a = a.reshape(a.shape[0], -1)
         return score(rows, x, a, ops), jnp.all(jnp.isfinite(a), axis=1)
 
@@ -217,38 +234,52 @@ def rows_runner(
 
         @jax.jit
         def compiled(p, ops):
-            def one(rows):
-                x = make(rows, ops)
-                a = traced_values(explainer(model_of(p), x, targets=targets_of(rows)), name)
-                return finish(rows, x, a.astype(x.dtype), ops)
+            done, outs = [], []
+            for ph, chunk in zip(phases, chunks, strict=True):
+                o = with_phases(ops, done)
 
-            return map_row_chunks(one, total, chunk)
+                def one(rows, ph=ph, o=o):
+                    x = ph.make(rows, o)
+                    out = explainer(model_of(p), x, targets=targets_of(ph, rows))
+                    a = traced_values(out, name).astype(x.dtype)
+                    return finish(ph.score, rows, x, a, o)
+
+                outs.append(map_row_chunks(one, ph.total, chunk))
+                done.append(outs[-1][0])
+            return outs
 
         def run_traced(p, ops):
             return jax.tree.map(np.asarray, call(compiled, p, ops))
 
         return run_traced
 
-    make_jit = jax.jit(make)
-    finish_jit = jax.jit(finish)
+    makes = [jax.jit(ph.make) for ph in phases]
+    finishes = [jax.jit(functools.partial(finish, ph.score)) for ph in phases]
 
     def run_host(p, ops):
         model = model_of(p)
-        pieces = []
-        for start in range(0, total, chunk):
-            # Every chunk has the same size (the last one repeats the final row), so the
-            # compiled perturbation and score run at one shape.
-            rows = jnp.minimum(jnp.arange(start, start + chunk), total - 1)
-            x = call(make_jit, rows, ops)
-            t = targets_np[np.asarray(rows)] if per_row else targets
-            a = attribution_array(explainer(model, np.asarray(x), targets=t), name)
-            if a.shape[0] != chunk:
-                raise ValueError(
-                    f"{name} must return one attribution row per input row: it returned "
-                    f"{a.shape[0]} rows for {chunk} inputs"
+        done, outs = [], []
+        for ph, chunk, make, fin in zip(phases, chunks, makes, finishes, strict=True):
+            o = with_phases(ops, done)
+            pieces = []
+            for start in range(0, ph.total, chunk):
+                # Every chunk has the same size (the last one repeats the final row), so the
+                # compiled perturbation and score run at one shape.
+                rows = jnp.minimum(jnp.arange(start, start + chunk), ph.total - 1)
+                x = call(make, rows, o)
+                t = np.asarray(ph.targets)[np.asarray(rows)] if per_row(ph.targets) else ph.targets
+                a = attribution_array(explainer(model, np.asarray(x), targets=t), name)
+                if a.shape[0] != chunk:
+                    raise ValueError(
+                        f"{name} must return one attribution row per input row: it returned "
+                        f"{a.shape[0]} rows for {chunk} inputs"
+                    )
+                out = call(fin, rows, x, jnp.asarray(a, x.dtype), o)
+                pieces.append(
+                    jax.tree.map(lambda v, s=start, T=ph.total: np.asarray(v)[: T - s], out)
                 )
-            out = call(finish_jit, rows, x, jnp.asarray(a, x.dtype), ops)
-            pieces.append(jax.tree.map(lambda v, s=start: np.asarray(v)[: total - s], out))
-        return jax.tree.map(lambda *vs: np.concatenate(vs), *pieces)
+            outs.append(jax.tree.map(lambda *vs: np.concatenate(vs), *pieces))
+            done.append(jax.tree.map(jnp.asarray, outs[-1][0]))
+        return outs
 
     return run_host

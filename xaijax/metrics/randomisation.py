@@ -23,7 +23,14 @@ from xaijax.core.contract import check_choice, check_int, check_number, instance
 from xaijax.core.explanation import Explanation
 from xaijax.core.model import is_nnx_module
 from xaijax.metrics.attributions import attribution_array
-from xaijax.metrics.explaining import Setup, prepare_attributions, rows_runner, run_rows, setup
+from xaijax.metrics.explaining import (
+    Phase,
+    Setup,
+    prepare_attributions,
+    rows_runner,
+    run_rows,
+    setup,
+)
 
 __all__ = [
     "spearman",
@@ -254,8 +261,10 @@ def _pearson(a, b):
 
 def _window_mean(x, size):
     """Means over every full window of ``size`` entries along axis 1 (``(r, m - size + 1)``)."""
-    c = jnp.cumsum(jnp.pad(x, ((0, 0), (1, 0))), axis=1)
-    return (c[:, size:] - c[:, :-size]) / size
+    # A sum of shifted slices, not a difference of cumulative sums: that loses the small
+    # variances of smooth maps to cancellation in float32.
+    m = x.shape[1] - size + 1
+    return sum(x[:, w : w + m] for w in range(size)) / size
 
 
 def ssim(a, b, *, win_size: int = 7):
@@ -331,20 +340,12 @@ def _explanations(s: Setup, explainer, plan, *, normalise, absolute, rows=None):
         return a if per > 1 else prepare_attributions(a, normalise=normalise, absolute=absolute)
 
     ops = dict(X=jnp.asarray(s.X), keys=s.keys, scale=s.scale)
-    run = rows_runner(
-        explainer,
-        plan.merge,
-        plan.params,
-        ops,
-        total=n * per,
-        batch_size=s.batch_size,
-        make=make,
-        score=score,
-        targets=np.repeat(s.targets, per) if isinstance(s.targets, np.ndarray) else s.targets,
-    )
+    targets = np.repeat(s.targets, per) if isinstance(s.targets, np.ndarray) else s.targets
+    phase = Phase(n * per, make, score, targets)
+    run = rows_runner(explainer, plan.merge, plan.params, ops, [phase], batch_size=s.batch_size)
 
     def explain(params):
-        a, finite = run(params, ops)
+        ((a, finite),) = run(params, ops)
         if not np.all(finite):
             raise ValueError("explainer returned NaN or inf attributions")
         if per > 1:
@@ -384,8 +385,8 @@ def _mprt_like(
         )
     if return_average_correlation and skip_layers:
         raise ValueError("return_average_correlation needs every layer: set skip_layers=False")
-    s = _rand_setup(model, X, explainer, targets, batch_size)
     similarity = _similarity(similarity_func)
+    s = _rand_setup(model, X, explainer, targets, batch_size)
     key = instance_keys(key, None)
     plan_key, noise_key = jax.random.split(key)
     plan = _LayerPlan(model, layers, key=plan_key, init=init, name="model")
@@ -701,6 +702,7 @@ def random_logit(
     """
     if callable(targets) and not isinstance(targets, (np.ndarray, jax.Array)):
         raise TypeError("targets must be None, an int or (n,) ints for random_logit (a class)")
+    similarity = _similarity(similarity_func)
     s = setup(model, X, explainer, targets, batch_size)
     if s.model.num_outputs is None or s.model.num_outputs < 2:
         raise ValueError(
@@ -708,30 +710,28 @@ def random_logit(
             f"{s.model.output_shape}"
         )
     K = s.model.num_outputs
-    similarity = _similarity(similarity_func)
     n = s.X.shape[0]
     keys = instance_keys(key, n)
     c = np.asarray(s.targets)
     offset = np.asarray(jax.vmap(lambda k: jax.random.randint(k, (), 1, K))(keys))
     other = ((c + offset) % K).astype(np.int32)
 
-    def explain(t):
-        (a,), finite = run_rows(
-            explainer,
-            lambda _: s.model_arg,
-            None,
-            total=n,
-            batch_size=s.batch_size,
-            make=lambda r, x: x[r],
-            score=lambda r, x, a, o: (prepare_attributions(a, normalise=normalise, absolute=abs),),
-            operands=jnp.asarray(s.X),
-            targets=t,
-        )
-        if not np.all(finite):
-            raise ValueError("explainer returned NaN or inf attributions")
-        return jnp.asarray(a)
-
-    scores = np.asarray(similarity(explain(c), explain(other)), np.float64)
+    # Both classes' maps in one pass: rows 0..n-1 explain c, rows n..2n-1 the other class.
+    (a,), finite = run_rows(
+        explainer,
+        lambda _: s.model_arg,
+        None,
+        total=2 * n,
+        batch_size=s.batch_size,
+        make=lambda r, x: x[r % n],
+        score=lambda r, x, a, o: (prepare_attributions(a, normalise=normalise, absolute=abs),),
+        operands=jnp.asarray(s.X),
+        targets=np.concatenate([c, other]).astype(np.int32),
+    )
+    if not np.all(finite):
+        raise ValueError("explainer returned NaN or inf attributions")
+    a = jnp.asarray(a)
+    scores = np.asarray(similarity(a[:n], a[n:]), np.float64)
     return scores[0] if s.single else scores
 
 

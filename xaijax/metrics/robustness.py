@@ -37,7 +37,15 @@ from xaijax.core.contract import (
 from xaijax.core.layers import layer_model
 from xaijax.core.model import is_nnx_module
 from xaijax.core.targets import Targets
-from xaijax.metrics.explaining import Setup, predicted_class, prepare_attributions, run_rows, setup
+from xaijax.metrics.explaining import (
+    Phase,
+    Setup,
+    predicted_class,
+    prepare_attributions,
+    rows_runner,
+    run_rows,
+    setup,
+)
 
 __all__ = [
     "max_sensitivity",
@@ -137,36 +145,48 @@ def _finish(s: Setup, scores):
     return scores[0] if s.single else scores
 
 
-def _perturbed_rows(s: Setup, explainer, keys, nr_samples, perturb, score, extra):
-    """Run ``score(i, x, x', a', extra_i, y')`` over every (instance, sample) row; returns the
-    ``(n, nr_samples)`` scores."""
+def _perturbed_rows(
+    s: Setup, explainer, nr_samples, perturbed, score, extra, *, normalise, absolute
+):
+    """The explainer on ``X`` (phase 0), then on ``perturbed(ops, i, k)``, sample ``k`` of
+    instance ``i`` (phase 1), in one compiled program when it traces; returns the
+    ``(n, nr_samples)`` values of ``score(i, x, x', a', extra_i, y')``, where ``extra_i`` also
+    holds the instance's prepared attributions ``"a0"`` and ``y'`` are the model's outputs."""
     n = s.X.shape[0]
-    model, params = s.model, s.params
+    model = s.model
 
     def make(rows, ops):
-        i, k = rows // nr_samples, rows % nr_samples
-        sample_keys = jax.vmap(jax.random.fold_in)(ops["keys"][i], k)
-        return jax.vmap(perturb)(sample_keys, ops["X"][i])
+        return perturbed(ops, rows // nr_samples, rows % nr_samples)
 
     def rows_score(rows, x, a, ops):
         i = rows // nr_samples
-        y = model.apply(ops["params"], x)
-        return score(i, ops["X"][i], x, a, jax.tree.map(lambda e: e[i], ops["extra"]), y)
+        ex = jax.tree.map(lambda e: e[i], {**ops["extra"], "a0": ops["phases"][0]})
+        a = prepare_attributions(a, normalise=normalise, absolute=absolute)
+        return score(i, ops["X"][i], x, a, ex, model.apply(ops["params"], x))
 
-    ops = dict(keys=keys, X=jnp.asarray(s.X), params=params, extra=extra)
-    out, finite = run_rows(
-        explainer,
-        lambda _: s.model_arg,
-        None,
-        total=n * nr_samples,
-        batch_size=s.batch_size,
-        make=make,
-        score=rows_score,
-        operands=ops,
-        targets=_row_targets(s.targets, nr_samples),
+    inputs = Phase(
+        n,
+        lambda rows, ops: ops["X"][rows],
+        lambda rows, x, a, ops: prepare_attributions(a, normalise=normalise, absolute=absolute),
+        s.targets,
     )
+    rows = Phase(n * nr_samples, make, rows_score, _row_targets(s.targets, nr_samples))
+    ops = dict(X=jnp.asarray(s.X), params=s.params, extra=extra)
+    run = rows_runner(
+        explainer, lambda _: s.model_arg, None, ops, [inputs, rows], batch_size=s.batch_size
+    )
+    (_, finite0), (out, finite) = run(None, ops)
+    _check_finite(finite0, "X")
     _check_finite(finite, "the perturbed inputs")
     return np.asarray(out).reshape(n, nr_samples)
+
+
+def _noise_rows(perturb):
+    def perturbed(ops, i, k):
+        sample_keys = jax.vmap(jax.random.fold_in)(ops["extra"]["keys"][i], k)
+        return jax.vmap(perturb)(sample_keys, ops["X"][i])
+
+    return perturbed
 
 
 # -- sensitivity -------------------------------------------------------------------------------
@@ -174,7 +194,6 @@ def _sensitivity(
     how, f, X, explainer, *, targets, key, batch_size, nr_samples, lower_bound, upper_bound,
     perturb_func, norm_numerator, norm_denominator, normalise, abs, nan_when_changed,
 ):  # fmt: skip
-    s = setup(f, X, explainer, targets, batch_size)
     nr_samples = check_int("nr_samples", nr_samples)
     lower_bound = check_number("lower_bound", lower_bound)
     if upper_bound is not None:
@@ -185,20 +204,21 @@ def _sensitivity(
             )
     _check_perturb(perturb_func)
     num, den = _norm("norm_numerator", norm_numerator), _norm("norm_denominator", norm_denominator)
+    s = setup(f, X, explainer, targets, batch_size)
     keys = instance_keys(key, s.X.shape[0])
     perturb = perturb_func or _uniform_noise(lower_bound, upper_bound)
-    a0 = _explain_inputs(s, explainer, normalise=normalise, absolute=abs)
-    predicted = jnp.asarray(s.predicted)
 
     def score(i, x, xp, a, extra, y):
-        a = prepare_attributions(a, normalise=normalise, absolute=abs)
         value = num(extra["a0"] - a) / den(extra["a0"])
         if nan_when_changed:
             value = jnp.where(predicted_class(y) == extra["pred"], value, jnp.nan)
         return value
 
-    extra = dict(a0=jnp.asarray(a0), pred=predicted)
-    scores = _perturbed_rows(s, explainer, keys, nr_samples, perturb, score, extra)
+    extra = dict(keys=keys, pred=jnp.asarray(s.predicted))
+    scores = _perturbed_rows(
+        s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
+        absolute=abs,
+    )  # fmt: skip
     return _finish(s, _reduce(scores, how, nan_if_any=nan_when_changed))
 
 
@@ -369,26 +389,27 @@ def local_lipschitz_estimate(
         >>> local_lipschitz_estimate(f, X, grad, key=jax.random.key(0), nr_samples=8).shape
         (3,)
     """
-    s = setup(f, X, explainer, targets, batch_size)
     nr_samples = check_int("nr_samples", nr_samples)
     perturb_mean = check_number("perturb_mean", perturb_mean, minimum=None)
     perturb_std = check_number("perturb_std", perturb_std)
     _check_perturb(perturb_func)
     num, den = _norm("norm_numerator", norm_numerator), _norm("norm_denominator", norm_denominator)
+    s = setup(f, X, explainer, targets, batch_size)
     keys = instance_keys(key, s.X.shape[0])
     perturb = perturb_func or _gaussian_noise(perturb_mean, perturb_std)
-    a0 = _explain_inputs(s, explainer, normalise=normalise, absolute=abs)
 
     def score(i, x, xp, a, extra, y):
-        a = prepare_attributions(a, normalise=normalise, absolute=abs)
         dx = (x - xp).reshape(x.shape[0], -1)
         value = num(extra["a0"] - a) / (den(dx) + 1e-10)
         if return_nan_when_prediction_changes:
             value = jnp.where(predicted_class(y) == extra["pred"], value, jnp.nan)
         return value
 
-    extra = dict(a0=jnp.asarray(a0), pred=jnp.asarray(s.predicted))
-    scores = _perturbed_rows(s, explainer, keys, nr_samples, perturb, score, extra)
+    extra = dict(keys=keys, pred=jnp.asarray(s.predicted))
+    scores = _perturbed_rows(
+        s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
+        absolute=abs,
+    )  # fmt: skip
     return _finish(s, _reduce(scores, "max", nan_if_any=return_nan_when_prediction_changes))
 
 
@@ -422,7 +443,9 @@ def continuity(
     The image is moved along its width (axis 2 of ``(n, H, W)`` or ``(n, H, W, C)``) in
     ``nr_steps`` steps of ``dx = (2 W + 1) // nr_steps`` pixels, from ``dx - W`` on, the
     uncovered columns filled with ``perturb_baseline``, as Quantus 0.6 does (``1e-9`` added to
-    the denominator). Lower is more continuous.
+    the denominator). A translation that leaves the image unchanged (the zero shift) scores 0:
+    Quantus divides the rounding difference of two runs of the explainer by ``1e-9`` there.
+    Lower is more continuous.
 
     Args:
         f, X, explainer, targets, batch_size: as :func:`max_sensitivity`; ``X`` are images
@@ -452,11 +475,11 @@ def continuity(
         >>> float(continuity(f, np.ones((2, 4, 4)), constant, nr_steps=4).max())
         0.0
     """
+    nr_steps = check_int("nr_steps", nr_steps)
     s = setup(f, X, explainer, targets, batch_size)
     if s.X.ndim not in (3, 4):
         raise ValueError(f"X must be images (n, H, W) or (n, H, W, C); got shape {s.X.shape}")
     n, W = s.X.shape[0], s.X.shape[2]
-    nr_steps = check_int("nr_steps", nr_steps)
     Xf = s.X.reshape(n, -1)
     if isinstance(perturb_baseline, str):
         fills = dict(black=Xf.min(1), white=Xf.max(1), mean=Xf.mean(1))
@@ -466,45 +489,27 @@ def continuity(
         fill = np.full(n, check_number("perturb_baseline", perturb_baseline, minimum=None))
     dx = (2 * W + 1) // nr_steps
     shifts = jnp.asarray(-W + dx * np.arange(1, nr_steps + 1), jnp.int32)
-    a0 = _explain_inputs(s, explainer, normalise=normalise, absolute=abs)
-    model = s.model
 
-    def make(rows, ops):
-        i, k = rows // nr_steps, rows % nr_steps
-        return jax.vmap(_translate)(ops["X"][i], shifts[k], ops["fill"][i].astype(s.X.dtype))
+    def translated(ops, i, k):
+        fill = ops["extra"]["fill"][i].astype(ops["X"].dtype)
+        return jax.vmap(_translate)(ops["X"][i], shifts[k], fill)
 
-    def score(rows, xp, a, ops):
-        i = rows // nr_steps
-        a = prepare_attributions(a, normalise=normalise, absolute=abs)
-        dx_ = (ops["X"][i] - xp).reshape(xp.shape[0], -1)
-        value = jnp.sum(jnp.abs(ops["a0"][i] - a), axis=1) / (
-            jnp.sqrt(jnp.sum(dx_ * dx_, axis=1)) + 1e-9
-        )
+    def score(i, x, xp, a, extra, y):
+        dx_ = (x - xp).reshape(xp.shape[0], -1)
+        dist = jnp.sqrt(jnp.sum(dx_ * dx_, axis=1))
+        value = jnp.sum(jnp.abs(extra["a0"] - a), axis=1) / (dist + 1e-9)
+        # An unchanged image (the zero translation) scores 0 however the explainer rounds: its
+        # attributions from another pass may differ in the last bit, and divided by 1e-9 that
+        # would be the maximum.
+        value = jnp.where(dist > 0, value, 0.0)
         if return_nan_when_prediction_changes:
-            y = model.apply(ops["params"], xp)
-            value = jnp.where(predicted_class(y) == ops["pred"][i], value, jnp.nan)
+            value = jnp.where(predicted_class(y) == extra["pred"], value, jnp.nan)
         return value
 
-    ops = dict(
-        X=jnp.asarray(s.X),
-        fill=jnp.asarray(fill),
-        a0=jnp.asarray(a0),
-        pred=jnp.asarray(s.predicted),
-        params=s.params,
+    extra = dict(fill=jnp.asarray(fill), pred=jnp.asarray(s.predicted))
+    scores = _perturbed_rows(
+        s, explainer, nr_steps, translated, score, extra, normalise=normalise, absolute=abs
     )
-    out, finite = run_rows(
-        explainer,
-        lambda _: s.model_arg,
-        None,
-        total=n * nr_steps,
-        batch_size=s.batch_size,
-        make=make,
-        score=lambda rows, x, a, o: score(rows, x, a, o),
-        operands=ops,
-        targets=_row_targets(s.targets, nr_steps),
-    )
-    _check_finite(finite, "the translated inputs")
-    scores = np.asarray(out).reshape(n, nr_steps)
     return _finish(s, scores.max(axis=1))
 
 
@@ -569,9 +574,9 @@ def consistency(
         >>> consistency(f, X, sign_map, abs=False).tolist()
         [1.0, 1.0, 0.0]
     """
-    s = setup(f, X, explainer, targets, batch_size)
     n_top = check_int("n", n)
     disc = _discretise(discretise_func, n_top)
+    s = setup(f, X, explainer, targets, batch_size)
     a0 = jnp.asarray(_explain_inputs(s, explainer, normalise=normalise, absolute=abs))
     labels = jax.vmap(disc)(a0)
     labels = labels.reshape(labels.shape[0], -1)
@@ -595,7 +600,6 @@ def _stability(
     kind, f, X, explainer, *, targets, key, batch_size, nr_samples, lower_bound, upper_bound,
     perturb_func, eps_min, normalise, abs, nan_when_changed, layer=None,
 ):  # fmt: skip
-    s = setup(f, X, explainer, targets, batch_size)
     nr_samples = check_int("nr_samples", nr_samples)
     lower_bound = check_number("lower_bound", lower_bound, minimum=None)
     upper_bound = None if upper_bound is None else check_number("upper_bound", upper_bound)
@@ -603,20 +607,19 @@ def _stability(
         raise ValueError(f"upper_bound must be > lower_bound ({lower_bound}); got {upper_bound}")
     eps_min = check_number("eps_min", eps_min, strict=True)
     _check_perturb(perturb_func)
+    s = setup(f, X, explainer, targets, batch_size)
     keys = instance_keys(key, s.X.shape[0])
     perturb = perturb_func or _uniform_noise(lower_bound, upper_bound)
     representation = None
     if kind == "representation":
         representation = _representation(f, layer, s.X)
-    a0 = _explain_inputs(s, explainer, normalise=normalise, absolute=abs)
-    extra = dict(a0=jnp.asarray(a0), pred=jnp.asarray(s.predicted))
+    extra = dict(keys=keys, pred=jnp.asarray(s.predicted))
     if kind == "output":
         extra["h"] = jnp.asarray(s.outputs.reshape(s.X.shape[0], -1))
     if kind == "representation":
         extra["L"] = call(jax.jit(representation), jnp.asarray(s.X))
 
     def score(i, x, xp, a, ex, y):
-        a = prepare_attributions(a, normalise=normalise, absolute=abs)
         numerator = _relative(a, ex["a0"], eps_min)
         if kind == "input":
             c = x.shape[0]
@@ -632,7 +635,10 @@ def _stability(
             value = jnp.where(predicted_class(y) == ex["pred"], value, jnp.nan)
         return value
 
-    scores = _perturbed_rows(s, explainer, keys, nr_samples, perturb, score, extra)
+    scores = _perturbed_rows(
+        s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
+        absolute=abs,
+    )  # fmt: skip
     # The paper's maximum runs over the perturbations that keep the prediction: those that
     # change it are skipped, and an instance scores NaN only when all do.
     return _finish(s, _reduce(scores, "max", nan_if_any=False))
