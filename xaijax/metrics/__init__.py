@@ -13,14 +13,20 @@ perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
 localisation   :func:`pointing_game`, :func:`energy_in_mask`
 axiomatic      :func:`local_accuracy_gap`
 complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
-randomisation  :func:`spearman`, :func:`cascading_randomization` (the model-parameter test)
+robustness     :func:`max_sensitivity`, :func:`avg_sensitivity`, :func:`local_lipschitz_estimate`,
+               :func:`continuity`, :func:`consistency`, :func:`relative_input_stability`,
+               :func:`relative_output_stability`, :func:`relative_representation_stability`
+randomisation  :func:`spearman`, :func:`ssim`, :func:`cascading_randomization` (the model-parameter
+               test), :func:`mprt`, :func:`smooth_mprt`, :func:`efficient_mprt`,
+               :func:`random_logit`
 ============== ==================================================================================
 
 Metrics read :class:`~xaijax.core.explanation.Explanation` objects (or plain arrays of
 attributions) and import no explainer family. A metric that evaluates a model takes the
 explainers' arguments: ``targets`` (``None``, an int, ``(n,)`` ints or a callable on the model's
 outputs) and ``batch_size`` (model rows evaluated at once; ``None`` for the backend's default),
-and its result does not depend on ``batch_size``.
+and its result does not depend on ``batch_size``. Robustness and randomisation metrics take the
+explainer itself, ``explainer(model, X, targets=...)``, and re-run it (compiled when it traces).
 """
 
 from xaijax.metrics.axiomatic import local_accuracy_gap
@@ -47,7 +53,26 @@ from xaijax.metrics.perturbation import (
     sensitivity_n,
     sufficiency,
 )
-from xaijax.metrics.randomisation import cascading_randomization, spearman
+from xaijax.metrics.randomisation import (
+    LayerScores,
+    cascading_randomization,
+    efficient_mprt,
+    mprt,
+    random_logit,
+    smooth_mprt,
+    spearman,
+    ssim,
+)
+from xaijax.metrics.robustness import (
+    avg_sensitivity,
+    consistency,
+    continuity,
+    local_lipschitz_estimate,
+    max_sensitivity,
+    relative_input_stability,
+    relative_output_stability,
+    relative_representation_stability,
+)
 
 __all__ = [
     "Curve",
@@ -74,4 +99,18 @@ __all__ = [
     "spearman",
     "cascading_randomization",
     "gaussian_blur",
+    "max_sensitivity",
+    "avg_sensitivity",
+    "local_lipschitz_estimate",
+    "continuity",
+    "consistency",
+    "relative_input_stability",
+    "relative_output_stability",
+    "relative_representation_stability",
+    "LayerScores",
+    "ssim",
+    "mprt",
+    "smooth_mprt",
+    "efficient_mprt",
+    "random_logit",
 ]

@@ -1,0 +1,285 @@
+"""Running an explainer inside a metric: compiled when it traces, on the host when it does not.
+
+Robustness and randomisation metrics re-run the explainer they evaluate, on perturbed inputs or
+on a randomised model. They take it as a callable ``explainer(model, X, targets=...)`` returning
+attributions ``(n, ...)`` or an :class:`~xaijax.core.explanation.Explanation`, and import no
+explainer family. :func:`run_rows` decides once per metric call how to run it:
+
+* if ``explainer`` traces (a JAX function of ``X``, e.g. ``jax.vmap(jax.grad(...))``), every
+  row of the metric (perturbation x instance) runs in one compiled call: the perturbed inputs
+  are generated, explained and scored chunk by chunk in a ``lax.map`` loop of ``batch_size``
+  rows, so only one chunk of perturbed inputs and attributions exists at a time;
+* otherwise (an explainer that checks its inputs on the host, as xaijax's own explainers do, or
+  one that calls PyTorch) the same chunks run in a Python loop: perturbations and scores are
+  still compiled, and the explainer gets one concrete chunk of rows per call.
+
+The two paths give the same numbers (a test checks it).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax.core.batching import balanced_chunk, evaluate, map_row_chunks
+from xaijax.core.contract import as_float_array, call, resolve_batch_size, split_instances_by_model
+from xaijax.core.explanation import Explanation
+from xaijax.core.targets import check_target_fn, resolve_targets
+from xaijax.metrics.attributions import attribution_array
+
+__all__ = [
+    "Setup",
+    "setup",
+    "predicted_class",
+    "check_explainer",
+    "traced_values",
+    "traceable",
+    "Phase",
+    "rows_runner",
+    "run_rows",
+    "prepare_attributions",
+]
+
+
+# -- the metric's inputs ---------------------------------------------------------------------------
+class Setup(NamedTuple):
+    """A robustness or randomisation metric's checked inputs."""
+
+    X: np.ndarray  # (n, ...)
+    single: bool
+    model: Any  # core Model
+    params: Any
+    outputs: np.ndarray  # (n, *output_shape)
+    predicted: np.ndarray  # (n,) argmax class, or zeros for a scalar output
+    targets: Any  # what the explainer gets: None, a callable or (n,) ints
+    batch_size: int
+    model_arg: Any  # the user's model object, which the explainer gets
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def _evaluate(model, params, X, *, batch_size):
+    return evaluate(model, params, X, batch_size=batch_size)
+
+
+def predicted_class(y):
+    """The predicted class of model outputs ``(c, K)``; a scalar output has one class."""
+    return jnp.argmax(y, axis=1) if y.ndim == 2 else jnp.zeros(y.shape[:1], jnp.int32)
+
+
+def setup(f, X, explainer, targets, batch_size) -> Setup:
+    """Check the arguments every metric of an explainer takes; evaluate the model on ``X``.
+
+    The explainer's targets: the given ones, or the predicted class for a vector output.
+    """
+    check_explainer(explainer)
+    X = as_float_array("X", X)
+    X, single, model, params = split_instances_by_model(f, X)
+    n = X.shape[0]
+    spec = resolve_targets(targets, n, model.num_outputs)
+    if spec.fn is not None:
+        check_target_fn(spec.fn, jax.ShapeDtypeStruct((n,) + model.output_shape, X.dtype))
+    batch_size = resolve_batch_size(batch_size, X.shape[1:], X.dtype)
+    outputs = np.asarray(call(_evaluate, model, params, jnp.asarray(X), batch_size=batch_size))
+    if not np.all(np.isfinite(outputs)):
+        raise ValueError("f returned NaN or inf on X: the metric of such a model is meaningless")
+    predicted = np.asarray(predicted_class(jnp.asarray(outputs)))
+    if spec.fn is not None:
+        explained = spec.fn
+    elif spec.indices is not None:
+        explained = np.asarray(spec.indices)
+    else:  # the predicted class, as the gradient explainers and Quantus's y_batch default
+        explained = predicted.astype(np.int32) if model.output_shape else None
+    return Setup(X, single, model, params, outputs, predicted, explained, batch_size, f)
+
+
+def check_explainer(explainer, name: str = "explainer") -> None:
+    """``explainer`` must be a callable ``explainer(model, X, targets=...)``."""
+    if not callable(explainer) or isinstance(explainer, Explanation):
+        raise TypeError(
+            f"{name} must be a callable explainer(model, X, targets=...) returning attributions "
+            f"(n, ...) or an Explanation, e.g. {name}=xj.saliency; got {type(explainer).__name__}"
+        )
+
+
+def traced_values(out, name: str = "explainer"):
+    """The attribution array of an explainer's traced result (an Explanation or an array)."""
+    if isinstance(out, Explanation):
+        if out.has_output_axis:
+            raise ValueError(
+                f"{name} returned an Explanation with an output axis ({out.output_names}): "
+                "explain one output per instance (targets=...)"
+            )
+        return jnp.asarray(out.values)
+    return jnp.asarray(out)
+
+
+def traceable(explainer, model_of: Callable, params, x_spec, targets_spec) -> bool:
+    """Whether ``explainer(model_of(params), X, targets=...)`` traces with abstract ``X``."""
+    try:
+        jax.eval_shape(
+            lambda p, x, t: traced_values(explainer(model_of(p), x, targets=t)),
+            params,
+            x_spec,
+            targets_spec,
+        )
+    except Exception:  # noqa: BLE001 - anything that fails to trace runs on the host instead
+        return False
+    return True
+
+
+def prepare_attributions(a, *, normalise, absolute: bool):
+    """Flattened attributions ``(rows, m)``, normalised per row, then made absolute.
+
+    ``normalise``: ``False``; ``True`` or ``"max"`` divides each row by its largest magnitude
+    (Quantus's ``normalise_by_max``, but per instance); ``"second_moment"`` divides it by the
+    root of its mean square (``normalise_by_average_second_moment_estimate``, Binder et al.
+    2022). An all-zero row is left as it is.
+    """
+    a = a.reshape(a.shape[0], -1)
+    if normalise is True or normalise == "max":
+        scale = jnp.max(jnp.abs(a), axis=1, keepdims=True)
+    elif normalise == "second_moment":
+        scale = jnp.sqrt(jnp.mean(a * a, axis=1, keepdims=True))
+    else:
+        scale = None
+    if scale is not None:
+        a = a / jnp.where(scale > 0, scale, 1.0)
+    if absolute:
+        a = jnp.abs(a)
+    return a
+
+
+class Phase(NamedTuple):
+    """One pass over rows: ``x = make(rows, ops)``, ``a = explainer(model, x, targets=...)``,
+    then ``score(rows, x, a (c, m), ops)``; ``targets`` is ``None``, a callable or
+    ``(total,)`` ints. A later phase reads the scores of the earlier ones as
+    ``ops["phases"][k]``."""
+
+    total: int
+    make: Callable
+    score: Callable
+    targets: Any
+
+
+def run_rows(explainer, model_of: Callable, params, *, operands: Any, **kwargs):
+    """``rows_runner(...)(params, operands)`` for one phase; returns ``(scores, finite)``."""
+    phase = Phase(
+        kwargs.pop("total"), kwargs.pop("make"), kwargs.pop("score"), kwargs.pop("targets")
+    )
+    (out,) = rows_runner(explainer, model_of, params, operands, [phase], **kwargs)(params, operands)
+    return out
+
+
+def rows_runner(
+    explainer,
+    model_of: Callable,
+    params,
+    operands: Any,
+    phases: list[Phase],
+    *,
+    batch_size: int,
+    traced: bool | None = None,
+    name: str = "explainer",
+) -> Callable:
+    """A function ``run(params, operands)`` running ``phases`` of rows through the explainer.
+
+    ``params`` and ``operands`` here are examples: ``run`` is compiled once for their shapes,
+    all phases in one program when the explainer traces, and may be called with others of the
+    same structure (the layers of a randomised model).
+
+    Args:
+        explainer: the user's explainer.
+        model_of: ``params -> model`` handed to the explainer (the model itself, or an NNX
+            module merged from a randomised state).
+        params: a pytree of arrays (traced), or ``None``.
+        operands: the arrays the phases read (a dict when there are several phases: the
+            earlier phases' scores are added as ``"phases"``).
+        phases: the :class:`Phase` passes, in order.
+        batch_size: rows per chunk.
+        traced: force the compiled (``True``) or host (``False``) path; ``None`` decides.
+        name: the explainer's argument name for messages.
+
+    Returns:
+        ``run``, returning one ``(scores, finite)`` per phase: the scores (a NumPy pytree with
+        leading axis ``total``) and a bool ``(total,)`` saying whether each row's attributions
+        were finite.
+    """
+    chunks = [balanced_chunk(ph.total, batch_size) for ph in phases]
+
+    def per_row(targets):
+        return isinstance(targets, (np.ndarray, jax.Array))
+
+    def targets_of(ph, rows):
+        return jnp.asarray(np.asarray(ph.targets))[rows] if per_row(ph.targets) else ph.targets
+
+    def with_phases(ops, done):
+        return {**ops, "phases": tuple(done)} if done else ops
+
+    if traced is None:
+        ph, chunk = phases[0], chunks[0]
+        x_spec = jax.eval_shape(lambda o: ph.make(jnp.arange(chunk), o), operands)
+        t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if per_row(ph.targets) else ph.targets
+        traced = traceable(explainer, model_of, params, x_spec, t_spec)
+
+    def finish(score, rows, x, a, ops):
+        a = a.reshape(a.shape[0], -1)
+        return score(rows, x, a, ops), jnp.all(jnp.isfinite(a), axis=1)
+
+    if traced:
+
+        @jax.jit
+        def compiled(p, ops):
+            done, outs = [], []
+            for ph, chunk in zip(phases, chunks, strict=True):
+                o = with_phases(ops, done)
+
+                def one(rows, ph=ph, o=o):
+                    x = ph.make(rows, o)
+                    out = explainer(model_of(p), x, targets=targets_of(ph, rows))
+                    a = traced_values(out, name).astype(x.dtype)
+                    return finish(ph.score, rows, x, a, o)
+
+                outs.append(map_row_chunks(one, ph.total, chunk))
+                done.append(outs[-1][0])
+            return outs
+
+        def run_traced(p, ops):
+            return jax.tree.map(np.asarray, call(compiled, p, ops))
+
+        return run_traced
+
+    makes = [jax.jit(ph.make) for ph in phases]
+    finishes = [jax.jit(functools.partial(finish, ph.score)) for ph in phases]
+
+    def run_host(p, ops):
+        model = model_of(p)
+        done, outs = [], []
+        for ph, chunk, make, fin in zip(phases, chunks, makes, finishes, strict=True):
+            o = with_phases(ops, done)
+            pieces = []
+            for start in range(0, ph.total, chunk):
+                # Every chunk has the same size (the last one repeats the final row), so the
+                # compiled perturbation and score run at one shape.
+                rows = jnp.minimum(jnp.arange(start, start + chunk), ph.total - 1)
+                x = call(make, rows, o)
+                t = np.asarray(ph.targets)[np.asarray(rows)] if per_row(ph.targets) else ph.targets
+                a = attribution_array(explainer(model, np.asarray(x), targets=t), name)
+                if a.shape[0] != chunk:
+                    raise ValueError(
+                        f"{name} must return one attribution row per input row: it returned "
+                        f"{a.shape[0]} rows for {chunk} inputs"
+                    )
+                out = call(fin, rows, x, jnp.asarray(a, x.dtype), o)
+                pieces.append(
+                    jax.tree.map(lambda v, s=start, T=ph.total: np.asarray(v)[: T - s], out)
+                )
+            outs.append(jax.tree.map(lambda *vs: np.concatenate(vs), *pieces))
+            done.append(jax.tree.map(jnp.asarray, outs[-1][0]))
+        return outs
+
+    return run_host
