@@ -236,3 +236,20 @@ def test_bad_arguments_are_named():
             xj.shapley_interactions(model, X32, B32, **kwargs)
     with pytest.raises(ValueError, match="features"):
         xj.shapley_interactions(model, np.zeros((1, 21), np.float32), np.zeros((2, 21), np.float32))
+
+
+def test_command_line_writes_the_interaction_figures(tmp_path, monkeypatch):
+    from xaijax import cli
+
+    (tmp_path / "interaction_model.py").write_text("def f(X):\n    return X[:, 0] * X[:, 1]\n")
+    np.savez(tmp_path / "data.npz", X=X32[:, :3])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    argv = ["explain", "--model", "interaction_model:f", "--data", str(tmp_path / "data.npz")]
+    assert cli.main([*argv, "--method", "shapley_interactions", "--out", str(out)]) == 0
+    assert (out / "interaction_matrix.png").exists() and (out / "interaction_network.png").exists()
+    exp = xj.Explanation.load(out / "explanation")
+    # f = x0 x1 with the rows as background: SII(0, 1) = mean_b (x0 - b0)(x1 - b1), halved
+    d = X[:, None, :2] - X[None, :, :2]
+    want = (d[..., 0] * d[..., 1]).mean(1) / 2
+    np.testing.assert_allclose(exp.values[:, 0, 1], want, atol=1e-5)
