@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 import xaijax as xj
-from xaijax.shapley.interactions import INDICES, aggregate_k_sii, moebius_weights
+from xaijax.shapley.interactions import (
+    INDICES,
+    aggregate_k_sii,
+    moebius_weights,
+    svarm_coefficients,
+)
 
 M = 5
 _rng = np.random.default_rng(0)
@@ -215,6 +220,47 @@ def test_kernel_fsii_converges_and_is_exact_at_full_budget():
     assert errors[2] < 1e-5 and errors[2] < errors[0], errors
 
 
+@pytest.mark.parametrize("index", ["SII", "STII", "BII"])
+def test_svarm_converges_and_is_exact_at_full_budget(index):
+    exact = xj.shapley_interactions(model, X32, B32, index=index, max_order=3)
+    errors = []
+    budgets = (12, 24, 2**M) if index == "SII" else (12, 2**M)  # compilations cost test time
+    for budget in budgets:
+        exp = xj.shapley_interactions(
+            model,
+            X32,
+            B32,
+            index=index,
+            max_order=3,
+            method="svarm",
+            key=jax.random.key(2),
+            budget=budget,
+        )
+        assert exp.extras["num_evaluations"] == budget
+        errors.append(
+            max(
+                np.abs(exp.extras[f"order_{s}"] - exact.extras[f"order_{s}"]).max()
+                for s in (1, 2, 3)
+            )
+        )
+    assert errors[-1] < 1e-5 < errors[0], errors
+    assert errors == sorted(errors, reverse=True), errors
+
+
+def test_svarm_coefficients_are_the_discrete_derivative_weights():
+    """Stratum coefficients against the definition, coalition by coalition."""
+    coef = svarm_coefficients("SII", M, 2)[2]
+    S = (0, 1)
+    rest = [p for p in range(M) if p not in S]
+    want = np.zeros((3, M - 1))
+    for r in range(M - 1):
+        for _ in itertools.combinations(rest, r):
+            w = math.factorial(r) * math.factorial(M - r - 2) / math.factorial(M - 1)
+            for L in itertools.chain.from_iterable(itertools.combinations(S, q) for q in range(3)):
+                want[len(L), r] += (-1) ** (2 - len(L)) * w
+    np.testing.assert_allclose(coef, want, atol=1e-12)
+
+
 def test_bad_arguments_are_named():
     cases = [
         (dict(index="shapley"), ValueError, "index"),
@@ -230,6 +276,8 @@ def test_bad_arguments_are_named():
             "budget",
         ),
         (dict(method="permutation"), TypeError, "key"),
+        (dict(method="svarm", index="k-SII", key=jax.random.key(0)), ValueError, "index"),
+        (dict(method="svarm", key=jax.random.key(0), budget=2), ValueError, "budget"),
     ]
     for kwargs, error, name in cases:
         with pytest.raises(error, match=name):

@@ -5,7 +5,8 @@ a weighted sum of the Möbius coefficients ``m(T) = sum_{L ⊆ T} (-1)^{|T|-|L|}
 supersets of the interaction: ``I(S) = sum_{T ⊇ S} w[|S|, |T|] m(T)``
 (:func:`moebius_weights`). The exact method scores all ``2^M`` coalitions once, takes the Möbius
 transform and one weighted superset sum per order; the sampling methods estimate the same
-numbers from random permutations (SII, k-SII, STII) or a weighted regression (FSII).
+numbers from random permutations (SII, k-SII, STII), a weighted regression (FSII) or
+stratified coalition samples (SII, STII, BII).
 
 Results are :class:`~xaijax.core.explanation.Explanation` of kind ``"interaction"``: ``values``
 is the pairwise matrix in shap's layout (``shap_interaction_values``): ``(n, M, M[, K])``, the
@@ -62,6 +63,7 @@ __all__ = [
     "moebius_weights",
     "moebius_transform",
     "aggregate_k_sii",
+    "svarm_coefficients",
 ]
 
 INDICES = ("SII", "k-SII", "STII", "FSII", "BII")
@@ -70,6 +72,7 @@ METHODS = {
     "exact": INDICES,
     "permutation": ("SII", "k-SII", "STII"),
     "kernel": ("FSII",),
+    "svarm": ("SII", "STII", "BII"),
 }
 # Indices whose orders 1..max_order sum to v(N) - v(empty) (their order 0 is v(empty)).
 EFFICIENT = ("k-SII", "STII", "FSII")
@@ -278,7 +281,14 @@ def shapley_interactions(
     * ``"kernel"`` (FSII; needs ``key``): FSII's defining weighted regression on coalitions
       planned as Kernel SHAP plans them (sizes enumerated while the budget allows, the rest
       sampled), efficiency imposed exactly; equals the exact FSII once the budget covers
-      every coalition.
+      every coalition. This is the Faith-Shap regression (shapiq's ``RegressionFSII``), not
+      KernelSHAP-IQ's SII regression.
+    * ``"svarm"`` (SII, STII, BII; needs ``key``): SVARM-IQ's stratification. Each index is a
+      fixed combination of the mean values of the strata ``|A ∩ S| = l``, ``|A - S| = k``
+      (:func:`svarm_coefficients`); every coalition scored updates the stratum it falls in for
+      every interaction ``S`` at once. Coalitions as ``"kernel"`` plans them (complete sizes
+      from the edges, the rest drawn by size, uniform within a size, so within a stratum); a
+      stratum never drawn counts as 0. Exact once the budget covers every coalition.
 
     Args:
         f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)`` (any form exact_shapley takes).
@@ -287,11 +297,12 @@ def shapley_interactions(
         index: ``"SII"``, ``"k-SII"``, ``"STII"``, ``"FSII"`` or ``"BII"``.
         max_order: the highest interaction order ``1 <= max_order <= M`` (the ``k`` of k-SII,
             STII and FSII).
-        method: ``"exact"``, ``"permutation"`` or ``"kernel"`` (see above).
+        method: ``"exact"``, ``"permutation"``, ``"kernel"`` or ``"svarm"`` (see above).
         key: for the sampling methods, a ``jax.random.key`` (or raw key), or ``(n,)`` keys;
             unused by ``"exact"``.
         budget: coalitions scored per instance by a sampling method (each over the
-            background); ``None``: 10 permutations, or Kernel SHAP's ``2M + 2048``.
+            background); ``None``: 10 permutations, or Kernel SHAP's ``2M + 2048`` (capped at
+            ``2^M``).
         targets, batch_size, mesh, link, background_weights, feature_names, groups, masker: as
             in :func:`~xaijax.exact_shapley` (with ``groups`` the groups are the players).
 
@@ -315,7 +326,8 @@ def shapley_interactions(
         in cooperative games", 1999 (SII, BII). Sundararajan et al., "The Shapley Taylor
         Interaction Index", ICML 2020. Tsai et al., "Faith-Shap", JMLR 2023. Bordt & von
         Luxburg, "From Shapley Values to Generalized Additive Models and back", AISTATS 2023
-        (k-SII). Fumagalli et al., "SHAP-IQ", NeurIPS 2023. Muschalik et al., "shapiq", 2024.
+        (k-SII). Fumagalli et al., "SHAP-IQ", NeurIPS 2023. Kolpaczki et al., "SVARM-IQ",
+        AISTATS 2024. Muschalik et al., "shapiq", 2024.
 
     Example:
         >>> import numpy as np
@@ -377,9 +389,13 @@ def shapley_interactions(
         orders, base, finite, evaluations = _permutation_call(
             problem, M, index, max_order, link, mesh, keys, budget, outputs, itemsize
         )
-    else:
+    elif method == "kernel":
         orders, base, finite, evaluations = _kernel_call(
             problem, M, max_order, link, mesh, keys, budget, outputs, itemsize
+        )
+    else:
+        orders, base, finite, evaluations = _svarm_call(
+            problem, M, index, max_order, link, mesh, keys, budget, outputs, itemsize
         )
     return _finish(problem, orders, base, finite, index, max_order, evaluations)
 
@@ -874,5 +890,189 @@ def _kernel_instances(
             )
             start += count
         return tuple(orders), empty, output_status(link, raw)
+
+    return map_instances(one, (X, keys, instance_ids), S * fill.num_rows, batch_size)
+
+
+# -- svarm (stratified sampling) -------------------------------------------------------------
+def svarm_coefficients(index: str, M: int, max_order: int) -> tuple[np.ndarray, ...]:
+    """Per order ``s``, ``coef[l, k]``: what the mean value of the stratum of coalitions ``A``
+    with ``|A ∩ S| = l`` and ``|A \\ S| = k`` contributes to ``I(S)``.
+
+    Every index here is a weighted sum of discrete derivatives,
+    ``I(S) = sum_{T ⊆ N \\ S} w_s(|T|) sum_{L ⊆ S} (-1)^(s - |L|) v(T ∪ L)``, so
+    ``coef[l, k] = (-1)^(s - l) w_s(k) C(s, l) C(M - s, k)`` (the stratum's size times its
+    weight). ``w_s``: SII ``k! (M - s - k)! / (M - s + 1)!``, BII ``2^-(M - s)``; STII at its top
+    order ``s = max_order``: ``(s / M) / C(M - 1, k)``, below it the Möbius coefficient
+    (``w_s(k) = [k = 0]``). Entries are bounded by ``C(s, l)``.
+
+    Example:
+        >>> svarm_coefficients("SII", 3, 1)[1].round(4).tolist()  # Shapley value: 1/3 per size
+        [[-0.3333, -0.3333, -0.3333], [0.3333, 0.3333, 0.3333]]
+    """
+    out = []
+    for s in range(max_order + 1):
+        coef = np.zeros((s + 1, M - s + 1))
+        for k in range(M - s + 1):
+            if index == "SII":
+                w = Fraction(
+                    math.factorial(k) * math.factorial(M - s - k), math.factorial(M - s + 1)
+                )
+            elif index == "BII":
+                w = Fraction(1, 2 ** (M - s))
+            elif index == "STII" and s == max_order:
+                w = Fraction(s, M) / math.comb(M - 1, k)
+            elif index == "STII":
+                w = Fraction(int(k == 0))
+            else:
+                raise ValueError(f"method='svarm' estimates SII, STII and BII; got {index!r}")
+            for l in range(s + 1):  # noqa: E741
+                coef[l, k] = float((-1) ** (s - l) * w * math.comb(s, l) * math.comb(M - s, k))
+        out.append(coef)
+    return tuple(out)
+
+
+def _svarm_call(problem, M, index, max_order, link, mesh, keys, budget, outputs, itemsize):
+    if M < 2 or (budget is not None and budget < 3):
+        raise ValueError(
+            f"method='svarm' needs M >= 2 players and budget >= 3 (the empty and full "
+            f"coalitions and one more); got M={M}, budget={budget}"
+        )
+    num_samples = "auto" if budget is None else budget - 2
+    plan = coalition_plan(M, num_samples)
+    S = plan.num_samples + 2
+    num_sets = sum(math.comb(M, s) for s in range(max_order + 1))
+    check_work(
+        "budget",
+        budget,
+        S * (num_sets * (outputs + 2) + M) * itemsize,
+        problem.batch_size,
+        int(np.prod(problem.X.shape[1:])) * itemsize,
+        f"{S} coalitions x {num_sets} interactions",
+    )
+    orders, base, status = contract.call(
+        _svarm,
+        problem.model,
+        problem.params,
+        problem.X,
+        problem.fill,
+        keys,
+        *group_args(problem),
+        M=M,
+        index=index,
+        max_order=max_order,
+        num_samples=num_samples,
+        link=link,
+        batch_size=problem.batch_size,
+        mesh=mesh,
+    )
+    return list(orders), base, status, S
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "model",
+        "M",
+        "index",
+        "max_order",
+        "num_samples",
+        "link",
+        "batch_size",
+        "mesh",
+    ),
+)
+def _svarm(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **opts):
+    def local(instances, shared):
+        return _svarm_instances(model, *shared, *instances, **opts)
+
+    return over_instances(local, (X, keys, instance_ids), (params, fill, shared_ids), mesh=mesh)
+
+
+def _svarm_instances(
+    model,
+    params,
+    fill,
+    shared_ids,
+    X,
+    keys,
+    instance_ids,
+    *,
+    M,
+    index,
+    max_order,
+    num_samples,
+    link,
+    batch_size,
+):
+    plan = coalition_plan(M, num_samples)
+    ends = np.stack([np.zeros(M, bool), np.ones(M, bool)])
+    fixed = jnp.asarray(np.concatenate([ends, plan.fixed_masks]))
+    S = plan.num_samples + 2
+    coefficients = svarm_coefficients(index, M, max_order)
+    dtype = X.dtype
+
+    def sample(key):
+        # Sizes as Kernel SHAP draws them (complementary pairs); given its size a coalition is
+        # uniform, so given |A ∩ S| it is uniform in its stratum: stratum means are unbiased.
+        num_pairs = -(-plan.num_random // 2)
+        size_key, subset_key = jax.random.split(key)
+        sizes = jax.random.choice(
+            size_key,
+            jnp.asarray(plan.random_sizes),
+            (num_pairs,),
+            p=jnp.asarray(plan.random_probs, dtype),
+        )
+        m = random_subsets(subset_key, sizes, M)
+        return jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)[: plan.num_random]
+
+    def one(args):
+        x, key, ids = args
+        ids = shared_ids if ids is None else ids
+        masks = jnp.concatenate([fixed, sample(key)]) if plan.num_random else fixed
+        rows, w = fill(x)
+        raw = coalition_values(
+            model,
+            params,
+            x,
+            rows,
+            w,
+            on_elements(lambda i: masks[i], ids, x.shape),
+            S,
+            batch_size,
+            fill=fill,
+        )
+        v = apply_link(link, raw)
+        out = v.shape[1:]
+        size = masks.sum(axis=1, dtype=jnp.int32)
+        orders = []
+        for s in range(max_order + 1):
+            sets = np.array(list(itertools.combinations(range(M), s)), np.int32)
+            sets = sets.reshape(len(sets), s)
+            members = np.zeros((len(sets), M), np.int32)
+            for r, c in enumerate(sets):
+                members[r, c] = 1
+            inside = masks.astype(jnp.int32) @ jnp.asarray(members).T  # (S, C): |A ∩ S|
+            strata = (s + 1) * (M - s + 1)
+            stratum = inside * (M - s + 1) + (size[:, None] - inside)
+            segment = (jnp.arange(len(sets))[None, :] * strata + stratum).reshape(-1)
+            total = len(sets) * strata
+            values = jnp.broadcast_to(v[:, None], (S, len(sets)) + out).reshape((-1,) + out)
+            sums = jax.ops.segment_sum(values, segment, total).reshape(
+                (len(sets), s + 1, M - s + 1) + out
+            )
+            counts = jax.ops.segment_sum(jnp.ones(segment.shape, dtype), segment, total)
+            counts = counts.reshape((len(sets), s + 1, M - s + 1) + (1,) * len(out))
+            means = sums / jnp.maximum(counts, 1)  # an unsampled stratum counts as 0
+            coef = jnp.asarray(coefficients[s], dtype).reshape(
+                (1, s + 1, M - s + 1) + (1,) * len(out)
+            )
+            estimate = (means * coef).sum(axis=(1, 2))  # (C, *out)
+            if s == 0:
+                orders.append(estimate[0])
+            else:
+                dense = jnp.zeros((M,) * s + out, dtype)
+                orders.append(_scatter_symmetric(dense, jnp.asarray(sets), estimate, s))
+        return tuple(orders), v[0], output_status(link, raw)
 
     return map_instances(one, (X, keys, instance_ids), S * fill.num_rows, batch_size)
