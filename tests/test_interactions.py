@@ -71,7 +71,7 @@ def shapiq_values():
     from shapiq import ExactComputer
 
     out = {}
-    for i in range(len(X)):
+    for i in (1,):  # one instance: batches equal loops in the contract suite
         computer = ExactComputer(game(X[i]), M)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -87,7 +87,7 @@ def test_exact_indices_equal_shapiq_exact_computer(shapiq_values, index, order):
     exp = xj.shapley_interactions(model, X32, B32, index=index, max_order=order)
     assert exp.kind == "interaction" and exp.extras["index"] == index
     worst = 0.0
-    for i in range(len(X)):
+    for i in (1,):
         iv = shapiq_values[i, index, order]
         for S, j in iv.interaction_lookup.items():
             if not S and index == "SII" and order == 1:
@@ -190,7 +190,7 @@ def test_moebius_weights_recover_the_definitions():
 def test_permutation_sampling_converges_to_exact(index):
     exact = xj.shapley_interactions(model, X32, B32, index=index)
     errors = []
-    for budget in (200, 2000, 20000):
+    for budget in (200, 20000):
         exp = xj.shapley_interactions(
             model, X32, B32, index=index, method="permutation", key=jax.random.key(0), budget=budget
         )
@@ -203,29 +203,28 @@ def test_permutation_sampling_converges_to_exact(index):
                 + exp.extras["order_2"].sum((1, 2)) / 2
             )
             np.testing.assert_allclose(total, model_np(X), atol=1e-4)
-    assert errors[2] < errors[1] < errors[0], errors
-    assert errors[2] < 0.05 * np.abs(exact.values).max(), errors
+    assert errors[1] < errors[0] / 3, errors
+    assert errors[1] < 0.05 * np.abs(exact.values).max(), errors
 
 
 def test_kernel_fsii_converges_and_is_exact_at_full_budget():
     exact = xj.shapley_interactions(model, X32, B32, index="FSII")
     errors = []
-    for budget in (16, 24, 2**M):
+    for budget in (16, 2**M):
         exp = xj.shapley_interactions(
             model, X32, B32, index="FSII", method="kernel", key=jax.random.key(1), budget=budget
         )
         errors.append(np.abs(exp.values - exact.values).max())
         total = exp.base_values + exp.values.sum((1, 2))
         np.testing.assert_allclose(total, model_np(X), atol=1e-4)  # efficiency imposed exactly
-    assert errors[2] < 1e-5 and errors[2] < errors[0], errors
+    assert errors[1] < 1e-5 < errors[0], errors
 
 
 @pytest.mark.parametrize("index", ["SII", "STII", "BII"])
 def test_svarm_converges_and_is_exact_at_full_budget(index):
     exact = xj.shapley_interactions(model, X32, B32, index=index, max_order=3)
     errors = []
-    budgets = (12, 24, 2**M) if index == "SII" else (12, 2**M)  # compilations cost test time
-    for budget in budgets:
+    for budget in (12, 2**M):
         exp = xj.shapley_interactions(
             model,
             X32,
