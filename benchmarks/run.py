@@ -33,6 +33,7 @@ README = os.path.join(os.path.dirname(HERE), "README.md")
 # name -> (arguments for full size, arguments for --quick)
 BENCHMARKS = {
     "kernel_shap": ([], ["--instances", "4", "--shap-instances", "1", "--repeats", "1"]),
+    "interactions": ([], "--features 10 --instances 2 --repeats 1".split()),
     "image_shapley": ([], "--images 2 --num-samples 200 --max-evals 500 --repeats 1".split()),
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
@@ -42,7 +43,6 @@ BENCHMARKS = {
         [],
         ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
     ),
-    "interactions": ([], "--features 10 --instances 2 --repeats 1".split()),
 }
 
 
