@@ -33,6 +33,7 @@ README = os.path.join(os.path.dirname(HERE), "README.md")
 # name -> (arguments for full size, arguments for --quick)
 BENCHMARKS = {
     "kernel_shap": ([], ["--instances", "4", "--shap-instances", "1", "--repeats", "1"]),
+    "interactions": ([], "--features 10 --instances 2 --repeats 1".split()),
     "image_shapley": ([], "--images 2 --num-samples 200 --max-evals 500 --repeats 1".split()),
     "lime": ([], ["--quick"]),
     "gradcam": ([], ["--batch", "4", "--size", "64", "--repeats", "1"]),
@@ -205,6 +206,20 @@ def rows_of(name: str, report: dict) -> list[dict]:
                 "reference": f"xaijax {kernel['method']} (error {kernel['relative_error']:.2f})",
                 "reference_ms": 1e3 * kernel["seconds"] / n,
                 "floor_ms": None,
+            }
+        )
+    elif name == "interactions":
+        diff = report.get("max_abs_diff_vs_shapiq")
+        rows.append(
+            {
+                "case": f"exact SII (orders 0-2): MLP M={report['features']}, 2^"
+                f"{report['features']} coalitions x {report['background']} background rows"
+                + (f" (max abs diff {diff:.1e})" if diff is not None else ""),
+                "unit": "instance",
+                "xaijax_ms": report["xaijax_ms_per_instance"],
+                "reference": "shapiq ExactComputer" if report["shapiq"] else None,
+                "reference_ms": report["shapiq_ms_per_instance"],
+                "floor_ms": report["floor_ms_per_instance"],
             }
         )
     elif name == "perturbation":

@@ -151,10 +151,10 @@ def test_image_maps_index_data_along_the_pixels():
 
 
 def test_kinds_are_checked_and_refused_where_meaningless():
-    assert set(KINDS) == {"additive", "path", "map", "surrogate", "prototype"}
+    assert set(KINDS) == {"additive", "path", "map", "surrogate", "prototype", "interaction"}
     with pytest.raises(ValueError, match="kind must be one of"):
         batch(kind="shapley")
-    for kind in ("map", "surrogate", "prototype"):
+    for kind in ("map", "surrogate", "prototype", "interaction"):
         with pytest.raises(TypeError, match=f"kind '{kind}'"):
             batch(kind=kind).to_shap()
     require_kind(batch(kind="path"), ("additive", "path"), "x")  # no error

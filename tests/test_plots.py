@@ -444,3 +444,62 @@ def test_shap_style_plots_need_the_right_shape():
         plots.heatmap(explanation()[0])
     with pytest.raises(ValueError, match=r"^scatter needs a batch"):
         plots.scatter(explanation()[0], 0)
+
+
+def interaction_explanation(K=None):
+    """A batch of symmetric (n, M, M[, K]) interaction values in shap's layout."""
+    raw = RNG.normal(size=(6, 4, 4) + ((K,) if K else ()))
+    values = (raw + np.swapaxes(raw, 1, 2)) / 2
+    names = ("p0", "p1", "p2")[:K] if K else None
+    base = np.zeros((6, K)) if K else np.zeros(6)
+    return Explanation(
+        values,
+        base,
+        X,
+        feature_names=NAMES,
+        output_names=names,
+        kind="interaction",
+        method="shapley_interactions",
+        extras={"index": "k-SII"},
+    )
+
+
+def test_interaction_matrix_draws_whole_pair_values():
+    exp = interaction_explanation(K=3)
+    whole = exp.values[..., 2] * np.where(np.eye(4, dtype=bool), 1, 2)[None]
+    # One instance: signed, features by total |value|.
+    one = exp[1]
+    fig = plots.interaction_matrix(one, targets=2)
+    order = np.argsort(-np.abs(whole[1]).sum(1), kind="stable")
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), whole[1][np.ix_(order, order)])
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [NAMES[i] for i in order]
+    assert "k-SII" in fig.axes[0].get_title() and "p2" in fig.axes[0].get_title()
+    # A batch: the mean |value| of each entry; max_display keeps the strongest features.
+    mean_abs = np.abs(whole).mean(0)
+    fig = plots.interaction_matrix(exp, targets="p2", max_display=2)
+    order = np.argsort(-mean_abs.sum(1), kind="stable")[:2]
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), mean_abs[np.ix_(order, order)])
+    assert rendered_size(fig) > 1000
+
+
+def test_interaction_network_draws_the_strongest_pairs():
+    exp = interaction_explanation()
+    pair = np.abs(2 * exp.values).mean(0)
+    rows, cols = np.triu_indices(4, k=1)
+    strongest = np.argsort(-pair[rows, cols], kind="stable")[:3]
+    fig = plots.interaction_network(exp, max_edges=3)
+    lines = fig.axes[0].lines
+    assert [line.get_label() for line in lines] == [
+        f"{NAMES[rows[p]]}-{NAMES[cols[p]]}" for p in strongest
+    ]
+    widths = [line.get_linewidth() for line in lines]
+    assert widths == sorted(widths, reverse=True) and widths[0] == pytest.approx(8.0)
+    assert rendered_size(fig) > 1000
+
+
+def test_interaction_plots_refuse_other_kinds():
+    for plot in (plots.interaction_matrix, plots.interaction_network):
+        with pytest.raises(TypeError, match="kind"):
+            plot(explanation())
+    with pytest.raises(ValueError, match="max_edges"):
+        plots.interaction_network(interaction_explanation(), max_edges=0)

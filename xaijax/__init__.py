@@ -76,6 +76,7 @@ from xaijax.shapley import (
     max_shapley_pairs,
     partition_shap,
     permutation_shap,
+    shapley_interactions,
     shapley_kernel_weights,
 )
 from xaijax.transformers import attention_rollout
@@ -131,6 +132,7 @@ __all__ = [
     "max_shapley_pairs",
     "partition_shap",
     "permutation_shap",
+    "shapley_interactions",
     "shapley_kernel_weights",
     # feature groups
     "patch_groups",

@@ -7,7 +7,8 @@ set: figures appear in notebooks and GUIs as the user configured (``MPLBACKEND``
 The tabular figures are the ones shap offers, drawn without shap: :func:`bar`, :func:`beeswarm`,
 :func:`waterfall`, :func:`force` (static), :func:`scatter` (dependence), :func:`heatmap` and
 :func:`decision`, with shap's orderings (features by mean ``|value|``, instances by hierarchical
-clustering, decision paths from the least to the most important feature).
+clustering, decision paths from the least to the most important feature). Interaction values
+(kind ``"interaction"``) have :func:`interaction_matrix` and :func:`interaction_network`.
 
 Where an explanation has several outputs, ``targets`` (an int, or an output name) picks the one
 shown, the position on the Explanation's output axis (for LIME, among the explained labels); the
@@ -48,6 +49,8 @@ __all__ = [
     "heatmap",
     "decision",
     "hclust_order",
+    "interaction_matrix",
+    "interaction_network",
     "overlay",
     "image_grid",
     "lime_bar",
@@ -943,6 +946,166 @@ def compare(reference: ArrayLike, estimates: dict, *, title: str = "estimates ag
     ax.set_ylabel("estimate")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# -- interactions ----------------------------------------------------------------------------
+def _interaction_matrix(exp: Explanation, targets, what: str):
+    """``(matrix, mean_abs, output label)``: the order-1 values on the diagonal and each pair's
+    whole value off it (twice shap's halved entry); a batch gives its mean and mean ``|.|``."""
+    require_kind(exp, ("interaction",), what)
+    values, _, shown = _one_output(exp, targets)
+    if values.ndim not in (2, 3) or values.shape[-1] != values.shape[-2]:
+        raise ValueError(
+            f"{what} draws a pairwise matrix (M, M) or a batch (n, M, M); got values of shape "
+            f"{values.shape}"
+        )
+    M = values.shape[-1]
+    whole = np.where(np.eye(M, dtype=bool), values, 2 * values).astype(np.float64)
+    if whole.ndim == 3:
+        return whole.mean(0), np.abs(whole).mean(0), shown
+    return whole, np.abs(whole), shown
+
+
+def interaction_matrix(
+    exp: Explanation,
+    *,
+    targets: int | str | None = None,
+    max_display: int = 12,
+    title: str | None = None,
+):
+    """The pairwise interaction matrix: order-1 values on the diagonal, pair values off it.
+
+    One instance is drawn signed; a batch as the mean ``|value|`` of each entry (global
+    strength, as :func:`bar` does for attributions). Off the diagonal each pair's whole index
+    value is drawn, twice the halved entry of shap's layout that ``exp.values`` holds. Features
+    are ordered by their total ``|interaction|``; the ``max_display`` strongest are drawn.
+
+    Args:
+        exp: an Explanation of kind ``"interaction"`` (:func:`~xaijax.shapley_interactions`),
+            one instance ``(M, M[, K])`` or a batch ``(n, M, M[, K])``.
+        targets: the output shown, an int position or an output name; default the first.
+        max_display: most features drawn.
+        title: the figure title (default: the method, the index and the output shown).
+
+    Returns:
+        The matplotlib Figure; ``fig.axes[0].images[0]`` holds the matrix drawn.
+
+    Raises:
+        TypeError: for kinds other than ``"interaction"``.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax import Explanation
+        >>> values = np.array([[1.0, 0.5], [0.5, -2.0]])
+        >>> fig = interaction_matrix(Explanation(values, 0.0, np.ones(2), kind="interaction"))
+    """
+    max_display = check_int("max_display", max_display, minimum=1)
+    signed, strength, shown = _interaction_matrix(exp, targets, "interaction_matrix")
+    batch = np.ndim(exp.base_values) > (1 if exp.has_output_axis else 0)
+    matrix = strength if batch else signed
+    M = matrix.shape[0]
+    names = _names(exp, M)
+    order = np.argsort(-strength.sum(1), kind="stable")[:max_display]
+    drawn = matrix[np.ix_(order, order)]
+    labels = [names[i] for i in order]
+    size = 0.45 * len(order) + 2.2
+    fig, ax = _pyplot().subplots(figsize=(size + 1.2, size))
+    if batch:
+        image = ax.imshow(drawn, cmap="Reds", vmin=0, vmax=float(drawn.max()) or 1.0)
+    else:
+        vmax = float(np.abs(drawn).max()) or 1.0
+        image = ax.imshow(drawn, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    ax.set_xticks(range(len(order)), labels, rotation=90, fontsize=9)
+    ax.set_yticks(range(len(order)), labels, fontsize=9)
+    if len(order) <= 10:
+        fmt = number_format(drawn)
+        dark = 0.6 * (float(np.abs(drawn).max()) or 1.0)
+        for (r, c), v in np.ndenumerate(drawn):
+            colour = "white" if abs(v) > dark else "black"
+            ax.text(c, r, fmt(v), ha="center", va="center", fontsize=7, color=colour)
+    index = exp.extras.get("index", "interaction")
+    what = f"mean |{index}|" if batch else str(index)
+    fig.colorbar(image, ax=ax, label=_axis_label(what, shown), shrink=0.8)
+    ax.set_title(
+        _title(title, f"{index} (diagonal: order 1; off it: pairs)", exp, shown), fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+def interaction_network(
+    exp: Explanation,
+    *,
+    targets: int | str | None = None,
+    max_edges: int = 10,
+    title: str | None = None,
+):
+    """The strongest pairwise interactions as a network: features on a circle, one edge per pair.
+
+    Edges are the ``max_edges`` pairs of largest ``|value|`` (a batch: mean ``|value|``), their
+    width proportional to it, red where the (mean) pair value is positive and blue where
+    negative; node areas are proportional to the order-1 ``|value|``. Drawn with matplotlib
+    alone (no graph library).
+
+    Args:
+        exp: an Explanation of kind ``"interaction"``, one instance or a batch.
+        targets: the output shown, an int position or an output name; default the first.
+        max_edges: most pairs drawn, strongest first.
+        title: the figure title (default: the method, the index and the output shown).
+
+    Returns:
+        The matplotlib Figure; ``fig.axes[0].lines`` are the edges, strongest first, each with
+        ``get_label()`` ``"a-b"``.
+
+    Raises:
+        TypeError: for kinds other than ``"interaction"``.
+
+    Example:
+        >>> import numpy as np
+        >>> from xaijax import Explanation
+        >>> values = np.array([[1.0, 0.5, 0.0], [0.5, -2.0, -0.1], [0.0, -0.1, 0.3]])
+        >>> fig = interaction_network(Explanation(values, 0.0, np.ones(3), kind="interaction"))
+        >>> [line.get_label() for line in fig.axes[0].lines]
+        ['x0-x1', 'x1-x2', 'x0-x2']
+    """
+    max_edges = check_int("max_edges", max_edges, minimum=1)
+    signed, strength, shown = _interaction_matrix(exp, targets, "interaction_network")
+    M = signed.shape[0]
+    names = _names(exp, M)
+    rows, cols = np.triu_indices(M, k=1)
+    pairs = np.argsort(-strength[rows, cols], kind="stable")[:max_edges]
+    angle = np.pi / 2 - 2 * np.pi * np.arange(M) / M
+    xy = np.stack([np.cos(angle), np.sin(angle)], 1)
+    fig, ax = _pyplot().subplots(figsize=(6, 6))
+    top = float(strength[rows, cols].max()) or 1.0
+    fmt = number_format(strength[rows[pairs], cols[pairs]])
+    for p in pairs:
+        a, b = rows[p], cols[p]
+        ax.plot(
+            xy[[a, b], 0],
+            xy[[a, b], 1],
+            color=_POS if signed[a, b] >= 0 else _NEG,
+            lw=0.5 + 7.5 * strength[a, b] / top,
+            alpha=0.75,
+            zorder=1,
+            label=f"{names[a]}-{names[b]}",
+        )
+        mid = xy[[a, b]].mean(0)
+        ax.text(*mid, fmt(signed[a, b], sign=True), fontsize=7, ha="center", va="center")
+    first = np.diagonal(strength)
+    area = 200 + 1800 * first / (float(first.max()) or 1.0)
+    ax.scatter(xy[:, 0], xy[:, 1], s=area, color="#dddddd", edgecolor="black", zorder=2)
+    for i in range(M):
+        ax.text(*(1.2 * xy[i]), names[i], ha="center", va="center", fontsize=9)
+    ax.set_xlim(-1.45, 1.45)
+    ax.set_ylim(-1.45, 1.45)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    index = exp.extras.get("index", "interaction")
+    what = f"strongest {len(pairs)} pairs of {index}"
+    ax.set_title(_title(title, what, exp, shown), fontsize=10)
     fig.tight_layout()
     return fig
 

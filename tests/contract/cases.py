@@ -81,6 +81,8 @@ OPTIONS: dict[str, dict] = {
     "rise": {"num_masks": 16, "cell_size": 4},
     # 8 of the full recursion's 10 + 2 evaluations: the budgeted best-first queue runs.
     "partition_shap": {"max_evals": 8},
+    # Sampled (two permutations), so keyed; k-SII is efficient, so the invariant is checked.
+    "shapley_interactions": {"method": "permutation", "index": "k-SII", "budget": 32},
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.

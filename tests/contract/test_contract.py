@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from cases import NO_CALLABLE_TARGETS, N, case_for, text_classifier
+from cases import NO_CALLABLE_TARGETS, M, N, case_for, text_classifier
 from compiles import count_compiles
 
 import xaijax
@@ -166,6 +167,15 @@ def test_the_invariant_of_its_kind_holds(case):
         if exp.kind == "path":
             want = want - np.asarray(picked.extras["completeness_gap"], np.float64)
         _close(total, want, rtol=1e-4)
+    elif exp.kind == "interaction":
+        np.testing.assert_array_equal(values, np.swapaxes(values, 1, 2))
+        assert values.shape[:3] == (N, M, M)
+        if exp.extras["efficient"]:  # every order summed, each set once
+            total = np.asarray(base).copy()
+            for s in range(1, exp.extras["max_order"] + 1):
+                dense = np.asarray(exp.extras[f"order_{s}"], np.float64)
+                total += dense.reshape((N, M**s) + dense.shape[1 + s :]).sum(1) / math.factorial(s)
+            _close(total, np.asarray(case.outputs(case.X), np.float64), rtol=1e-4)
     elif exp.kind == "map":
         assert np.all(base == 0)
         X = np.asarray(case.X)

@@ -359,6 +359,10 @@ def _figures(exp, out, n, output=None):
 
     several = exp.output_names is not None and len(exp.output_names) > 1
     shown = (1 if output is None else int(output)) if several else None
+    if exp.kind == "interaction":  # (n, M, M) pairs: their own figures
+        save_figure(plots.interaction_matrix(exp, targets=shown), out, "interaction_matrix.png")
+        save_figure(plots.interaction_network(exp, targets=shown), out, "interaction_network.png")
+        return shown
     save_figure(plots.bar(exp, targets=shown), out, "bar.png")
     if exp.kind != "additive":
         return shown  # the beeswarm and the waterfall show additive attributions only

@@ -3,22 +3,26 @@
 An :class:`Explanation` says what it is through its static ``kind``, and each kind has one
 invariant (:data:`KINDS`), which the contract suite checks for every explainer:
 
-========== ========================================================================== ===========
-kind       invariant                                                                  examples
-========== ========================================================================== ===========
-additive   ``values`` summed over the feature axes ``+ base_values == link(f(data))``  Shapley
-           exactly (local accuracy, up to float rounding)                             explainers,
-                                                                                      Deep SHAP
-path       the same sum equals ``f(data) - extras["completeness_gap"]``: complete     Integrated
-           up to a reported quadrature or Monte-Carlo error                           / Expected
-                                                                                      Gradients
-map        a relevance map over the input (or its spatial grid); no additivity,       saliency,
-           ``base_values`` are 0                                                      CAMs
-surrogate  coefficients of a local linear surrogate: ``base_values`` its intercepts,  LIME
-           ``extras["score"]`` its weighted R² on the neighbourhood
-prototype  similarity evidence for prototypes: ``values`` the similarity of each      ProtoPNet
-           prototype, ``base_values`` 0, ``extras`` the logits and locations
-========== ========================================================================== ===========
+=========== ========================================================================== ===========
+kind        invariant                                                                  examples
+=========== ========================================================================== ===========
+additive    ``values`` summed over the feature axes ``+ base_values == link(f(data))``  Shapley
+            exactly (local accuracy, up to float rounding)                             explainers,
+                                                                                       Deep SHAP
+path        the same sum equals ``f(data) - extras["completeness_gap"]``: complete     Integrated
+            up to a reported quadrature or Monte-Carlo error                           / Expected
+                                                                                       Gradients
+map         a relevance map over the input (or its spatial grid); no additivity,       saliency,
+            ``base_values`` are 0                                                      CAMs
+surrogate   coefficients of a local linear surrogate: ``base_values`` its intercepts,  LIME
+            ``extras["score"]`` its weighted R² on the neighbourhood
+prototype   similarity evidence for prototypes: ``values`` the similarity of each      ProtoPNet
+            prototype, ``base_values`` 0, ``extras`` the logits and locations
+interaction ``values`` ``(n, M, M[, K])`` symmetric, shap's layout of interaction     Shapley
+            values: order-1 values on the diagonal, half of each pair's value off it;  interaction
+            ``extras["order_k"]`` every order ``k``; for an efficient index            indices
+            (``extras["efficient"]``) all orders summed ``+ base_values == link(f)``
+=========== ========================================================================== ===========
 
 ``to_shap()``, the additive plots (waterfall, beeswarm, force, decision) and
 :func:`xaijax.metrics.local_accuracy_gap` refuse kinds where they mean nothing.
@@ -51,6 +55,8 @@ KINDS = {
     "map": "a relevance map over the input or its spatial grid; no additivity, base_values 0",
     "surrogate": "local linear surrogate coefficients; base_values are its intercepts",
     "prototype": "prototype similarities; base_values 0; logits and locations in extras",
+    "interaction": "symmetric (M, M) pairwise matrix (order 1 on the diagonal, half of each "
+    "pair's value off it); every order in extras['order_k']; efficient indices sum to link(f)",
 }
 
 

@@ -1,5 +1,5 @@
 """Shapley-value explainers: exact enumeration, Kernel SHAP, permutation sampling, Linear, Deep and
-Max SHAP."""
+Max SHAP; Shapley interaction indices."""
 
 from xaijax.core.masking import Background
 from xaijax.shapley.background import kmeans
@@ -11,6 +11,7 @@ from xaijax.shapley.deep import (
     max_shapley_pairs,
 )
 from xaijax.shapley.exact import exact_shapley, shapley_weights
+from xaijax.shapley.interactions import shapley_interactions
 from xaijax.shapley.kernel import coalition_plan, kernel_shap, shapley_kernel_weights
 from xaijax.shapley.linear import linear_shap
 from xaijax.shapley.partition import full_budget, partition_shap
@@ -30,6 +31,7 @@ __all__ = [
     "full_budget",
     "partition_shap",
     "permutation_shap",
+    "shapley_interactions",
     "shapley_kernel_weights",
     "shapley_weights",
     "UnsupportedPrimitiveError",

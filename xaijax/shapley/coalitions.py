@@ -51,6 +51,7 @@ __all__ = [
     "check_work",
     "prepare",
     "finish",
+    "usable_outputs",
     "apply_link",
     "output_status",
     "random_orders",
@@ -351,6 +352,32 @@ def output_status(link: str, y: jax.Array, *, rows: bool = False) -> jax.Array:
     return status if rows else status[0]
 
 
+def usable_outputs(finite):
+    """The per-instance ``finite`` flags from a compiled call's :func:`output_status` codes
+    (booleans pass through).
+
+    Raises:
+        ValueError: naming ``link`` if outputs fell outside ``(0, 1)`` under ``link="logit"``
+            (and none was NaN or inf, which :func:`~xaijax.core.contract.pack` reports).
+    """
+    status = np.asarray(finite)
+    if status.dtype == bool:
+        return status
+    outside = status == OUTSIDE_LINK
+    if np.any(outside) and not np.any(status == NOT_FINITE):
+        rows = np.flatnonzero(outside.reshape(-1)).tolist() if status.ndim else []
+        where = f" (instances {rows[:10]}{'...' if len(rows) > 10 else ''})" if rows else ""
+        raise ValueError(
+            f"link='logit' needs model outputs strictly between 0 and 1 (probabilities), "
+            f"but f returned values outside (0, 1), or exactly 0 or 1{where}. A float32 "
+            "probability within 6e-8 of 1 rounds to 1: explain the model's log-odds with "
+            "link='identity' (e.g. decision_function, or a model returning logits), or "
+            "enable jax_enable_x64; use link='identity' for outputs that are not "
+            "probabilities."
+        )
+    return status == OK
+
+
 def finish(
     problem: Problem, values, base_values, *, method: str, extras=None, finite=True
 ) -> Explanation:
@@ -363,21 +390,7 @@ def finish(
         ValueError: naming ``link`` if outputs fell outside ``(0, 1)`` under ``link="logit"``,
             or naming the instances with NaN/inf outputs.
     """
-    status = np.asarray(finite)
-    if status.dtype != bool:
-        outside = status == OUTSIDE_LINK
-        if np.any(outside) and not np.any(status == NOT_FINITE):
-            rows = np.flatnonzero(outside.reshape(-1)).tolist() if status.ndim else []
-            where = f" (instances {rows[:10]}{'...' if len(rows) > 10 else ''})" if rows else ""
-            raise ValueError(
-                f"link='logit' needs model outputs strictly between 0 and 1 (probabilities), "
-                f"but f returned values outside (0, 1), or exactly 0 or 1{where}. A float32 "
-                "probability within 6e-8 of 1 rounds to 1: explain the model's log-odds with "
-                "link='identity' (e.g. decision_function, or a model returning logits), or "
-                "enable jax_enable_x64; use link='identity' for outputs that are not "
-                "probabilities."
-            )
-        finite = status == OK
+    finite = usable_outputs(finite)
     values, base_values = np.asarray(values), np.asarray(base_values)
     indices = problem.targets.indices
     feature_axes = 1 if problem.groups is not None else problem.X.ndim - 1
