@@ -862,7 +862,10 @@ def _softmax_rule(y, a, axes, eps):
     def softmax(u):
         return jax.nn.softmax(u, axis=axes)
 
-    h = _sg(1.0 / _stab(y, eps)) * jax.jvp(softmax, (_sg(a),), (_sg(a) * a,))[1]
+    # Masked logits (a huge negative number, y exactly 0) would overflow a * a to inf; their
+    # terms y_i a_i vanish in the rule anyway, so the tangent drops them exactly.
+    w = jnp.where(_sg(y) > 0, _sg(a), jnp.zeros((), a.dtype))
+    h = _sg(1.0 / _stab(y, eps)) * jax.jvp(softmax, (_sg(a),), (w * a,))[1]
     return _relevant(y, h)
 
 

@@ -22,7 +22,8 @@ from jaxtyping import ArrayLike, Float
 from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
-from xaijax.core.model import float_dtype
+from xaijax.core.layers import layer_model
+from xaijax.core.model import float_dtype, is_nnx_module
 from xaijax.core.registry import explainer
 from xaijax.core.relevance import COMPOSITES, Composite, Rule, lrp_relevance
 from xaijax.core.relevance import composite as _composite
@@ -63,6 +64,79 @@ def _lrp(model, params, X, targets, *, targeted, comp, batch_size, mesh):
     return over_instances(local, (X, targets), params, mesh=mesh)
 
 
+@functools.partial(jax.jit, static_argnames=("targeted", "comp", "batch_size"))
+def _lrp_layer(lm, X, targets, *, targeted, comp, batch_size):
+    """LRP from the logits down to the output ``A`` of ``lm``'s layer (e.g. token embeddings):
+    the rest of the model is re-interpreted as a function of ``A`` with ``X`` held fixed."""
+
+    def one(args):
+        x, t = args
+        x = x[None]
+        A = lm.forward(x)[1]
+
+        def fn(a):
+            return lm.logits_from(x, a)
+
+        y = fn(A)
+        t = t if targeted else jnp.argmax(y[0])
+        cot = jax.nn.one_hot(t, y.shape[-1], dtype=A.dtype)[None] * y
+        full, _ = lrp_relevance(fn, A, cot, comp)
+        return full[0], y[0][t], t, jnp.all(jnp.isfinite(y))
+
+    return map_instances(one, (X, targets), 1, batch_size)
+
+
+def _lrp_at_layer(f, layer, X, targets, comp, batch_size):
+    if not is_nnx_module(f):
+        raise TypeError(
+            f"layer={layer!r} needs f to be a Flax NNX module (the layer is one of its "
+            f"submodules, e.g. 'embed'); got {type(f).__name__}"
+        )
+    lm = layer_model(f, layer)
+    X = np.asarray(X)
+    if not (np.issubdtype(X.dtype, np.integer) or np.issubdtype(X.dtype, np.floating)):
+        raise TypeError(f"X must be token ids (ints) or floats; got dtype {X.dtype}")
+    single = X.ndim == 1
+    X = X[None] if single else X
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"X must be one sequence (L,) or a batch (n, L); got shape {X.shape}")
+    if np.issubdtype(X.dtype, np.floating) and not np.all(np.isfinite(X)):
+        raise ValueError("X contains NaN or inf")
+    logits, A = jax.eval_shape(lm.forward, jax.ShapeDtypeStruct(X.shape, X.dtype))
+    if len(logits.shape) != 2:
+        raise ValueError(
+            f"layer= needs a model returning logits (n, K); got outputs of shape {logits.shape}"
+        )
+    n = X.shape[0]
+    spec = resolve_targets(targets, n, logits.shape[1])
+    if spec.fn is not None:
+        raise TypeError("targets must be None, an int or (n,) ints with layer=")
+    targeted = spec.indices is not None
+    batch_size = contract.resolve_batch_size(batch_size, A.shape[1:], np.dtype(A.dtype))
+    full, scores, picked, finite = contract.call(
+        _lrp_layer,
+        lm,
+        X,
+        spec.indices if targeted else np.zeros(n, np.int32),
+        targeted=targeted,
+        comp=comp,
+        batch_size=batch_size,
+    )
+    full = np.asarray(full)
+    # Relevance per token: the sum over the layer's last (embedding) axis, as AttnLRP reports it.
+    values = full.sum(axis=-1) if full.ndim > 2 else full
+    return contract.pack(
+        values,
+        np.zeros(n, values.dtype),
+        X,
+        single=single,
+        kind="map",
+        method="lrp",
+        finite=finite,
+        extras={"attributions": full, "targets": picked, "scores": scores},
+    )
+
+
 @explainer(kind="map", needs_jax=True)
 def lrp(
     f: Callable,
@@ -75,6 +149,7 @@ def lrp(
     low: Float[ArrayLike, "..."] | float | None = None,
     high: Float[ArrayLike, "..."] | float | None = None,
     layer_rules: Mapping[int, Rule] | None = None,
+    layer: str | None = None,
     batch_size: int | None = None,
     mesh: Mesh | None = None,
 ) -> Explanation:
@@ -103,6 +178,11 @@ def lrp(
         layer_rules: ``{layer index: rule}`` overrides (rules from :mod:`xaijax.core.relevance`,
             e.g. ``{0: w_square()}``); layers are numbered in the order the input meets them,
             ``-1`` is the last one. ``xaijax.core.relevance.layer_kinds`` lists them.
+        layer: explain at a submodule's output instead of the input (an NNX module ``f`` and a
+            path such as ``"embed"``): for a text model ``X`` are token ids ``(n, L)``, the
+            relevance reaching the token embeddings is summed over the embedding axis, so
+            ``values`` is one number per token ``(n, L)`` (extras ``attributions`` keeps
+            ``(n, L, d)``). Positions and everything that bypasses the layer are held fixed.
         batch_size: most instances pushed through the model at once; ``None`` picks a default.
         mesh: optional :class:`jax.sharding.Mesh` to shard the instances over.
 
@@ -158,6 +238,8 @@ def lrp(
         raise TypeError(
             f"composite must be one of {COMPOSITES} or a Composite; got {type(composite).__name__}"
         )
+    if layer is not None:
+        return _lrp_at_layer(f, layer, X, targets, comp, batch_size)
     X = contract.as_float_array("X", X, dtype=np.dtype(float_dtype()))
     X, single, model, params = contract.split_instances_by_model(f, X)
     if model.kind == "host":
