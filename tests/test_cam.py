@@ -437,7 +437,8 @@ def test_non_finite_scores_of_ablated_or_masked_inputs_are_an_error(name):
 FOUR_DEVICES = textwrap.dedent(
     """
     import json, os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
     import xaijax.cam as cam
@@ -487,7 +488,6 @@ FOUR_DEVICES = textwrap.dedent(
 def test_mesh_on_four_devices_equals_one_device():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
     env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
     proc = subprocess.run(
         [sys.executable, "-c", FOUR_DEVICES], cwd=root, env=env, capture_output=True, text=True

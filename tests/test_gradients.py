@@ -444,7 +444,8 @@ def test_compiles_once_for_same_shaped_calls():
 FOUR_DEVICES = textwrap.dedent(
     """
     import json, os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
     import xaijax.gradients as xg
@@ -489,7 +490,6 @@ FOUR_DEVICES = textwrap.dedent(
 def run_on_four_devices(script):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
     env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
     proc = subprocess.run(
         [sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True

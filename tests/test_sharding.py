@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOUR_DEVICES = textwrap.dedent(
     """
     import json, os
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    flags = os.environ.get("XLA_FLAGS", "")  # the suite's (tests/conftest.py)
+    os.environ["XLA_FLAGS"] = flags + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import Mesh
     import xaijax as xj
@@ -113,7 +114,6 @@ FOUR_DEVICES = textwrap.dedent(
 @pytest.fixture(scope="module")
 def four_devices():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env.pop("XLA_FLAGS", None)
     env["JAX_PLATFORMS"] = "cpu"  # the forced host devices, even where a GPU is present
     proc = subprocess.run(
         [sys.executable, "-c", FOUR_DEVICES],

@@ -321,9 +321,8 @@ MESH_SCRIPT = textwrap.dedent(
 def test_mesh_on_four_host_devices_equals_one_device():
     here = os.path.dirname(os.path.abspath(__file__))
     script = MESH_SCRIPT.format(tests=os.path.dirname(here), contract=here)
-    env = dict(
-        os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
-    )
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
     )
