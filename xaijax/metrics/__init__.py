@@ -10,9 +10,12 @@ perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
                :func:`region_perturbation`, :func:`selectivity`, :func:`sensitivity_n`,
                :func:`irof`, :func:`road`, :func:`infidelity`,
                :func:`sufficiency`
-localisation   :func:`pointing_game`, :func:`energy_in_mask`
+localisation   :func:`pointing_game`, :func:`energy_in_mask`, :func:`attribution_localisation`,
+               :func:`top_k_intersection`, :func:`relevance_rank_accuracy`,
+               :func:`relevance_mass_accuracy`, :func:`auc`, :func:`focus`
 axiomatic      :func:`local_accuracy_gap`
-complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy)
+complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy),
+               :func:`effective_complexity`
 robustness     :func:`max_sensitivity`, :func:`avg_sensitivity`, :func:`local_lipschitz_estimate`,
                :func:`continuity`, :func:`consistency`, :func:`relative_input_stability`,
                :func:`relative_output_stability`, :func:`relative_representation_stability`
@@ -30,7 +33,7 @@ explainer itself, ``explainer(model, X, targets=...)``, and re-run it (compiled 
 """
 
 from xaijax.metrics.axiomatic import local_accuracy_gap
-from xaijax.metrics.complexity import complexity, sparseness
+from xaijax.metrics.complexity import complexity, effective_complexity, sparseness
 from xaijax.metrics.faithfulness import (
     Curve,
     deletion_auc,
@@ -38,7 +41,16 @@ from xaijax.metrics.faithfulness import (
     insertion_auc,
     surrogate_fidelity,
 )
-from xaijax.metrics.localisation import energy_in_mask, pointing_game
+from xaijax.metrics.localisation import (
+    attribution_localisation,
+    auc,
+    energy_in_mask,
+    focus,
+    pointing_game,
+    relevance_mass_accuracy,
+    relevance_rank_accuracy,
+    top_k_intersection,
+)
 from xaijax.metrics.perturbation import (
     faithfulness_correlation,
     faithfulness_estimate,
@@ -80,6 +92,12 @@ __all__ = [
     "insertion_auc",
     "pointing_game",
     "energy_in_mask",
+    "attribution_localisation",
+    "top_k_intersection",
+    "relevance_rank_accuracy",
+    "relevance_mass_accuracy",
+    "auc",
+    "focus",
     "local_accuracy_gap",
     "surrogate_fidelity",
     "faithfulness_correlation",
@@ -96,6 +114,7 @@ __all__ = [
     "sufficiency",
     "sparseness",
     "complexity",
+    "effective_complexity",
     "spearman",
     "cascading_randomization",
     "gaussian_blur",

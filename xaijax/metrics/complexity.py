@@ -7,10 +7,11 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import ArrayLike, Float
 
+from xaijax.core.contract import check_number
 from xaijax.core.explanation import Explanation
 from xaijax.metrics.attributions import attribution_array
 
-__all__ = ["sparseness", "complexity"]
+__all__ = ["sparseness", "complexity", "effective_complexity"]
 
 
 def _flat_abs(attributions) -> np.ndarray:
@@ -71,3 +72,38 @@ def complexity(
     p = a / np.where(total > 0, total, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         return 0.0 - np.where(p > 0, p * np.log(p), 0.0).sum(1)
+
+
+def effective_complexity(
+    attributions: Float[ArrayLike, "n ..."] | Explanation,
+    *,
+    eps: float = 1e-5,
+    normalise: bool = True,
+) -> Float[np.ndarray, " n"]:
+    """How many features' ``|attributions|`` exceed ``eps``, per instance.
+
+    With ``normalise=True`` (Quantus's default) each instance's ``|a|`` is divided by its
+    maximum first, so ``eps`` is a share of the largest attribution.
+
+    Args:
+        attributions: ``(n, ...)`` (flattened per instance; a 1-D array is one instance), or
+            an Explanation for one output.
+        eps: the threshold, >= 0.
+        normalise: divide each instance by its largest ``|a|`` first.
+
+    Returns:
+        ``(n,)`` ints in ``[0, d]``.
+
+    References:
+        Nguyen & Martínez, "On quantitative aspects of model interpretability", 2020.
+
+    Example:
+        >>> effective_complexity([[0.0, 1e-7, 0.5, 1.0]]).tolist()
+        [2]
+    """
+    eps = check_number("eps", eps, minimum=0.0)
+    a = _flat_abs(attribution_array(attributions, "attributions"))
+    if normalise:
+        peak = a.max(1, keepdims=True)
+        a = a / np.where(peak > 0, peak, 1.0)
+    return (a > eps).sum(1)
