@@ -13,7 +13,8 @@ perturbation   Quantus's faithfulness metrics: :func:`faithfulness_correlation`,
 localisation   :func:`pointing_game`, :func:`energy_in_mask`, :func:`attribution_localisation`,
                :func:`top_k_intersection`, :func:`relevance_rank_accuracy`,
                :func:`relevance_mass_accuracy`, :func:`auc`, :func:`focus`
-axiomatic      :func:`local_accuracy_gap`
+axiomatic      :func:`local_accuracy_gap`, :func:`completeness`, :func:`non_sensitivity`,
+               :func:`input_invariance`
 complexity     :func:`sparseness` (Gini), :func:`complexity` (entropy),
                :func:`effective_complexity`
 robustness     :func:`max_sensitivity`, :func:`avg_sensitivity`, :func:`local_lipschitz_estimate`,
@@ -32,7 +33,12 @@ and its result does not depend on ``batch_size``. Robustness and randomisation m
 explainer itself, ``explainer(model, X, targets=...)``, and re-run it (compiled when it traces).
 """
 
-from xaijax.metrics.axiomatic import local_accuracy_gap
+from xaijax.metrics.axiomatic import (
+    completeness,
+    input_invariance,
+    local_accuracy_gap,
+    non_sensitivity,
+)
 from xaijax.metrics.complexity import complexity, effective_complexity, sparseness
 from xaijax.metrics.faithfulness import (
     Curve,
@@ -99,6 +105,9 @@ __all__ = [
     "auc",
     "focus",
     "local_accuracy_gap",
+    "completeness",
+    "non_sensitivity",
+    "input_invariance",
     "surrogate_fidelity",
     "faithfulness_correlation",
     "faithfulness_estimate",
