@@ -43,6 +43,7 @@ __all__ = [
     "bar",
     "waterfall",
     "compare",
+    "metric_table",
     "beeswarm",
     "force",
     "scatter",
@@ -946,6 +947,61 @@ def compare(reference: ArrayLike, estimates: dict, *, title: str = "estimates ag
     ax.set_ylabel("estimate")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def metric_table(table, *, title: str = "explainers by metric", higher_is_better=None):
+    """Draw a :class:`~xaijax.metrics.MetricTable`: one panel per metric, one bar per explainer
+    (mean over instances, error bar one standard error).
+
+    Args:
+        table: what :func:`xaijax.metrics.evaluate_explainers` returned (anything with
+            ``rows`` of dicts ``explainer, metric, mean, sem``).
+        title: the figure title.
+        higher_is_better: optional metric name -> bool; the best explainer's bar is outlined.
+
+    Returns:
+        The matplotlib Figure.
+
+    Example:
+        >>> rows = [dict(explainer=e, metric="auc", mean=m, sem=0.01) for e, m in
+        ...         [("saliency", 0.7), ("random", 0.5)]]
+        >>> fig = metric_table(type("T", (), {"rows": rows})(), higher_is_better={"auc": True})
+    """
+    rows = list(getattr(table, "rows", []))
+    if not rows or not all({"explainer", "metric", "mean", "sem"} <= set(r) for r in rows):
+        raise TypeError("table must be a MetricTable (rows of explainer, metric, mean, sem)")
+    explainers = list(dict.fromkeys(r["explainer"] for r in rows))
+    metrics = list(dict.fromkeys(r["metric"] for r in rows))
+    cell = {(r["explainer"], r["metric"]): r for r in rows}
+    higher_is_better = dict(higher_is_better or {})
+    cols = min(4, len(metrics))
+    nrows = -(-len(metrics) // cols)
+    fig, axes = _pyplot().subplots(
+        nrows,
+        cols,
+        figsize=(3.2 * cols, 0.35 * len(explainers) * nrows + 1.2 * nrows),
+        squeeze=False,
+    )
+    y = np.arange(len(explainers))
+    for ax, m in zip(axes.ravel(), metrics, strict=False):
+        means = np.array([cell.get((e, m), {}).get("mean", np.nan) for e in explainers])
+        sems = np.array([cell.get((e, m), {}).get("sem", np.nan) for e in explainers])
+        bars = ax.barh(y, means, xerr=np.nan_to_num(sems), color="#7f7f7f", capsize=2)
+        if m in higher_is_better and np.isfinite(means).any():
+            best = np.nanargmax(means) if higher_is_better[m] else np.nanargmin(means)
+            bars[best].set_color(_POS)
+        ax.set_yticks(y, explainers if ax in axes[:, 0] else [""] * len(y), fontsize=8)
+        ax.invert_yaxis()
+        arrow = {True: " (higher better)", False: " (lower better)"}.get(
+            higher_is_better.get(m), ""
+        )
+        ax.set_title(m + arrow, fontsize=9)
+        ax.tick_params(axis="x", labelsize=8)
+    for ax in axes.ravel()[len(metrics) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -25,6 +25,9 @@ randomisation  :func:`spearman`, :func:`ssim`, :func:`cascading_randomization` (
                :func:`random_logit`
 ============== ==================================================================================
 
+:func:`evaluate_explainers` scores a dict of explainers by a list of metrics in one
+:class:`MetricTable` (explainer x metric, mean and spread over instances).
+
 Metrics read :class:`~xaijax.core.explanation.Explanation` objects (or plain arrays of
 attributions) and import no explainer family. A metric that evaluates a model takes the
 explainers' arguments: ``targets`` (``None``, an int, ``(n,)`` ints or a callable on the model's
@@ -91,8 +94,11 @@ from xaijax.metrics.robustness import (
     relative_output_stability,
     relative_representation_stability,
 )
+from xaijax.metrics.table import MetricTable, evaluate_explainers
 
 __all__ = [
+    "evaluate_explainers",
+    "MetricTable",
     "Curve",
     "deletion_auc",
     "insertion_auc",
