@@ -5,8 +5,10 @@ The model is the image benchmarks' CNN (``benchmarks.lime.make_cnn_with_params``
 attribution maps; the PyTorch twin is ``benchmarks.perturbation.torch_twin`` (same weights,
 checked to give the same outputs). Every metric runs with the same settings on both sides:
 xaijax on ``--images`` images in one call, Quantus on ``--quantus-images`` (its Python loop is
-slow), both reported in ms per image. Quantus's ROAD and IROF fail on RGB images and its
-SensitivityN is another definition, so those three rows have no Quantus time.
+slow), both reported in ms per image. Quantus's ROAD, IROF and NonSensitivity fail on RGB images
+and its SensitivityN is another definition, so those four rows have no Quantus time. The
+localisation and complexity metrics score the same maps against masks (the brighter half of
+each image).
 
 Times are the best of ``--repeats`` calls after a warm-up call (compilation is not counted).
 ``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]``; writes
@@ -77,7 +79,23 @@ def settings(size: int) -> dict:
             dict(perturb_patch_sizes=[patch], n_perturb_samples=1, return_aggregate=False),
         ),
         "sufficiency": (dict(), "Sufficiency", dict(return_aggregate=False)),
+        "completeness": (dict(), "Completeness", dict(normalise=False)),
+        # Quantus: per-step effects XOR per-element attributions, a broadcast error on RGB
+        "non_sensitivity": (dict(features_in_step=step, normalise=False), None, {}),
     }
+
+
+# metrics of attributions (and masks): no model; name -> (xaijax kwargs, Quantus class, kwargs)
+MAP_METRICS = {
+    "attribution_localisation": ({}, "AttributionLocalisation", {}),
+    "top_k_intersection": ({"k": 100}, "TopKIntersection", {"k": 100}),
+    "relevance_rank_accuracy": ({}, "RelevanceRankAccuracy", {}),
+    "relevance_mass_accuracy": ({}, "RelevanceMassAccuracy", {}),
+    "auc": ({}, "AUC", {}),
+    "effective_complexity": ({"eps": 1e-2}, "EffectiveComplexity", {"eps": 1e-2}),
+    "sparseness": ({}, "Sparseness", {}),
+    "complexity": ({}, "Complexity", {}),
+}
 
 
 def blobs(n: int, size: int) -> np.ndarray:
@@ -162,6 +180,40 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
                         x_batch=images[:nq].transpose(0, 3, 1, 2),
                         y_batch=targets[:nq],
                         a_batch=maps[:nq, None],
+                        channel_first=True,
+                        device="cpu",
+                        softmax=False,
+                    )
+
+            start = time.perf_counter()
+            qcall()
+            row["quantus_ms_per_image"] = 1e3 * (time.perf_counter() - start) / nq
+            row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
+        rows[name] = row
+        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    masks = images.mean(-1) > np.median(images.mean(-1), axis=(1, 2), keepdims=True)
+    for name, (kw, theirs, qkw) in MAP_METRICS.items():
+        if only and name not in only:
+            continue
+        fn = getattr(metrics, name)
+        takes_masks = "masks" in fn.__code__.co_varnames[:2]
+
+        def call(fn=fn, kw=kw, takes_masks=takes_masks):
+            return fn(maps, masks, **kw) if takes_masks else fn(maps, **kw)
+
+        row = {"xaijax_ms_per_image": 1e3 * timed(call, repeats) / n}
+        if twin is not None:
+            metric = getattr(quantus, theirs)(disable_warnings=True, **qkw)
+
+            def qcall(metric=metric):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return metric(
+                        model=twin,
+                        x_batch=images[:nq].transpose(0, 3, 1, 2),
+                        y_batch=targets[:nq],
+                        a_batch=maps[:nq, None],
+                        s_batch=masks[:nq, None].astype(np.float32),
                         channel_first=True,
                         device="cpu",
                         softmax=False,
