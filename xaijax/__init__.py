@@ -80,6 +80,7 @@ from xaijax.shapley import (
     shapley_kernel_weights,
 )
 from xaijax.transformers import attention_rollout
+from xaijax.trees import tree_shap
 
 __version__ = "0.1.0"
 
@@ -134,6 +135,7 @@ __all__ = [
     "permutation_shap",
     "shapley_interactions",
     "shapley_kernel_weights",
+    "tree_shap",
     # feature groups
     "patch_groups",
     "superpixel_groups",

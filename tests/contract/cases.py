@@ -86,7 +86,7 @@ OPTIONS: dict[str, dict] = {
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.
-NO_CALLABLE_TARGETS = {"linear_shap", "max_shap", "explain_prototypes"}
+NO_CALLABLE_TARGETS = {"linear_shap", "max_shap", "explain_prototypes", "tree_shap"}
 PROTO_IMAGES = _rng.uniform(size=(N, 24, 24, 3)).astype(np.float32)
 
 
@@ -297,6 +297,21 @@ def case_for(info: ExplainerInfo) -> Case:
             net,
             lambda m, X, **kw: fn(m, X, **kw),
             lambda X: np.asarray(net(jnp.asarray(X))),
+            K,
+        )
+    if info.model_form == "tree":
+        from sklearn.ensemble import RandomForestClassifier
+
+        labels = np.digitize(TRAINING[:, 0], np.quantile(TRAINING[:, 0], [1 / 3, 2 / 3]))
+        forest = RandomForestClassifier(n_estimators=3, max_depth=3, random_state=0)
+        forest.fit(TRAINING, labels)
+        return Case(
+            name,
+            info,
+            X_TAB,
+            None,  # the fitted forest is not a function to wrap
+            lambda _, X, **kw: fn(forest, X, **kw),
+            lambda X: forest.predict_proba(np.asarray(X, np.float64)),
             K,
         )
     if info.model_form != "model":

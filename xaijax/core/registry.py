@@ -35,7 +35,8 @@ class ExplainerInfo:
             layer path), ``"module"`` (a Flax NNX module the explainer walks for its layers, e.g.
             FullGrad), ``"coefficients"`` (``coef, intercept``), ``"protopnet"`` (a trained
             :class:`~xaijax.protopnet.ProtoPNet`, whose own prototypes are the evidence) or
-            ``"attention"`` (an NNX transformer whose attention weights are submodule outputs).
+            ``"attention"`` (an NNX transformer whose attention weights are submodule outputs)
+            or ``"tree"`` (a fitted tree ensemble: scikit-learn or XGBoost).
     """
 
     name: str
