@@ -176,3 +176,19 @@ def test_lrp_rows():
     (row,) = run.rows_of("lrp", report)
     assert row["xaijax_ms"] == pytest.approx(5.0) and row["floor_ms"] == pytest.approx(2.5)
     assert row["reference"] == "zennit EpsilonPlusFlat" and row["reference_ms"] == pytest.approx(10)
+
+
+def test_tree_shap_rows():
+    report = {
+        "trees": 500,
+        "depth": 8,
+        "rows": 1000,
+        "xaijax_s": 2.0,
+        "shap_s": 4.0,
+        "floor_s": 0.5,
+        "max_abs_diff_vs_shap": 1e-6,
+    }
+    (row,) = run.rows_of("tree_shap", report)
+    assert row["unit"] == "row" and row["xaijax_ms"] == pytest.approx(2.0)
+    assert row["reference_ms"] == pytest.approx(4.0) and row["floor_ms"] == pytest.approx(0.5)
+    assert "500 trees, depth 8" in row["case"]

@@ -150,7 +150,9 @@ def tree_shap(
         background: not supported yet (interventional Tree SHAP); must be ``None``.
         interactions: not supported yet; must be False.
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output.
-        batch_size: instances computed at once (memory grows with ``L x D^2`` per instance).
+        batch_size: instances computed at once (memory grows with ``L x D^2`` per instance for
+            ``L`` leaves of paths of at most ``D`` features; the default keeps a chunk near
+            ``2^25`` such values).
         mesh: accepted and validated for the one signature of every explainer; no effect yet
             (one device computes every instance).
 
@@ -188,9 +190,11 @@ def tree_shap(
     spec = resolve_targets(targets, n, K if K > 1 else None)
     if spec.fn is not None:
         raise TypeError("targets: a callable is not supported by tree_shap; pass an int or ints")
-    batch_size = 64 if batch_size is None else check_int("batch_size", batch_size)
     dt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    D = paths.feature.shape[1]
+    L, D = paths.feature.shape
+    if batch_size is None:  # about 2^25 values of the (L, D, D) division per chunk
+        batch_size = max(1, 2**25 // (L * D * D))
+    batch_size = check_int("batch_size", batch_size)
     big = np.finfo(np.float32).max
     phi, totals = _tree_shap(
         jnp.asarray(X2, dt),
