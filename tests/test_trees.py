@@ -1,11 +1,13 @@
 """Path-dependent Tree SHAP against ``shap.TreeExplainer`` on the same fitted models.
 
-scikit-learn trees, forests and gradient boosting, and XGBoost, depths 1 to 12: the values and
+scikit-learn trees, forests, gradient boosting and histogram gradient boosting, XGBoost and
+LightGBM, depths 1 to 12: the values and
 the expected value equal shap's (C++) to 1e-5 relative to the output scale, and local accuracy
 holds against the model's own raw output.
 """
 
 import jax
+import lightgbm
 import numpy as np
 import pytest
 import shap
@@ -37,13 +39,27 @@ MODELS = {
     ).fit(X, YC),
     "xgboost": lambda: xgboost.XGBRegressor(n_estimators=12, max_depth=6).fit(X, Y),
     "xgboost_binary": lambda: xgboost.XGBClassifier(n_estimators=8, max_depth=4).fit(X, YC),
+    "hist_boosting": lambda: ensemble.HistGradientBoostingRegressor(max_iter=8, max_depth=4).fit(
+        X, Y
+    ),
+    "hist_boosting_binary": lambda: ensemble.HistGradientBoostingClassifier(
+        max_iter=8, max_depth=4
+    ).fit(X, YC),
+    "lightgbm": lambda: lightgbm.LGBMRegressor(n_estimators=8, max_depth=5, verbose=-1).fit(X, Y),
+    "lightgbm_binary": lambda: lightgbm.LGBMClassifier(n_estimators=8, max_depth=4, verbose=-1).fit(
+        X, YC
+    ),
 }
 
 
 def _raw(model, X):
     if isinstance(model, xgboost.XGBModel):
         return model.predict(X, output_margin=True)
-    if isinstance(model, ensemble.GradientBoostingClassifier):
+    if isinstance(model, lightgbm.LGBMModel):
+        return model.predict(X, raw_score=True)
+    if isinstance(
+        model, ensemble.GradientBoostingClassifier | ensemble.HistGradientBoostingClassifier
+    ):
         return model.decision_function(X)
     if hasattr(model, "predict_proba"):
         return model.predict_proba(X)

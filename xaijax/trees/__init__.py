@@ -1,4 +1,4 @@
-"""Tree ensembles: path-dependent Tree SHAP of fitted scikit-learn and XGBoost models."""
+"""Tree ensembles: path-dependent Tree SHAP of fitted scikit-learn, XGBoost and LightGBM models."""
 
 from xaijax.trees.ensemble import TreePaths, tree_paths
 from xaijax.trees.shap import tree_shap

@@ -114,6 +114,32 @@ def _from_sklearn(model) -> TreePaths | None:
     if isinstance(model, ensemble.RandomForestRegressor | ensemble.ExtraTreesRegressor):
         w = 1.0 / len(model.estimators_)
         return _pack([_sklearn_tree(e, w, False) for e in model.estimators_], M, 0.0, False)
+    if isinstance(
+        model, ensemble.HistGradientBoostingRegressor | ensemble.HistGradientBoostingClassifier
+    ):
+        if len(model._predictors[0]) != 1:
+            raise ValueError(
+                "model: multi-class HistGradientBoostingClassifier is not supported yet; a "
+                "binary one or a regressor is"
+            )
+        trees = []
+        for (predictor,) in model._predictors:
+            nd = predictor.nodes
+            if nd["is_categorical"].any():
+                raise ValueError("model: categorical splits are not supported by tree_shap")
+            leaf = nd["is_leaf"].astype(bool)
+            trees.append(
+                _Tree(
+                    np.where(leaf, -1, nd["left"].astype(np.int64)),
+                    np.where(leaf, -1, nd["right"].astype(np.int64)),
+                    nd["feature_idx"].astype(np.int64),
+                    nd["num_threshold"].astype(np.float64),
+                    nd["count"].astype(np.float64),
+                    np.where(leaf, nd["value"], 0.0)[:, None],
+                )
+            )
+        how = "decision_function" if hasattr(model, "classes_") else "predict"
+        return _pack(trees, M, 0.0, strict=False), how
     if isinstance(model, ensemble.GradientBoostingRegressor | ensemble.GradientBoostingClassifier):
         if model.estimators_.shape[1] != 1:
             raise ValueError(
@@ -165,20 +191,64 @@ def _from_xgboost(model) -> TreePaths | None:
     return paths, "xgboost"
 
 
+# -- LightGBM ------------------------------------------------------------------------------------
+def _from_lightgbm(model) -> tuple[TreePaths, str] | None:
+    try:
+        import lightgbm
+    except ImportError:
+        return None
+    if isinstance(model, lightgbm.LGBMModel):
+        booster = model.booster_
+    elif isinstance(model, lightgbm.Booster):
+        booster = model
+    else:
+        return None
+    dump = booster.dump_model()
+    if dump.get("num_tree_per_iteration", 1) != 1:
+        raise ValueError("model: multi-class LightGBM models are not supported yet")
+    trees = []
+    for info in dump["tree_info"]:
+        nodes = [info["tree_structure"]]  # children linked by their position in the list
+        stack, left, right = [0], {}, {}
+        while stack:
+            i = stack.pop()
+            node = nodes[i]
+            if "leaf_value" in node:
+                continue
+            if node.get("decision_type", "<=") != "<=":
+                raise ValueError("model: categorical splits are not supported by tree_shap")
+            for side, table in (("left_child", left), ("right_child", right)):
+                nodes.append(node[side])
+                table[i] = len(nodes) - 1
+                stack.append(table[i])
+        N = len(nodes)
+        tree = _Tree(
+            np.array([left.get(i, -1) for i in range(N)]),
+            np.array([right.get(i, -1) for i in range(N)]),
+            np.array([n.get("split_feature", 0) for n in nodes], np.int64),
+            np.array([float(n.get("threshold", 0.0)) for n in nodes]),
+            np.array([float(n.get("internal_count", n.get("leaf_count", 0))) for n in nodes]),
+            np.array([[float(n.get("leaf_value", 0.0))] for n in nodes]),
+        )
+        trees.append(tree)
+    return _pack(trees, booster.num_feature(), 0.0, strict=False), "lightgbm"
+
+
 def tree_paths(model) -> tuple[TreePaths, str]:
     """``(paths, how to read the model's raw output)`` for a fitted ensemble.
 
     The second item names how :func:`~xaijax.trees.tree_shap` finds ``offset`` (the ensemble's
     constant, e.g. a boosting model's initial prediction) from one prediction: ``"predict"``,
-    ``"decision_function"`` or ``"xgboost"`` (the margin); ``None`` when the leaves add up to
+    ``"decision_function"``, ``"xgboost"`` or ``"lightgbm"`` (the margin, the raw score);
+    ``None`` when the leaves add up to
     the output on their own.
     """
-    for convert in (_from_sklearn, _from_xgboost):
+    for convert in (_from_sklearn, _from_xgboost, _from_lightgbm):
         out = convert(model)
         if out is not None:
             return (out, None) if isinstance(out, TreePaths) else out
     raise TypeError(
         "model must be a fitted scikit-learn DecisionTree*, RandomForest*, ExtraTrees* or "
-        "GradientBoosting* estimator, or an XGBoost model or Booster; "
+        "(Hist)GradientBoosting* estimator, or an XGBoost or LightGBM model or Booster; "
         f"got {type(model).__name__}"
     )

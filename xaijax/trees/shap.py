@@ -113,7 +113,12 @@ def _raw_offset(model, how, X, leaf_sums) -> np.ndarray:
     """What the model adds to its leaves' sum (the initial prediction, base score...)."""
     if how is None:
         return np.zeros(leaf_sums.shape[1])
-    if how == "xgboost":
+    if how == "lightgbm":
+        import lightgbm
+
+        booster = model.booster_ if isinstance(model, lightgbm.LGBMModel) else model
+        raw = booster.predict(X[:1], raw_score=True)
+    elif how == "xgboost":
         import xgboost
 
         booster = model.get_booster() if isinstance(model, xgboost.XGBModel) else model
@@ -144,8 +149,9 @@ def tree_shap(
 
     Args:
         model: a fitted scikit-learn ``DecisionTree*``, ``RandomForest*``, ``ExtraTrees*``,
-            ``GradientBoostingRegressor`` or binary ``GradientBoostingClassifier``, or an XGBoost
-            model (``XGBRegressor``, binary ``XGBClassifier``, a ``Booster`` of one output).
+            ``(Hist)GradientBoostingRegressor`` or binary ``(Hist)GradientBoostingClassifier``,
+            or an XGBoost or LightGBM model of one output (regressor, binary classifier,
+            ``Booster``); numerical splits only.
         X: one instance ``(M,)`` or a batch ``(n, M)``, finite.
         background: not supported yet (interventional Tree SHAP); must be ``None``.
         interactions: not supported yet; must be False.
