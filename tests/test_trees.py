@@ -39,11 +39,11 @@ MODELS = {
     ).fit(X, YC),
     "xgboost": lambda: xgboost.XGBRegressor(n_estimators=12, max_depth=6).fit(X, Y),
     "xgboost_binary": lambda: xgboost.XGBClassifier(n_estimators=8, max_depth=4).fit(X, YC),
-    "hist_boosting": lambda: ensemble.HistGradientBoostingRegressor(max_iter=8, max_depth=4).fit(
-        X, Y
-    ),
+    "hist_boosting": lambda: ensemble.HistGradientBoostingRegressor(
+        max_iter=8, max_depth=4, max_leaf_nodes=8
+    ).fit(X, Y),
     "hist_boosting_binary": lambda: ensemble.HistGradientBoostingClassifier(
-        max_iter=8, max_depth=4
+        max_iter=8, max_depth=4, max_leaf_nodes=8
     ).fit(X, YC),
     "lightgbm": lambda: lightgbm.LGBMRegressor(n_estimators=8, max_depth=5, verbose=-1).fit(X, Y),
     "lightgbm_binary": lambda: lightgbm.LGBMClassifier(n_estimators=8, max_depth=4, verbose=-1).fit(
@@ -84,6 +84,31 @@ def test_equals_shap_tree_explainer_and_adds_up(name):
     np.testing.assert_allclose(total, _raw(model, XE), atol=1e-5 * scale)
 
 
+XN = np.where(RNG.random(X.shape) < 0.15, np.nan, X)  # missing values
+MISSING = {
+    "tree": lambda: tree.DecisionTreeRegressor(max_depth=6).fit(XN, Y),
+    "hist_boosting": lambda: ensemble.HistGradientBoostingRegressor(
+        max_iter=8, max_leaf_nodes=8
+    ).fit(XN, Y),
+    "xgboost": lambda: xgboost.XGBRegressor(n_estimators=8, max_depth=4).fit(XN, Y),
+    "lightgbm": lambda: lightgbm.LGBMRegressor(n_estimators=8, verbose=-1).fit(XN, Y),
+}
+
+
+@pytest.mark.parametrize("name", list(MISSING))
+def test_missing_values_follow_each_split_default_direction(name):
+    model = MISSING[name]()
+    rows = XN[:16]
+    assert np.isnan(rows).any()
+    exp = xj.tree_shap(model, rows)
+    want = shap.TreeExplainer(model, feature_perturbation="tree_path_dependent").shap_values(
+        rows, check_additivity=False
+    )
+    np.testing.assert_allclose(exp.values, want, atol=1e-5 * max(1.0, np.abs(want).max()))
+    total = np.asarray(exp.values, np.float64).sum(1) + np.asarray(exp.base_values)
+    np.testing.assert_allclose(total, _raw(model, rows), atol=1e-5)
+
+
 def test_targets_one_instance_and_batch_size():
     model = MODELS["tree_classifier_3"]()
     full = xj.tree_shap(model, XE)
@@ -108,8 +133,8 @@ def test_bad_input_names_the_argument():
     model = MODELS["boosting"]()
     with pytest.raises(ValueError, match="X must have shape"):
         xj.tree_shap(model, XE[:, :3])
-    with pytest.raises(ValueError, match="X"):
-        xj.tree_shap(model, np.where(XE > 1, np.nan, XE))
+    with pytest.raises(ValueError, match="X must not hold"):
+        xj.tree_shap(model, np.where(XE > 1, np.inf, XE))
     with pytest.raises(TypeError, match="model must be a fitted"):
         xj.tree_shap(lambda x: x, XE)
     with pytest.raises(ValueError, match="background"):

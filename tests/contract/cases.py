@@ -86,6 +86,8 @@ OPTIONS: dict[str, dict] = {
 }
 # Closed forms with no model to compose a callable target with, and ProtoPNet (whose evidence is
 # per class): a callable target is refused with a TypeError.
+# NaN in X is a missing value these explainers route as the model does, not bad input.
+ACCEPTS_MISSING = {"tree_shap"}
 NO_CALLABLE_TARGETS = {"linear_shap", "max_shap", "explain_prototypes", "tree_shap"}
 PROTO_IMAGES = _rng.uniform(size=(N, 24, 24, 3)).astype(np.float32)
 

@@ -26,7 +26,9 @@ class TreePaths(NamedTuple):
     (``lower < x <= upper``, or ``lower <= x < upper`` when ``strict``), ``cover_share (L, D)``
     (padding: 1), ``valid (L, D)`` bool, ``value (L, K)`` the leaf values (already scaled by
     any learning rate or averaging), ``offset (K,)`` what the ensemble adds to the leaves' sum,
-    ``num_features`` M, ``strict`` whether a split sends ``x < threshold`` left (XGBoost).
+    ``num_features`` M, ``strict`` whether a split sends ``x < threshold`` left (XGBoost),
+    ``nan_ok (L, D)`` whether a missing (NaN) value of the feature follows the path, and
+    ``missing`` whether the model defines where NaN goes (else NaN inputs are refused).
     """
 
     feature: np.ndarray
@@ -38,6 +40,8 @@ class TreePaths(NamedTuple):
     offset: np.ndarray
     num_features: int
     strict: bool
+    nan_ok: np.ndarray
+    missing: bool
 
 
 class _Tree(NamedTuple):
@@ -47,10 +51,11 @@ class _Tree(NamedTuple):
     threshold: np.ndarray
     cover: np.ndarray
     value: np.ndarray  # (N, K)
+    missing_left: np.ndarray | None = None  # (N,) where NaN goes; None: NaN is not allowed
 
 
 def _leaf_paths(tree: _Tree):
-    """Yield ``(leaf value (K,), {feature: [lower, upper, share]})`` for every leaf."""
+    """Yield ``(leaf value (K,), {feature: (lower, upper, share, nan_ok)})`` for every leaf."""
     stack = [(0, {})]
     while stack:
         node, path = stack.pop()
@@ -58,11 +63,13 @@ def _leaf_paths(tree: _Tree):
             yield tree.value[node], path
             continue
         f, t = int(tree.feature[node]), float(tree.threshold[node])
+        nan_left = tree.missing_left is not None and bool(tree.missing_left[node])
         for child, is_left in ((tree.left[node], True), (tree.right[node], False)):
             share = tree.cover[child] / tree.cover[node] if tree.cover[node] > 0 else 0.0
-            lo, hi, s = path.get(f, (-np.inf, np.inf, 1.0))
+            lo, hi, s, nan = path.get(f, (-np.inf, np.inf, 1.0, True))
             lo, hi = (lo, min(hi, t)) if is_left else (max(lo, t), hi)
-            stack.append((child, {**path, f: (lo, hi, s * share)}))
+            nan = nan and (nan_left == is_left)
+            stack.append((child, {**path, f: (lo, hi, s * share, nan)}))
 
 
 def _pack(trees: list[_Tree], num_features: int, offset, strict: bool) -> TreePaths:
@@ -77,14 +84,18 @@ def _pack(trees: list[_Tree], num_features: int, offset, strict: bool) -> TreePa
         cover_share=np.ones((L, D)),
         valid=np.zeros((L, D), bool),
         value=np.zeros((L, K)),
+        nan_ok=np.zeros((L, D), bool),
     )
     for i, (value, path) in enumerate(leaves):
         out["value"][i] = value
-        for j, (f, (lo, hi, s)) in enumerate(sorted(path.items())):
+        for j, (f, (lo, hi, s, nan)) in enumerate(sorted(path.items())):
             out["feature"][i, j], out["lower"][i, j], out["upper"][i, j] = f, lo, hi
-            out["cover_share"][i, j], out["valid"][i, j] = s, True
+            out["cover_share"][i, j], out["valid"][i, j], out["nan_ok"][i, j] = s, True, nan
     offset = np.broadcast_to(np.asarray(offset, np.float64), (K,)).copy()
-    return TreePaths(**out, offset=offset, num_features=num_features, strict=strict)
+    missing = all(tree.missing_left is not None for tree in trees)
+    return TreePaths(
+        **out, offset=offset, num_features=num_features, strict=strict, missing=missing
+    )
 
 
 # -- scikit-learn --------------------------------------------------------------------------------
@@ -93,9 +104,11 @@ def _sklearn_tree(est, scale: float, normalise: bool) -> _Tree:
     value = np.asarray(t.value, np.float64)[:, 0, :] if t.value.ndim == 3 else t.value
     if normalise:  # classifier nodes hold class counts or fractions: the leaf's probabilities
         value = value / np.maximum(value.sum(1, keepdims=True), 1e-300)
+    missing = getattr(t, "missing_go_to_left", None)  # scikit-learn >= 1.3
     return _Tree(
         t.children_left, t.children_right, t.feature, t.threshold,
         np.asarray(t.weighted_n_node_samples, np.float64), value * scale,
+        None if missing is None else np.asarray(missing, bool),
     )  # fmt: skip
 
 
@@ -136,6 +149,7 @@ def _from_sklearn(model) -> TreePaths | None:
                     nd["num_threshold"].astype(np.float64),
                     nd["count"].astype(np.float64),
                     np.where(leaf, nd["value"], 0.0)[:, None],
+                    nd["missing_go_to_left"].astype(bool),
                 )
             )
         how = "decision_function" if hasattr(model, "classes_") else "predict"
@@ -177,16 +191,18 @@ def _from_xgboost(model) -> TreePaths | None:
         left, right = np.full(N, -1), np.full(N, -1)
         feature, threshold = np.zeros(N, np.int64), np.zeros(N)
         cover, value = np.zeros(N), np.zeros((N, 1))
+        missing_left = np.zeros(N, bool)
         for i, node in nodes.items():
             cover[i] = node["cover"]
             if "leaf" in node:
                 value[i, 0] = node["leaf"]
                 continue
             left[i], right[i] = node["yes"], node["no"]
+            missing_left[i] = node["missing"] == node["yes"]
             split = node["split"]
             feature[i] = index[split] if index else int(str(split).lstrip("f"))
             threshold[i] = node["split_condition"]
-        trees.append(_Tree(left, right, feature, threshold, cover, value))
+        trees.append(_Tree(left, right, feature, threshold, cover, value, missing_left))
     paths = _pack(trees, booster.num_features(), 0.0, strict=True)
     return paths, "xgboost"
 
@@ -217,6 +233,8 @@ def _from_lightgbm(model) -> tuple[TreePaths, str] | None:
                 continue
             if node.get("decision_type", "<=") != "<=":
                 raise ValueError("model: categorical splits are not supported by tree_shap")
+            if node.get("missing_type") == "Zero":
+                raise ValueError("model: LightGBM's zero_as_missing is not supported by tree_shap")
             for side, table in (("left_child", left), ("right_child", right)):
                 nodes.append(node[side])
                 table[i] = len(nodes) - 1
@@ -229,6 +247,16 @@ def _from_lightgbm(model) -> tuple[TreePaths, str] | None:
             np.array([float(n.get("threshold", 0.0)) for n in nodes]),
             np.array([float(n.get("internal_count", n.get("leaf_count", 0))) for n in nodes]),
             np.array([[float(n.get("leaf_value", 0.0))] for n in nodes]),
+            # NaN follows default_left; with missing_type "None" LightGBM reads NaN as 0
+            np.array(
+                [
+                    n.get("default_left", False)
+                    if n.get("missing_type") == "NaN"
+                    else 0.0 <= float(n.get("threshold", 0.0))
+                    for n in nodes
+                ],
+                bool,
+            ),
         )
         trees.append(tree)
     return _pack(trees, booster.num_feature(), 0.0, strict=False), "lightgbm"

@@ -50,23 +50,24 @@ def _weights(D: int) -> np.ndarray:
 
 
 def _one_hot(x, paths_arrays, strict: bool):
-    feature, lower, upper = paths_arrays
+    feature, lower, upper, nan_ok = paths_arrays
     xf = x[feature]  # (L, D)
-    if strict:
-        return (xf >= lower) & (xf < upper)
-    return (xf > lower) & (xf <= upper)
+    inside = (xf >= lower) & (xf < upper) if strict else (xf > lower) & (xf <= upper)
+    return jnp.where(jnp.isnan(xf), nan_ok, inside)
 
 
 @functools.partial(jax.jit, static_argnames=("strict", "num_features", "batch_size"))
-def _tree_shap(X, feature, lower, upper, share, valid, value, weights, *, strict, num_features,
-               batch_size):  # fmt: skip
+def _tree_shap(X, feature, lower, upper, nan_ok, share, valid, value, weights, *, strict,
+               num_features, batch_size):  # fmt: skip
     L, D = feature.shape
     d = valid.sum(1)  # (L,) unique features on each path
     w = weights[d]  # (L, D)
     z = jnp.where(valid, share, 1.0)
 
     def one(x):
-        o = jnp.where(valid, _one_hot(x, (feature, lower, upper), strict), 0.0).astype(z.dtype)
+        o = jnp.where(valid, _one_hot(x, (feature, lower, upper, nan_ok), strict), 0.0).astype(
+            z.dtype
+        )
         # P(t) = prod_j (z_j + o_j t): coefficients (L, D + 1), one factor per path slot
         P = jnp.zeros((L, D + 1), z.dtype).at[:, 0].set(1.0)
 
@@ -109,10 +110,22 @@ def _expected_value(paths: TreePaths) -> np.ndarray:
     return (z[:, None] * paths.value).sum(0)
 
 
-def _raw_offset(model, how, X, leaf_sums) -> np.ndarray:
-    """What the model adds to its leaves' sum (the initial prediction, base score...)."""
+def _leaf_sum_at_zero(paths: TreePaths) -> np.ndarray:
+    """The leaves' sum for the all-zeros input, on the host."""
+    if paths.strict:
+        inside = (paths.lower <= 0) & (0 < paths.upper)
+    else:
+        inside = (paths.lower < 0) & (0 <= paths.upper)
+    reach = np.where(paths.valid, inside, True).all(1)
+    return (reach[:, None] * paths.value).sum(0)
+
+
+def _raw_offset(model, how, paths: TreePaths) -> np.ndarray:
+    """What the model adds to its leaves' sum (the initial prediction, base score...), read
+    from one prediction of the all-zeros input."""
     if how is None:
-        return np.zeros(leaf_sums.shape[1])
+        return np.zeros(paths.value.shape[1])
+    X = np.zeros((1, paths.num_features))
     if how == "lightgbm":
         import lightgbm
 
@@ -126,7 +139,7 @@ def _raw_offset(model, how, X, leaf_sums) -> np.ndarray:
     else:
         raw = getattr(model, how)(X[:1])
     raw = np.asarray(raw, np.float64).reshape(1, -1)
-    return (raw - leaf_sums[:1]).reshape(-1)
+    return (raw - _leaf_sum_at_zero(paths)[None]).reshape(-1)
 
 
 @explainer(kind="additive", inputs="tabular", model_form="tree")
@@ -152,7 +165,9 @@ def tree_shap(
             ``(Hist)GradientBoostingRegressor`` or binary ``(Hist)GradientBoostingClassifier``,
             or an XGBoost or LightGBM model of one output (regressor, binary classifier,
             ``Booster``); numerical splits only.
-        X: one instance ``(M,)`` or a batch ``(n, M)``, finite.
+        X: one instance ``(M,)`` or a batch ``(n, M)``; NaN (a missing value) where the model
+            says where missing values go (XGBoost, LightGBM, HistGradientBoosting, scikit-learn
+            trees >= 1.3), following each split's default direction.
         background: not supported yet (interventional Tree SHAP); must be ``None``.
         interactions: not supported yet; must be False.
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output.
@@ -185,7 +200,13 @@ def tree_shap(
         raise ValueError("interactions: Tree SHAP interaction values are not implemented yet")
     check_mesh(mesh)
     paths, how = tree_paths(model)
-    X = as_float_array("X", X, dtype=np.float64)
+    X = as_float_array("X", X, dtype=np.float64, finite=False)
+    if np.isinf(X).any() or (np.isnan(X).any() and not paths.missing):
+        what = "NaN" if paths.missing else "NaN or inf"
+        raise ValueError(
+            f"X must not hold {what}"
+            + ("" if paths.missing else " (this model does not say where missing values go)")
+        )
     single = X.ndim == 1
     X2 = X[None] if single else X
     M = paths.num_features
@@ -207,6 +228,7 @@ def tree_shap(
         jnp.asarray(paths.feature),
         jnp.asarray(np.clip(paths.lower, -big, big), dt),
         jnp.asarray(np.clip(paths.upper, -big, big), dt),
+        jnp.asarray(paths.nan_ok),
         jnp.asarray(paths.cover_share, dt),
         jnp.asarray(paths.valid),
         jnp.asarray(paths.value, dt),
@@ -217,7 +239,7 @@ def tree_shap(
     )
     phi = np.asarray(phi, np.float64)  # (n, M, K)
     totals = np.asarray(totals, np.float64)
-    offset = _raw_offset(model, how, X2, totals)
+    offset = _raw_offset(model, how, paths)
     base = np.broadcast_to(_expected_value(paths) + offset, (n, K)).copy()
     output_names = None
     if spec.indices is not None:
