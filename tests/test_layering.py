@@ -28,6 +28,7 @@ MAY_IMPORT = {
     "xaijax.perturbation": CORE,
     "xaijax.propagation": CORE,
     "xaijax.transformers": CORE,
+    "xaijax.trees": CORE,
     "xaijax.protopnet": CORE + ("xaijax.zoo",),
     "xaijax.metrics": CORE,
     "xaijax.plots": CORE,
