@@ -45,6 +45,7 @@ BENCHMARKS = {
         ["--images", "1", "--masks", "200", "--repeats", "1", "--captum-images", "0"],
     ),
     "metrics": ([], "--images 8 --quantus-images 2 --size 16 --repeats 1".split()),
+    "tree_shap": ([], "--trees 20 --depth 4 --rows 200 --repeats 1".split()),
 }
 
 
@@ -262,6 +263,18 @@ def rows_of(name: str, report: dict) -> list[dict]:
                     "floor_ms": None,
                 }
             )
+    elif name == "tree_shap":
+        rows.append(
+            {
+                "case": f"path-dependent: XGBoost {report['trees']} trees depth {report['depth']}, "
+                f"{report['rows']} rows",
+                "unit": "row",
+                "xaijax_ms": 1e3 * report["xaijax_s"] / report["rows"],
+                "reference": "shap.TreeExplainer",
+                "reference_ms": 1e3 * report["shap_s"] / report["rows"],
+                "floor_ms": None,
+            }
+        )
     for r in rows:
         r["benchmark"] = name
         r.update(common)
