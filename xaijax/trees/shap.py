@@ -32,22 +32,39 @@ def _exclusive_products(g):
     return prefix * suffix
 
 
-def _row_shap(x, paths: TreePaths, nodes, weights, strict: bool, M: int):
+def _follows(x, paths: TreePaths, strict: bool):
+    """``o``: whether row ``x`` satisfies each path's constraints on each feature ``(L, S)``."""
     xs = x[paths.feature]
-    inside = (
-        (paths.lower <= xs) & (xs < paths.upper)
-        if strict
-        else ((paths.lower < xs) & (xs <= paths.upper))
-    )
-    o = jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)
-    z = paths.cover_fraction
+    if strict:
+        inside = (paths.lower <= xs) & (xs < paths.upper)
+    else:
+        inside = (paths.lower < xs) & (xs <= paths.upper)
+    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)
+
+
+def _path_shap(o, z, paths: TreePaths, nodes, weights, M: int):
+    """Shapley values ``(M, K)`` of the games ``v prod_{j in S} o_j prod_{j not in S} z_j``."""
     t = nodes[None, None, :]
     g = o[..., None] * t + z[..., None] * (1 - t)
     integral = jnp.einsum("lsq,q->ls", _exclusive_products(g), weights)
     c = (o - z) * integral
     contrib = c[..., None] * paths.value[:, None, :]
     K = paths.value.shape[1]
-    return jnp.zeros((M, K), x.dtype).at[paths.feature.ravel()].add(contrib.reshape(-1, K))
+    return jnp.zeros((M, K), o.dtype).at[paths.feature.ravel()].add(contrib.reshape(-1, K))
+
+
+def _row_shap(x, background, paths: TreePaths, nodes, weights, strict: bool, M: int):
+    o = _follows(x, paths, strict)
+    if background is None:
+        # path-dependent: z is the fraction of training cover that follows the path
+        return _path_shap(o, paths.cover_fraction, paths, nodes, weights, M)
+
+    # interventional: with one reference row z is that row's own o; average over the rows
+    def one(acc, b):
+        return acc + _path_shap(o, _follows(b, paths, strict), paths, nodes, weights, M), None
+
+    total, _ = jax.lax.scan(one, jnp.zeros((M, paths.value.shape[1]), x.dtype), background)
+    return total / background.shape[0]
 
 
 def _quadrature(S: int):
@@ -64,9 +81,11 @@ def _shap_fn(strict: bool, M: int, batch: int):
     if key not in _compiled:
 
         @jax.jit
-        def run(X, paths, nodes, weights):
+        def run(X, background, paths, nodes, weights):
             return jax.lax.map(
-                lambda x: _row_shap(x, paths, nodes, weights, strict, M), X, batch_size=batch
+                lambda x: _row_shap(x, background, paths, nodes, weights, strict, M),
+                X,
+                batch_size=batch,
             )
 
         _compiled[key] = run
@@ -82,13 +101,15 @@ def tree_shap(
     batch_size: int | None = None,
     targets=None,
 ) -> Explanation:
-    """Exact path-dependent Tree SHAP values of a fitted tree ensemble, in its raw margin.
+    """Exact path-dependent or interventional Tree SHAP values of a tree ensemble (raw margin).
 
     Args:
         model: a fitted sklearn tree/forest/boosting model, XGBoost or LightGBM model, or a
             :class:`~xaijax.trees.TreeEnsemble`.
         X: ``(n, M)`` rows, or one ``(M,)`` row; NaN follows each split's missing direction.
-        background: not supported yet (interventional Tree SHAP); must be ``None``.
+        background: ``(b, M)`` reference rows for interventional Tree SHAP (the values average
+            the Shapley values of ``f(x_S, b_rest)`` over the rows), or ``None`` for
+            path-dependent Tree SHAP (the training cover stands in for the background).
         interactions: not supported yet; must be ``False``.
         batch_size: rows per compiled step (default: the core default).
         targets: not supported yet; must be ``None``.
@@ -112,8 +133,6 @@ def tree_shap(
         for trees", Nature Machine Intelligence (2020); Bifet et al., "Linear TreeShap",
         NeurIPS (2022).
     """
-    if background is not None:
-        raise ValueError("background: interventional Tree SHAP is not implemented yet")
     if interactions:
         raise ValueError("interactions: tree interaction values are not implemented yet")
     if targets is not None:
@@ -128,12 +147,27 @@ def tree_shap(
         raise ValueError(f"X must have shape (n, {ens.num_features}); got {np.shape(X)}")
     if np.isinf(arr).any():
         raise ValueError("X contains inf")
+    if background is not None:
+        bg = np.asarray(background)
+        if not np.issubdtype(bg.dtype, np.number):
+            raise TypeError(f"background must be numeric; got dtype {bg.dtype}")
+        bg = np.atleast_2d(bg).astype(np.float32)
+        if bg.ndim != 2 or bg.shape[1] != ens.num_features or not len(bg):
+            raise ValueError(
+                f"background must have shape (b, {ens.num_features}); got {np.shape(background)}"
+            )
     paths = tree_paths(ens)
     nodes, weights = _quadrature(paths.feature.shape[1])
     batch = resolve_batch_size(batch_size)
     fn = _shap_fn(ens.strict, ens.num_features, int(min(batch, max(1, len(arr)))))
-    values = fn(jnp.asarray(arr), jax.tree.map(jnp.asarray, paths), nodes, weights)
-    base = float(0) + ens.offset + (paths.value * paths.cover_fraction.prod(1)[:, None]).sum(0)
+    jpaths = jax.tree.map(jnp.asarray, paths)
+    values = fn(
+        jnp.asarray(arr), None if background is None else jnp.asarray(bg), jpaths, nodes, weights
+    )
+    if background is None:
+        base = ens.offset + (paths.value * paths.cover_fraction.prod(1)[:, None]).sum(0)
+    else:
+        base = ens.predict(bg).mean(0)
     base = np.broadcast_to(base, (len(arr), ens.num_outputs))
     values = np.asarray(values)
     if ens.num_outputs == 1:
