@@ -7,7 +7,17 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import cam, core, maskers, metrics, perturbation, plots, propagation, transformers
+from xaijax import (
+    cam,
+    core,
+    maskers,
+    metrics,
+    perturbation,
+    plots,
+    propagation,
+    transformers,
+    trees,
+)
 from xaijax.cam import (
     ablation_cam,
     eigen_cam,
@@ -80,7 +90,7 @@ from xaijax.shapley import (
     shapley_kernel_weights,
 )
 from xaijax.transformers import attention_rollout
-from xaijax.trees import tree_shap
+from xaijax.trees import TreeEnsemble, tree_ensemble, tree_shap
 
 __version__ = "0.1.0"
 
@@ -108,6 +118,7 @@ __all__ = [
     "plots",
     "propagation",
     "transformers",
+    "trees",
     "default_batch_size",
     "evaluate",
     "explainers",
@@ -135,6 +146,9 @@ __all__ = [
     "permutation_shap",
     "shapley_interactions",
     "shapley_kernel_weights",
+    # Tree SHAP
+    "TreeEnsemble",
+    "tree_ensemble",
     "tree_shap",
     # feature groups
     "patch_groups",

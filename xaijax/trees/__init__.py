@@ -1,6 +1,6 @@
-"""Tree ensembles: path-dependent Tree SHAP of fitted scikit-learn, XGBoost and LightGBM models."""
+"""Tree SHAP for fitted tree ensembles (sklearn, XGBoost, LightGBM), compiled with XLA."""
 
-from xaijax.trees.ensemble import TreePaths, tree_paths
+from xaijax.trees.convert import Tree, TreeEnsemble, TreePaths, tree_ensemble, tree_paths
 from xaijax.trees.shap import tree_shap
 
-__all__ = ["tree_shap", "tree_paths", "TreePaths"]
+__all__ = ["Tree", "TreeEnsemble", "TreePaths", "tree_ensemble", "tree_paths", "tree_shap"]
