@@ -121,7 +121,9 @@ def tree_shap(
         interactions: not supported yet; must be ``False``.
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output per row
             (a callable is refused: a score of the raw outputs is not a tree ensemble).
-        batch_size: rows per compiled step (default: the core default).
+        batch_size: rows per compiled step; each row holds ``paths x depth x nodes`` values
+            (default: rows for about ``2^25`` such values, e.g. 8 rows for 500 trees of
+            depth 8).
         mesh: accepted and validated for the one signature of every explainer; no effect yet
             (one device computes every row).
 
@@ -173,7 +175,11 @@ def tree_shap(
             )
     paths = tree_paths(ens)
     nodes, weights = _quadrature(paths.feature.shape[1])
-    batch = resolve_batch_size(batch_size)
+    if batch_size is None:  # one row holds (paths, features, nodes) values: ~2^25 per chunk
+        L, S = paths.feature.shape
+        batch = max(1, 2**25 // (L * S * len(nodes)))
+    else:
+        batch = resolve_batch_size(batch_size)
     fn = _shap_fn(ens.strict, ens.num_features, int(min(batch, max(1, len(arr)))))
     jpaths = jax.tree.map(jnp.asarray, paths)
     values = fn(
