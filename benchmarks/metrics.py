@@ -120,6 +120,26 @@ def timed(fn, repeats):
     return best
 
 
+def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> None:
+    """One timed Quantus call on the PyTorch twin: ``row``'s Quantus ms per image and ratio."""
+    extra = {} if s_batch is None else {"s_batch": s_batch}
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        metric(
+            model=twin,
+            x_batch=images.transpose(0, 3, 1, 2),
+            y_batch=targets,
+            a_batch=maps[:, None],
+            channel_first=True,
+            device="cpu",
+            softmax=False,
+            **extra,
+        )
+    row["quantus_ms_per_image"] = 1e3 * (time.perf_counter() - start) / len(images)
+    row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
+
+
 def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
     from xaijax import metrics
 
@@ -172,23 +192,7 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
             if name == "irof":
                 quantus.helpers.utils.get_superpixel_segments = lambda img, **k: grid[0]
 
-            def qcall(metric=metric):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return metric(
-                        model=twin,
-                        x_batch=images[:nq].transpose(0, 3, 1, 2),
-                        y_batch=targets[:nq],
-                        a_batch=maps[:nq, None],
-                        channel_first=True,
-                        device="cpu",
-                        softmax=False,
-                    )
-
-            start = time.perf_counter()
-            qcall()
-            row["quantus_ms_per_image"] = 1e3 * (time.perf_counter() - start) / nq
-            row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
+            add_quantus_time(row, metric, twin, images[:nq], targets[:nq], maps[:nq])
         rows[name] = row
         print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
     masks = images.mean(-1) > np.median(images.mean(-1), axis=(1, 2), keepdims=True)
@@ -205,24 +209,8 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
         if twin is not None:
             metric = getattr(quantus, theirs)(disable_warnings=True, **qkw)
 
-            def qcall(metric=metric):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    return metric(
-                        model=twin,
-                        x_batch=images[:nq].transpose(0, 3, 1, 2),
-                        y_batch=targets[:nq],
-                        a_batch=maps[:nq, None],
-                        s_batch=masks[:nq, None].astype(np.float32),
-                        channel_first=True,
-                        device="cpu",
-                        softmax=False,
-                    )
-
-            start = time.perf_counter()
-            qcall()
-            row["quantus_ms_per_image"] = 1e3 * (time.perf_counter() - start) / nq
-            row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
+            s_batch = masks[:nq, None].astype(np.float32)
+            add_quantus_time(row, metric, twin, images[:nq], targets[:nq], maps[:nq], s_batch)
         rows[name] = row
         print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
     return {"images": n, "quantus_images": nq, "size": size, "metrics": rows}
