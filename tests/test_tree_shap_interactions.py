@@ -8,6 +8,7 @@ import xgboost
 from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
 from sklearn.tree import DecisionTreeRegressor
 
+import xaijax as xj
 from xaijax.trees import tree_ensemble
 from xaijax.trees.interactions import tree_shap_interactions
 
@@ -70,3 +71,14 @@ def test_bad_inputs():
         tree_shap_interactions(model, np.ones((2, 3)))
     with pytest.raises(TypeError, match="X"):
         tree_shap_interactions(model, np.array([["a"] * 4]))
+
+
+def test_tree_shap_with_interactions_is_the_same_call():
+    model = DecisionTreeRegressor(max_depth=4, random_state=0).fit(X, X[:, 0] * X[:, 1])
+    via = xj.tree_shap(model, X[:5], interactions=True)
+    np.testing.assert_array_equal(via.values, tree_shap_interactions(model, X[:5]).values)
+    assert via.kind == "interaction"
+    # the main effects and half-interactions of a row add up to its Shapley values
+    np.testing.assert_allclose(via.values.sum(2), xj.tree_shap(model, X[:5]).values, atol=1e-5)
+    with pytest.raises(ValueError, match="interactions"):
+        xj.tree_shap(model, X[:5], interactions=True, background=X[:10])

@@ -101,8 +101,8 @@ def tree_shap_interactions(model, X, *, batch_size: int | None = None) -> Explan
         model: a fitted sklearn tree/forest/boosting model, XGBoost or LightGBM model, or a
             :class:`~xaijax.trees.TreeEnsemble`.
         X: ``(n, M)`` rows, or one ``(M,)`` row; NaN follows each split's missing direction.
-        batch_size: rows per compiled step (default: the core default); memory per row grows
-            with ``L S^2`` for ``L`` leaves of at most ``S`` unique features.
+        batch_size: rows per compiled step; memory per row grows with ``L S^2`` for ``L``
+            leaves of at most ``S`` unique features (default: rows for about ``2^25`` values).
 
     Returns:
         An :class:`Explanation` of kind ``"interaction"``.
@@ -135,7 +135,11 @@ def tree_shap_interactions(model, X, *, batch_size: int | None = None) -> Explan
         raise ValueError("X contains inf")
     paths = tree_paths(ens)
     nodes, weights = _quadrature(paths.feature.shape[1])
-    batch = resolve_batch_size(batch_size)
+    if batch_size is None:  # one row holds (paths, features, features, nodes) values
+        L, S = paths.feature.shape
+        batch = max(1, 2**25 // (L * S * S * len(nodes)))
+    else:
+        batch = resolve_batch_size(batch_size)
     fn = _interactions_fn(ens.strict, ens.num_features, int(min(batch, max(1, len(arr)))))
     values = np.asarray(fn(jnp.asarray(arr), jax.tree.map(jnp.asarray, paths), nodes, weights))
     base = ens.offset + (paths.value * paths.cover_fraction.prod(1)[:, None]).sum(0)

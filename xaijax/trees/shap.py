@@ -24,6 +24,7 @@ from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, resolve_targets
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
+from xaijax.trees.interactions import tree_shap_interactions
 
 __all__ = ["tree_shap"]
 
@@ -118,7 +119,9 @@ def tree_shap(
         background: ``(b, M)`` reference rows for interventional Tree SHAP (the values average
             the Shapley values of ``f(x_S, b_rest)`` over the rows), or ``None`` for
             path-dependent Tree SHAP (the training cover stands in for the background).
-        interactions: not supported yet; must be ``False``.
+        interactions: return SHAP interaction values instead, ``(n, M, M[, K])`` (kind
+            ``"interaction"``, as :func:`~xaijax.trees.tree_shap_interactions`); path-dependent
+            only, every output.
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output per row
             (a callable is refused: a score of the raw outputs is not a tree ensemble).
         batch_size: rows per compiled step; each row holds ``paths x depth x nodes`` values
@@ -147,7 +150,12 @@ def tree_shap(
         NeurIPS (2022).
     """
     if interactions:
-        raise ValueError("interactions: tree interaction values are not implemented yet")
+        if background is not None or targets is not None:
+            raise ValueError(
+                "interactions: SHAP interaction values are path-dependent (no background) and "
+                "cover every output (targets=None)"
+            )
+        return tree_shap_interactions(model, X, batch_size=batch_size)
     check_mesh(mesh)
     ens = model if isinstance(model, TreeEnsemble) else tree_ensemble(model)
     arr = np.asarray(X)
