@@ -25,26 +25,13 @@ import numpy as np
 from xaijax.core.contract import resolve_batch_size
 from xaijax.core.explanation import Explanation
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
+from xaijax.trees.kernels import exclusive_products, follows, quadrature
 
 __all__ = ["tree_shap_interactions"]
 
 
-def _exclusive_products(g):
-    """``prod_{k != i} g_k`` along axis -2 without division (prefix times suffix)."""
-    ones = jnp.ones_like(g[..., :1, :])
-    prefix = jnp.cumprod(jnp.concatenate([ones, g[..., :-1, :]], axis=-2), axis=-2)
-    rev = jnp.flip(g, -2)
-    suffix = jnp.flip(jnp.cumprod(jnp.concatenate([ones, rev[..., :-1, :]], axis=-2), axis=-2), -2)
-    return prefix * suffix
-
-
 def _row_interactions(x, paths: TreePaths, nodes, weights, strict: bool, M: int):
-    xs = x[paths.feature]
-    if strict:
-        inside = (paths.lower <= xs) & (xs < paths.upper)
-    else:
-        inside = (paths.lower < xs) & (xs <= paths.upper)
-    o = jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)  # (L, S)
+    o = follows(x, paths, strict)  # (L, S)
     z = paths.cover_fraction
     S = o.shape[1]
     t = nodes[None, None, :]
@@ -52,7 +39,7 @@ def _row_interactions(x, paths: TreePaths, nodes, weights, strict: bool, M: int)
     # row a of ga is g with slot a set to 1: its exclusive products leave out a and b
     eye = jnp.eye(S, dtype=bool)[None, :, :, None]
     ga = jnp.where(eye, 1.0, g[:, None, :, :])  # (L, a, k, Q)
-    pair = jnp.einsum("labq,q->lab", _exclusive_products(ga), weights)  # (L, a, b)
+    pair = jnp.einsum("labq,q->lab", exclusive_products(ga), weights)  # (L, a, b)
     d = o - z
     phi = d * jnp.diagonal(pair, axis1=1, axis2=2)  # Shapley values per slot
     off = 0.5 * d[:, :, None] * d[:, None, :] * jnp.where(eye[..., 0], 0.0, pair)
@@ -62,12 +49,6 @@ def _row_interactions(x, paths: TreePaths, nodes, weights, strict: bool, M: int)
     rows = jnp.broadcast_to(paths.feature[:, :, None], slot.shape).ravel()
     cols = jnp.broadcast_to(paths.feature[:, None, :], slot.shape).ravel()
     return jnp.zeros((M, M, K), x.dtype).at[rows, cols].add(contrib.reshape(-1, K))
-
-
-def _quadrature(S: int):
-    q = max(1, (S + 1) // 2)  # exact for degree 2q - 1 >= S - 1
-    t, w = np.polynomial.legendre.leggauss(q)
-    return ((t + 1) / 2).astype(np.float32), (w / 2).astype(np.float32)
 
 
 _compiled = {}
@@ -134,7 +115,7 @@ def tree_shap_interactions(model, X, *, batch_size: int | None = None) -> Explan
     if np.isinf(arr).any():
         raise ValueError("X contains inf")
     paths = tree_paths(ens)
-    nodes, weights = _quadrature(paths.feature.shape[1])
+    nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:  # one row holds (paths, features, features, nodes) values
         L, S = paths.feature.shape
         batch = max(1, 2**25 // (L * S * S * len(nodes)))

@@ -25,35 +25,16 @@ from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, resolve_targets
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
 from xaijax.trees.interactions import tree_shap_interactions
+from xaijax.trees.kernels import exclusive_products, follows, quadrature
 
 __all__ = ["tree_shap"]
-
-
-def _exclusive_products(g):
-    """``prod_{j != i} g_j`` along axis -2 without division (prefix times suffix)."""
-    ones = jnp.ones_like(g[..., :1, :])
-    prefix = jnp.cumprod(jnp.concatenate([ones, g[..., :-1, :]], axis=-2), axis=-2)
-    suffix = jnp.flip(
-        jnp.cumprod(jnp.concatenate([ones, jnp.flip(g, -2)[..., :-1, :]], axis=-2), axis=-2), -2
-    )
-    return prefix * suffix
-
-
-def _follows(x, paths: TreePaths, strict: bool):
-    """``o``: whether row ``x`` satisfies each path's constraints on each feature ``(L, S)``."""
-    xs = x[paths.feature]
-    if strict:
-        inside = (paths.lower <= xs) & (xs < paths.upper)
-    else:
-        inside = (paths.lower < xs) & (xs <= paths.upper)
-    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)
 
 
 def _path_shap(o, z, paths: TreePaths, nodes, weights, M: int):
     """Shapley values ``(M, K)`` of the games ``v prod_{j in S} o_j prod_{j not in S} z_j``."""
     t = nodes[None, None, :]
     g = o[..., None] * t + z[..., None] * (1 - t)
-    integral = jnp.einsum("lsq,q->ls", _exclusive_products(g), weights)
+    integral = jnp.einsum("lsq,q->ls", exclusive_products(g), weights)
     c = (o - z) * integral
     contrib = c[..., None] * paths.value[:, None, :]
     K = paths.value.shape[1]
@@ -61,23 +42,17 @@ def _path_shap(o, z, paths: TreePaths, nodes, weights, M: int):
 
 
 def _row_shap(x, background, paths: TreePaths, nodes, weights, strict: bool, M: int):
-    o = _follows(x, paths, strict)
+    o = follows(x, paths, strict)
     if background is None:
         # path-dependent: z is the fraction of training cover that follows the path
         return _path_shap(o, paths.cover_fraction, paths, nodes, weights, M)
 
     # interventional: with one reference row z is that row's own o; average over the rows
     def one(acc, b):
-        return acc + _path_shap(o, _follows(b, paths, strict), paths, nodes, weights, M), None
+        return acc + _path_shap(o, follows(b, paths, strict), paths, nodes, weights, M), None
 
     total, _ = jax.lax.scan(one, jnp.zeros((M, paths.value.shape[1]), x.dtype), background)
     return total / background.shape[0]
-
-
-def _quadrature(S: int):
-    q = max(1, (S + 1) // 2)
-    t, w = np.polynomial.legendre.leggauss(q)
-    return ((t + 1) / 2).astype(np.float32), (w / 2).astype(np.float32)
 
 
 _compiled = {}
@@ -182,7 +157,7 @@ def tree_shap(
                 f"background must have shape (b, {ens.num_features}); got {np.shape(background)}"
             )
     paths = tree_paths(ens)
-    nodes, weights = _quadrature(paths.feature.shape[1])
+    nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:  # one row holds (paths, features, nodes) values: ~2^25 per chunk
         L, S = paths.feature.shape
         batch = max(1, 2**25 // (L * S * len(nodes)))

@@ -1,0 +1,42 @@
+"""The arithmetic Tree SHAP and its interaction values share (Linear TreeSHAP's view).
+
+A path's product game is integrated over ``t`` in [0, 1] by Gauss-Legendre quadrature
+(:func:`quadrature`), with the products over all features but one taken without division
+(:func:`exclusive_products`), of whether a row follows the path at each feature (:func:`follows`).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from xaijax.trees.convert import TreePaths
+
+__all__ = ["exclusive_products", "follows", "quadrature"]
+
+
+def exclusive_products(g):
+    """``prod_{j != i} g_j`` along axis -2 without division (prefix times suffix)."""
+    ones = jnp.ones_like(g[..., :1, :])
+    prefix = jnp.cumprod(jnp.concatenate([ones, g[..., :-1, :]], axis=-2), axis=-2)
+    suffix = jnp.flip(
+        jnp.cumprod(jnp.concatenate([ones, jnp.flip(g, -2)[..., :-1, :]], axis=-2), axis=-2), -2
+    )
+    return prefix * suffix
+
+
+def follows(x, paths: TreePaths, strict: bool):
+    """``o``: whether row ``x`` satisfies each path's constraints on each feature ``(L, S)``."""
+    xs = x[paths.feature]
+    if strict:
+        inside = (paths.lower <= xs) & (xs < paths.upper)
+    else:
+        inside = (paths.lower < xs) & (xs <= paths.upper)
+    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)
+
+
+def quadrature(S: int):
+    """Gauss-Legendre nodes and weights on [0, 1], exact for the degree ``S - 1`` products."""
+    q = max(1, (S + 1) // 2)
+    t, w = np.polynomial.legendre.leggauss(q)
+    return ((t + 1) / 2).astype(np.float32), (w / 2).astype(np.float32)
