@@ -25,7 +25,7 @@ import numpy as np
 from xaijax.core.contract import resolve_batch_size
 from xaijax.core.explanation import Explanation
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
-from xaijax.trees.kernels import exclusive_products, follows, quadrature
+from xaijax.trees.kernels import check_rows, exclusive_products, follows, quadrature
 
 __all__ = ["tree_shap_interactions"]
 
@@ -105,15 +105,7 @@ def tree_shap_interactions(model, X, *, batch_size: int | None = None) -> Explan
         indices", Games and Economic Behavior (2006).
     """
     ens = model if isinstance(model, TreeEnsemble) else tree_ensemble(model)
-    arr = np.asarray(X)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"X must be numeric; got dtype {arr.dtype}")
-    single = arr.ndim == 1
-    arr = np.atleast_2d(arr).astype(np.float32)
-    if arr.ndim != 2 or arr.shape[1] != ens.num_features:
-        raise ValueError(f"X must have shape (n, {ens.num_features}); got {np.shape(X)}")
-    if np.isinf(arr).any():
-        raise ValueError("X contains inf")
+    arr, single = check_rows(X, ens.num_features)
     paths = tree_paths(ens)
     nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:  # one row holds (paths, features, features, nodes) values

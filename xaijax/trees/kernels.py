@@ -12,7 +12,21 @@ import numpy as np
 
 from xaijax.trees.convert import TreePaths
 
-__all__ = ["exclusive_products", "follows", "quadrature"]
+__all__ = ["check_rows", "exclusive_products", "follows", "quadrature"]
+
+
+def check_rows(X, num_features: int) -> tuple[np.ndarray, bool]:
+    """``X`` as float32 rows ``(n, M)`` and whether it was one row; NaN (missing) allowed."""
+    arr = np.asarray(X)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise TypeError(f"X must be numeric; got dtype {arr.dtype}")
+    single = arr.ndim == 1
+    arr = np.atleast_2d(arr).astype(np.float32)
+    if arr.ndim != 2 or arr.shape[1] != num_features:
+        raise ValueError(f"X must have shape (n, {num_features}); got {np.shape(X)}")
+    if np.isinf(arr).any():
+        raise ValueError("X must not hold inf (NaN is a missing value; inf is not)")
+    return arr, single
 
 
 def exclusive_products(g):

@@ -25,7 +25,7 @@ from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, resolve_targets
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
 from xaijax.trees.interactions import tree_shap_interactions
-from xaijax.trees.kernels import exclusive_products, follows, quadrature
+from xaijax.trees.kernels import check_rows, exclusive_products, follows, quadrature
 
 __all__ = ["tree_shap"]
 
@@ -133,15 +133,7 @@ def tree_shap(
         return tree_shap_interactions(model, X, batch_size=batch_size)
     check_mesh(mesh)
     ens = model if isinstance(model, TreeEnsemble) else tree_ensemble(model)
-    arr = np.asarray(X)
-    if not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"X must be numeric; got dtype {arr.dtype}")
-    single = arr.ndim == 1
-    arr = np.atleast_2d(arr).astype(np.float32)
-    if arr.ndim != 2 or arr.shape[1] != ens.num_features:
-        raise ValueError(f"X must have shape (n, {ens.num_features}); got {np.shape(X)}")
-    if np.isinf(arr).any():
-        raise ValueError("X must not hold inf (NaN is a missing value; inf is not)")
+    arr, single = check_rows(X, ens.num_features)
     spec = resolve_targets(
         targets, len(arr), ens.num_outputs if ens.num_outputs > 1 else None, name="targets"
     )
