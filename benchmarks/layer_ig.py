@@ -49,6 +49,12 @@ def _time_interleaved(fns, repeats):
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def _peak_host_mib():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _captum(net, tokens, steps, batch_size):
     try:
         import torch
@@ -108,6 +114,8 @@ def main(argv=None):
         )
         return np.asarray(exp.values)
 
+    ours()  # warm-up (compile), then the process's peak memory before the floor and captum run
+    peak_mib = _peak_host_mib()
     fns = {"xaijax": ours, "floor": lambda: floor(state, rows).block_until_ready()}
     captum = _captum(net, tokens, steps, bs)
     if captum is not None:
@@ -128,6 +136,8 @@ def main(argv=None):
         "xaijax": {"seconds": t["xaijax"], "sequences_per_s": n / t["xaijax"]},
         "floor_forward": {"seconds": t["floor"], "sequences_per_s": n / t["floor"]},
         "ratio_to_floor": t["xaijax"] / t["floor"],
+        "peak_host_mib_after_xaijax": peak_mib,
+        "activation_mib_all_rows": n * steps * L * 32 * 4 / 2**20,
     }
     if captum is not None:
         result["captum"] = {
