@@ -50,7 +50,7 @@ class NoisyLayer(NamedTuple):
 
     Private to the gradients family: :func:`~xaijax.gradients.noise.noise_tunnel` passes it as
     ``layer`` to add its noise at the layer for token-id inputs. No offset is added at padding
-    positions, which keep exactly 0 attribution.
+    positions, which keep exactly 0 attribution; the offset added is ``extras["layer_noise"]``.
     """
 
     layer: Any  # the submodule path or head function

@@ -207,14 +207,14 @@ def noise_tunnel(
 
         Token ids, noise at the embeddings:
 
-        >>> from xaijax.gradients.layer import layer_integrated_gradients
+        >>> from xaijax.gradients.layer import layer_gradient_x_input
         >>> from xaijax.zoo import build
         >>> from xaijax.zoo.transformers import TextTransformer
         >>> net = build(lambda rngs: TextTransformer(30, 2, max_len=8, dim=16, depth=1, rngs=rngs))
-        >>> exp = noise_tunnel(layer_integrated_gradients, net, jnp.array([[1, 5, 7, 0]]),
-        ...                    layer="embed", num_steps=4, stdevs=0.1, key=jax.random.key(0))
+        >>> exp = noise_tunnel(layer_gradient_x_input, net, jnp.array([[1, 5, 7, 0]]),
+        ...                    layer="embed", nt_samples=2, stdevs=0.1, key=jax.random.key(0))
         >>> exp.values.shape, exp.extras["noise"].shape, float(exp.values[0, 3])
-        ((1, 4), (5, 1, 4, 16), 0.0)
+        ((1, 4), (2, 1, 4, 16), 0.0)
     """
     from xaijax.core.registry import explainers
 
