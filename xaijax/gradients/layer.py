@@ -9,6 +9,10 @@ the layer and masks computed from the token ids, runs on the real input: this is
 
 Padding tokens (``X == pad_id`` for integer ``X``) get exactly 0, in the reduced values and in
 ``extras["attributions"]``.
+
+:func:`~xaijax.gradients.noise.noise_tunnel` on token ids passes ``layer`` as a
+:class:`NoisyLayer`: an additive offset to the layer's output (its noise), so each noisy copy is
+explained at ``A + noise``, in the forward pass and as the point of attribution.
 """
 
 # jaxtyping shape strings such as "n L" are not Python expressions:
@@ -40,6 +44,19 @@ __all__ = ["layer_integrated_gradients", "layer_gradient_x_input", "REDUCTIONS"]
 REDUCTIONS = ("sum", "l2", None)
 
 
+class NoisyLayer(NamedTuple):
+    """A layer whose output gets an additive offset: ``A + noise`` replaces ``A`` everywhere (the
+    forward pass, the targets, the point of attribution; IG's path runs from the baseline to it).
+
+    Private to the gradients family: :func:`~xaijax.gradients.noise.noise_tunnel` passes it as
+    ``layer`` to add its noise at the layer for token-id inputs. No offset is added at padding
+    positions, which keep exactly 0 attribution; the offset added is ``extras["layer_noise"]``.
+    """
+
+    layer: Any  # the submodule path or head function
+    noise: Any  # (n, *layer_row), one offset per row of X
+
+
 class LayerProblem(NamedTuple):
     """Validated inputs of a layer explainer (host side, before compilation)."""
 
@@ -52,6 +69,7 @@ class LayerProblem(NamedTuple):
     logits_shape: tuple
     a_shape: tuple  # (n, *layer_row)
     keep: np.ndarray | None  # (n, L) bool: False at padding tokens; None without padding
+    noise: np.ndarray | None  # (n, *layer_row) offset added to the layer's output; None: none
 
 
 def _inputs(X) -> np.ndarray:
@@ -109,6 +127,9 @@ def _layer_rows(name, value, a_shape, dtype) -> np.ndarray:
 
 def _prepare(model, layer, X, targets, *, reduce, pad_id, batch_size, mesh):
     """``(LayerProblem, reduce)``: everything checked on the host, before compiling."""
+    noise = None
+    if isinstance(layer, NoisyLayer):
+        layer, noise = layer
     lm = layer_model(model, layer)
     reduce = contract.check_choice("reduce", reduce, REDUCTIONS)
     X = _inputs(X)
@@ -135,9 +156,21 @@ def _prepare(model, layer, X, targets, *, reduce, pad_id, batch_size, mesh):
     if spec.fn is not None:
         check_target_fn(spec.fn, jax.ShapeDtypeStruct((2,) + logits_shape[1:], jnp.float32))
     batch_size = contract.resolve_batch_size(batch_size, a_shape[1:], np.float32)
+    if noise is not None:
+        noise = contract.as_float_array("layer noise", noise, dtype=np.float32)
+        if noise.shape != a_shape:
+            raise ValueError(
+                f"layer noise must have the layer's shape {a_shape}; got {noise.shape}"
+            )
     return LayerProblem(
-        lm, X, single, spec, batch_size, check_mesh(mesh), logits_shape, a_shape, keep
+        lm, X, single, spec, batch_size, check_mesh(mesh), logits_shape, a_shape, keep, noise
     ), reduce
+
+
+def layer_rows_shape(model, layer, X) -> tuple:
+    """``(n, *layer_row)``: the shape of ``layer``'s output on the batch ``X``, without compiling
+    (what :func:`~xaijax.gradients.noise.noise_tunnel` draws its noise at the layer in)."""
+    return _split(layer_model(model, layer), _inputs(X))[3]
 
 
 def _finite_rows(a):
@@ -191,14 +224,35 @@ def _path_sum(lm, X, A, B, alphas, weights, fixed, target_fn, batch_size):
     jax.jit, static_argnames=("target_fn", "batch_size", "mesh", "multiply", "reduce")
 )
 def _layer_path(
-    lm, X, B, indices, keep, alphas, weights, *, target_fn, batch_size, mesh, multiply, reduce
+    lm,
+    X,
+    B,
+    indices,
+    keep,
+    noise,
+    alphas,
+    weights,
+    *,
+    target_fn,
+    batch_size,
+    mesh,
+    multiply,
+    reduce,
 ):
     def local(sharded, shared):
-        X, B, indices, keep = sharded
+        X, B, indices, keep, noise = sharded
         lm, alphas, weights = shared
         n = X.shape[0]
         chunk = balanced_chunk(n, batch_size)
-        logits, A = map_row_chunks(lambda r: lm.forward(X[r]), n, chunk)
+        if noise is None:
+            logits, A = map_row_chunks(lambda r: lm.forward(X[r]), n, chunk)
+        else:
+            if keep is not None:
+                # Padding is not an input feature: no noise there (its attribution stays 0).
+                at = keep.reshape(keep.shape + (1,) * (noise.ndim - keep.ndim))
+                noise = jnp.where(at, noise, jnp.zeros((), noise.dtype))
+            logits, A = map_row_chunks(lambda r: lm.forward(X[r], noise[r]), n, chunk)
+            A = A + noise
         scores, t = target_scores(logits, indices, target_fn)
         fixed = None if target_fn is not None or logits.ndim == 1 else t
         base_logits = map_row_chunks(lambda r: lm.logits_from(X[r], B[r]), n, chunk)
@@ -224,10 +278,12 @@ def _layer_path(
             "logits": logits,
             "completeness_gap": (scores - base) - full.reshape(n, -1).sum(axis=1),
         }
+        if noise is not None:
+            extras["layer_noise"] = noise
         outputs_ok = _finite_rows(logits) & _finite_rows(base_logits) & points_ok
         return values, base, extras, outputs_ok, grads_ok
 
-    return over_instances(local, (X, B, indices, keep), (lm, alphas, weights), mesh=mesh)
+    return over_instances(local, (X, B, indices, keep, noise), (lm, alphas, weights), mesh=mesh)
 
 
 def _run(problem, reduce, B, alphas, weights, *, multiply):
@@ -239,6 +295,7 @@ def _run(problem, reduce, B, alphas, weights, *, multiply):
         B,
         problem.targets.indices,
         keep if keep is None else jnp.asarray(keep),
+        problem.noise if problem.noise is None else jnp.asarray(problem.noise),
         jnp.asarray(alphas, jnp.float32),
         jnp.asarray(weights, jnp.float32),
         target_fn=problem.targets.fn,

@@ -17,6 +17,12 @@ from xaijax.core.batching import over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, target_scores
+from xaijax.gradients.layer import (
+    NoisyLayer,
+    layer_gradient_x_input,
+    layer_integrated_gradients,
+    layer_rows_shape,
+)
 from xaijax.gradients.score_gradients import finish, finite_rows, gradient_sum, outputs_at, prepare
 
 __all__ = ["smoothgrad", "noise_tunnel", "NT_TYPES"]
@@ -160,13 +166,19 @@ def noise_tunnel(
     instance ``i``'s key only.
 
     Layer explainers (``layer_integrated_gradients``, ``layer_gradient_x_input``) take
-    ``layer=`` among ``explainer_kwargs``; the noise is added to ``X``, so ``X`` must be
-    float (for token ids noise the embeddings: pass a float model on embeddings).
+    ``layer=`` among ``explainer_kwargs``. For float ``X`` the noise is added to ``X``. For
+    integer token ids ``X`` (which cannot be noised) it is added at the layer instead: each copy
+    is explained with the layer's output ``A + N(0, stdevs^2)`` (e.g. the embeddings plus
+    noise, shaped like the layer's output per instance) both in the forward pass and as the
+    point of attribution, so layer IG's path runs from the baseline to the noisy ``A``. No noise
+    is added at padding tokens (``pad_id``), which keep exactly 0 attribution;
+    ``extras["noise"]`` is the noise added. Other explainers refuse integer ``X``.
 
     Args:
         explainer: a gradient explainer ``explainer(model, X, **kw)`` (or ``(model, layer, X)``).
         model: its model.
-        X: a batch ``(n, *input_shape)`` of floats (one instance: ``X[None]``).
+        X: a batch ``(n, *input_shape)`` of floats, or int token ids ``(n, L)`` for a layer
+            explainer (one instance: ``X[None]``).
         nt_type: ``"smoothgrad"``, ``"smoothgrad_sq"`` or ``"vargrad"``.
         nt_samples: noisy copies per instance (an int >= 1).
         stdevs: the noise standard deviation (a finite number >= 0).
@@ -176,7 +188,8 @@ def noise_tunnel(
     Returns:
         An :class:`~xaijax.Explanation` of kind ``"map"`` (``base_values`` 0) with the
         aggregated values; extras ``samples`` (``(nt_samples, n, ...)``, every copy's values)
-        and ``noise``.
+        and ``noise`` (``(nt_samples, n, *input_shape)``, or ``(nt_samples, n, *layer_row)``
+        at the layer for token ids).
 
     References:
         Smilkov et al. 2017 (SmoothGrad); Adebayo et al. 2018, Local Explanation Methods for
@@ -191,6 +204,17 @@ def noise_tunnel(
         ...                    stdevs=0.0, key=jax.random.key(0))
         >>> exp.values.tolist()
         [[1.0, 2.0]]
+
+        Token ids, noise at the embeddings:
+
+        >>> from xaijax.gradients.layer import layer_gradient_x_input
+        >>> from xaijax.zoo import build
+        >>> from xaijax.zoo.transformers import TextTransformer
+        >>> net = build(lambda rngs: TextTransformer(30, 2, max_len=8, dim=16, depth=1, rngs=rngs))
+        >>> exp = noise_tunnel(layer_gradient_x_input, net, jnp.array([[1, 5, 7, 0]]),
+        ...                    layer="embed", nt_samples=2, stdevs=0.1, key=jax.random.key(0))
+        >>> exp.values.shape, exp.extras["noise"].shape, float(exp.values[0, 3])
+        ((1, 4), (2, 1, 4, 16), 0.0)
     """
     from xaijax.core.registry import explainers
 
@@ -201,9 +225,8 @@ def noise_tunnel(
         raise TypeError(f"explainer must be a gradient explainer function; got {explainer!r}")
     raw = np.asarray(X)
     if np.issubdtype(raw.dtype, np.integer):
-        raise ValueError(
-            "X must be float inputs for noise_tunnel (noise is added to X); for token ids, "
-            "explain a model on the embeddings"
+        return _at_the_layer(
+            explainer, model, raw, nt_type, nt_samples, stdevs, key, explainer_kwargs
         )
     X = contract.as_float_array("X", X)
     if X.ndim < 2 or X.shape[0] == 0:
@@ -214,9 +237,7 @@ def noise_tunnel(
     noisy = (jnp.asarray(X)[None] + noise).reshape((nt_samples * n,) + X.shape[1:])
     info = explainers().get(getattr(explainer, "__name__", ""))
     kwargs = dict(explainer_kwargs)
-    targets = kwargs.pop("targets", None)
-    if targets is not None and not callable(targets) and np.ndim(targets) == 1:
-        targets = np.tile(np.asarray(targets), nt_samples)
+    targets = _tiled_targets(kwargs.pop("targets", None), nt_samples)
     if info is not None and info.random:
         kwargs["key"] = jax.vmap(jax.random.fold_in, (None, 0))(keys[0], jnp.arange(nt_samples * n))
     if info is not None and info.model_form == "layer":
@@ -224,6 +245,11 @@ def noise_tunnel(
         exp = explainer(model, layer, noisy, targets=targets, **kwargs)
     else:
         exp = explainer(model, noisy, targets=targets, **kwargs)
+    return _aggregate(exp, X, noise, explainer, nt_type, nt_samples)
+
+
+def _aggregate(exp, X, noise, explainer, nt_type, nt_samples):
+    n = X.shape[0]
     samples = jnp.asarray(exp.values).reshape((nt_samples, n) + jnp.shape(exp.values)[1:])
     mean = samples.mean(axis=0)
     sq = (samples * samples).mean(axis=0)
@@ -238,6 +264,41 @@ def noise_tunnel(
         method=f"noise_tunnel({name})",
         extras={"samples": samples, "noise": noise},
     )
+
+
+def _tiled_targets(targets, nt_samples):
+    if targets is not None and not callable(targets) and np.ndim(targets) == 1:
+        return np.tile(np.asarray(targets), nt_samples)
+    return targets
+
+
+def _at_the_layer(explainer, model, X, nt_type, nt_samples, stdevs, key, explainer_kwargs):
+    """noise_tunnel on token ids: the noise is an offset to the layer's output (its
+    :class:`~xaijax.gradients.layer.NoisyLayer`), the layer explainer's own mechanism."""
+    if explainer not in (layer_integrated_gradients, layer_gradient_x_input):
+        name = getattr(explainer, "__name__", repr(explainer))
+        raise ValueError(
+            f"X holds integer token ids, which noise_tunnel can only noise at a layer: use a "
+            f"layer explainer (layer_integrated_gradients or layer_gradient_x_input with "
+            f"layer=, e.g. 'embed'), not {name}; or explain a float model on the embeddings"
+        )
+    kwargs = dict(explainer_kwargs)
+    if "layer" not in kwargs:
+        raise TypeError(f"layer= is required for {explainer.__name__} (e.g. layer='embed')")
+    layer = kwargs.pop("layer")
+    if X.ndim < 2 or X.shape[0] == 0:
+        raise ValueError(f"X must be a batch (n, L) of token ids; got shape {X.shape}")
+    X = X.astype(np.int32)
+    n = X.shape[0]
+    keys = contract.instance_keys(key, n)
+    row = layer_rows_shape(model, layer, X)[1:]
+    noise = _tunnel_noise(keys, jnp.asarray(stdevs, jnp.float32), row, nt_samples)
+    tiled = np.tile(X, (nt_samples,) + (1,) * (X.ndim - 1))
+    offset = NoisyLayer(layer, noise.reshape((nt_samples * n,) + row))
+    targets = _tiled_targets(kwargs.pop("targets", None), nt_samples)
+    exp = explainer(model, offset, tiled, targets=targets, **kwargs)
+    added = jnp.asarray(exp.extras["layer_noise"]).reshape(noise.shape)
+    return _aggregate(exp, X, added, explainer, nt_type, nt_samples)
 
 
 @functools.partial(jax.jit, static_argnames=("row", "nt_samples"))
