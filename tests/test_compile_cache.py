@@ -279,3 +279,48 @@ def test_a_bad_cache_size_is_refused_naming_it(monkeypatch, tmp_path):
         compile_cache.enable_compile_cache(tmp_path / "a")
     with pytest.raises(ValueError, match="max_size"):
         compile_cache.enable_compile_cache(tmp_path / "b", max_size=1.5)
+
+
+def test_the_demo_compiles_without_llvm_passes_unless_told_otherwise():
+    fast = parser.FAST_COMPILE_FLAGS
+    assert parser.fast_compile_flags({}) == fast
+    assert parser.fast_compile_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/d"}) == (
+        "--xla_dump_to=/tmp/d " + fast
+    )
+    # The user's own optimisation level and the switch win.
+    assert parser.fast_compile_flags({"XLA_FLAGS": "--xla_backend_optimization_level=2"}) is None
+    for off in ("0", "false", "off", " No "):
+        assert parser.fast_compile_flags({parser.FAST_COMPILE_ENV: off}) is None
+
+
+def test_the_command_sets_the_flags_for_the_demo_only_before_jax_starts():
+    # In a fresh process (as the ``xaijax`` script): the demo's XLA_FLAGS are in place when JAX
+    # starts its backend; ``explain`` keeps XLA's defaults.
+    code = """
+import os, sys
+from jax._src import xla_bridge
+from xaijax.cli import parser
+import xaijax.cli.demo as demo_module
+seen = {}
+cache = parser.use_compile_cache
+def first_jax_step(args):  # the first thing main does with JAX
+    seen["flags"] = os.environ.get("XLA_FLAGS", "")
+    seen["backends"] = len(xla_bridge._backends)
+    return cache(args)
+parser.use_compile_cache = first_jax_step
+demo_module.demo = lambda settings: None
+sys.argv = ["xaijax", sys.argv[1], "--no-compile-cache"]
+parser.main()
+print(seen["flags"], "|", seen["backends"])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", parser.FAST_COMPILE_ENV)}
+
+    def run(command):
+        out = subprocess.run(
+            [sys.executable, "-c", code, command], env=env, capture_output=True, text=True
+        ).stdout
+        flags, backends = out.strip().splitlines()[-1].rsplit("|", 1)
+        return flags.strip(), backends.strip()
+
+    assert run("demo") == (parser.FAST_COMPILE_FLAGS, "0")
+    assert run("experiment") == ("", "0")

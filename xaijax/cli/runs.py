@@ -28,6 +28,8 @@ def versions() -> dict:
         "python": platform.python_version(),
         "device": str(jax.devices()[0]),
     }
+    if os.environ.get("XLA_FLAGS"):
+        found["xla_flags"] = os.environ["XLA_FLAGS"]
     for name in ("shap", "lime", "sklearn", "skimage"):
         module = sys.modules.get(name)
         if module is not None:
