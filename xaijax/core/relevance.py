@@ -226,6 +226,10 @@ class Composite:
         layers: ``((index, rule), ...)`` overrides by layer index, in the order the layers are
             met (0 = first layer the input goes through; negative counts from the last).
         stabilizer: of the ``norm`` rule on sums and pooling, the softmax and bilinear rules.
+        input_affine: the rule of an element-wise affine map of the model's input with
+            constants (a standardisation ``(x - mu) / sigma`` inside the model): ``"pass"``
+            (the standardised input's relevance, as zennit with the standardisation outside
+            the model) or ``"norm"`` (gradient x input at the raw input, as lxt).
 
     Example:
         >>> c = Composite(dense=epsilon(), conv=z_plus(), layers=((0, flat()),))
@@ -239,6 +243,11 @@ class Composite:
     first_conv: Rule | None = None
     layers: tuple = ()
     stabilizer: float = 1e-6
+    input_affine: str = "pass"
+
+    def __post_init__(self):
+        if self.input_affine not in ("pass", "norm"):
+            raise ValueError(f"input_affine must be 'pass' or 'norm'; got {self.input_affine!r}")
 
     def rule_for(self, index: int, kind: str, count: int | None = None) -> Rule:
         for i, rule in self.layers:
@@ -304,7 +313,8 @@ def composite(
         return Composite(eps_rule, eps_rule, None, None, layers, stabilizer)
     if name == "attn_lrp":
         # AttnLRP (lxt) is gradient x input: epsilon -> 0 for every division, sums included.
-        return Composite(eps_rule, eps_rule, None, None, layers, min(stabilizer, float(epsilon)))
+        stab = min(stabilizer, float(epsilon))
+        return Composite(eps_rule, eps_rule, None, None, layers, stab, input_affine="norm")
     raise ValueError(f"composite must be one of {COMPOSITES} or a Composite; got {name!r}")
 
 
@@ -508,6 +518,13 @@ def _bound(enc, x):
 def _close(v, state: _State):
     """An input-dependent value as a plain array (closing a pending layer with its rule)."""
     if isinstance(v, Layer):
+        if v.kind == "input":
+            # An element-wise affine map of the model's input (a standardisation
+            # ``(x - mu) / sigma``): relevance passes, i.e. the relevance is the standardised
+            # input's, as zennit's with the standardisation outside the model. The norm rule
+            # ``R_x = x R_z / z`` divides by ``z ~ 0`` where ``x ~ mu`` (flat, z+ first layers).
+            z = v.a * v.lin(_sg(v.x), v.w) + v.b
+            return _relevant(z, jnp.broadcast_to(v.x, z.shape))
         if v.kind == "sum":
             rule = norm(state.comp.stabilizer)
         else:
@@ -555,6 +572,7 @@ _STRUCTURAL = frozenset(
         "stack",
     }
 )
+_RESHAPES = frozenset({"reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims"})
 _SUMS = frozenset({"reduce_sum", "reduce_window_sum", "cumsum"})
 _ELEMENTWISE = frozenset(
     {
@@ -896,7 +914,8 @@ def _lrp_rule(eqn, invals, originals, state: _State):
                 return jnp.broadcast_to(u, shape)
 
             src = _source(invals[k], x) if name in ("add", "sub") and k == 0 else None
-            start = Layer(x, ident, None, 1.0, 0.0, "sum", -1, out_shape, src)
+            kind = "input" if _tag(invals[k]) == "input" else "sum"
+            start = Layer(x, ident, None, 1.0, 0.0, kind, -1, out_shape, src)
             folded = _fold(name, start, invals, k, eqn)
             if folded is not None:
                 return [folded._replace(src=src)]
@@ -976,6 +995,8 @@ def _lrp_rule(eqn, invals, originals, state: _State):
         outs = bind_eqn(eqn, vals)
         keeps = name in _KEEPS_SIGN and all(_tag(invals[k]) == "nonneg" for k in varying)
         tag = ("nonneg",) if keeps else None
+        if name in _RESHAPES and all(_tag(invals[k]) == "input" for k in varying):
+            tag = ("input",)
         return [Rel(o, tag) if _is_float(o) else o for o in outs]
     raise _unsupported(eqn, "on a value that depends on the input")
 
@@ -1027,7 +1048,7 @@ def _fold(name, layer: Layer, invals, i, eqn):
     return None
 
 
-def lrp_relevance(fn, x, cotangent, comp: Composite):
+def lrp_relevance(fn, x, cotangent, comp: Composite, *, model_input: bool = False):
     """Relevance of each entry of ``x`` for ``fn(x)`` weighted by ``cotangent``.
 
     Args:
@@ -1035,6 +1056,11 @@ def lrp_relevance(fn, x, cotangent, comp: Composite):
         x: the input.
         cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit).
         comp: the :class:`Composite` of rules.
+        model_input: ``x`` is the model's raw input: an element-wise affine map of it with
+            constants (a standardisation ``(x - mu) / sigma``) gets ``comp.input_affine``
+            (``"pass"``: the result is the standardised input's relevance, zennit's with the
+            standardisation outside the model). Otherwise (an intermediate layer: token
+            embeddings plus positions) such a map gets the norm rule, as everywhere else.
 
     Returns:
         ``(relevance shaped like x, fn(x))``.
@@ -1052,8 +1078,10 @@ def lrp_relevance(fn, x, cotangent, comp: Composite):
 
     def run(v):
         state = _State(comp, count)
+        passes = model_input and comp.input_affine == "pass"
+        start = Rel(v, ("input",) if passes else None)
         (out,) = eval_jaxpr(
-            closed.jaxpr, closed.consts, [Rel(v)], functools.partial(lrp_rule, state=state)
+            closed.jaxpr, closed.consts, [start], functools.partial(lrp_rule, state=state)
         )
         if isinstance(out, (Rel, Layer)):
             return _close(out, state)

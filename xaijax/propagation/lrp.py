@@ -45,9 +45,9 @@ def _relevances(model, params, X, target, comp):
         if target is None:
             target = jnp.argmax(y[0])
         cot = jax.nn.one_hot(target, out_shape[0], dtype=X.dtype)[None] * y
-        return (*lrp_relevance(fn, X, cot, comp), target)
+        return (*lrp_relevance(fn, X, cot, comp, model_input=True), target)
     y = fn(X)
-    return (*lrp_relevance(fn, X, y, comp), -1)
+    return (*lrp_relevance(fn, X, y, comp, model_input=True), -1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "targeted", "comp", "batch_size", "mesh"))
