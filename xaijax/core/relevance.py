@@ -29,11 +29,23 @@ backward pass (as zennit's hooks on autograd). The model is traced to a jaxpr an
   value (layer norm's ``1/std``) is held constant (AttnLRP's identity rule for layer norm, as
   lxt's ``stop_gradient(std)``);
 * structural ops (reshape, transpose, slices, concatenation, gathers, ``where`` with any
-  predicate) and maxima (max pooling) keep their gradient: relevance is routed, as in zennit.
+  predicate) and maxima (max pooling) keep their gradient: relevance is routed, as in zennit;
+* a shift by a value computed from the input (softmax's, log-softmax's and ``logsumexp``'s
+  ``- stop_gradient(max)``) passes relevance and is never folded into a layer's bias (there
+  it would make the target's shifted logit 0 and the epsilon rule divide by epsilon: 2e5 on a
+  log-softmax head); ``jax.nn.log_softmax`` gets the softmax rule ``R_in = x J^T (R / y)``;
+* an element-wise affine map of the model's input (a standardisation ``(x - mu) / sigma``)
+  passes relevance (:attr:`Composite.input_affine`): the relevance of the standardised input,
+  as zennit's with the standardisation outside the model (the norm rule ``x R_z / z`` would
+  divide by ``z ~ 0`` where ``x ~ mu`` under flat, z+ or gamma first layers);
+* ``cond``/``switch`` whose index does not depend on the input: a constant index picks its
+  branch while tracing (the relevance is that of the model without the ``cond``, bit for bit);
+  an index computed from parameters re-interprets every branch inside ``lax.switch``.
 
 Comparisons and other non-float results are constants (relevance does not flow through a
-predicate). A primitive without a rule raises :class:`UnsupportedPrimitiveError` naming it and
-its equation.
+predicate), marked as computed from the input (:class:`Dep`): control flow whose index depends
+on the input raises, naming the equation and its source line. A primitive without a rule raises
+:class:`UnsupportedPrimitiveError` naming it and its equation.
 
 References:
     Bach et al., "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise
@@ -853,7 +865,7 @@ def _lrp_rule(eqn, invals, originals, state: _State):
         def f(u):
             return bind_eqn(eqn, [u if k == i else _sg(v) for k, v in enumerate(vals)])[0]
 
-        # Softmax rule: R_in = x J^T (R / y) = x (R - y sum R); log-softmax: x (R / y - p sum R / y).
+        # Softmax rule: R_in = x J^T (R / y) = x (R - y sum R); log-softmax: x (R/y - p sum R/y).
         c = 1.0 / _stab(y, state.comp.stabilizer)
         h = _sg(c) * jax.jvp(f, (_sg(x),), (_sg(x) * x,))[1]
         return [Rel(_relevant(y, h))]

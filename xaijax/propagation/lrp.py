@@ -163,6 +163,15 @@ def lrp(
     layer norm's ``1/std`` held constant); ``composite="attn_lrp"`` uses epsilon for every layer,
     as the AttnLRP paper. Everything is one backward pass of the re-interpreted model.
 
+    A standardisation ``(x - mu) / sigma`` inside the model passes relevance: ``values`` are the
+    standardised input's relevance, as zennit's with the standardisation outside the model
+    (``attn_lrp``: gradient x input at the raw input, as lxt). A ``jax.nn.log_softmax`` head
+    gets the softmax rule: the logits receive ``z (onehot - p)``, gradient x input of the log
+    probability (zennit would pass the gradient ``log p_t (onehot - p)``, which the epsilon
+    rule then divides by each logit); for relevance from the logit itself, explain the logits.
+    ``lax.cond``/``switch`` with an index that does not depend on the input is re-interpreted
+    (an input-dependent index raises :class:`UnsupportedPrimitiveError`).
+
     Args:
         f: the model ``f(X: (n, *input_shape)) -> (n,)`` or ``(n, K)``: a JAX function, an
             ``(apply_fn, params)`` pair, an NNX module (eval mode) or an Equinox module.
