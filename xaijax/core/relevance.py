@@ -1066,7 +1066,9 @@ def lrp_relevance(fn, x, cotangent, comp: Composite, *, model_input: bool = Fals
     Args:
         fn: a JAX function of one array.
         x: the input.
-        cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit).
+        cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit),
+            or a function of ``fn(x)`` returning it (read off the re-interpreted forward pass,
+            so the model is not run twice).
         comp: the :class:`Composite` of rules.
         model_input: ``x`` is the model's raw input: an element-wise affine map of it with
             constants (a standardisation ``(x - mu) / sigma``) gets ``comp.input_affine``
@@ -1100,7 +1102,7 @@ def lrp_relevance(fn, x, cotangent, comp: Composite, *, model_input: bool = Fals
         return out.value if isinstance(out, Dep) else out
 
     y, vjp = jax.vjp(run, x)
-    return vjp(cotangent)[0], y
+    return vjp(cotangent(y) if callable(cotangent) else cotangent)[0], y
 
 
 def _count_layers(closed, x, comp) -> int | None:

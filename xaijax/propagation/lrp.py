@@ -39,15 +39,21 @@ def _relevances(model, params, X, target, comp):
     def fn(rows):
         return model.apply(params, rows)
 
+    # The starting relevance is read off the re-interpreted forward pass: a separate forward
+    # pass of the model for it cost 0.3 gradients at 224 px (its convolutions do not merge
+    # with the interpreter's, whose batch norm is folded into the layer).
     out_shape = model.output_shape
     if out_shape:
-        y = fn(X)
-        if target is None:
-            target = jnp.argmax(y[0])
-        cot = jax.nn.one_hot(target, out_shape[0], dtype=X.dtype)[None] * y
-        return (*lrp_relevance(fn, X, cot, comp, model_input=True), target)
-    y = fn(X)
-    return (*lrp_relevance(fn, X, y, comp, model_input=True), -1)
+
+        def pick(y):
+            return jnp.argmax(y[0]) if target is None else target
+
+        def cot(y):
+            return jax.nn.one_hot(pick(y), out_shape[0], dtype=X.dtype)[None] * y
+
+        values, y = lrp_relevance(fn, X, cot, comp, model_input=True)
+        return values, y, pick(y)
+    return (*lrp_relevance(fn, X, lambda y: y, comp, model_input=True), -1)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "targeted", "comp", "batch_size", "mesh"))
@@ -77,10 +83,14 @@ def _lrp_layer(lm, X, targets, *, targeted, comp, batch_size):
         def fn(a):
             return lm.logits_from(x, a)
 
-        y = fn(A)
-        t = t if targeted else jnp.argmax(y[0])
-        cot = jax.nn.one_hot(t, y.shape[-1], dtype=A.dtype)[None] * y
-        full, _ = lrp_relevance(fn, A, cot, comp)
+        def pick(y):
+            return t if targeted else jnp.argmax(y[0])
+
+        def cot(y):
+            return jax.nn.one_hot(pick(y), y.shape[-1], dtype=A.dtype)[None] * y
+
+        full, y = lrp_relevance(fn, A, cot, comp)
+        t = pick(y)
         return full[0], y[0][t], t, jnp.all(jnp.isfinite(y))
 
     return map_instances(one, (X, targets), 1, batch_size)
