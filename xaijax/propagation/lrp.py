@@ -193,7 +193,8 @@ def lrp(
             dense), ``"epsilon_alpha2_beta1"``, ``"epsilon"``, ``"attn_lrp"``, or a
             :class:`~xaijax.core.relevance.Composite`.
         epsilon: of the epsilon rule; gamma: of the gamma rule.
-        low, high: input bounds of the z^B rule (numbers or arrays broadcast like one input).
+        low, high: input bounds of the z^B rule (numbers or arrays broadcast like one input),
+            of the first layer's input: standardised values if the model standardises.
         layer_rules: ``{layer index: rule}`` overrides (rules from :mod:`xaijax.core.relevance`,
             e.g. ``{0: w_square()}``); layers are numbered in the order the input meets them,
             ``-1`` is the last one. ``xaijax.core.relevance.layer_kinds`` lists them.
