@@ -29,11 +29,23 @@ backward pass (as zennit's hooks on autograd). The model is traced to a jaxpr an
   value (layer norm's ``1/std``) is held constant (AttnLRP's identity rule for layer norm, as
   lxt's ``stop_gradient(std)``);
 * structural ops (reshape, transpose, slices, concatenation, gathers, ``where`` with any
-  predicate) and maxima (max pooling) keep their gradient: relevance is routed, as in zennit.
+  predicate) and maxima (max pooling) keep their gradient: relevance is routed, as in zennit;
+* a shift by a value computed from the input (softmax's, log-softmax's and ``logsumexp``'s
+  ``- stop_gradient(max)``) passes relevance and is never folded into a layer's bias (there
+  it would make the target's shifted logit 0 and the epsilon rule divide by epsilon: 2e5 on a
+  log-softmax head); ``jax.nn.log_softmax`` gets the softmax rule ``R_in = x J^T (R / y)``;
+* an element-wise affine map of the model's input (a standardisation ``(x - mu) / sigma``)
+  passes relevance (:attr:`Composite.input_affine`): the relevance of the standardised input,
+  as zennit's with the standardisation outside the model (the norm rule ``x R_z / z`` would
+  divide by ``z ~ 0`` where ``x ~ mu`` under flat, z+ or gamma first layers);
+* ``cond``/``switch`` whose index does not depend on the input: a constant index picks its
+  branch while tracing (the relevance is that of the model without the ``cond``, bit for bit);
+  an index computed from parameters re-interprets every branch inside ``lax.switch``.
 
 Comparisons and other non-float results are constants (relevance does not flow through a
-predicate). A primitive without a rule raises :class:`UnsupportedPrimitiveError` naming it and
-its equation.
+predicate), marked as computed from the input (:class:`Dep`): control flow whose index depends
+on the input raises, naming the equation and its source line. A primitive without a rule raises
+:class:`UnsupportedPrimitiveError` naming it and its equation.
 
 References:
     Bach et al., "On Pixel-Wise Explanations for Non-Linear Classifier Decisions by Layer-Wise
@@ -226,6 +238,10 @@ class Composite:
         layers: ``((index, rule), ...)`` overrides by layer index, in the order the layers are
             met (0 = first layer the input goes through; negative counts from the last).
         stabilizer: of the ``norm`` rule on sums and pooling, the softmax and bilinear rules.
+        input_affine: the rule of an element-wise affine map of the model's input with
+            constants (a standardisation ``(x - mu) / sigma`` inside the model): ``"pass"``
+            (the standardised input's relevance, as zennit with the standardisation outside
+            the model) or ``"norm"`` (gradient x input at the raw input, as lxt).
 
     Example:
         >>> c = Composite(dense=epsilon(), conv=z_plus(), layers=((0, flat()),))
@@ -239,6 +255,11 @@ class Composite:
     first_conv: Rule | None = None
     layers: tuple = ()
     stabilizer: float = 1e-6
+    input_affine: str = "pass"
+
+    def __post_init__(self):
+        if self.input_affine not in ("pass", "norm"):
+            raise ValueError(f"input_affine must be 'pass' or 'norm'; got {self.input_affine!r}")
 
     def rule_for(self, index: int, kind: str, count: int | None = None) -> Rule:
         for i, rule in self.layers:
@@ -304,7 +325,8 @@ def composite(
         return Composite(eps_rule, eps_rule, None, None, layers, stabilizer)
     if name == "attn_lrp":
         # AttnLRP (lxt) is gradient x input: epsilon -> 0 for every division, sums included.
-        return Composite(eps_rule, eps_rule, None, None, layers, min(stabilizer, float(epsilon)))
+        stab = min(stabilizer, float(epsilon))
+        return Composite(eps_rule, eps_rule, None, None, layers, stab, input_affine="norm")
     raise ValueError(f"composite must be one of {COMPOSITES} or a Composite; got {name!r}")
 
 
@@ -321,6 +343,15 @@ class Rel(NamedTuple):
 
     value: Any
     tag: Any = None
+
+
+class Dep(NamedTuple):
+    """A value computed from the input that relevance does not flow through (a comparison, a
+    ``stop_gradient``, layer norm's held ``1/std``): a constant to every rule, kept apart so
+    that control flow on it is recognised and a shift by it (softmax's ``- max``) is not
+    mistaken for a bias."""
+
+    value: Any
 
 
 class Layer(NamedTuple):
@@ -369,9 +400,12 @@ class _State:
         self.count = count
         self.next_index = 0
         self.kinds: list = []
+        # Inside a traced lax.switch branch: a custom JVP would close over the branch's
+        # tracers, which are gone when the cond is differentiated.
+        self.in_branch = False
 
 
-def _apply_rule(layer: Layer, rule: Rule):
+def _apply_rule(layer: Layer, rule: Rule, custom: bool = True):
     """Close ``layer`` with ``rule``: the forward output, with the rule as its gradient."""
     x, w, a, b = layer.x, layer.w, layer.a, layer.b
     sx = _sg(x)
@@ -468,6 +502,8 @@ def _apply_rule(layer: Layer, rule: Rule):
         return _relevant(z, jnp.broadcast_to(x, z.shape)) if x.shape == z.shape else z
     else:  # pragma: no cover - Rule objects come from the constructors above
         raise ValueError(f"unknown rule {name!r}")
+    if not custom:
+        return _relevant(z, jnp.broadcast_to(h_of(x), z.shape))
     return _relevant_linear(z, lambda u: jnp.broadcast_to(h_of(u), z.shape), x)
 
 
@@ -494,11 +530,18 @@ def _bound(enc, x):
 def _close(v, state: _State):
     """An input-dependent value as a plain array (closing a pending layer with its rule)."""
     if isinstance(v, Layer):
+        if v.kind == "input":
+            # An element-wise affine map of the model's input (a standardisation
+            # ``(x - mu) / sigma``): relevance passes, i.e. the relevance is the standardised
+            # input's, as zennit's with the standardisation outside the model. The norm rule
+            # ``R_x = x R_z / z`` divides by ``z ~ 0`` where ``x ~ mu`` (flat, z+ first layers).
+            z = v.a * v.lin(_sg(v.x), v.w) + v.b
+            return _relevant(z, jnp.broadcast_to(v.x, z.shape))
         if v.kind == "sum":
             rule = norm(state.comp.stabilizer)
         else:
             rule = state.comp.rule_for(v.index, v.kind, state.count)
-        return _apply_rule(v, rule)
+        return _apply_rule(v, rule, custom=not state.in_branch)
     if isinstance(v, Rel):
         return v.value
     return v
@@ -541,6 +584,7 @@ _STRUCTURAL = frozenset(
         "stack",
     }
 )
+_RESHAPES = frozenset({"reshape", "broadcast_in_dim", "transpose", "squeeze", "expand_dims"})
 _SUMS = frozenset({"reduce_sum", "reduce_window_sum", "cumsum"})
 _ELEMENTWISE = frozenset(
     {
@@ -687,6 +731,11 @@ def _call_kind(eqn, inner, invals) -> str:
     prims = _body_primitives(inner.jaxpr, set())
     if {"exp", "reduce_sum", "div"} <= prims and prims & {"reduce_max", "stop_gradient"}:
         return "softmax"
+    if {"exp", "reduce_sum", "log", "stop_gradient"} <= prims:
+        # jax.nn.log_softmax: the same rule as softmax, R_in = x J^T (R / y) (gradient x
+        # input at the logits, as lxt); its ``- log sum exp`` read as a sum would give the
+        # logits' relevance by the norm rule of a near-cancelling difference.
+        return "log_softmax"
     if prims <= _EW_BODY:
         shapes_ok = all(
             tuple(getattr(v.aval, "shape", ())) in (tuple(shape), ())
@@ -700,8 +749,98 @@ def _call_kind(eqn, inner, invals) -> str:
 
 def lrp_rule(eqn, invals, *, state: _State):
     """The LRP interpreter rule for one equation (see the module docstring)."""
+    if eqn.primitive.name == "cond":
+        return _cond(eqn, invals, state)
+    plain = [v.value if isinstance(v, Dep) else v for v in invals]
+    outs = _lrp_rule(eqn, plain, invals, state)
+    if any(isinstance(v, (Rel, Layer, Dep)) for v in invals):
+        # Outputs computed from the input that carry no relevance stay marked as such.
+        outs = [o if isinstance(o, (Rel, Layer, Dep)) else Dep(o) for o in outs]
+    return outs
+
+
+def _cond(eqn, invals, state: _State):
+    """``cond``/``switch`` whose branch index does not depend on the input: a constant index
+    picks its branch while tracing (re-interpreted in place, as if the model had no ``cond``);
+    an index computed from parameters re-interprets every branch inside ``lax.switch`` (their
+    outputs closed with their rules, each branch numbering its layers from the same index)."""
+    index, ops = invals[0], list(invals[1:])
+    plain = [v.value if isinstance(v, Dep) else v for v in invals]
+    if not any(isinstance(v, (Rel, Layer)) for v in ops):  # no relevance flows through it
+        outs = bind_eqn(eqn, plain)
+        return [Dep(o) for o in outs] if any(isinstance(v, Dep) for v in invals) else outs
+    if isinstance(index, (Rel, Layer, Dep)):
+        raise _unsupported(
+            eqn,
+            "with a branch index that depends on the input (relevance is not routed through "
+            "data-dependent control flow); write it with jnp.where",
+        )
+    branches = eqn.params["branches"]
+    rule = functools.partial(lrp_rule, state=state)
+
+    def interpret(closed):
+        try:
+            return eval_jaxpr(closed.jaxpr, closed.consts, ops, rule)
+        except UnsupportedPrimitiveError as err:
+            where = source_line(eqn)
+            if not where or "called from" in str(err):
+                raise
+            raise UnsupportedPrimitiveError(f"{err} (called from cond at {where})") from None
+
+    if not isinstance(index, jax.core.Tracer):
+        # lax.switch clamps its index; so does this.
+        return interpret(branches[int(np.clip(np.asarray(index), 0, len(branches) - 1))])
+    start, kinds, in_branch = state.next_index, list(state.kinds), state.in_branch
+    ends, marks = [], []
+
+    def branch(closed):
+        def run(_):
+            state.next_index, state.kinds, state.in_branch = start, list(kinds), True
+            outs = interpret(closed)
+            ends.append((state.next_index, state.kinds))
+            marks.append([Rel if isinstance(o, (Rel, Layer)) else type(o) for o in outs])
+            return [
+                jnp.broadcast_to(
+                    jnp.asarray(o.value if isinstance(o, Dep) else _close(o, state), v.aval.dtype),
+                    v.aval.shape,
+                )
+                for o, v in zip(outs, eqn.outvars, strict=True)
+            ]
+
+        return run
+
+    try:
+        outs = jax.lax.switch(index, [branch(b) for b in branches], None)
+    finally:
+        state.in_branch = in_branch
+    state.next_index, state.kinds = max(ends, key=lambda e: e[0])
+    wrapped = []
+    for o, kinds_of in zip(outs, zip(*marks, strict=True), strict=True):
+        if Rel in kinds_of:
+            o = Rel(o)
+        elif Dep in kinds_of:
+            o = Dep(o)
+        wrapped.append(o)
+    return wrapped
+
+
+def _is_concrete(v) -> bool:
+    return not isinstance(v, (jax.core.Tracer, Rel, Layer, Dep))
+
+
+def _lrp_rule(eqn, invals, originals, state: _State):
     varying = [i for i, v in enumerate(invals) if isinstance(v, (Rel, Layer))]
     if not varying:
+        outs = eqn.outvars
+        if (
+            all(_is_concrete(v) for v in invals)
+            and all(v.aval.shape == () and not _is_float(v.aval) for v in outs)
+            and inlinable_jaxpr(eqn) is None
+        ):
+            # Scalar integer/boolean constants (a cond's branch index from a constant flag):
+            # computed now, so that the branch is picked while tracing. Exact, no float math.
+            with jax.ensure_compile_time_eval():
+                return bind_eqn(eqn, invals)
         return bind_eqn(eqn, invals)
     name = eqn.primitive.name
     rule = functools.partial(lrp_rule, state=state)
@@ -710,7 +849,7 @@ def lrp_rule(eqn, invals, *, state: _State):
         kind = _call_kind(eqn, inner, invals)
         if kind == "inline":
             try:
-                return eval_jaxpr(inner.jaxpr, inner.consts, invals, rule)
+                return eval_jaxpr(inner.jaxpr, inner.consts, originals, rule)
             except UnsupportedPrimitiveError as err:
                 where = source_line(eqn)
                 if not where or "called from" in str(err):
@@ -726,18 +865,33 @@ def lrp_rule(eqn, invals, *, state: _State):
         def f(u):
             return bind_eqn(eqn, [u if k == i else _sg(v) for k, v in enumerate(vals)])[0]
 
-        # Softmax rule: R_in = x J^T (R / y) = x (R - y sum R).
+        # Softmax rule: R_in = x J^T (R / y) = x (R - y sum R); log-softmax: x (R/y - p sum R/y).
         c = 1.0 / _stab(y, state.comp.stabilizer)
         h = _sg(c) * jax.jvp(f, (_sg(x),), (_sg(x) * x,))[1]
         return [Rel(_relevant(y, h))]
     if name == "stop_gradient":
         return [_sg(_close(invals[0], state))]
-    if name in ("cond", "while", "scan"):
-        raise _unsupported(eqn, "(control flow over input-dependent values is not re-interpreted)")
+    if name in ("while", "scan"):
+        raise _unsupported(
+            eqn, "(a loop over values that depend on the input is not re-interpreted; unroll it)"
+        )
     if not all(_is_float(v.aval) for v in eqn.outvars):
         # Comparisons, argmax, integer casts: constants (relevance does not flow through them).
         return bind_eqn(eqn, [_sg(_close(v, state)) for v in invals])
     out_shape = tuple(eqn.outvars[0].aval.shape)
+
+    if name in ("add", "sub") and len(varying) == 1:
+        k = varying[0]
+        if isinstance(originals[1 - k], Dep):
+            # A shift by a value computed from the input (softmax's and log-sum-exp's
+            # ``- stop_gradient(max)``) is no bias: folded into the layer before it, the
+            # target logit's shifted value is 0 and the epsilon rule divides by epsilon.
+            # Relevance passes it (AttnLRP's identity rule); the softmax rule keeps the
+            # unshifted value.
+            x = _close(invals[k], state)
+            y = bind_eqn(eqn, [_sg(_close(v, state)) for v in invals])[0]
+            src = _source(invals[k], x)
+            return [Rel(_relevant(y, jnp.broadcast_to(x, y.shape)), ("shift", src))]
 
     # A pending layer followed by an element-wise affine op with constants: folded into it.
     if name in _FOLDABLE and len(varying) == 1 and isinstance(invals[varying[0]], Layer):
@@ -772,7 +926,8 @@ def lrp_rule(eqn, invals, *, state: _State):
                 return jnp.broadcast_to(u, shape)
 
             src = _source(invals[k], x) if name in ("add", "sub") and k == 0 else None
-            start = Layer(x, ident, None, 1.0, 0.0, "sum", -1, out_shape, src)
+            kind = "input" if _tag(invals[k]) == "input" else "sum"
+            start = Layer(x, ident, None, 1.0, 0.0, kind, -1, out_shape, src)
             folded = _fold(name, start, invals, k, eqn)
             if folded is not None:
                 return [folded._replace(src=src)]
@@ -852,6 +1007,8 @@ def lrp_rule(eqn, invals, *, state: _State):
         outs = bind_eqn(eqn, vals)
         keeps = name in _KEEPS_SIGN and all(_tag(invals[k]) == "nonneg" for k in varying)
         tag = ("nonneg",) if keeps else None
+        if name in _RESHAPES and all(_tag(invals[k]) == "input" for k in varying):
+            tag = ("input",)
         return [Rel(o, tag) if _is_float(o) else o for o in outs]
     raise _unsupported(eqn, "on a value that depends on the input")
 
@@ -873,6 +1030,8 @@ def _source(v, value):
     """The value a shifted input ``a - c`` came from (for the softmax pattern)."""
     if isinstance(v, Layer) and v.src is not None:
         return v.src
+    if _tag(v) == "shift":
+        return v.tag[1]
     return value
 
 
@@ -901,14 +1060,21 @@ def _fold(name, layer: Layer, invals, i, eqn):
     return None
 
 
-def lrp_relevance(fn, x, cotangent, comp: Composite):
+def lrp_relevance(fn, x, cotangent, comp: Composite, *, model_input: bool = False):
     """Relevance of each entry of ``x`` for ``fn(x)`` weighted by ``cotangent``.
 
     Args:
         fn: a JAX function of one array.
         x: the input.
-        cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit).
+        cotangent: the output relevance, shaped like ``fn(x)`` (e.g. one-hot times the logit),
+            or a function of ``fn(x)`` returning it (read off the re-interpreted forward pass,
+            so the model is not run twice).
         comp: the :class:`Composite` of rules.
+        model_input: ``x`` is the model's raw input: an element-wise affine map of it with
+            constants (a standardisation ``(x - mu) / sigma``) gets ``comp.input_affine``
+            (``"pass"``: the result is the standardised input's relevance, zennit's with the
+            standardisation outside the model). Otherwise (an intermediate layer: token
+            embeddings plus positions) such a map gets the norm rule, as everywhere else.
 
     Returns:
         ``(relevance shaped like x, fn(x))``.
@@ -926,15 +1092,17 @@ def lrp_relevance(fn, x, cotangent, comp: Composite):
 
     def run(v):
         state = _State(comp, count)
+        passes = model_input and comp.input_affine == "pass"
+        start = Rel(v, ("input",) if passes else None)
         (out,) = eval_jaxpr(
-            closed.jaxpr, closed.consts, [Rel(v)], functools.partial(lrp_rule, state=state)
+            closed.jaxpr, closed.consts, [start], functools.partial(lrp_rule, state=state)
         )
         if isinstance(out, (Rel, Layer)):
             return _close(out, state)
-        return out
+        return out.value if isinstance(out, Dep) else out
 
     y, vjp = jax.vjp(run, x)
-    return vjp(cotangent)[0], y
+    return vjp(cotangent(y) if callable(cotangent) else cotangent)[0], y
 
 
 def _count_layers(closed, x, comp) -> int | None:
