@@ -281,16 +281,31 @@ def test_a_bad_cache_size_is_refused_naming_it(monkeypatch, tmp_path):
         compile_cache.enable_compile_cache(tmp_path / "b", max_size=1.5)
 
 
-def test_the_demo_compiles_without_llvm_passes_unless_told_otherwise():
+def test_short_jobs_compile_without_llvm_passes_unless_told_otherwise():
+    import argparse
+
     fast = parser.FAST_COMPILE_FLAGS
-    assert parser.fast_compile_flags({}) == fast
-    assert parser.fast_compile_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/d"}) == (
+    demo = argparse.Namespace(command="demo")
+    small = argparse.Namespace(command="explain", instances=10)
+    assert parser.fast_compile_flags({}, demo) == fast
+    assert parser.fast_compile_flags({}, small) == fast
+    # Long or unknown-size jobs keep XLA's defaults unless the switch says otherwise.
+    for args in (
+        argparse.Namespace(command="explain", instances=0),  # 0: every row
+        argparse.Namespace(command="explain", instances=parser.SMALL_JOB_ROWS + 1),
+        argparse.Namespace(command="experiment"),
+        argparse.Namespace(command="protopnet"),
+    ):
+        assert parser.fast_compile_flags({}, args) is None
+        assert parser.fast_compile_flags({parser.FAST_COMPILE_ENV: "1"}, args) == fast
+    assert parser.fast_compile_flags({"XLA_FLAGS": "--xla_dump_to=/tmp/d"}, demo) == (
         "--xla_dump_to=/tmp/d " + fast
     )
     # The user's own optimisation level and the switch win.
-    assert parser.fast_compile_flags({"XLA_FLAGS": "--xla_backend_optimization_level=2"}) is None
+    mine = {"XLA_FLAGS": "--xla_backend_optimization_level=2"}
+    assert parser.fast_compile_flags(mine, demo) is None
     for off in ("0", "false", "off", " No "):
-        assert parser.fast_compile_flags({parser.FAST_COMPILE_ENV: off}) is None
+        assert parser.fast_compile_flags({parser.FAST_COMPILE_ENV: off}, demo) is None
 
 
 def test_the_command_sets_the_flags_for_the_demo_only_before_jax_starts():
