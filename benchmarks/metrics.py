@@ -11,6 +11,10 @@ localisation and complexity metrics score the same maps against masks (the brigh
 each image).
 
 Times are the best of ``--repeats`` calls after a warm-up call (compilation is not counted).
+The floor of a model-based metric is the CNN alone on as many rows as the metric evaluates
+(counted once by a host callback in the model, not timed), in the metrics' own chunks (the
+fewest, most even chunks of the default ``batch_size``), the rows read from the stored images:
+``floor_ms_per_image`` and ``ratio_to_floor`` (``--no-floor`` skips it).
 ``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]``; writes
 ``benchmarks/results/metrics.json``.
 """
@@ -120,6 +124,39 @@ def timed(fn, repeats):
     return best
 
 
+def count_rows(fn, cnn, images, maps, targets, kw) -> int:
+    """Rows the metric passes to the model, counted by a host callback (an untimed extra call)."""
+    seen = []
+
+    def counted(X):
+        # An operand computed from X, so that under vmap every mapped call reports its rows.
+        jax.debug.callback(lambda a: seen.append(int(np.size(a))), X.reshape(X.shape[0], -1)[:, 0])
+        return cnn(X)
+
+    jax.block_until_ready(jax.tree.leaves(fn(counted, images, maps, targets=targets, **kw)))
+    return int(sum(seen))
+
+
+def floor_ms_per_image(cnn, images, rows: int, repeats: int) -> float:
+    """The model alone on ``rows`` rows (from the stored images), ms per explained image."""
+    from xaijax.core.batching import balanced_chunk, default_batch_size
+
+    n = images.shape[0]
+    chunk = balanced_chunk(rows, default_batch_size(images.shape[1:], jnp.float32))
+    steps = -(-rows // chunk)
+    stored = jnp.asarray(images)
+
+    @jax.jit
+    def run(stored):
+        def one(i):
+            idx = (i * chunk + jnp.arange(chunk)) % n
+            return cnn(stored[idx]).sum()
+
+        return jax.lax.map(one, jnp.arange(steps))
+
+    return 1e3 * timed(lambda: run(stored), repeats) / n
+
+
 def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> None:
     """One timed Quantus call on the PyTorch twin: ``row``'s Quantus ms per image and ratio."""
     extra = {} if s_batch is None else {"s_batch": s_batch}
@@ -140,7 +177,7 @@ def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> 
     row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
 
 
-def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
+def bench(n: int, nq: int, size: int, repeats: int, only=None, floor=True) -> dict:
     from xaijax import metrics
 
     cnn, params = make_cnn_with_params()
@@ -187,6 +224,13 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None) -> dict:
             return out.auc if isinstance(out, metrics.Curve) else out
 
         row = {"xaijax_ms_per_image": 1e3 * timed(call, repeats) / n}
+        if floor:
+            rows_per_image = count_rows(fn, cnn, images, maps, targets, kw) / n
+            row["model_rows_per_image"] = rows_per_image
+            row["floor_ms_per_image"] = floor_ms_per_image(
+                cnn, images, int(rows_per_image * n), repeats
+            )
+            row["ratio_to_floor"] = row["xaijax_ms_per_image"] / row["floor_ms_per_image"]
         if twin is not None and theirs is not None:
             metric = getattr(quantus, theirs)(disable_warnings=True, **qkw)
             if name == "irof":
@@ -223,10 +267,11 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
     result = {"environment": environment()} | bench(
-        args.images, args.quantus_images, args.size, args.repeats, args.only
+        args.images, args.quantus_images, args.size, args.repeats, args.only, not args.no_floor
     )
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

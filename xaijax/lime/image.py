@@ -24,7 +24,13 @@ from jax.sharding import Mesh
 from jaxtyping import Array, ArrayLike, Float, Int, Key, UInt32
 
 from xaijax.core import contract
-from xaijax.core.batching import check_mesh, map_instances, map_row_chunks, over_instances
+from xaijax.core.batching import (
+    balanced_chunk,
+    check_mesh,
+    map_instances,
+    map_row_chunks,
+    over_instances,
+)
 from xaijax.core.explanation import Explanation
 from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer
@@ -237,7 +243,7 @@ def _explain_images(
             )
             return model.apply(params, perturbed)
 
-        y = map_row_chunks(run, S, batch_size).reshape(S, -1)
+        y = map_row_chunks(run, S, balanced_chunk(S, batch_size)).reshape(S, -1)
         label_ids = fitted_labels(y[0], label_ids, top)
         fits = explain_with_data(
             z,

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
-from xaijax.core.batching import evaluate, map_row_chunks
+from xaijax.core.batching import balanced_chunk, evaluate, map_row_chunks
 from xaijax.core.contract import (
     MISSING,
     as_float_array,
@@ -182,7 +182,8 @@ def _curve(model, params, images, saliency, base, indices, *, steps, insertion, 
             return y
         return jnp.take_along_axis(y, indices[i][:, None], axis=1)[:, 0]
 
-    return map_row_chunks(chunk, n * (steps + 1), batch_size).reshape(n, steps + 1)
+    total = n * (steps + 1)
+    return map_row_chunks(chunk, total, balanced_chunk(total, batch_size)).reshape(n, steps + 1)
 
 
 def deletion_auc(

@@ -23,7 +23,7 @@ from flax import nnx
 from jaxtyping import ArrayLike, Float, Int
 
 from xaijax.core import contract
-from xaijax.core.batching import check_mesh, map_row_chunks, over_instances
+from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.registry import explainer
 from xaijax.core.targets import resolve_targets
@@ -96,7 +96,7 @@ def _evidence(graphdef, state, X, targets, *, top_k, batch_size, mesh):
                 "finite": jnp.isfinite(logits).all(axis=1) & jnp.isfinite(sim).all(axis=1),
             }
 
-        return map_row_chunks(rows, X.shape[0], batch_size)
+        return map_row_chunks(rows, X.shape[0], balanced_chunk(X.shape[0], batch_size))
 
     return over_instances(local, (X, targets), state, mesh=mesh)
 

@@ -24,7 +24,13 @@ from jax.sharding import Mesh
 from jaxtyping import ArrayLike, Float
 
 from xaijax.core import contract
-from xaijax.core.batching import check_mesh, map_instances, map_row_chunks, over_instances
+from xaijax.core.batching import (
+    balanced_chunk,
+    check_mesh,
+    map_instances,
+    map_row_chunks,
+    over_instances,
+)
 from xaijax.core.explanation import Explanation
 from xaijax.core.masking import Background
 from xaijax.core.propagation import (
@@ -133,7 +139,7 @@ def _max_shap(X, background, weights, *, batch_size, mesh):
             def chunk(idx):
                 return max_shapley_pairs(x[None, :], background[idx])
 
-            phi = map_row_chunks(chunk, B, max(1, batch_size))
+            phi = map_row_chunks(chunk, B, balanced_chunk(B, batch_size))
             return weights @ phi, weights @ background.max(axis=1)
 
         return map_instances(one, X, B, batch_size)
@@ -164,7 +170,7 @@ def _deep(model, params, X, targets, background, weights, *, targeted, batch_siz
                 ok = ok & jnp.isfinite(y_ref).reshape(y.shape[0], -1).all(axis=1)
                 return values, y_ref, ok
 
-            values, y_ref, ok = map_row_chunks(chunk, B, batch_size)
+            values, y_ref, ok = map_row_chunks(chunk, B, balanced_chunk(B, batch_size))
             base = jnp.tensordot(weights, y_ref, axes=1)
             if targeted:
                 base = base[t]
