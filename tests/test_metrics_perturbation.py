@@ -324,3 +324,30 @@ def test_infidelity_equals_quantus_and_the_definition(twin):
                     losses.append((np.sum(A[i] * (X[i] - x)[..., 0]) - drop) ** 2)
             per_size.append(np.mean(losses))
         np.testing.assert_allclose(got[i], np.mean(per_size), rtol=1e-4)
+
+
+def _row_counter():
+    seen = []
+
+    def counted(x):
+        # An operand computed from x, so that a vmapped call reports its own rows too.
+        jax.debug.callback(lambda a: seen.append(int(np.size(a))), x.reshape(x.shape[0], -1)[:, 0])
+        return jax_model(x)
+
+    return counted, seen
+
+
+@pytest.mark.parametrize("batch_size", [5, 13])
+def test_perturbation_metrics_run_their_rows_in_the_fewest_most_even_chunks(batch_size):
+    # 3 images x 16 steps = 48 rows: at 13 rows per chunk, 4 chunks of 12 (no padding), not
+    # 13 + 13 + 13 + 9 padded to 52. (The calls before the chunks: the model's probe and the
+    # unperturbed images.)
+    for run, total in (
+        (lambda f: metrics.pixel_flipping(f, X, A, features_in_step=4, batch_size=batch_size), 48),
+        (lambda f: metrics.deletion_auc(f, X, A, targets=0, steps=7, batch_size=batch_size), 24),
+    ):
+        counted, seen = _row_counter()
+        run(counted)
+        chunks = -(-total // batch_size)
+        size = -(-total // chunks)
+        assert seen[-chunks:] == [size] * chunks, seen
