@@ -69,6 +69,7 @@ __all__ = [
     "UnsupportedPrimitiveError",
     "deeplift_attributions",
     "deeplift_multipliers",
+    "eval_inlined",
     "max_shapley_pairs",
     "primitive_kind",
     "rescale_rule",
@@ -266,7 +267,7 @@ def rescale_rule(eqn, invals, *, maxima: str = "shapley"):
     rule = functools.partial(rescale_rule, maxima=maxima)
     inner = inlinable_jaxpr(eqn)
     if inner is not None:
-        return _inlined(eqn, inner, invals, rule)
+        return eval_inlined(eqn, inner, invals, rule)
     if name == "stop_gradient":
         # Differences flow through it: softmax's stop_gradient(max(x)) shift is part of the
         # function, and summation-to-delta needs every difference accounted for.
@@ -311,8 +312,9 @@ def rescale_rule(eqn, invals, *, maxima: str = "shapley"):
     raise _unsupported(eqn, "on a value that depends on the input")
 
 
-def _inlined(eqn, inner, invals, rule):
-    """A call's body re-interpreted in place; an error inside names the call's source line."""
+def eval_inlined(eqn, inner, invals, rule):
+    """A call's (or a branch's) body re-interpreted in place; an error inside names the call's
+    source line. Shared by the DeepLIFT and LRP interpreters."""
     try:
         return eval_jaxpr(inner.jaxpr, inner.consts, invals, rule)
     except UnsupportedPrimitiveError as err:
@@ -650,7 +652,7 @@ def reveal_cancel_rule(eqn, invals, *, maxima: str = "shapley"):
     rule = functools.partial(reveal_cancel_rule, maxima=maxima)
     inner = inlinable_jaxpr(eqn)
     if inner is not None:
-        return _inlined(eqn, inner, invals, rule)
+        return eval_inlined(eqn, inner, invals, rule)
     if name == "stop_gradient":
         return invals
     if name == "cond":

@@ -72,10 +72,9 @@ from xaijax.core.interpreter import (
     eval_jaxpr,
     inlinable_jaxpr,
     is_zero_literal,
-    source_line,
     sub_jaxprs,
 )
-from xaijax.core.propagation import UnsupportedPrimitiveError
+from xaijax.core.propagation import UnsupportedPrimitiveError, eval_inlined
 
 __all__ = [
     "COMPOSITES",
@@ -779,13 +778,7 @@ def _cond(eqn, invals, state: _State):
     rule = functools.partial(lrp_rule, state=state)
 
     def interpret(closed):
-        try:
-            return eval_jaxpr(closed.jaxpr, closed.consts, ops, rule)
-        except UnsupportedPrimitiveError as err:
-            where = source_line(eqn)
-            if not where or "called from" in str(err):
-                raise
-            raise UnsupportedPrimitiveError(f"{err} (called from cond at {where})") from None
+        return eval_inlined(eqn, closed, ops, rule)
 
     if not isinstance(index, jax.core.Tracer):
         # lax.switch clamps its index; so does this.
@@ -848,13 +841,7 @@ def _lrp_rule(eqn, invals, originals, state: _State):
     if inner is not None:
         kind = _call_kind(eqn, inner, invals)
         if kind == "inline":
-            try:
-                return eval_jaxpr(inner.jaxpr, inner.consts, originals, rule)
-            except UnsupportedPrimitiveError as err:
-                where = source_line(eqn)
-                if not where or "called from" in str(err):
-                    raise
-                raise UnsupportedPrimitiveError(f"{err} (called from {where})") from None
+            return eval_inlined(eqn, inner, originals, rule)
         vals = [_close(v, state) for v in invals]
         y = bind_eqn(eqn, [_sg(v) for v in vals])[0]
         (i,) = varying
