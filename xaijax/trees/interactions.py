@@ -22,6 +22,8 @@ game with ``z_j`` = 1 if ``r`` follows the path at ``j``, else 0, so the formula
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,6 +59,38 @@ def _path_slots(o, z, nodes, weights):
     return off + jnp.eye(S, dtype=o.dtype)[None] * (phi - off.sum(2))[:, :, None]
 
 
+def _beta_table(S: int) -> np.ndarray:
+    """``B[p, q] = int_0^1 t^p (1 - t)^q dt = p! q! / (p + q + 1)!`` for ``p, q <= S``."""
+    f = [math.factorial(k) for k in range(2 * S + 2)]
+    return np.array(
+        [[f[p] * f[q] / f[p + q + 1] for q in range(S + 1)] for p in range(S + 1)], np.float32
+    )
+
+
+def _binary_path_slots(o, z, beta):
+    """:func:`_path_slots` for ``o, z`` in {0, 1} (one reference row), in closed form.
+
+    Each factor ``o_k t + z_k (1 - t)`` is 1, ``t``, ``1 - t`` or 0, so the integral is the Beta
+    integral ``B[p, q]`` of the counts of the ``t`` and ``1 - t`` factors, and a path with a 0
+    factor (neither row follows it at some feature) contributes nothing: no quadrature, no
+    products, one table look-up per pair.
+    """
+    S = o.shape[1]
+    up, down = o * (1 - z), (1 - o) * z  # factors t and 1 - t
+    alive = jnp.all(o + z > 0, axis=1)[:, None]
+    p, q = up.sum(1, keepdims=True), down.sum(1, keepdims=True)  # (L, 1)
+    d = up - down
+    phi = d * beta[(p - up).astype(jnp.int32), (q - down).astype(jnp.int32)]  # (L, S)
+    pp = (p[:, :, None] - up[:, :, None] - up[:, None, :]).astype(jnp.int32)
+    qq = (q[:, :, None] - down[:, :, None] - down[:, None, :]).astype(jnp.int32)
+    eye = jnp.eye(S, dtype=bool)[None]
+    # off the diagonal d_a d_b != 0 only where a and b are t or 1 - t factors: pp, qq >= 0
+    pair = beta[jnp.clip(pp, 0, S), jnp.clip(qq, 0, S)]
+    off = 0.5 * d[:, :, None] * d[:, None, :] * jnp.where(eye, 0.0, pair)
+    slot = off + eye * (phi - off.sum(2))[:, :, None]
+    return jnp.where(alive[:, :, None], slot, 0.0)
+
+
 def _row_interactions(x, background, paths: TreePaths, nodes, weights, strict: bool, M: int):
     o = follows(x, paths, strict)  # (L, S)
     if background is None:
@@ -65,10 +99,12 @@ def _row_interactions(x, background, paths: TreePaths, nodes, weights, strict: b
         # interventional: with one reference row z is that row's own o (0 or 1). The slots map
         # to the same features for every reference row, so the per-slot values are averaged
         # first and scattered once: memory stays (L, S, S) per row, not (b, L, S, S).
-        def one(acc, b):
-            return acc + _path_slots(o, follows(b, paths, strict), nodes, weights), None
-
         L, S = o.shape
+        beta = jnp.asarray(_beta_table(S))
+
+        def one(acc, b):
+            return acc + _binary_path_slots(o, follows(b, paths, strict), beta), None
+
         slot, _ = jax.lax.scan(one, jnp.zeros((L, S, S), x.dtype), background)
         slot = slot / background.shape[0]
     K = paths.value.shape[1]
