@@ -129,10 +129,24 @@ def brute_force_interventional(f, x, background):
     return phi, sii
 
 
+XB_NAN = XB.copy()
+XB_NAN[::5, 1] = np.nan
+XE_NAN, BG_NAN = XB_EXPLAIN.copy(), BACKGROUND.copy()
+XE_NAN[0, 1] = BG_NAN[2, 1] = np.nan
+
+
+def _xgb_nan():
+    m = xgboost.XGBRegressor(n_estimators=4, max_depth=4).fit(XB_NAN, YB)
+    return m, m.predict, XE_NAN, BG_NAN
+
+
+# each case: the model, its raw output on NumPy rows, explained rows, background rows
 INTERVENTIONAL = {
     "gb_reg": lambda: (
         (m := GradientBoostingRegressor(n_estimators=10, max_depth=3, random_state=0).fit(XB, YB)),
         m.predict,
+        XB_EXPLAIN,
+        BACKGROUND,
     ),
     "xgb_clf3": lambda: (
         (
@@ -141,38 +155,37 @@ INTERVENTIONAL = {
             )
         ),
         lambda Z: m.predict(Z, output_margin=True),
+        XB_EXPLAIN,
+        BACKGROUND,
     ),
+    "xgb_nan": _xgb_nan,  # NaN (missing) in the explained and the reference rows
 }
 
 
 @pytest.mark.parametrize("name", sorted(INTERVENTIONAL))
 def test_interventional_interactions_match_brute_force(name):
-    model, raw = INTERVENTIONAL[name]()
-    exp = xj.tree_shap(model, XB_EXPLAIN, background=BACKGROUND, interactions=True)
-    phi = xj.tree_shap(model, XB_EXPLAIN, background=BACKGROUND).values
+    model, raw, Xe, bg = INTERVENTIONAL[name]()
+    exp = xj.tree_shap(model, Xe, background=bg, interactions=True)
+    phi = xj.tree_shap(model, Xe, background=bg).values
     values = exp.values if exp.values.ndim == 4 else exp.values[..., None]
     phi = phi if phi.ndim == 3 else phi[..., None]
     M = XB.shape[1]
     diag = np.arange(M)
-    for r, x in enumerate(XB_EXPLAIN):
-        phi_ref, sii = brute_force_interventional(raw, x, BACKGROUND)
+    for r, x in enumerate(Xe):
+        phi_ref, sii = brute_force_interventional(raw, x, bg)
         scale = max(1.0, float(np.abs(phi_ref).max()))
         np.testing.assert_allclose(phi[r], phi_ref, atol=1e-5 * scale)
         ref = sii / 2  # shap's layout: half of each pair's interaction index off the diagonal
         ref[diag, diag] = phi_ref - ref.sum(1)  # main effects (the diagonal of sii is 0)
         np.testing.assert_allclose(values[r], ref, atol=1e-5 * scale)
     # efficiency against the background mean, and the base value
-    gap = raw(XB_EXPLAIN).reshape(len(XB_EXPLAIN), -1) - raw(BACKGROUND).reshape(
-        len(BACKGROUND), -1
-    ).mean(0)
+    mean_bg = raw(bg).reshape(len(bg), -1).mean(0)
+    gap = raw(Xe).reshape(len(Xe), -1) - mean_bg
     np.testing.assert_allclose(values.sum((1, 2)), gap, atol=1e-5 * scale)
-    np.testing.assert_allclose(
-        np.reshape(exp.base_values, gap.shape),
-        np.broadcast_to(raw(BACKGROUND).reshape(len(BACKGROUND), -1).mean(0), gap.shape),
-        atol=1e-5 * scale,
-    )
+    base = np.reshape(exp.base_values, gap.shape)
+    np.testing.assert_allclose(base, np.broadcast_to(mean_bg, gap.shape), atol=1e-5 * scale)
     # the background loop is the same per row however the rows are chunked
-    one = xj.tree_shap(model, XB_EXPLAIN[1], background=BACKGROUND, interactions=True, batch_size=1)
+    one = xj.tree_shap(model, Xe[1], background=bg, interactions=True, batch_size=1)
     np.testing.assert_allclose(one.values, exp.values[1], atol=1e-6 * scale)
 
 
