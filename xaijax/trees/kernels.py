@@ -12,7 +12,7 @@ import numpy as np
 
 from xaijax.trees.convert import TreePaths
 
-__all__ = ["check_rows", "exclusive_products", "follows", "quadrature"]
+__all__ = ["check_background", "check_rows", "exclusive_products", "follows", "quadrature"]
 
 
 def check_rows(X, num_features: int) -> tuple[np.ndarray, bool]:
@@ -27,6 +27,19 @@ def check_rows(X, num_features: int) -> tuple[np.ndarray, bool]:
     if np.isinf(arr).any():
         raise ValueError("X must not hold inf (NaN is a missing value; inf is not)")
     return arr, single
+
+
+def check_background(background, num_features: int) -> np.ndarray:
+    """``background`` as float32 reference rows ``(b, M)``, ``b >= 1``; NaN (missing) allowed."""
+    bg = np.asarray(background)
+    if not np.issubdtype(bg.dtype, np.number):
+        raise TypeError(f"background must be numeric; got dtype {bg.dtype}")
+    bg = np.atleast_2d(bg).astype(np.float32)
+    if bg.ndim != 2 or bg.shape[1] != num_features or not len(bg):
+        raise ValueError(
+            f"background must have shape (b, {num_features}); got {np.shape(background)}"
+        )
+    return bg
 
 
 def exclusive_products(g):

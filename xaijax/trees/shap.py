@@ -1,4 +1,4 @@
-"""Path-dependent Tree SHAP, vectorised over all root-to-leaf paths and compiled by XLA.
+"""Path-dependent and interventional Tree SHAP, vectorised over all root-to-leaf paths.
 
 For a path with unique features ``j``, ``o_j`` (does the row follow the path's constraints on
 ``j``) and ``z_j`` (fraction of training cover that does), the leaf value ``v`` contributes
@@ -25,7 +25,13 @@ from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, resolve_targets
 from xaijax.trees.convert import TreeEnsemble, TreePaths, tree_ensemble, tree_paths
 from xaijax.trees.interactions import tree_shap_interactions
-from xaijax.trees.kernels import check_rows, exclusive_products, follows, quadrature
+from xaijax.trees.kernels import (
+    check_background,
+    check_rows,
+    exclusive_products,
+    follows,
+    quadrature,
+)
 
 __all__ = ["tree_shap"]
 
@@ -95,8 +101,8 @@ def tree_shap(
             the Shapley values of ``f(x_S, b_rest)`` over the rows), or ``None`` for
             path-dependent Tree SHAP (the training cover stands in for the background).
         interactions: return SHAP interaction values instead, ``(n, M, M[, K])`` (kind
-            ``"interaction"``, as :func:`~xaijax.trees.tree_shap_interactions`); path-dependent
-            only, every output.
+            ``"interaction"``, as :func:`~xaijax.trees.tree_shap_interactions`): path-dependent,
+            or interventional with ``background``; ``targets`` picks one output as here.
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output per row
             (a callable is refused: a score of the raw outputs is not a tree ensemble).
         batch_size: rows per compiled step; each row holds ``paths x depth x nodes`` values
@@ -124,14 +130,11 @@ def tree_shap(
         for trees", Nature Machine Intelligence (2020); Bifet et al., "Linear TreeShap",
         NeurIPS (2022).
     """
-    if interactions:
-        if background is not None or targets is not None:
-            raise ValueError(
-                "interactions: SHAP interaction values are path-dependent (no background) and "
-                "cover every output (targets=None)"
-            )
-        return tree_shap_interactions(model, X, batch_size=batch_size)
     check_mesh(mesh)
+    if interactions:
+        return tree_shap_interactions(
+            model, X, background=background, targets=targets, batch_size=batch_size
+        )
     ens = model if isinstance(model, TreeEnsemble) else tree_ensemble(model)
     arr, single = check_rows(X, ens.num_features)
     spec = resolve_targets(
@@ -139,15 +142,7 @@ def tree_shap(
     )
     if spec.fn is not None:
         raise TypeError("targets: a callable is not supported by tree_shap; pass an int or ints")
-    if background is not None:
-        bg = np.asarray(background)
-        if not np.issubdtype(bg.dtype, np.number):
-            raise TypeError(f"background must be numeric; got dtype {bg.dtype}")
-        bg = np.atleast_2d(bg).astype(np.float32)
-        if bg.ndim != 2 or bg.shape[1] != ens.num_features or not len(bg):
-            raise ValueError(
-                f"background must have shape (b, {ens.num_features}); got {np.shape(background)}"
-            )
+    bg = None if background is None else check_background(background, ens.num_features)
     paths = tree_paths(ens)
     nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:  # one row holds (paths, features, nodes) values: ~2^25 per chunk
