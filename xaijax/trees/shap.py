@@ -5,8 +5,9 @@ For a path with unique features ``j``, ``o_j`` (does the row follow the path's c
 ``phi_i = v (o_i - z_i) * sum_S |S|!(d-|S|-1)!/d! prod_{j in S} o_j prod_{j not in S} z_j``.
 The Shapley weight is the Beta integral ``int_0^1 t^|S| (1-t)^(d-1-|S|) dt``, so the sum is
 ``int_0^1 prod_{j != i} (o_j t + z_j (1 - t)) dt``: a polynomial of degree < depth, integrated
-exactly by Gauss-Legendre quadrature (the idea of Linear TreeSHAP). No division, no recursion:
-one fused array program over (paths, features, nodes).
+exactly by Gauss-Legendre quadrature (the idea of Linear TreeSHAP). No recursion: one array
+program over (nodes, slots, paths, rows), with a chunk of rows as the minor axis, and the slot
+contributions summed per feature by one sorted segment sum.
 """
 
 from __future__ import annotations
@@ -113,12 +114,11 @@ def _shap_fn(strict: bool, M: int, batch: int):
 
 
 def _slot_major(paths: TreePaths):
-    """``paths`` as ``(S, L, 1)`` arrays (values ``(1, L, 1, K)``), the feature order and segments."""
+    """``paths`` as ``(S, L, 1)`` arrays (values ``(1, L, 1, K)``), feature order and segments."""
     flat = paths.feature.T.ravel()
     order = np.argsort(flat, kind="stable").astype(np.int32)
-    slots = TreePaths(
-        *(jnp.asarray(a.T[..., None]) for a in paths[:5]), jnp.asarray(paths.value[None, :, None, :])
-    )
+    value = jnp.asarray(paths.value[None, :, None, :])
+    slots = TreePaths(*(jnp.asarray(a.T[..., None]) for a in paths[:5]), value)
     return slots, jnp.asarray(order), jnp.asarray(flat[order])
 
 
@@ -148,8 +148,7 @@ def tree_shap(
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output per row
             (a callable is refused: a score of the raw outputs is not a tree ensemble).
         batch_size: rows per compiled step; each row holds ``paths x depth x nodes`` values
-            (default: rows for about ``2^25`` such values, e.g. 8 rows for 500 trees of
-            depth 8).
+            (default: 8 rows, fewer where 8 would hold more than about ``2^25`` values).
         mesh: accepted and validated for the one signature of every explainer; no effect yet
             (one device computes every row).
 
@@ -189,7 +188,8 @@ def tree_shap(
     nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:
         # a chunk of rows holds (nodes, slots, paths, rows) values: ~2^25, and at most 8 rows
-        # (fewer rows per chunk ran faster on XLA:CPU: 8 rows 790 vs 32 rows 500 rows/s)
+        # (fewer rows per chunk ran faster on XLA:CPU at 100 trees of depth 8: 8 rows 660 rows/s,
+        # 16 rows 570, 2 rows 480)
         L, S = paths.feature.shape
         batch = max(1, min(8, 2**25 // (L * S * len(nodes))))
     else:
