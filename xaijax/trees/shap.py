@@ -145,7 +145,8 @@ def tree_shap(
         targets: ``None`` (every output), an int or ``(n,)`` ints picking one output per row
             (a callable is refused: a score of the raw outputs is not a tree ensemble).
         batch_size: rows per compiled step; each row holds ``paths x depth x nodes`` values
-            (default: 8 rows, fewer where 8 would hold more than about ``2^25`` values).
+            (default: rows for about ``2^21`` such values, at least 8 rows unless 8 rows hold
+            more than ``2^25`` values).
         mesh: accepted and validated for the one signature of every explainer; no effect yet
             (one device computes every row).
 
@@ -184,11 +185,12 @@ def tree_shap(
     paths = tree_paths(ens)
     nodes, weights = quadrature(paths.feature.shape[1])
     if batch_size is None:
-        # a chunk of rows holds (nodes, slots, paths, rows) values: ~2^25, and at most 8 rows
-        # (fewer rows per chunk ran faster on XLA:CPU at 100 trees of depth 8: 8 rows 660 rows/s,
-        # 16 rows 570, 2 rows 480)
+        # a chunk holds (nodes, slots, paths, rows) values: at most ~2^25, and ~2^21 or 8 rows
+        # (chunks larger than the cache ran slower on XLA:CPU: 100 trees of depth 8, 8 rows
+        # 660 rows/s, 16 rows 570; 2 rows 480, the segment sum's per-slice cost dominating)
         L, S = paths.feature.shape
-        batch = max(1, min(8, 2**25 // (L * S * len(nodes))))
+        per_row = L * S * len(nodes)
+        batch = max(1, min(2**25 // per_row, max(8, 2**21 // per_row)))
     else:
         batch = resolve_batch_size(batch_size)
     fn = _shap_fn(ens.strict, ens.num_features, int(min(batch, max(1, len(arr)))))
