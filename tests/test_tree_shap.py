@@ -163,3 +163,31 @@ def test_targets_output_names_and_batch_size():
         tree_shap(model, X[:9], targets=5)
     with pytest.raises(ValueError, match="inf"):
         tree_shap(model, np.where(X[:9] > 1, np.inf, X[:9]))
+
+
+def test_slot_coefficients_match_the_shapley_sum_with_zero_factors():
+    """The product-over-division kernel against the subset sum, where factors are exactly 0."""
+    import itertools
+    import math
+
+    from xaijax.trees.kernels import quadrature
+    from xaijax.trees.shap import _slot_coefficients
+
+    rng = np.random.default_rng(1)
+    d, L, B = 4, 12, 4
+    o = (rng.random((d, L, B)) < 0.6).astype(np.float32)
+    z = rng.choice(np.float32([0.0, 0.25, 0.5, 1.0]), size=(d, L, B))
+    nodes, weights = quadrature(d)
+    got = np.asarray(_slot_coefficients(o, z, nodes, weights))
+    want = np.zeros((d, L, B))
+    for i in range(d):
+        rest = [j for j in range(d) if j != i]
+        for r in range(d):
+            for subset in itertools.combinations(rest, r):
+                w = math.factorial(r) * math.factorial(d - r - 1) / math.factorial(d)
+                term = np.prod([o[j] if j in subset else z[j] for j in rest], axis=0)
+                want[i] += w * term
+        want[i] *= o[i] - z[i]
+    zeros = ((o == 0) & (z == 0)).sum(0)
+    assert (zeros == 1).any() and (zeros >= 2).any()
+    np.testing.assert_allclose(got, want, atol=1e-6)
