@@ -273,7 +273,7 @@ def rows_of(name: str, report: dict) -> list[dict]:
                     if "quantus_ms_per_image" in m
                     else None,
                     "reference_ms": m.get("quantus_ms_per_image"),
-                    "floor_ms": None,
+                    "floor_ms": m.get("floor_ms_per_image"),
                 }
             )
     for r in rows:
