@@ -12,7 +12,14 @@ import numpy as np
 
 from xaijax.trees.convert import TreePaths
 
-__all__ = ["check_background", "check_rows", "exclusive_products", "follows", "quadrature"]
+__all__ = [
+    "check_background",
+    "check_rows",
+    "exclusive_products",
+    "follows",
+    "follows_values",
+    "quadrature",
+]
 
 
 def check_rows(X, num_features: int) -> tuple[np.ndarray, bool]:
@@ -54,12 +61,17 @@ def exclusive_products(g):
 
 def follows(x, paths: TreePaths, strict: bool):
     """``o``: whether row ``x`` satisfies each path's constraints on each feature ``(L, S)``."""
-    xs = x[paths.feature]
+    return follows_values(x[paths.feature], paths, strict)
+
+
+def follows_values(xs, paths: TreePaths, strict: bool):
+    """``o`` from the feature values ``xs`` each path constraint reads (any layout that
+    broadcasts against ``paths``' bounds; Tree SHAP's rows-minor kernel passes ``(S, L, B)``)."""
     if strict:
         inside = (paths.lower <= xs) & (xs < paths.upper)
     else:
         inside = (paths.lower < xs) & (xs <= paths.upper)
-    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(x.dtype)
+    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(xs.dtype)
 
 
 def quadrature(S: int):

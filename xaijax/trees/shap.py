@@ -29,6 +29,7 @@ from xaijax.trees.interactions import tree_shap_interactions
 from xaijax.trees.kernels import (
     check_background,
     check_rows,
+    follows_values,
     quadrature,
 )
 
@@ -53,12 +54,7 @@ def _slot_coefficients(o, z, nodes, weights):
 
 def _follows_t(Xt, paths: TreePaths, strict: bool):
     """``o`` ``(S, L, B)`` for the rows ``Xt`` ``(M, B)``; ``paths`` hold ``(S, L, 1)`` arrays."""
-    xs = Xt[paths.feature[..., 0]]
-    if strict:
-        inside = (paths.lower <= xs) & (xs < paths.upper)
-    else:
-        inside = (paths.lower < xs) & (xs <= paths.upper)
-    return jnp.where(jnp.isnan(xs), paths.nan_follows, inside).astype(Xt.dtype)
+    return follows_values(Xt[paths.feature[..., 0]], paths, strict)
 
 
 def _chunk_shap(Xt, background, paths: TreePaths, order, segments, nodes, weights, strict, M):
