@@ -5,6 +5,7 @@ import re
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -178,7 +179,17 @@ def test_maps_are_drawn_by_overlay_not_bar():
     fig = plots.overlay(maps.data[0], maps[0])
     np.testing.assert_allclose(fig.axes[0].images[1].get_array(), maps.values[0], rtol=1e-6)
     fig = plots.image_grid(maps.data, {"map": maps})
-    np.testing.assert_allclose(fig.axes[1].images[1].get_array(), maps.values[0], rtol=1e-6)
+    # One picture: image 0's map through jet (min to max), blended half over the image, in
+    # the second cell of the first row.
+    mosaic = np.asarray(fig.axes[0].images[0].get_array())
+    gap = mosaic.shape[1] - 2 * 5
+    heat = maps.values[0]
+    jet = matplotlib.colormaps["jet"]((heat - heat.min()) / (heat.max() - heat.min()))[..., :3]
+    expected = 0.5 * jet + 0.5 * np.clip(maps.data[0], 0, 1)
+    np.testing.assert_allclose(mosaic[:5, 5 + gap :], expected, atol=1e-6)
+    np.testing.assert_allclose(mosaic[:5, :5], np.clip(maps.data[0], 0, 1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"maps\['map'\] must have shape"):
+        plots.image_grid(maps.data, {"map": maps.values[:1]})
 
 
 def test_waterfall_needs_one_instance():

@@ -1217,9 +1217,35 @@ def overlay(
     return fig
 
 
+def _rgb(image, cmap: str = "gray"):
+    """An image as matplotlib's ``imshow`` shows it, ``(H, W, 3)`` floats in [0, 1]: integers
+    over 255, floats clipped to [0, 1], one channel min-max scaled through ``cmap``."""
+    import matplotlib
+
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        return _colour(a, cmap)
+    a = a[..., :3].astype(np.float32)
+    if np.issubdtype(np.asarray(image).dtype, np.integer):
+        a = a / 255.0
+    return np.clip(a, 0.0, 1.0)
+
+
+def _colour(values, cmap: str):
+    """``(H, W)`` values through ``cmap`` as ``imshow`` autoscales them (min to max)."""
+    import matplotlib
+
+    v = np.asarray(values, np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    scaled = (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+    return matplotlib.colormaps[cmap](scaled)[..., :3]
+
+
 def image_grid(
     images: Float[ArrayLike, "n H W C"],
-    maps: dict,
+    maps,
     *,
     alpha: float = 0.5,
     row_titles=None,
@@ -1227,10 +1253,15 @@ def image_grid(
 ):
     """A grid of images (rows) by methods (columns), each map overlaid on its image.
 
+    The grid is one picture: each cell is the map through the ``jet`` colour map (scaled from
+    its minimum to its maximum, as :func:`overlay`) blended over the image with opacity
+    ``alpha``, the cells laid out with white gaps in one axes, so a grid of dozens of maps
+    draws as fast as one image.
+
     Args:
         images: ``(n, H, W, C)``.
-        maps: method name -> ``(n, H, W)`` (or ``(n, H, W, C)``) maps, or a batched map
-            Explanation.
+        maps: method name -> ``(n, H, W)`` (or ``(n, H, W, C)``, summed over ``|channels|``)
+            maps, or a batched map Explanation.
         alpha: the maps' opacity.
         row_titles: one title per image.
         title: the figure title.
@@ -1243,26 +1274,50 @@ def image_grid(
         >>> fig = image_grid(np.zeros((2, 8, 8, 3)), {"a": np.ones((2, 8, 8))})
     """
     images = np.asarray(images)
-    n = images.shape[0]
-    cols = 1 + len(maps)
-    fig, axes = _pyplot().subplots(n, cols, figsize=(1.6 * cols, 1.6 * n + 0.4), squeeze=False)
+    n, H, W = images.shape[:3]
+    names = list(maps)
+    cols = 1 + len(names)
+    heats = {}
+    for name in names:
+        m = maps[name]
+        m = np.asarray(m.values if isinstance(m, Explanation) else m, np.float32)
+        heats[name] = np.abs(m).sum(-1) if m.ndim == 4 else m
+        if heats[name].shape != (n, H, W):
+            raise ValueError(
+                f"maps[{name!r}] must have shape {(n, H, W)} (or with a channel axis) like "
+                f"images; got {m.shape}"
+            )
+    inch = 1.6 / max(H, W)  # inches per pixel: the longer side of a cell is 1.6 in
+    row_title = 0.16 if row_titles is not None else 0.0
+    gx, gy = max(1, round(0.06 / inch)), max(1, round((0.08 + row_title) / inch))
+    mosaic = np.ones((n * H + (n - 1) * gy, cols * W + (cols - 1) * gx, 3), np.float32)
     for i in range(n):
-        axes[i, 0].imshow(images[i].squeeze(-1) if images.shape[-1] == 1 else images[i])
-        axes[i, 0].set_axis_off()
-        if row_titles is not None:
-            axes[i, 0].set_title(str(row_titles[i]), fontsize=7)
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            m = m.values if isinstance(m, Explanation) else m
-            overlay(
-                images[i],
-                np.asarray(m)[i],
-                alpha=alpha,
-                ax=axes[i, j],
-                title="\n".join(textwrap.wrap(name, 14)) if i == 0 else None,
+        image = _rgb(images[i])
+        cells = [image] + [
+            alpha * _colour(heats[name][i], "jet") + (1 - alpha) * image for name in names
+        ]
+        for j, cell in enumerate(cells):
+            top, left = i * (H + gy), j * (W + gx)
+            mosaic[top : top + H, left : left + W] = cell
+    wrapped = ["\n".join(textwrap.wrap(name, 14)) for name in names]
+    lines = max([1] + [w.count("\n") + 1 for w in wrapped]) if names else 1
+    header = (0.32 if title else 0.04) + max(0.15 * lines, row_title) + 0.04
+    margin = 0.05
+    width, height = mosaic.shape[1] * inch, mosaic.shape[0] * inch
+    fig = _pyplot().figure(figsize=(width + 2 * margin, height + header + margin))
+    fw, fh = fig.get_size_inches()
+    ax = fig.add_axes((margin / fw, margin / fh, width / fw, height / fh))
+    ax.imshow(mosaic, aspect="auto")
+    ax.set_axis_off()
+    for j, label in enumerate(wrapped, start=1):
+        ax.text(j * (W + gx) + W / 2, -0.5, label, ha="center", va="bottom", fontsize=8)
+    if row_titles is not None:
+        for i in range(n):
+            ax.text(
+                W / 2, i * (H + gy) - 0.5, str(row_titles[i]), ha="center", va="bottom", fontsize=7
             )
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=9, y=1 - 0.06 / fh, va="top")
     return fig
 
 
