@@ -44,7 +44,13 @@ after = {k: repr(v) for k, v in jax.config.values.items()}
 changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after)
            if before.get(k) != after.get(k)}
 report = {"changed": changed, "matplotlib_imported": "matplotlib" in sys.modules,
-          "first_importer": FIRST_IMPORTER[0] if FIRST_IMPORTER else None}
+          "first_importer": FIRST_IMPORTER[0] if FIRST_IMPORTER else None,
+          "flax_imported": "flax" in sys.modules}
+# ProtoPNet and the transformer tools load on first use, and the registry lists them anyway.
+names = xaijax.explainers()
+report["deferred_listed"] = [n for n in ("explain_prototypes", "attention_rollout") if n in names]
+report["lazy_names"] = [xaijax.ProtoPNet.__name__, xaijax.attention_rollout.__name__,
+                        xaijax.transformers.__name__]
 # Drawing a figure uses the backend the user chose, not one xaijax picked.
 import numpy as np
 fig = xaijax.plots.bar(xaijax.Explanation(np.ones((2, 3)), np.zeros(2), np.ones((2, 3))))
@@ -90,6 +96,14 @@ def test_import_does_not_import_matplotlib(import_only):
     assert not import_only["matplotlib_imported"], (
         f"import xaijax imported matplotlib, first from {import_only['first_importer']}"
     )
+
+
+def test_import_does_not_import_flax_until_used(import_only):
+    # Flax's import costs about half a second that a command explaining a scikit-learn model
+    # need not pay; ProtoPNet and the transformer tools are imported on first use.
+    assert not import_only["flax_imported"]
+    assert import_only["deferred_listed"] == ["explain_prototypes", "attention_rollout"]
+    assert import_only["lazy_names"] == ["ProtoPNet", "attention_rollout", "xaijax.transformers"]
 
 
 def test_figures_use_the_users_backend(import_only):

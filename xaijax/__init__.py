@@ -15,7 +15,6 @@ from xaijax import (
     perturbation,
     plots,
     propagation,
-    transformers,
     trees,
 )
 from xaijax.cam import (
@@ -66,13 +65,6 @@ from xaijax.lime import (
 )
 from xaijax.perturbation import feature_ablation, occlusion, rise
 from xaijax.propagation import deep_lift, lrp
-from xaijax.protopnet import (
-    ProtoPNet,
-    ProtoPNetConfig,
-    TrainConfig,
-    explain_prototypes,
-    train_protopnet,
-)
 from xaijax.shapley import (
     Background,
     UnsupportedPrimitiveError,
@@ -89,16 +81,44 @@ from xaijax.shapley import (
     shapley_interactions,
     shapley_kernel_weights,
 )
-from xaijax.transformers import attention_rollout
 from xaijax.trees import TreeEnsemble, tree_ensemble, tree_shap
 
 __version__ = "0.1.0"
 
-from xaijax.transformers import (
-    contrastive_target,
-    generation_attribution,
-    next_token_target,
-)
+# ProtoPNet and the transformer tools are built on Flax NNX, whose import costs about half a
+# second that a command explaining a scikit-learn model need not pay: they are imported on first
+# use (``xj.ProtoPNet``, ``from xaijax import attention_rollout``, ``import xaijax.transformers``)
+# and by ``xaijax.explainers()``, which lists their explainers too.
+_LAZY = {
+    "transformers": ("xaijax.transformers", None),
+    "attention_rollout": ("xaijax.transformers", "attention_rollout"),
+    "contrastive_target": ("xaijax.transformers", "contrastive_target"),
+    "generation_attribution": ("xaijax.transformers", "generation_attribution"),
+    "next_token_target": ("xaijax.transformers", "next_token_target"),
+    "ProtoPNet": ("xaijax.protopnet", "ProtoPNet"),
+    "ProtoPNetConfig": ("xaijax.protopnet", "ProtoPNetConfig"),
+    "TrainConfig": ("xaijax.protopnet", "TrainConfig"),
+    "explain_prototypes": ("xaijax.protopnet", "explain_prototypes"),
+    "train_protopnet": ("xaijax.protopnet", "train_protopnet"),
+}
+core.registry.defer("xaijax.transformers", "xaijax.protopnet")
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'xaijax' has no attribute {name!r}")
+    import importlib
+
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     # results, models, the contract

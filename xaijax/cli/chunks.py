@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from xaijax.core.explanation import Explanation
-from xaijax.zoo.training import Progress
+from xaijax.core.progress import Progress
 
 __all__ = [
     "explain_in_chunks",

@@ -117,7 +117,9 @@ def tabular_methods(infos: dict[str, registry.ExplainerInfo] | None = None) -> d
     if infos is None:
         import xaijax  # noqa: F401  (importing the package registers every explainer)
 
-        infos = registry.explainers()
+        # ProtoPNet's and the transformers' explainers (imported on first use, with Flax) take
+        # no tabular model: leaving them out keeps Flax out of a command that explains rows.
+        infos = registry.explainers(deferred=False)
     methods = {}
     for name, info in sorted(infos.items()):
         if info.inputs not in ("tabular", "any") or info.model_form != "model":

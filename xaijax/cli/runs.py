@@ -15,7 +15,8 @@ __all__ = ["versions", "save_results", "save_figure"]
 
 def versions() -> dict:
     """Versions of the packages a result depends on, and the device it ran on."""
-    import flax
+    from importlib.metadata import version
+
     import jax
 
     import xaijax
@@ -23,7 +24,7 @@ def versions() -> dict:
     found = {
         "xaijax": xaijax.__version__,
         "jax": jax.__version__,
-        "flax": flax.__version__,
+        "flax": version("flax"),  # without importing it (half a second)
         "numpy": np.__version__,
         "python": platform.python_version(),
         "device": str(jax.devices()[0]),

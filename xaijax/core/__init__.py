@@ -22,6 +22,7 @@ layers          a model cut at one layer (CAMs, layer attributions)
 interpreter     jaxpr re-evaluation with per-primitive rules (Deep SHAP, guided backprop)
 propagation     DeepLIFT's rules per primitive (rescale, RevealCancel, Max SHAP), shared by Deep
                 SHAP and DeepLIFT; LRP's rules attach to the same primitive kinds
+progress        the one progress line (training epochs, explained rows)
 random          fast random bits for samplers
 registry        every public explainer and what it needs
 =============== =================================================================================

@@ -24,6 +24,7 @@ import collections
 import dataclasses
 import functools
 import os
+import sys
 import types
 import warnings
 from collections.abc import Callable
@@ -519,18 +520,19 @@ def _check_finite_params(params) -> None:
 
 
 def is_nnx_module(f) -> bool:
-    try:
-        from flax import nnx
-    except ImportError:  # pragma: no cover
+    # Nothing is an NNX module unless Flax was imported: do not import it to find out.
+    if "flax.nnx" not in sys.modules:
         return False
+    from flax import nnx
+
     return isinstance(f, nnx.Module)
 
 
 def _is_linen_module(f) -> bool:
-    try:
-        from flax import linen
-    except ImportError:  # pragma: no cover
+    if "flax.linen" not in sys.modules:
         return False
+    from flax import linen
+
     return isinstance(f, linen.Module)
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-__all__ = ["ExplainerInfo", "explainer", "explainers", "register_cache", "clear_caches"]
+__all__ = ["ExplainerInfo", "defer", "explainer", "explainers", "register_cache", "clear_caches"]
 
 _REGISTRY: dict[str, ExplainerInfo] = {}
 _CACHES: list = []
+_DEFERRED: list[str] = []  # modules whose explainers register when first imported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,15 +70,30 @@ def explainer(
     return register
 
 
-def explainers() -> dict[str, ExplainerInfo]:
+def explainers(*, deferred: bool = True) -> dict[str, ExplainerInfo]:
     """Every registered explainer by name (import :mod:`xaijax` first to register them all).
+
+    Modules the package imports only on first use (:func:`defer`) are imported here, so the list
+    is complete; ``deferred=False`` lists only those already imported (what the command line
+    does for tabular models: the deferred modules hold none).
 
     Example:
         >>> import xaijax
         >>> explainers()["kernel_shap"].kind
         'additive'
     """
+    import importlib
+
+    while deferred and _DEFERRED:
+        importlib.import_module(_DEFERRED.pop())
     return dict(_REGISTRY)
+
+
+def defer(*modules: str) -> None:
+    """Name modules that register explainers but are imported on first use, not with the
+    package (they need Flax, whose import costs half a second a command need not pay);
+    :func:`explainers` imports them."""
+    _DEFERRED.extend(modules)
 
 
 def register_cache(cache):
