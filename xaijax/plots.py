@@ -1220,7 +1220,6 @@ def overlay(
 def _rgb(image, cmap: str = "gray"):
     """An image as matplotlib's ``imshow`` shows it, ``(H, W, 3)`` floats in [0, 1]: integers
     over 255, floats clipped to [0, 1], one channel min-max scaled through ``cmap``."""
-
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[-1] == 1:
         a = a[..., 0]
