@@ -189,3 +189,21 @@ def test_experiment_command_runs_a_script_and_reports_unknown_names(tmp_path, mo
     assert "hello ['--quick']" in capsys.readouterr().out
     assert cli.main(["experiment", "nope"]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_demo_figures_drawn_in_another_process_name_a_failure(tmp_path):
+    # The demo draws its figures in a second process; every recorded figure is on disk after
+    # wait(), and a figure that cannot be drawn fails the run, named.
+    import pytest
+
+    from xaijax.cli.demo import _Figures, _later
+
+    results = {}
+    figures = _Figures(str(tmp_path), results)
+    exp = xj.Explanation(np.ones((2, 3)), np.zeros(2), np.ones((2, 3)))
+    figures.save(_later(plots.bar, exp), "ok.png", caption="c", section="s")
+    figures.save(_later(plots.bar, "not an explanation"), "bad.png", caption="c", section="s")
+    with pytest.raises(RuntimeError, match="drawing bad.png failed"):
+        figures.wait()
+    assert (tmp_path / "ok.png").stat().st_size > 1000
+    assert [f["file"] for f in results["figures"]] == ["ok.png", "bad.png"]

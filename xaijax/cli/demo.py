@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 from xaijax.cli.report import write_report
 from xaijax.cli.runs import save_figure, versions
@@ -20,6 +22,79 @@ def _timed(label, fn, log):
     seconds = time.perf_counter() - start
     log(f"  {label}: {seconds:.2f} s")
     return result, seconds
+
+
+def _later(plot, *args, **kwargs):
+    """A figure to draw later: ``plot(*args, **kwargs)``, a function of :mod:`xaijax.plots`."""
+    return functools.partial(plot, *args, **kwargs)
+
+
+def _on_host(later):
+    """The same call with every JAX array replaced by a NumPy one (sent to another process)."""
+    import jax
+    import numpy as np
+
+    def host(tree):
+        return jax.tree.map(lambda a: np.asarray(a) if isinstance(a, jax.Array) else a, tree)
+
+    return functools.partial(later.func, *host(later.args), **host(later.keywords))
+
+
+def _start_figure_worker():
+    """In the figure process: matplotlib without a display, imported before the first figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # this process only draws files
+    import matplotlib.pyplot  # noqa: F401
+
+    import xaijax.plots  # noqa: F401
+
+
+def _draw(later, out, name):
+    save_figure(later(), out, name)
+    return name
+
+
+class _Figures:
+    """Draws and saves the demo's figures in a second process while the demo computes.
+
+    Drawing is Python (matplotlib's text layout and rendering hold the interpreter lock), about
+    a fifth of the quick demo's time on the main thread; in its own process it overlaps the
+    explainers' compilation and runs on the core they leave idle. Each figure is recorded for
+    the report when it is asked for, so the report's order does not depend on which finishes
+    first. Where a process cannot be started, figures are drawn in this one.
+    """
+
+    def __init__(self, out: str, results: dict):
+        self.out, self.results, self.jobs = out, results, []
+        try:
+            self.pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_figure_worker,
+            )
+        except (OSError, RuntimeError, ValueError):  # pragma: no cover - no processes here
+            self.pool = None
+
+    def save(self, later, name, *, caption, section, wide=False):
+        if self.pool is None:  # pragma: no cover
+            _draw(later, self.out, name)
+        else:
+            self.jobs.append((name, self.pool.submit(_draw, _on_host(later), self.out, name)))
+        entry = {"file": name, "caption": caption, "section": section}
+        self.results.setdefault("figures", []).append({**entry, "wide": True} if wide else entry)
+
+    def wait(self):
+        """Every figure written (an error names the figure that failed)."""
+        try:
+            for name, job in self.jobs:
+                try:
+                    job.result()
+                except Exception as err:
+                    raise RuntimeError(f"drawing {name} failed: {err}") from err
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
 
 
 def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
@@ -52,11 +127,13 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     results: dict = {"seed": seed, "quick": quick, "versions": versions(), "timings_s": {}}
     timings = results["timings_s"]
     results["settings"] = {"instances explained": n_explain, "training epochs": epochs, "out": out}
+    figures = _Figures(out, results)
 
     # The synthetic-shapes part (5) trains and explains a CNN in a second thread while the
     # tabular parts run here: the demo is mostly compilation, which XLA does on one core with
     # Python's lock released, so the two parts compile side by side on a 2-core machine. Its
-    # log lines are kept and printed in order, after part 4; its figures are drawn here.
+    # log lines are kept and printed in order, after part 4; its figures are asked for here
+    # (all figures are drawn by a second process: see _Figures).
     images_log: list[str] = []
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xaijax-demo-images")
     images_part = pool.submit(
@@ -133,29 +210,36 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     raw = test_raw.X[:n_explain]
     section = "breast_cancer"
 
-    def figure(fig, name, caption, **kwargs):
-        _save(fig, out, name, results, caption=caption, section=section, **kwargs)
+    def figure(later, name, caption, **kwargs):
+        figures.save(later, name, caption=caption, section=section, **kwargs)
 
     figure(
-        plots.lime_bar(lime, instance=0, display_data=raw, title="LIME, P(benign): test row 0"),
+        _later(
+            plots.lime_bar, lime, instance=0, display_data=raw, title="LIME, P(benign): test row 0"
+        ),
         "breast_cancer_lime.png",
         "LIME: the surrogate's weights for P(benign) at test row 0, each feature's bin labelled "
         "by the row's value in the data set's units.",
     )
     figure(
-        plots.beeswarm(shown, targets="benign", title="Kernel SHAP, P(benign): every test row"),
+        _later(
+            plots.beeswarm, shown, targets="benign", title="Kernel SHAP, P(benign): every test row"
+        ),
         "breast_cancer_beeswarm.png",
         f"Kernel SHAP values for P(benign) of the {n_explain} explained test rows, one dot per "
         "row, coloured by the feature's value: the features that matter most, and which way.",
     )
     kernel.save(os.path.join(out, "breast_cancer_kernel_shap"))
     figure(
-        plots.bar(shown, targets="benign", title="Kernel SHAP, P(benign): mean |SHAP value|"),
+        _later(
+            plots.bar, shown, targets="benign", title="Kernel SHAP, P(benign): mean |SHAP value|"
+        ),
         "breast_cancer_bar.png",
         "Global importance: the mean |Kernel SHAP value| per feature for P(benign).",
     )
     figure(
-        plots.waterfall(
+        _later(
+            plots.waterfall,
             shown[0],
             targets="benign",
             display_data=raw[0],
@@ -166,8 +250,12 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         "value) to the model's P(benign) for this row; feature values in the data set's units.",
     )
     figure(
-        plots.force(
-            shown[0], targets="benign", display_data=raw[0], title="Kernel SHAP: forces on row 0"
+        _later(
+            plots.force,
+            shown[0],
+            targets="benign",
+            display_data=raw[0],
+            title="Kernel SHAP: forces on row 0",
         ),
         "breast_cancer_force.png",
         "The same row as forces: red features push P(benign) up to f(x), blue ones push it "
@@ -175,14 +263,16 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         wide=True,
     )
     figure(
-        plots.decision(shown, targets="benign", max_display=12, title="Kernel SHAP: decisions"),
+        _later(
+            plots.decision, shown, targets="benign", max_display=12, title="Kernel SHAP: decisions"
+        ),
         "breast_cancer_decision.png",
         f"Decision paths of the {n_explain} test rows: each line starts at the base value plus "
         "the 18 features not shown, adds the 12 most important ones from the least to the most "
         "important, and ends at the row's P(benign).",
     )
     figure(
-        plots.heatmap(shown, targets="benign", title="Kernel SHAP: every row's values"),
+        _later(plots.heatmap, shown, targets="benign", title="Kernel SHAP: every row's values"),
         "breast_cancer_heatmap.png",
         "Every explained test row's Kernel SHAP values as one column (columns ordered by "
         "hierarchical clustering, as shap does), its P(benign) drawn above: rows explained "
@@ -190,7 +280,14 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
     )
     top = results["breast_cancer"]["top_features_kernel_shap"][0]
     figure(
-        plots.scatter(shown, top, targets="benign", display_data=raw, title=f"Kernel SHAP: {top}"),
+        _later(
+            plots.scatter,
+            shown,
+            top,
+            targets="benign",
+            display_data=raw,
+            title=f"Kernel SHAP: {top}",
+        ),
         "breast_cancer_scatter.png",
         f"Dependence of P(benign)'s SHAP value on {top} (in the data set's units), coloured by "
         "the feature that seems to interact most with it.",
@@ -235,15 +332,14 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         },
         "mean_abs_exact_value": float(np.abs(exact.values).mean()),
     }
-    _save(
-        plots.compare(
+    figures.save(
+        _later(
+            plots.compare,
             exact.values,
             {"Kernel SHAP": kern10.values, "permutation SHAP": perm10.values},
             title=f"diabetes MLP: {budget} coalitions vs exact Shapley",
         ),
-        out,
         "diabetes_estimates_vs_exact.png",
-        results,
         caption=f"Kernel SHAP and permutation SHAP with the same budget ({budget} coalitions "
         "per row) against exact Shapley values (all 1024 coalitions): points on the diagonal "
         "are exact.",
@@ -263,7 +359,7 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
         "max_abs_diff_kernel_vs_linear_shap": float(np.abs(host.values - closed.values).max())
     }
 
-    _demo_text(out, quick=quick, seed=seed, results=results, log=log)
+    _demo_text(out, quick=quick, seed=seed, results=results, log=log, figures=figures)
 
     log("[5/5] synthetic shapes: CNN, CAM family and gradient attributions vs ground-truth masks")
     try:
@@ -274,7 +370,8 @@ def demo(settings: DemoSettings | None = None, *, log=print) -> dict:
             log(line)
     results["synthetic_shapes"] = section
     timings.update(image_timings)
-    _image_figures(out, maps, images, classes, results)
+    _image_figures(figures, maps, images, classes)
+    figures.wait()
 
     with open(os.path.join(out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=2)
@@ -374,9 +471,9 @@ def _image_maps(*, quick, seed, log, progress):
     return section, timings, maps, np.asarray(images), [test.class_names[t] for t in targets]
 
 
-def _image_figures(out, maps, images, classes, results):
-    """The synthetic-shapes figures from :func:`_image_maps`' maps (in the main thread:
-    matplotlib's pyplot is not thread-safe)."""
+def _image_figures(figures, maps, images, classes):
+    """The synthetic-shapes figures from :func:`_image_maps`' maps, asked of the figure process
+    from the main thread (matplotlib's pyplot is not thread-safe)."""
     from xaijax import plots
 
     shown = min(4, len(images))
@@ -398,30 +495,28 @@ def _image_figures(out, maps, images, classes, results):
     }
     for group, (names, what) in groups.items():
         slug = group.split()[0].lower()
-        _save(
-            plots.image_grid(
+        figures.save(
+            _later(
+                plots.image_grid,
                 images[:shown],
                 {k: maps[k][:shown] for k in names if k in maps},
                 row_titles=rows,
                 title=f"synthetic shapes: {group}",
             ),
-            out,
             f"shapes_{slug}.png",
-            results,
             caption=f"{group[0].upper()}{group[1:]}: {what}, on {shown} test images (rows; the "
             "first column is the image, titled with its class).",
             section="synthetic_shapes",
         )
-    _save(
-        plots.image_grid(
+    figures.save(
+        _later(
+            plots.image_grid,
             images[:shown],
             {k: v[:shown] for k, v in maps.items()},
             row_titles=rows,
             title="synthetic shapes: attribution maps (rows: test images)",
         ),
-        out,
         "shapes_methods.png",
-        results,
         caption="All methods side by side (click to zoom): the same test images, one column "
         "per method.",
         section="synthetic_shapes",
@@ -437,7 +532,7 @@ def _lime_heatmap(exp):
     return heat[..., 0] if heat.ndim == 4 else heat
 
 
-def _demo_text(out, *, quick, seed, results, log):
+def _demo_text(out, *, quick, seed, results, log, figures):
     """LIME on text: a scikit-learn bag-of-words classifier on the generated sentiment corpus."""
     import jax
     import numpy as np
@@ -474,11 +569,9 @@ def _demo_text(out, *, quick, seed, results, log):
         "top_word": top,
         "top_word_is_a_sentiment_word": float(np.mean([w in sentiment_words for w in top])),
     }
-    _save(
-        plots.lime_bar(exp, instance=0, title=f"LIME text, P(positive): {docs[0]!r}"),
-        out,
+    figures.save(
+        _later(plots.lime_bar, exp, instance=0, title=f"LIME text, P(positive): {docs[0]!r}"),
         "text_lime.png",
-        results,
         caption=f"LIME on text: the words of {docs[0]!r} by their weight for P(positive).",
         section="sentiment_text",
     )
@@ -495,11 +588,9 @@ def _demo_text(out, *, quick, seed, results, log):
         ]
     )
     padded = [toks + ["[PAD]"] * (width - len(toks)) for toks in tokens]
-    _save(
-        plots.text(values, padded, title="LIME weights for P(positive), word by word"),
-        out,
+    figures.save(
+        _later(plots.text, values, padded, title="LIME weights for P(positive), word by word"),
         "text_tokens.png",
-        results,
         caption="The held-out sentences with each word coloured by its LIME weight for "
         "P(positive): red raises it, blue lowers it.",
         section="sentiment_text",
@@ -521,10 +612,3 @@ def _save_html(fragment, out, name, results, *, caption, section):
     with open(os.path.join(out, name), "w", encoding="utf-8") as fh:
         fh.write(fragment)
     results.setdefault("views", []).append({"file": name, "caption": caption, "section": section})
-
-
-def _save(fig, out, name, results, *, caption, section, wide=False):
-    """Save a figure and record what it shows for the report."""
-    save_figure(fig, out, name)
-    entry = {"file": name, "caption": caption, "section": section}
-    results.setdefault("figures", []).append({**entry, "wide": True} if wide else entry)
