@@ -277,6 +277,53 @@ def test_the_output_folder_is_locked_against_a_second_writer(files, capsys, tmp_
     assert not (out / chunks.LOCK).exists()
 
 
+def test_racing_takers_of_a_stale_lock_hold_it_one_at_a_time(tmp_path):
+    # Twelve writers start together on a folder whose lock belongs to a process that is gone:
+    # whoever wins holds the folder alone (the others see a live holder: FolderLocked), however
+    # the renames and creations interleave. Threads of one process race on the same atomic
+    # file operations as processes do (a sibling thread's pid counts as alive).
+    import threading
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = json.dumps({"pid": dead.pid, "host": socket.gethostname()})
+    for round_ in range(5):
+        out = tmp_path / f"race{round_}"
+        out.mkdir()
+        (out / chunks.LOCK).write_text(stale)
+        start = threading.Barrier(12)
+        guard = threading.Lock()
+        state = {"inside": 0, "most": 0, "held": 0, "refused": 0, "other": []}
+
+        def writer(state=state, out=out, start=start, guard=guard):
+            start.wait()
+            try:
+                with chunks.lock_folder(str(out), log=lambda line: None):
+                    with guard:
+                        state["inside"] += 1
+                        state["held"] += 1
+                        state["most"] = max(state["most"], state["inside"])
+                    threading.Event().wait(0.02)
+                    with guard:
+                        state["inside"] -= 1
+            except chunks.FolderLocked:
+                with guard:
+                    state["refused"] += 1
+            except Exception as err:  # noqa: BLE001 - reported below
+                state["other"].append(repr(err))
+
+        threads = [threading.Thread(target=writer) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert state["other"] == []
+        assert state["most"] == 1, state
+        assert state["held"] >= 1 and state["held"] + state["refused"] == 12
+        assert not (out / chunks.LOCK).exists()
+        assert not list(out.glob(".xaijax.lock.*"))
+
+
 def test_explain_settings_take_columns_as_text_and_refuse_a_negative_output():
     from xaijax.cli.settings import CliError, ExplainSettings
 

@@ -265,21 +265,9 @@ class _FolderLock:
                         f"{holder.get('pid')} on {holder.get('host')}); wait for it to finish "
                         f"or stop it (if none runs, remove {self.path})"
                     ) from None
-                # Take a stale lock over by renaming it away: of two takers, one rename wins.
-                stale = f"{self.path}.{os.getpid()}.stale"
-                try:
-                    os.replace(self.path, stale)
-                except FileNotFoundError:
+                # Take a stale lock over: remove it, one taker at a time (see _take_over).
+                if not self._take_over(holder):
                     continue
-                if _read_lock(stale) != holder:
-                    # Another taker's fresh lock was moved, not the stale one: give it back.
-                    try:
-                        os.link(stale, self.path)
-                    except OSError:
-                        pass
-                    os.remove(stale)
-                    continue
-                os.remove(stale)
                 self.log(
                     f"{self.folder}: taking over the lock of pid {holder.get('pid')}, "
                     "which no longer runs"
@@ -289,6 +277,32 @@ class _FolderLock:
                 fh.write(me)
             return self
         raise FolderLocked(f"could not lock {self.folder}: {self.path} keeps changing")
+
+    def _take_over(self, holder) -> bool:
+        """Remove the lock of ``holder`` (a process that no longer runs), holding a second,
+        short-lived lock file so that takers act one at a time: whoever holds it re-reads the
+        lock and removes it only if it is still the dead holder's. (Renaming the lock away
+        without it, two takers can each remove a fresh lock the other made.) ``False`` if
+        another taker is at it or the lock changed; a guard left by a taker that died in these
+        few lines goes after 10 s."""
+        guard = self.path + ".takeover"
+        try:
+            os.close(os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(guard) > 10.0:
+                    os.remove(guard)
+            except FileNotFoundError:
+                pass
+            time.sleep(0.01)
+            return False
+        try:
+            if _read_lock(self.path) != holder:
+                return False
+            os.remove(self.path)
+            return True
+        finally:
+            os.remove(guard)
 
     def __exit__(self, *exc):
         try:
