@@ -25,7 +25,10 @@ Two compiled programs:
 A context (the features on outside an entry's node) is the union of the siblings switched on
 along the path from the root, at most one per level. Leaves are numbered in depth-first order,
 so every node covers one interval of leaves and a context is at most ``depth`` intervals; masks
-are built from intervals on the fly, never stored.
+are built from intervals on the fly, never stored. In shap's image hierarchy every node is a
+box of pixels and channels, so an image mask is the union of at most ``depth + 1`` boxes, built
+from one bit set per row, column and channel (:func:`_box_masks`) instead of comparing every
+element's leaf position with every interval.
 """
 
 # jaxtyping shape strings such as "*n m" are not Python expressions:
@@ -415,7 +418,7 @@ def _interval_masks(intervals, position, input_shape):
     """Masks ``(c, *input_shape)`` (True keeps ``x``) from leaf intervals ``(c, J, 2)``.
 
     ``position`` maps each element (a prefix ``E`` of the input shape) to its leaf's depth-first
-    position; trailing input axes follow their element. One compare per interval and element
+    position; trailing input axes follow their element. Two compares per interval and element
     (a difference array and ``cumsum`` would be fewer operations, but XLA:CPU's ``cumsum`` is a
     reduce-window, 7x slower for 10 masks over 3,072 leaves).
     """
@@ -475,11 +478,12 @@ def _box_masks(intervals, boxes: _Boxes, input_shape):
     """:func:`_interval_masks` for a hierarchy of boxes (the same booleans).
 
     Each interval's box comes from its first and last leaf's corners; along each axis ``i``
-    every index gets a bit set of the ``J`` boxes that span it (``(c, E_i)`` words, ``J``
-    compares per index), and an element is kept when one box spans it along every axis: the
-    ``AND`` of its indices' bit sets is not zero. One ``AND`` and compare per element (per 32
-    intervals), fused by XLA into the masker's ``where``, where the compares against every
-    element's position cost ``2 J`` per element.
+    every index gets the bit set of the ``J`` boxes that span it (``(c, E_i)`` words), and an
+    element is kept when one box spans it along every axis: the ``AND`` of its indices' bit
+    sets is not zero. Per element that is ``k - 1`` ``AND`` and one compare per 32 intervals,
+    fused by XLA into the masker's ``where`` (no mask is stored), where the compares against
+    every element's position cost ``2 J`` (224 x 224 x 3 images, ``J = 19``: 10 masks in 0.35
+    ms instead of 3.5 ms on 2 CPU cores).
     """
     corner = boxes.corner
     G, k = corner.shape
