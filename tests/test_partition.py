@@ -195,6 +195,78 @@ def test_image_hierarchy_is_shaps(shape):
     np.testing.assert_array_equal(image_hierarchy(shape), shap.maskers.Image(0.0, shape).clustering)
 
 
+def chain(G):
+    """A caterpillar over ``G`` leaves: leaf ``k + 1`` joins the first ``k + 1`` (depth G - 1)."""
+    return np.array([[0 if k == 0 else G + k - 1, k + 1, k + 1.0, k + 2] for k in range(G - 1)])
+
+
+def random_contexts(Z, count, rng):
+    """Leaf intervals ``(count, D + 1, 2)`` as the queue builds them: a random internal node's
+    left or right child, with each sibling on its path from the root on or off at random."""
+    t = tree_tables(Z)
+    G, D = t.num_leaves, t.max_depth
+    out = np.zeros((count, D + 1, 2), np.int32)
+    for i, u in enumerate(rng.integers(G, 2 * G - 1, size=count)):
+        child = t.left[u] if rng.random() < 0.5 else t.right[u]
+        out[i, D] = t.lo[child], t.hi[child]
+        v = u
+        while t.parent[v] != v:
+            p = t.parent[v]
+            sib = t.right[p] if t.left[p] == v else t.left[p]
+            if rng.random() < 0.5:
+                out[i, t.depth[v] - 1] = t.lo[sib], t.hi[sib]
+            v = p
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shape", "Zb"),
+    [((5, 6, 3), image_hierarchy((5, 6, 3))), ((4, 4, 1), image_hierarchy((4, 4, 1))),
+     ((40, 1, 1), chain(40))],  # 40 intervals: two words of bits
+)  # fmt: skip
+def test_box_masks_are_the_interval_masks(shape, Zb):
+    """Masks built from boxes (images) are the compares against each element's position."""
+    t = tree_tables(Zb)
+    position = np.asarray(t.position, np.int32).reshape(shape)
+    boxes = partition._leaf_boxes(t, position)
+    assert boxes is not None
+    intervals = jnp.asarray(random_contexts(Zb, 64, np.random.default_rng(1)))
+    got = partition._box_masks(intervals, boxes, shape + (2,))  # a trailing axis follows
+    want = partition._interval_masks(intervals, jnp.asarray(position), shape + (2,))
+    assert 0.05 < float(want.mean()) < 0.95
+    np.testing.assert_array_equal(got, want)
+
+
+def test_only_hierarchies_of_boxes_get_boxes():
+    t = tree_tables(chain(8))
+    assert partition._leaf_boxes(t, np.arange(8).reshape(2, 4)) is None  # 5 leaves: no box
+    assert partition._leaf_boxes(t, np.arange(8).reshape(8, 1)) is not None
+    assert partition._leaf_boxes(t, np.arange(8)) is None  # one axis: the compares
+    t = tree_tables(image_hierarchy((2, 3, 2)))
+    assert partition._leaf_boxes(t, np.asarray(t.position).reshape(2, 3, 2)) is not None
+    assert partition._leaf_boxes(t, np.asarray(t.position).reshape(3, 2, 2)) is None
+
+
+def test_a_deep_hierarchy_of_boxes_equals_the_same_over_flat_rows():
+    """Elements of a (1, 40, 1) input (masks from boxes, 40 levels) against the same 40 values
+    as flat rows (masks from intervals): the same model calls, the same values."""
+    rows = RNG.normal(size=(2, 40)).astype(np.float32)
+    w = RNG.normal(size=(40, K)).astype(np.float32)
+
+    def f(X):
+        X = jnp.asarray(X, jnp.float32).reshape(X.shape[0], 40)
+        return jnp.tanh(X @ w)
+
+    Zc = chain(40)
+    flat = xj.partition_shap(
+        f, rows, xj.maskers.partition(np.full((1, 40), 0.25), clustering=Zc), max_evals=60
+    )
+    masker = xj.maskers.Masker("constant", 0.25, clustering=Zc)
+    image = xj.partition_shap(f, rows.reshape(2, 1, 40, 1), masker, max_evals=60)
+    np.testing.assert_allclose(image.values, flat.values, atol=1e-6)
+    assert np.abs(flat.values).max() > 1e-2
+
+
 # -- properties ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("max_evals", [4, 9, 26, 10**4])
 def test_local_accuracy_at_every_budget(max_evals):
