@@ -15,8 +15,32 @@ The floor of a model-based metric is the CNN alone on as many rows as the metric
 (counted once by a host callback in the model, not timed), in the metrics' own chunks (the
 fewest, most even chunks of the default ``batch_size``), the rows read from the stored images:
 ``floor_ms_per_image`` and ``ratio_to_floor`` (``--no-floor`` skips it).
-``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]``; writes
-``benchmarks/results/metrics.json``.
+
+The robustness and randomisation metrics re-run an explainer: the gradient of the explained
+class (``grad``, a JAX function, so the metrics run it compiled; on Quantus's side the same
+gradient of the PyTorch twin as ``explain_func``; Quantus's smooth MPRT calls
+``quantus.explain`` instead, which is pointed at the same gradient for the call), with
+``--nr-samples`` perturbations (``nr_steps`` translations for continuity, half as many noisy
+copies for smooth MPRT) and otherwise both libraries' defaults. The randomisation tests need
+layers to re-initialise: xaijax gets the CNN as a Flax NNX module (``nnx_cnn``, the same
+weights), Quantus a PyTorch module with named layers (``torch_module``); both randomise the
+3 convolutions and the head. Their columns:
+
+* ``model_rows_per_image``: rows the model sees, counted by a host callback in it, including
+  the forward pass inside each gradient and the metric's own model calls (checking the inputs;
+  for the robustness metrics the outputs on the perturbed rows, which only ROS and the
+  prediction-change option read, so XLA may drop them); ``floor_ms_per_image``: the CNN's
+  forward pass alone on that many rows, as for the other metrics.
+* ``explainer_rows_per_image``: rows the explainer gets (counted the same way): the inputs
+  and every perturbation, once per model state for the randomisation tests;
+  ``explainer_floor_ms_per_image``: the gradient alone on that many stored rows, in the
+  metrics' chunks, once per model state (``passes``). These metrics are explainer re-runs, so
+  this is their honest floor: ``ratio_to_explainer_floor``.
+
+Each metric's compiled program is kept across calls (:mod:`xaijax.metrics.explaining`), so
+the warm-up call compiles and the timed calls do not, as for the other metrics.
+``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]
+[--nr-samples 10]``; writes ``benchmarks/results/metrics.json``.
 """
 
 from __future__ import annotations

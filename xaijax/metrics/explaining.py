@@ -13,7 +13,11 @@ explainer family. :func:`run_rows` decides once per metric call how to run it:
   one that calls PyTorch) the same chunks run in a Python loop: perturbations and scores are
   still compiled, and the explainer gets one concrete chunk of rows per call.
 
-The two paths give the same numbers (a test checks it).
+The two paths give the same numbers (a test checks it). A metric's program is kept for its
+next call with the same settings, explainer, model structure and shapes (weights, targets and
+data are its arguments), so only the first call compiles; as with ``jax.jit``, a model or
+explainer given as a JAX function is keyed by its identity, and arrays it closes over are
+read when it is first traced.
 """
 
 from __future__ import annotations

@@ -638,7 +638,9 @@ def _stability(
     if kind == "output":
         extra["h"] = jnp.asarray(s.outputs.reshape(s.X.shape[0], -1))
     if kind == "representation":
-        extra["L"] = call(jax.jit(representation), jnp.asarray(s.X))
+        # A layer function is a static argument, so its program is kept across calls too.
+        rep = (_layer_rows, layer) if _hashable(layer) else (jax.jit(representation),)
+        extra["L"] = call(*rep, jnp.asarray(s.X))
 
     def score(i, x, xp, a, ex, y):
         numerator = _relative(a, ex["a0"], eps_min)
@@ -658,7 +660,7 @@ def _stability(
 
     # A layer path captures the module's weights in the representation: not kept.
     settings = None
-    if kind != "representation" or callable(layer):
+    if kind != "representation" or _hashable(layer):
         settings = (
             "stability", kind, lower_bound, upper_bound, perturb_func, eps_min,
             nan_when_changed, layer,
@@ -670,6 +672,24 @@ def _stability(
     # The paper's maximum runs over the perturbations that keep the prediction: those that
     # change it are skipped, and an instance scores NaN only when all do.
     return _finish(s, _reduce(scores, "max", nan_if_any=False))
+
+
+def _flat_rows(layer, X):
+    return jnp.asarray(layer(X)).reshape(X.shape[0], -1)
+
+
+_layer_rows = jax.jit(_flat_rows, static_argnums=0)
+
+
+def _hashable(layer) -> bool:
+    """Whether a layer function can key a kept program (a module's weights could change)."""
+    if not callable(layer) or is_nnx_module(layer):
+        return False
+    try:
+        hash(layer)
+    except TypeError:
+        return False
+    return True
 
 
 def _representation(f, layer, X):
@@ -697,7 +717,7 @@ def _representation(f, layer, X):
         )
 
     def rep_fn(x):
-        return jnp.asarray(layer(x)).reshape(x.shape[0], -1)
+        return _flat_rows(layer, x)
 
     try:
         jax.eval_shape(rep_fn, jax.ShapeDtypeStruct(X[:1].shape, X.dtype))
