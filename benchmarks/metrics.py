@@ -548,6 +548,7 @@ def main(argv=None):
     parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument("--out", default=RESULTS)
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()  # other work on the machine colours the times
     result = {"environment": environment()} | bench(
         args.images,
         args.quantus_images,
@@ -557,6 +558,7 @@ def main(argv=None):
         not args.no_floor,
         args.nr_samples,
     )
+    result["load_average_1_5_15min"] = {"start": load_start, "end": os.getloadavg()}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
