@@ -547,6 +547,11 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="update only the rows run (with --only) in the existing --out file",
+    )
     args = parser.parse_args(argv)
     load_start = os.getloadavg()  # other work on the machine colours the times
     result = {"environment": environment()} | bench(
@@ -559,6 +564,18 @@ def main(argv=None):
         args.nr_samples,
     )
     result["load_average_1_5_15min"] = {"start": load_start, "end": os.getloadavg()}
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        for key in ("images", "quantus_images", "size"):
+            if old.get(key) != result[key]:
+                raise SystemExit(f"--merge: {key} {result[key]} differs from {old.get(key)}")
+        run = {k: result[k] for k in ("environment", "load_average_1_5_15min", "nr_samples")} | {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        }
+        run["rows"] = sorted(result["metrics"])
+        result = old | {"metrics": old["metrics"] | result["metrics"]}
+        result["merged_runs"] = old.get("merged_runs", []) + [run]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -69,10 +69,23 @@ def spearman(
     return np.asarray(_spearman(jnp.asarray(a), jnp.asarray(b)))
 
 
+def _order_keys(x):
+    """Integers in the order of the floats ``x`` (``-0.0`` equal to ``0.0``; no NaN)."""
+    x = jnp.where(x == 0, jnp.zeros_like(x), x)
+    itype = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[x.dtype.itemsize]
+    k = jax.lax.bitcast_convert_type(x, itype)
+    # Negative floats count down in their bits: flipping all but the sign bit reverses them.
+    return jnp.where(k < 0, k ^ jnp.iinfo(itype).max, k)
+
+
 def _average_ranks(x):
-    s = jnp.sort(x)
-    lo = jnp.searchsorted(s, x, side="left")
-    hi = jnp.searchsorted(s, x, side="right")
+    # Ranks of the integer keys: XLA's CPU sort takes 0.13 s on 256 x 3,072 float32 entries
+    # (the maps of one MPRT layer) and 0.02 s on int32, which made the ranks cost more than
+    # the gradients.
+    k = _order_keys(x)
+    s = jnp.sort(k)
+    lo = jnp.searchsorted(s, k, side="left")
+    hi = jnp.searchsorted(s, k, side="right")
     return 0.5 * (lo + hi - 1).astype(x.dtype)
 
 
