@@ -24,7 +24,9 @@ gradient of the PyTorch twin as ``explain_func``; Quantus's smooth MPRT calls
 copies for smooth MPRT) and otherwise both libraries' defaults. The randomisation tests need
 layers to re-initialise: xaijax gets the CNN as a Flax NNX module (``nnx_cnn``, the same
 weights), Quantus a PyTorch module with named layers (``torch_module``); both randomise the
-3 convolutions and the head. Their columns:
+3 convolutions and the head. Where Quantus's definitions differ from ours (per-batch
+normalisation, NaN rules, consistency within a batch: see the metrics' docstrings) the work is
+the same, so every row has a Quantus time. Their columns:
 
 * ``model_rows_per_image``: rows the model sees, counted by a host callback in it, including
   the forward pass inside each gradient and the metric's own model calls (checking the inputs;
