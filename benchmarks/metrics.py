@@ -15,8 +15,35 @@ The floor of a model-based metric is the CNN alone on as many rows as the metric
 (counted once by a host callback in the model, not timed), in the metrics' own chunks (the
 fewest, most even chunks of the default ``batch_size``), the rows read from the stored images:
 ``floor_ms_per_image`` and ``ratio_to_floor`` (``--no-floor`` skips it).
-``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]``; writes
-``benchmarks/results/metrics.json``.
+
+The robustness and randomisation metrics re-run an explainer: the gradient of the explained
+class (``grad``, a JAX function, so the metrics run it compiled; on Quantus's side the same
+gradient of the PyTorch twin as ``explain_func``; Quantus's smooth MPRT calls
+``quantus.explain`` instead, which is pointed at the same gradient for the call), with
+``--nr-samples`` perturbations (``nr_steps`` translations for continuity, half as many noisy
+copies for smooth MPRT) and otherwise both libraries' defaults. The randomisation tests need
+layers to re-initialise: xaijax gets the CNN as a Flax NNX module (``nnx_cnn``, the same
+weights), Quantus a PyTorch module with named layers (``torch_module``); both randomise the
+3 convolutions and the head. Where Quantus's definitions differ from ours (per-batch
+normalisation, NaN rules, consistency within a batch: see the metrics' docstrings) the work is
+the same, so every row has a Quantus time. Their columns:
+
+* ``model_rows_per_image``: rows the model sees, counted by a host callback in it, including
+  the forward pass inside each gradient and the metric's own model calls (checking the inputs;
+  for the robustness metrics the outputs on the perturbed rows, which only ROS and the
+  prediction-change option read, so XLA may drop them); ``floor_ms_per_image``: the CNN's
+  forward pass alone on that many rows, as for the other metrics.
+* ``explainer_rows_per_image``: rows the explainer gets (counted the same way): the inputs
+  and every perturbation, once per model state for the randomisation tests;
+  ``explainer_floor_ms_per_image``: the gradient alone on that many stored rows, in the
+  metrics' chunks, once per model state (``passes``). These metrics are explainer re-runs, so
+  this is their honest floor: ``ratio_to_explainer_floor``.
+* ``xaijax_first_call_s``: the warm-up call, compilation included (seconds, all images).
+
+Each metric's compiled program is kept across calls (:mod:`xaijax.metrics.explaining`), so
+the warm-up call compiles and the timed calls do not, as for the other metrics.
+``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]
+[--nr-samples 10]``; writes ``benchmarks/results/metrics.json``.
 """
 
 from __future__ import annotations
@@ -114,8 +141,13 @@ def blobs(n: int, size: int) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.float32)
 
 
-def timed(fn, repeats):
-    fn()
+def timed(fn, repeats, first=None):
+    """The best of ``repeats`` calls after a warm-up call; ``first`` (a list) gets the warm-up
+    call's seconds (compilation included)."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    if first is not None:
+        first.append(time.perf_counter() - start)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -157,9 +189,14 @@ def floor_ms_per_image(cnn, images, rows: int, repeats: int) -> float:
     return 1e3 * timed(lambda: run(stored), repeats) / n
 
 
-def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> None:
-    """One timed Quantus call on the PyTorch twin: ``row``'s Quantus ms per image and ratio."""
+def add_quantus_time(
+    row, metric, twin, images, targets, maps, s_batch=None, explain_func=None
+) -> None:
+    """One timed Quantus call on the PyTorch twin: ``row``'s Quantus ms per image and ratio.
+    ``maps=None`` lets Quantus compute the attributions with ``explain_func``."""
     extra = {} if s_batch is None else {"s_batch": s_batch}
+    if maps is None:
+        extra["explain_func"] = explain_func
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -167,7 +204,7 @@ def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> 
             model=twin,
             x_batch=images.transpose(0, 3, 1, 2),
             y_batch=targets,
-            a_batch=maps[:, None],
+            a_batch=None if maps is None else maps[:, None],
             channel_first=True,
             device="cpu",
             softmax=False,
@@ -177,7 +214,9 @@ def add_quantus_time(row, metric, twin, images, targets, maps, s_batch=None) -> 
     row["speedup"] = row["quantus_ms_per_image"] / row["xaijax_ms_per_image"]
 
 
-def bench(n: int, nq: int, size: int, repeats: int, only=None, floor=True) -> dict:
+def bench(
+    n: int, nq: int, size: int, repeats: int, only=None, floor=True, nr_samples: int = 10
+) -> dict:
     from xaijax import metrics
 
     cnn, params = make_cnn_with_params()
@@ -192,7 +231,7 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None, floor=True) -> di
         (n, size, size),
     )
     rows = {}
-    twin = None
+    twin = quantus = None
     if nq > 0:
         gradcam_standin = __import__("tests.gradcam_standin", fromlist=["install"])
         gradcam_standin.install()
@@ -257,7 +296,253 @@ def bench(n: int, nq: int, size: int, repeats: int, only=None, floor=True) -> di
             add_quantus_time(row, metric, twin, images[:nq], targets[:nq], maps[:nq], s_batch)
         rows[name] = row
         print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
-    return {"images": n, "quantus_images": nq, "size": size, "metrics": rows}
+    rows |= bench_explainer_metrics(n, nq, size, repeats, nr_samples, only, floor, quantus)
+    return {
+        "images": n,
+        "quantus_images": nq,
+        "size": size,
+        "nr_samples": nr_samples,
+        "metrics": rows,
+    }
+
+
+# -- robustness and randomisation: metrics that re-run the explainer ---------------------------
+def grad(model, X, targets):
+    """The gradient of the explained output: a JAX explainer, so the metrics run it compiled."""
+    return jax.vmap(jax.grad(lambda x, t: model(x[None])[0, t]))(X, targets)
+
+
+def torch_grad(model, inputs, targets, **kwargs):
+    """The same gradient on the PyTorch twin, as a Quantus ``explain_func``."""
+    import torch
+
+    x = torch.tensor(np.asarray(inputs, np.float32), requires_grad=True)
+    out = model(x)
+    t = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    out[torch.arange(len(x)), t].sum().backward()
+    return x.grad.numpy().copy()
+
+
+def explainer_settings(nr_samples: int, layer) -> dict:
+    """name -> (xaijax kwargs, Quantus class, Quantus kwargs, explainer passes).
+
+    ``passes``: separate runs of the explainer over the metric's rows (one per model state in
+    the randomisation tests: the original and the CNN's 4 layers randomised one by one).
+    Options not given are both libraries' defaults (the same values)."""
+    S = nr_samples
+    noise = dict(nr_samples=S, key=jax.random.key(0))
+    smooth = max(2, S // 2)
+    return {
+        "max_sensitivity": (noise, "MaxSensitivity", dict(nr_samples=S), 1),
+        "avg_sensitivity": (noise, "AvgSensitivity", dict(nr_samples=S), 1),
+        "local_lipschitz_estimate": (noise, "LocalLipschitzEstimate", dict(nr_samples=S), 1),
+        "continuity": (dict(nr_steps=S), "Continuity", dict(nr_steps=S), 1),
+        "consistency": (dict(), "Consistency", dict(), 1),
+        "relative_input_stability": (noise, "RelativeInputStability", dict(nr_samples=S), 1),
+        "relative_output_stability": (noise, "RelativeOutputStability", dict(nr_samples=S), 1),
+        "relative_representation_stability": (
+            dict(noise, layer=layer),
+            "RelativeRepresentationStability",
+            dict(nr_samples=S, layer_names=["convs.0"]),
+            1,
+        ),
+        "mprt": (dict(key=jax.random.key(0)), "MPRT", dict(), 5),
+        "smooth_mprt": (
+            dict(nr_samples=smooth, key=jax.random.key(0)),
+            "SmoothMPRT",
+            dict(nr_samples=smooth),
+            5,
+        ),
+        "efficient_mprt": (dict(key=jax.random.key(0)), "EfficientMPRT", dict(), 2),
+        "random_logit": (dict(key=jax.random.key(0)), "RandomLogit", dict(num_classes=10), 1),
+    }
+
+
+RANDOMISATION = ("mprt", "smooth_mprt", "efficient_mprt", "random_logit")  # need an NNX module
+
+
+def _counter(seen: list):
+    """``count(X)``: record ``X``'s rows in ``seen`` when the compiled program runs."""
+
+    def count(X):
+        # An operand computed from X, so that under vmap every mapped call reports its rows.
+        jax.debug.callback(lambda a: seen.append(int(np.size(a))), X.reshape(X.shape[0], -1)[:, 0])
+
+    return count
+
+
+def nnx_cnn(cnn_params, count=None):
+    """The CNN as a Flax NNX module (same weights), for the randomisation tests; ``count``
+    (see :func:`_counter`) sees the rows of every call."""
+    from flax import nnx
+
+    kernels, head = cnn_params
+
+    class CNN(nnx.Module):
+        def __init__(self):
+            rngs = nnx.Rngs(0)
+            self.convs = nnx.List(
+                [
+                    nnx.Conv(k.shape[2], k.shape[3], (3, 3), strides=2, padding="SAME",
+                             use_bias=False, rngs=rngs)
+                    for k in kernels
+                ]
+            )  # fmt: skip
+            for conv, k in zip(self.convs, kernels, strict=True):
+                conv.kernel.value = jnp.asarray(k)
+            self.head = nnx.Linear(64, 10, use_bias=False, rngs=rngs)
+            self.head.kernel.value = jnp.asarray(head)
+
+        def __call__(self, X):
+            if count is not None:
+                count(X)
+            h = X / 255.0
+            for conv in self.convs:
+                h = jax.nn.relu(conv(h))
+            return jax.nn.softmax(self.head(h.mean(axis=(1, 2))), axis=1)
+
+    return CNN()
+
+
+def torch_module(cnn_params):
+    """The CNN as a PyTorch module with named layers (``convs.0-2``, ``head``), which Quantus's
+    randomisation tests re-initialise and its representation stability hooks."""
+    import torch
+
+    kernels, head = cnn_params
+
+    class CNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.convs = torch.nn.ModuleList()
+            for k in kernels:
+                conv = torch.nn.Conv2d(k.shape[2], k.shape[3], 3, stride=2, bias=False)
+                conv.weight.data = torch.from_numpy(np.asarray(k).transpose(3, 2, 0, 1).copy())
+                self.convs.append(conv)
+            self.head = torch.nn.Linear(64, 10, bias=False)
+            self.head.weight.data = torch.from_numpy(np.asarray(head).T.copy())
+
+        def forward(self, x):
+            h = x / 255.0
+            for conv in self.convs:
+                # JAX's "SAME" on an even size with stride 2 pads one row/column after.
+                h = torch.relu(conv(torch.nn.functional.pad(h, (0, 1, 0, 1))))
+            return torch.softmax(self.head(h.mean(dim=(2, 3))), dim=1)
+
+    return CNN().eval()
+
+
+def explainer_floor_ms_per_image(cnn, images, targets, rows: int, passes: int, repeats) -> float:
+    """The explainer (the gradient) alone on ``rows`` rows read from the stored images, in
+    ``passes`` runs of the metric's chunks, ms per explained image."""
+    from xaijax.core.batching import balanced_chunk, default_batch_size
+
+    n = images.shape[0]
+    per_pass = max(1, rows // passes)
+    chunk = balanced_chunk(per_pass, default_batch_size(images.shape[1:], jnp.float32))
+    steps = -(-per_pass // chunk)
+    stored, t = jnp.asarray(images), jnp.asarray(targets, jnp.int32)
+
+    @jax.jit
+    def run(stored, t):
+        def one(i):
+            idx = (i * chunk + jnp.arange(chunk)) % n
+            return grad(cnn, stored[idx], t[idx]).sum()
+
+        return jax.lax.map(one, jnp.arange(steps))
+
+    return 1e3 * passes * timed(lambda: run(stored, t), repeats) / n
+
+
+def bench_explainer_metrics(
+    n, nq, size, repeats, nr_samples, only=None, floor=True, quantus=None
+) -> dict:
+    """Rows for the robustness and randomisation metrics (see the module docstring)."""
+    from xaijax import metrics
+
+    cnn, params = make_cnn_with_params()
+    images = blobs(n, size)
+    targets = np.asarray(cnn(jnp.asarray(images))).argmax(1)
+    kernel0 = jnp.asarray(params[0][0])
+
+    def layer(X):  # the first convolution's output, before its ReLU (Quantus hooks convs.0)
+        h = jax.lax.conv_general_dilated(
+            X / 255.0, kernel0, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return h.reshape(X.shape[0], -1)
+
+    net = nnx_cnn(params)
+    np.testing.assert_allclose(
+        np.asarray(net(jnp.asarray(images[:2]))), np.asarray(cnn(jnp.asarray(images[:2]))),
+        atol=1e-5,
+    )  # fmt: skip
+    twin = None
+    if quantus is not None and nq > 0:
+        import torch
+
+        twin = torch_module(params)
+        with torch.no_grad():
+            ref = twin(torch.tensor(images[:2].transpose(0, 3, 1, 2))).numpy()
+        np.testing.assert_allclose(ref, np.asarray(cnn(jnp.asarray(images[:2]))), atol=1e-4)
+    rows = {}
+    for name, (kw, theirs, qkw, passes) in explainer_settings(nr_samples, layer).items():
+        if only and name not in only:
+            continue
+        fn = getattr(metrics, name)
+        randomisation = name in RANDOMISATION
+        model = net if randomisation else cnn
+
+        def call(fn=fn, model=model, kw=kw):
+            out = fn(model, images, grad, targets=targets, **kw)
+            return out.scores if isinstance(out, metrics.LayerScores) else out
+
+        first = []
+        row = {"xaijax_ms_per_image": 1e3 * timed(call, repeats, first) / n}
+        row["xaijax_first_call_s"] = first[0]
+        if floor:
+            seen_model, seen_explainer = [], []
+            count_model, count_explainer = _counter(seen_model), _counter(seen_explainer)
+            if randomisation:
+                counted = nnx_cnn(params, count_model)
+            else:
+
+                def counted(X, count_model=count_model):
+                    count_model(X)
+                    return cnn(X)
+
+            def counted_grad(model, X, targets, count_explainer=count_explainer):
+                count_explainer(X)
+                return grad(model, X, targets)
+
+            jax.block_until_ready(
+                jax.tree.leaves(fn(counted, images, counted_grad, targets=targets, **kw))
+            )
+            model_rows, explainer_rows = sum(seen_model), sum(seen_explainer)
+            row["model_rows_per_image"] = model_rows / n
+            row["explainer_rows_per_image"] = explainer_rows / n
+            row["floor_ms_per_image"] = floor_ms_per_image(cnn, images, model_rows, repeats)
+            row["ratio_to_floor"] = row["xaijax_ms_per_image"] / row["floor_ms_per_image"]
+            row["explainer_floor_ms_per_image"] = explainer_floor_ms_per_image(
+                cnn, images, targets, explainer_rows, passes, repeats
+            )
+            row["ratio_to_explainer_floor"] = (
+                row["xaijax_ms_per_image"] / row["explainer_floor_ms_per_image"]
+            )
+        if twin is not None:
+            metric = getattr(quantus, theirs)(disable_warnings=True, **qkw)
+            explain = quantus.explain
+            if name == "smooth_mprt":
+                # Quantus's smooth MPRT calls quantus.explain, not the explain_func it gets.
+                quantus.explain = lambda model, x, t, **k: torch_grad(model, x, t)
+            try:
+                add_quantus_time(
+                    row, metric, twin, images[:nq], targets[:nq], None, explain_func=torch_grad
+                )
+            finally:
+                quantus.explain = explain
+        rows[name] = row
+        print(name, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    return rows
 
 
 def main(argv=None):
@@ -266,13 +551,41 @@ def main(argv=None):
     parser.add_argument("--quantus-images", type=int, default=16)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--nr-samples", type=int, default=10, help="perturbations per image (robustness)"
+    )
     parser.add_argument("--only", nargs="*")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor column")
     parser.add_argument("--out", default=RESULTS)
-    args = parser.parse_args(argv)
-    result = {"environment": environment()} | bench(
-        args.images, args.quantus_images, args.size, args.repeats, args.only, not args.no_floor
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="update only the rows run (with --only) in the existing --out file",
     )
+    args = parser.parse_args(argv)
+    load_start = os.getloadavg()  # other work on the machine colours the times
+    result = {"environment": environment()} | bench(
+        args.images,
+        args.quantus_images,
+        args.size,
+        args.repeats,
+        args.only,
+        not args.no_floor,
+        args.nr_samples,
+    )
+    result["load_average_1_5_15min"] = {"start": load_start, "end": os.getloadavg()}
+    if args.merge and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        for key in ("images", "quantus_images", "size"):
+            if old.get(key) != result[key]:
+                raise SystemExit(f"--merge: {key} {result[key]} differs from {old.get(key)}")
+        run = {k: result[k] for k in ("environment", "load_average_1_5_15min", "nr_samples")} | {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        }
+        run["rows"] = sorted(result["metrics"])
+        result = old | {"metrics": old["metrics"] | result["metrics"]}
+        result["merged_runs"] = old.get("merged_runs", []) + [run]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -256,7 +256,8 @@ def test_spearman_equals_scipy_with_ties():
     from scipy.stats import spearmanr
 
     rng = np.random.default_rng(2)
-    a = rng.integers(0, 4, size=(3, 20)).astype(float)  # many ties
+    a = rng.integers(-2, 2, size=(3, 20)).astype(float)  # many ties, negatives
+    a[:, :3] = [-0.0, 0.0, -0.0]  # signed zeros tie (ranks sort integer keys of the floats)
     b = a + rng.normal(size=(3, 20))
     ours = metrics.spearman(a, b)
     ref = [spearmanr(x, y).statistic for x, y in zip(a, b, strict=True)]

@@ -363,6 +363,41 @@ def test_random_logit_draws_another_class_uniformly():
     assert counts.min() > n / (K - 1) * 0.7  # ~80 each; a fixed class would give 0
 
 
+def test_a_second_call_reuses_the_program_and_reads_its_new_inputs(tab):
+    """The compiled program is kept across calls with the same settings (the explainer is not
+    traced again), and everything that changes comes in as an argument: a module of the same
+    structure with other weights, other targets and other inputs score as with a fresh program."""
+    from xaijax.metrics import explaining
+
+    net, _, X, _ = tab
+    other = _mlp(4, 6, 3, 9)  # the same structure, other weights
+    traces = []
+
+    def traced_grad(model, X, targets):
+        traces.append(X.shape)
+        return grad(model, X, targets)
+
+    runs = [
+        (metrics.max_sensitivity, net, X, None, dict(nr_samples=3)),
+        (metrics.max_sensitivity, other, X + 0.5, np.array([2, 0, 1]), dict(nr_samples=3)),
+        (metrics.mprt, net, X, None, dict(return_last_correlation=True)),
+        (metrics.mprt, other, X + 0.5, None, dict(return_last_correlation=True)),
+    ]
+    explaining._PROGRAMS.clear()
+    kept, seen = [], []
+    for fn, model, x, targets, kw in runs:
+        before = len(traces)
+        kept.append(fn(model, x, traced_grad, targets=targets, key=jax.random.key(0), **kw))
+        seen.append(len(traces) - before)
+    assert seen[0] > 0 and seen[2] > 0 and seen[1] == seen[3] == 0  # kept, not traced again
+    for k in (1, 3):
+        fn, model, x, targets, kw = runs[k]
+        explaining._PROGRAMS.clear()
+        fresh = fn(model, x, traced_grad, targets=targets, key=jax.random.key(0), **kw)
+        np.testing.assert_array_equal(kept[k], fresh)
+        assert not np.allclose(kept[k], kept[k - 1])
+
+
 def test_host_and_compiled_explainers_agree_at_any_batch_size(tab):
     net, _, X, _ = tab
     key = jax.random.key(5)

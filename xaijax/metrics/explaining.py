@@ -13,11 +13,16 @@ explainer family. :func:`run_rows` decides once per metric call how to run it:
   one that calls PyTorch) the same chunks run in a Python loop: perturbations and scores are
   still compiled, and the explainer gets one concrete chunk of rows per call.
 
-The two paths give the same numbers (a test checks it).
+The two paths give the same numbers (a test checks it). A metric's program is kept for its
+next call with the same settings, explainer, model structure and shapes (weights, targets and
+data are its arguments), so only the first call compiles; as with ``jax.jit``, a model or
+explainer given as a JAX function is keyed by its identity, and arrays it closes over are
+read when it is first traced.
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -41,6 +46,7 @@ __all__ = [
     "traceable",
     "Phase",
     "rows_runner",
+    "explained_model",
     "run_rows",
     "prepare_attributions",
 ]
@@ -175,6 +181,41 @@ def run_rows(explainer, model_of: Callable, params, *, operands: Any, **kwargs):
     return out
 
 
+# Compiled programs of earlier metric calls, most recently used last: a metric called again with
+# the same settings, explainer, model structure and shapes reuses its program instead of
+# compiling it again (seconds for a CNN). Bounded, as jax.jit's own caches are.
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+_MAX_PROGRAMS = 32
+
+
+def _signature(tree):
+    """The structure, shapes and dtypes of a pytree of arrays (hashable)."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((np.shape(v), str(getattr(v, "dtype", type(v).__name__))) for v in leaves)
+
+
+def explained_model(s: Setup) -> tuple[Callable, Any, Any]:
+    """``(model_of, params, key)``: the model handed to the explainer as a function of traced
+    parameters, for :func:`rows_runner`.
+
+    An NNX module (in eval mode), an ``(apply_fn, params)`` pair or a pytree module is rebuilt
+    from its parameters inside the compiled program, so the program of one call serves a later
+    call with other weights; a JAX function or host callable is handed over as it is. ``key``
+    identifies what ``model_of`` closes over (a :func:`rows_runner` ``cache_key`` part).
+    """
+    kind, fn = s.model.kind, s.model.fn
+    if kind == "nnx":
+        from flax import nnx
+
+        return (lambda p: nnx.merge(fn, p)), s.params, s.model
+    if kind == "pair":
+        return (lambda p: (fn, p)), s.params, s.model
+    if kind == "pytree":
+        return (lambda p: fn.rebuild(p)), s.params, s.model
+    model = s.model_arg
+    return (lambda _: model), None, ("callable", model)
+
+
 def rows_runner(
     explainer,
     model_of: Callable,
@@ -185,6 +226,7 @@ def rows_runner(
     batch_size: int,
     traced: bool | None = None,
     name: str = "explainer",
+    cache_key: Any = None,
 ) -> Callable:
     """A function ``run(params, operands)`` running ``phases`` of rows through the explainer.
 
@@ -203,19 +245,50 @@ def rows_runner(
         batch_size: rows per chunk.
         traced: force the compiled (``True``) or host (``False``) path; ``None`` decides.
         name: the explainer's argument name for messages.
+        cache_key: a hashable description of everything ``model_of`` and the phases'
+            ``make`` and ``score`` close over (the metric's settings, the model); with it the
+            program is kept and reused by later calls with an equal key, explainer, targets
+            form and operand shapes. ``None``: compiled for this call only.
 
     Returns:
         ``run``, returning one ``(scores, finite)`` per phase: the scores (a NumPy pytree with
         leading axis ``total``) and a bool ``(total,)`` saying whether each row's attributions
         were finite.
     """
-    chunks = [balanced_chunk(ph.total, batch_size) for ph in phases]
 
     def per_row(targets):
         return isinstance(targets, (np.ndarray, jax.Array))
 
-    def targets_of(ph, rows):
-        return jnp.asarray(np.asarray(ph.targets))[rows] if per_row(ph.targets) else ph.targets
+    # Per-row targets are arguments of the program, not constants in it, so that it serves
+    # other targets of the same shape.
+    targets = tuple(np.asarray(ph.targets) if per_row(ph.targets) else None for ph in phases)
+    key = None
+    if cache_key is not None:
+        forms = tuple((ph.total, "rows" if per_row(ph.targets) else ph.targets) for ph in phases)
+        key = (cache_key, explainer, name, batch_size, traced, forms)
+        key += (_signature(params), _signature(operands))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable part (e.g. an explainer object): not cached
+            key = None
+    if key is not None and key in _PROGRAMS:
+        _PROGRAMS.move_to_end(key)
+        program = _PROGRAMS[key]
+    else:
+        program = _program(explainer, model_of, params, operands, phases, batch_size, traced, name)
+        if key is not None:
+            _PROGRAMS[key] = program
+            while len(_PROGRAMS) > _MAX_PROGRAMS:
+                _PROGRAMS.popitem(last=False)
+    return lambda p, ops: program(p, ops, targets)
+
+
+def _program(explainer, model_of, params, operands, phases, batch_size, traced, name):
+    """``run(params, operands, targets)`` for :func:`rows_runner`."""
+    chunks = [balanced_chunk(ph.total, batch_size) for ph in phases]
+
+    def per_row(targets):
+        return isinstance(targets, (np.ndarray, jax.Array))
 
     def with_phases(ops, done):
         return {**ops, "phases": tuple(done)} if done else ops
@@ -233,14 +306,15 @@ def rows_runner(
     if traced:
 
         @jax.jit
-        def compiled(p, ops):
+        def compiled(p, ops, targets):
             done, outs = [], []
-            for ph, chunk in zip(phases, chunks, strict=True):
+            for ph, chunk, t in zip(phases, chunks, targets, strict=True):
                 o = with_phases(ops, done)
 
-                def one(rows, ph=ph, o=o):
+                def one(rows, ph=ph, o=o, t=t):
                     x = ph.make(rows, o)
-                    out = explainer(model_of(p), x, targets=targets_of(ph, rows))
+                    rows_t = ph.targets if t is None else t[rows]
+                    out = explainer(model_of(p), x, targets=rows_t)
                     a = traced_values(out, name).astype(x.dtype)
                     return finish(ph.score, rows, x, a, o)
 
@@ -248,18 +322,20 @@ def rows_runner(
                 done.append(outs[-1][0])
             return outs
 
-        def run_traced(p, ops):
-            return jax.tree.map(np.asarray, call(compiled, p, ops))
+        def run_traced(p, ops, targets):
+            return jax.tree.map(np.asarray, call(compiled, p, ops, targets))
 
         return run_traced
 
     makes = [jax.jit(ph.make) for ph in phases]
     finishes = [jax.jit(functools.partial(finish, ph.score)) for ph in phases]
 
-    def run_host(p, ops):
+    def run_host(p, ops, targets):
         model = model_of(p)
         done, outs = [], []
-        for ph, chunk, make, fin in zip(phases, chunks, makes, finishes, strict=True):
+        for ph, chunk, make, fin, t_all in zip(
+            phases, chunks, makes, finishes, targets, strict=True
+        ):
             o = with_phases(ops, done)
             pieces = []
             for start in range(0, ph.total, chunk):
@@ -267,7 +343,7 @@ def rows_runner(
                 # compiled perturbation and score run at one shape.
                 rows = jnp.minimum(jnp.arange(start, start + chunk), ph.total - 1)
                 x = call(make, rows, o)
-                t = np.asarray(ph.targets)[np.asarray(rows)] if per_row(ph.targets) else ph.targets
+                t = ph.targets if t_all is None else t_all[np.asarray(rows)]
                 a = attribution_array(explainer(model, np.asarray(x), targets=t), name)
                 if a.shape[0] != chunk:
                     raise ValueError(

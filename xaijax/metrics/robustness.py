@@ -40,6 +40,7 @@ from xaijax.core.targets import Targets
 from xaijax.metrics.explaining import (
     Phase,
     Setup,
+    explained_model,
     predicted_class,
     prepare_attributions,
     rows_runner,
@@ -72,10 +73,11 @@ def _row_targets(targets, per_instance: int):
 
 def _explain_inputs(s: Setup, explainer, *, normalise: bool, absolute: bool):
     """The prepared attributions ``(n, m)`` of the unperturbed inputs."""
+    model_of, params, model_key = explained_model(s)
     (a,), finite = run_rows(
         explainer,
-        lambda _: s.model_arg,
-        None,
+        model_of,
+        params,
         total=s.X.shape[0],
         batch_size=s.batch_size,
         make=lambda rows, ops: ops[rows],
@@ -84,6 +86,7 @@ def _explain_inputs(s: Setup, explainer, *, normalise: bool, absolute: bool):
         ),
         operands=jnp.asarray(s.X),
         targets=s.targets,
+        cache_key=("inputs", normalise, absolute, model_key),
     )
     _check_finite(finite, "X")
     return a
@@ -146,12 +149,15 @@ def _finish(s: Setup, scores):
 
 
 def _perturbed_rows(
-    s: Setup, explainer, nr_samples, perturbed, score, extra, *, normalise, absolute
+    s: Setup, explainer, nr_samples, perturbed, score, extra, *, normalise, absolute, settings
 ):
     """The explainer on ``X`` (phase 0), then on ``perturbed(ops, i, k)``, sample ``k`` of
     instance ``i`` (phase 1), in one compiled program when it traces; returns the
     ``(n, nr_samples)`` values of ``score(i, x, x', a', extra_i, y')``, where ``extra_i`` also
-    holds the instance's prepared attributions ``"a0"`` and ``y'`` are the model's outputs."""
+    holds the instance's prepared attributions ``"a0"`` and ``y'`` are the model's outputs.
+
+    ``settings``: a hashable description of what ``perturbed`` and ``score`` close over, under
+    which the program is kept for later calls (``None``: not kept)."""
     n = s.X.shape[0]
     model = s.model
 
@@ -172,10 +178,15 @@ def _perturbed_rows(
     )
     rows = Phase(n * nr_samples, make, rows_score, _row_targets(s.targets, nr_samples))
     ops = dict(X=jnp.asarray(s.X), params=s.params, extra=extra)
+    model_of, params, model_key = explained_model(s)
+    cache_key = None
+    if settings is not None:
+        cache_key = (settings, nr_samples, normalise, absolute, model_key, s.model)
     run = rows_runner(
-        explainer, lambda _: s.model_arg, None, ops, [inputs, rows], batch_size=s.batch_size
-    )
-    (_, finite0), (out, finite) = run(None, ops)
+        explainer, model_of, params, ops, [inputs, rows], batch_size=s.batch_size,
+        cache_key=cache_key,
+    )  # fmt: skip
+    (_, finite0), (out, finite) = run(params, ops)
     _check_finite(finite0, "X")
     _check_finite(finite, "the perturbed inputs")
     return np.asarray(out).reshape(n, nr_samples)
@@ -215,9 +226,13 @@ def _sensitivity(
         return value
 
     extra = dict(keys=keys, pred=jnp.asarray(s.predicted))
+    settings = (
+        "sensitivity", lower_bound, upper_bound, perturb_func, norm_numerator, norm_denominator,
+        nan_when_changed,
+    )  # fmt: skip
     scores = _perturbed_rows(
         s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
-        absolute=abs,
+        absolute=abs, settings=settings,
     )  # fmt: skip
     return _finish(s, _reduce(scores, how, nan_if_any=nan_when_changed))
 
@@ -406,9 +421,13 @@ def local_lipschitz_estimate(
         return value
 
     extra = dict(keys=keys, pred=jnp.asarray(s.predicted))
+    settings = (
+        "lipschitz", perturb_mean, perturb_std, perturb_func, norm_numerator, norm_denominator,
+        return_nan_when_prediction_changes,
+    )  # fmt: skip
     scores = _perturbed_rows(
         s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
-        absolute=abs,
+        absolute=abs, settings=settings,
     )  # fmt: skip
     return _finish(s, _reduce(scores, "max", nan_if_any=return_nan_when_prediction_changes))
 
@@ -507,9 +526,11 @@ def continuity(
         return value
 
     extra = dict(fill=jnp.asarray(fill), pred=jnp.asarray(s.predicted))
+    settings = ("continuity", return_nan_when_prediction_changes)
     scores = _perturbed_rows(
-        s, explainer, nr_steps, translated, score, extra, normalise=normalise, absolute=abs
-    )
+        s, explainer, nr_steps, translated, score, extra, normalise=normalise, absolute=abs,
+        settings=settings,
+    )  # fmt: skip
     return _finish(s, scores.max(axis=1))
 
 
@@ -617,7 +638,9 @@ def _stability(
     if kind == "output":
         extra["h"] = jnp.asarray(s.outputs.reshape(s.X.shape[0], -1))
     if kind == "representation":
-        extra["L"] = call(jax.jit(representation), jnp.asarray(s.X))
+        # A layer function is a static argument, so its program is kept across calls too.
+        rep = (_layer_rows, layer) if _hashable(layer) else (jax.jit(representation),)
+        extra["L"] = call(*rep, jnp.asarray(s.X))
 
     def score(i, x, xp, a, ex, y):
         numerator = _relative(a, ex["a0"], eps_min)
@@ -635,13 +658,38 @@ def _stability(
             value = jnp.where(predicted_class(y) == ex["pred"], value, jnp.nan)
         return value
 
+    # A layer path captures the module's weights in the representation: not kept.
+    settings = None
+    if kind != "representation" or _hashable(layer):
+        settings = (
+            "stability", kind, lower_bound, upper_bound, perturb_func, eps_min,
+            nan_when_changed, layer,
+        )  # fmt: skip
     scores = _perturbed_rows(
         s, explainer, nr_samples, _noise_rows(perturb), score, extra, normalise=normalise,
-        absolute=abs,
+        absolute=abs, settings=settings,
     )  # fmt: skip
     # The paper's maximum runs over the perturbations that keep the prediction: those that
     # change it are skipped, and an instance scores NaN only when all do.
     return _finish(s, _reduce(scores, "max", nan_if_any=False))
+
+
+def _flat_rows(layer, X):
+    return jnp.asarray(layer(X)).reshape(X.shape[0], -1)
+
+
+_layer_rows = jax.jit(_flat_rows, static_argnums=0)
+
+
+def _hashable(layer) -> bool:
+    """Whether a layer function can key a kept program (a module's weights could change)."""
+    if not callable(layer) or is_nnx_module(layer):
+        return False
+    try:
+        hash(layer)
+    except TypeError:
+        return False
+    return True
 
 
 def _representation(f, layer, X):
@@ -669,7 +717,7 @@ def _representation(f, layer, X):
         )
 
     def rep_fn(x):
-        return jnp.asarray(layer(x)).reshape(x.shape[0], -1)
+        return _flat_rows(layer, x)
 
     try:
         jax.eval_shape(rep_fn, jax.ShapeDtypeStruct(X[:1].shape, X.dtype))
