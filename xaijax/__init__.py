@@ -101,7 +101,7 @@ _LAZY = {
     "explain_prototypes": ("xaijax.protopnet", "explain_prototypes"),
     "train_protopnet": ("xaijax.protopnet", "train_protopnet"),
 }
-core.registry.defer("xaijax.transformers", "xaijax.protopnet")
+core.registry.defer(*sorted({module for module, _ in _LAZY.values()}))
 
 
 def __getattr__(name: str):

@@ -256,15 +256,12 @@ def rows_runner(
         were finite.
     """
 
-    def per_row(targets):
-        return isinstance(targets, (np.ndarray, jax.Array))
-
     # Per-row targets are arguments of the program, not constants in it, so that it serves
     # other targets of the same shape.
-    targets = tuple(np.asarray(ph.targets) if per_row(ph.targets) else None for ph in phases)
+    targets = tuple(np.asarray(ph.targets) if _per_row(ph.targets) else None for ph in phases)
     key = None
     if cache_key is not None:
-        forms = tuple((ph.total, "rows" if per_row(ph.targets) else ph.targets) for ph in phases)
+        forms = tuple((ph.total, "rows" if _per_row(ph.targets) else ph.targets) for ph in phases)
         key = (cache_key, explainer, name, batch_size, traced, forms)
         key += (_signature(params), _signature(operands))
         try:
@@ -283,12 +280,14 @@ def rows_runner(
     return lambda p, ops: program(p, ops, targets)
 
 
+def _per_row(targets) -> bool:
+    """Whether a phase's targets are one per row (an array) rather than shared."""
+    return isinstance(targets, (np.ndarray, jax.Array))
+
+
 def _program(explainer, model_of, params, operands, phases, batch_size, traced, name):
     """``run(params, operands, targets)`` for :func:`rows_runner`."""
     chunks = [balanced_chunk(ph.total, batch_size) for ph in phases]
-
-    def per_row(targets):
-        return isinstance(targets, (np.ndarray, jax.Array))
 
     def with_phases(ops, done):
         return {**ops, "phases": tuple(done)} if done else ops
@@ -296,7 +295,7 @@ def _program(explainer, model_of, params, operands, phases, batch_size, traced, 
     if traced is None:
         ph, chunk = phases[0], chunks[0]
         x_spec = jax.eval_shape(lambda o: ph.make(jnp.arange(chunk), o), operands)
-        t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if per_row(ph.targets) else ph.targets
+        t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if _per_row(ph.targets) else ph.targets
         traced = traceable(explainer, model_of, params, x_spec, t_spec)
 
     def finish(score, rows, x, a, ops):

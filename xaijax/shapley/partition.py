@@ -798,6 +798,7 @@ def _owen_values(
     ``max_evals`` covers it.
     """
     Z = np.ascontiguousarray(Z, dtype=np.float64)
+    data = Z.tobytes()  # one key (copied and hashed once) for the two caches below
     tree = tree_tables(Z)
     G, D = tree.num_leaves, tree.max_depth
     budget = max_evals - 2  # shap counts f(x) and the base value in max_evals
@@ -805,11 +806,11 @@ def _owen_values(
     row_bytes = int(np.prod(X.shape[1:])) * itemsize
     # The host tables of a large hierarchy (an image's, 300k nodes) take tens of ms to build:
     # cached, as the plan, so that repeated calls pay for the model only.
-    arrays, total = _hierarchy_arrays(G, Z.tobytes())
+    arrays, total = _hierarchy_arrays(G, data)
     # Each element's leaf as its depth-first position: shared (*E) or per instance (n, *E).
     if ids.shape[0] == 1:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
-        positions, position = None, _element_layout(G, Z.tobytes(), ids.shape, ids.tobytes())
+        positions, position = None, _element_layout(G, data, ids.shape, ids.tobytes())
     else:
         positions, position = np.asarray(tree.position, np.int32)[ids], None
     if plan is None:
