@@ -21,9 +21,11 @@ import argparse
 import datetime
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,15 +51,35 @@ BENCHMARKS = {
 }
 
 
-def run_one(name: str, args: list[str], out: str) -> dict:
-    """Run ``benchmarks.<name>`` in a child process; its JSON plus wall time and host peak."""
+def _stop_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # it ended just now
+        pass
+
+
+def run_one(name: str, args: list[str], out: str, timeout: float | None = None) -> dict:
+    """Run ``benchmarks.<name>`` in a child process; its JSON plus wall time and host peak.
+
+    A child still running after ``timeout`` seconds is stopped with its own children, and the
+    benchmark is reported as failed (a lent GPU machine's time is short: one slow benchmark must
+    not take the rest's).
+    """
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", f"benchmarks.{name}", "--out", out, *args]
     start = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=os.path.dirname(HERE), env=env)
+    child = subprocess.Popen(cmd, cwd=os.path.dirname(HERE), env=env, start_new_session=True)
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, _stop_group, (child.pid,))
+        timer.start()
     _, status, usage = os.wait4(child.pid, 0)
+    if timer is not None:
+        timer.cancel()
     child.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - start
+    if timeout is not None and child.returncode == -signal.SIGKILL and wall >= timeout:
+        return {"failed": f"stopped after {timeout:g} s (--timeout)", "wall_s": wall}
     if child.returncode != 0:
         return {"failed": f"exit status {child.returncode}", "wall_s": wall}
     with open(out) as fh:
@@ -346,6 +368,26 @@ def _title(env: dict, date: str, quick: bool) -> str:
     )
 
 
+def _write(folder: str, reports: dict, rows: list[dict], date: str, quick: bool):
+    """Write the JSON and table so far: ``(slug, stem, table)``, or None before any result."""
+    from benchmarks.common import device_slug
+
+    env = next((r["environment"] for r in reports.values() if "environment" in r), None)
+    if env is None:
+        return None
+    slug = device_slug(env)
+    stem = f"{slug}-{date}" + ("-quick" if quick else "")
+    text = table(rows, _title(env, date, quick))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{stem}.json"), "w") as fh:
+        json.dump(
+            {"environment": env, "quick": quick, "rows": rows, "reports": reports}, fh, indent=2
+        )
+    with open(os.path.join(folder, f"{stem}.md"), "w") as fh:
+        fh.write(text)
+    return slug, stem, text
+
+
 def main(argv=None):
     from benchmarks.common import device_slug
 
@@ -354,6 +396,13 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--out", default=RESULTS, help="folder for the suite's JSON and table")
     parser.add_argument("--readme", action="store_true", help="put the table into README.md")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop a benchmark that runs longer and report it as failed (default: no limit)",
+    )
     parser.add_argument(
         "--from-json", metavar="PATH", help="re-render a stored suite result (with --readme)"
     )
@@ -368,35 +417,29 @@ def main(argv=None):
         if args.readme:
             print("README.md updated:", update_readme(text, device_slug(env)))
         return 0
+    if args.timeout is not None and not args.timeout > 0:
+        parser.error(f"--timeout: expected a positive number of seconds, got {args.timeout}")
     names = [n for n in args.only.split(",") if n] or list(BENCHMARKS)
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
 
-    reports, rows = {}, []
+    reports, rows, written = {}, [], None
+    date = datetime.date.today().isoformat()
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             print(f"== {name}", flush=True)
             full, quick = BENCHMARKS[name]
-            reports[name] = run_one(name, quick if args.quick else full, f"{tmp}/{name}.json")
+            reports[name] = run_one(
+                name, quick if args.quick else full, f"{tmp}/{name}.json", args.timeout
+            )
             rows += rows_of(name, reports[name])
-    env = next((r["environment"] for r in reports.values() if "environment" in r), None)
-    if env is None:
+            # Written after every benchmark: a run stopped part-way keeps what it measured.
+            written = _write(args.out, reports, rows, date, args.quick) or written
+    if written is None:
         print("every benchmark failed", file=sys.stderr)
         return 1
-    slug = device_slug(env)
-    date = datetime.date.today().isoformat()
-    stem = f"{slug}-{date}" + ("-quick" if args.quick else "")
-    text = table(rows, _title(env, date, args.quick))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, f"{stem}.json"), "w") as fh:
-        json.dump(
-            {"environment": env, "quick": args.quick, "rows": rows, "reports": reports},
-            fh,
-            indent=2,
-        )
-    with open(os.path.join(args.out, f"{stem}.md"), "w") as fh:
-        fh.write(text)
+    slug, stem, text = written
     print(text)
     if args.readme and not args.quick:
         where = "updated" if update_readme(text, slug) else "has no markers for"

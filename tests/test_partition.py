@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import shap
+from same import assert_same
 from scipy.cluster.hierarchy import linkage
 
 import xaijax as xj
@@ -293,7 +294,7 @@ def test_deterministic_and_a_batch_equals_one_instance_at_a_time():
     masker = xj.maskers.partition(BG, clustering=Z)
     a = xj.partition_shap(mlp, X, masker, max_evals=25)
     b = xj.partition_shap(mlp, X, masker, max_evals=25)
-    np.testing.assert_array_equal(a.values, b.values)
+    assert_same(a.values, b.values)
     for i in range(len(X)):
         one = xj.partition_shap(mlp, X[i], masker, max_evals=25)
         np.testing.assert_allclose(one.values, a.values[i], atol=1e-6)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import shap
 import xgboost
+from same import assert_same
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     GradientBoostingRegressor,
@@ -208,8 +209,8 @@ def test_interaction_targets_slice_the_multi_output_layout_that_matches_shap():
             one = xj.tree_shap(model, XE, interactions=True, background=background, targets=targets)
             rows = np.arange(len(XE))
             assert one.values.shape == (3, 4, 4) and one.output_names is None
-            np.testing.assert_array_equal(one.values, every.values[rows, :, :, idx])
-            np.testing.assert_array_equal(one.base_values, every.base_values[rows, idx])
+            assert_same(one.values, every.values[rows, :, :, idx])
+            assert_same(one.base_values, every.base_values[rows, idx])
             np.testing.assert_array_equal(
                 one.extras["order_1"], np.diagonal(one.values, axis1=1, axis2=2)
             )

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from cases import ACCEPTS_MISSING, NO_CALLABLE_TARGETS, M, N, case_for, text_classifier
 from compiles import count_compiles
+from same import assert_same
 
 import xaijax
 from xaijax.core.registry import explainers
@@ -91,7 +92,7 @@ def test_keys_typed_raw_and_per_instance_give_the_same_values(case):
     per = case.call(case.X, key=jax.random.split(jax.random.key(7), N))
     per_raw = case.call(case.X, key=jax.random.split(jax.random.PRNGKey(7), N))
     for other in (again, raw, per, per_raw):
-        np.testing.assert_array_equal(_values(other), _values(typed))
+        assert_same(_values(other), _values(typed))
     other_key = case.call(case.X, key=jax.random.key(8))
     assert not np.array_equal(_values(other_key), _values(typed)), "the key is ignored"
 
@@ -101,8 +102,8 @@ def test_one_instance_gives_an_unbatched_explanation(case):
     one = case.call(case.single(1), **_keys(case))
     batch = case.call(case.batch_of_one(1), **_keys(case))
     assert not one.is_batched and batch.is_batched and len(batch) == 1
-    np.testing.assert_array_equal(_values(one), _values(batch)[0])
-    np.testing.assert_array_equal(np.asarray(one.base_values), np.asarray(batch.base_values)[0])
+    assert_same(_values(one), _values(batch)[0])
+    assert_same(one.base_values, np.asarray(batch.base_values)[0])
 
 
 # -- compile once ----------------------------------------------------------------------------------
@@ -132,7 +133,7 @@ def test_targets_as_int_array_and_callable_agree(case):
     k = min(1, case.num_outputs - 1)
     as_int = case.call(case.X, targets=k, **_keys(case))
     as_array = case.call(case.X, targets=np.full(N, k), **_keys(case))
-    np.testing.assert_array_equal(_values(as_int), _values(as_array))
+    assert_same(_values(as_int), _values(as_array))
     if case.name in NO_CALLABLE_TARGETS:
         with pytest.raises(TypeError, match="targets"):
             case.call(case.X, targets=lambda y: y, **_keys(case))

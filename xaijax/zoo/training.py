@@ -85,21 +85,39 @@ def epoch_runner(loss_fn: Callable, tx: optax.GradientTransformation) -> Callabl
             params, rest, X[idx], y[idx]
         )
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), rest, opt_state, metrics
+        return optax.apply_updates(params, updates), rest, opt_state, metrics, i + 1
 
     def run(params, rest, opt_state, X, y, key, *, batch_size):
         n = X.shape[0]
         steps = n // batch_size
         if steps < 1:
             raise ValueError(f"batch_size must be at most the {n} rows; got {batch_size}")
-        order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+        # The step counter lives on the device (each step returns the next), and the shuffle
+        # and the means are compiled with their sizes as constants: no host-to-device transfer.
+        order, i = _shuffle(key, n, steps, batch_size)
         sums = None
-        for i in range(steps):
-            params, rest, opt_state, metrics = step(params, rest, opt_state, X, y, order, i)
-            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
-        return params, rest, opt_state, jax.tree.map(lambda s: s / steps, sums)
+        for _ in range(steps):
+            params, rest, opt_state, metrics, i = step(params, rest, opt_state, X, y, order, i)
+            sums = metrics if sums is None else _add(sums, metrics)
+        return params, rest, opt_state, _divide(sums, steps)
 
     return run
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _shuffle(key, n: int, steps: int, batch_size: int):
+    order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+    return order, jnp.zeros((), jnp.int32)
+
+
+@jax.jit
+def _add(a, b):
+    return jax.tree.map(jnp.add, a, b)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _divide(sums, steps: int):
+    return jax.tree.map(lambda s: s / steps, sums)
 
 
 def evaluate_batches(fn: Callable, X, y, *, batch_size: int = 128) -> dict[str, float]:
