@@ -32,6 +32,10 @@ def linear(X):
 
 def host(X):
     return np.tanh(np.asarray(X) @ W) + 0.5
+
+
+def host_doubled(X):
+    return 2 * host(X)
 """
 
 # Runs the CLI with its arguments and prints what JAX compiled and read back.
@@ -122,14 +126,22 @@ def test_no_compile_cache_writes_and_reads_nothing(workdir):
     assert entries(cache) == []
 
 
-def test_host_model_programs_are_compiled_again(workdir):
-    # JAX writes no program holding a Python callback (the callback is a pointer into the
-    # running process), so an explainer around a host model is compiled in each process.
+def test_host_model_programs_call_this_process_model(workdir):
+    # JAX 0.10 writes no program holding a Python callback (the callback is a pointer into the
+    # running process), so an explainer around a host model is compiled in each process; JAX
+    # 0.11 writes them, and a program read back must call the model of the process reading it:
+    # the second run's model is another function of the same shapes, twice the first.
     cache = workdir / "cache_host"
     first = cli_run(workdir, cache, "host1", model="host")
-    second = cli_run(workdir, cache, "host2", model="host")
-    assert len(entries(cache)) < first["programs"]
-    assert second["programs"] - second["cache_hits"] > 0
+    second = cli_run(workdir, cache, "host2", model="host_doubled")
+    if len(entries(cache)) < first["programs"]:  # not written: compiled again
+        assert second["programs"] - second["cache_hits"] > 0
+    else:  # written and read back
+        assert second["cache_hits"] == second["programs"]
+    a = np.load(workdir / "host1" / "explanation.npz")["values"]
+    b = np.load(workdir / "host2" / "explanation.npz")["values"]
+    assert np.abs(a).max() > 0.1
+    np.testing.assert_allclose(b, 2 * a, rtol=1e-5, atol=1e-6)
 
 
 def test_cache_folder_follows_the_environment(monkeypatch, tmp_path):

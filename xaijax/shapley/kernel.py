@@ -425,7 +425,9 @@ def _kernel_instances(
     fixed_w = jnp.asarray(plan.fixed_weights, dtype)
     S = plan.num_samples
     random_w = jnp.full((plan.num_random,), plan.random_weight / max(plan.num_random, 1), dtype)
-    kernel_w = jnp.concatenate([fixed_w, random_w])
+    # No zero-sized constants (a plan may enumerate no coalition size): under shard_map on
+    # several devices (mesh=), JAX 0.11's partitioner crashes on one with signal 11.
+    kernel_w = jnp.concatenate([w for w in (fixed_w, random_w) if w.shape[0]])
     # Complementary pairs carry one equation between them once the constraint is imposed, so a
     # sampled design is full rank (QR, several times faster than SVD) only with ample samples;
     # below that the minimum-norm SVD solution degrades gracefully.
@@ -462,7 +464,8 @@ def _kernel_instances(
     def one(args):
         x, key, fx_i, fnull_i, ids = args
         ids = shared_ids if ids is None else ids
-        masks = jnp.concatenate([fixed, sample(key)]) if plan.num_random else fixed
+        parts = ([fixed] if fixed.shape[0] else []) + ([sample(key)] if plan.num_random else [])
+        masks = jnp.concatenate(parts)
         rows, weights = fill(x)
         v = coalition_values(
             model,
