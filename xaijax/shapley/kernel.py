@@ -398,51 +398,96 @@ def _kernel_instances(
     link,
     batch_size,
 ):
-    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.dtype(float_dtype())
     fx_raw = evaluate(model, params, X, batch_size=batch_size)
     if fill.kind == "rows":  # one background for all: its mean output once
-        rows, weights = fill(X[0])
-        fnull_raw = jnp.einsum(
-            "b...,b->...",
-            evaluate(model, params, rows, batch_size=batch_size),
-            weights,
-            precision="highest",
-        )
-        null_status = output_status(link, fnull_raw)
-        fnull_raw = jnp.broadcast_to(fnull_raw, fx_raw.shape)
+        rows, _ = fill(X[0])
+        null_raw = evaluate(model, params, rows, batch_size=batch_size)
     else:  # one fill row per instance (a constant, a blurred copy): f of it
-        fill_rows = jax.vmap(lambda x: fill(x)[0][0])(X)
-        fnull_raw = evaluate(model, params, fill_rows, batch_size=batch_size)
-        null_status = output_status(link, fnull_raw, rows=True)
-    fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
-    base = fnull
-    finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
+        null_raw = evaluate(model, params, _fill_rows(fill, X), batch_size=batch_size)
+    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
     if M == 1:
         return (fx - fnull)[:, None], base, finite
 
     plan = coalition_plan(M, num_samples)
-    fixed = jnp.asarray(plan.fixed_masks)
-    fixed_w = jnp.asarray(plan.fixed_weights, dtype)
     S = plan.num_samples
+
+    def one(args):
+        x, key, fx_i, fnull_i, ids = args
+        ids = shared_ids if ids is None else ids
+        masks = _coalitions(plan, key, M, fx_i.dtype)
+        rows, weights = fill(x)
+        v = coalition_values(
+            model,
+            params,
+            x,
+            rows,
+            weights,
+            on_elements(lambda i: masks[i], ids, x.shape),
+            S,
+            batch_size,
+            fill=fill,
+        )
+        return _fit_one(plan, x, rows, ids, masks, v, fx_i, fnull_i, M, num_features, link, fill)
+
+    values, ok = map_instances(
+        one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
+    )
+    return values, base, jnp.maximum(finite, ok)
+
+
+def _fill_rows(fill, X):
+    """``(n, *E)``: each instance's one fill row (a fill that is not a shared background)."""
+    return jax.vmap(lambda x: fill(x)[0][0])(X)
+
+
+def _model_values(fill, link, fx_raw, null_raw):
+    """``(fx, fnull, base, status)`` from the model's raw outputs on the instances and on the
+    fill rows (the weighted background, or one fill row per instance)."""
+    if fill.kind == "rows":
+        _, weights = fill(None)
+        fnull_raw = jnp.einsum("b...,b->...", null_raw, weights, precision="highest")
+        null_status = output_status(link, fnull_raw)
+        fnull_raw = jnp.broadcast_to(fnull_raw, fx_raw.shape)
+    else:
+        fnull_raw = null_raw
+        null_status = output_status(link, fnull_raw, rows=True)
+    fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
+    finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
+    return fx, fnull, fnull, finite
+
+
+def _kernel_weights(plan, dtype):
+    fixed_w = jnp.asarray(plan.fixed_weights, dtype)
     random_w = jnp.full((plan.num_random,), plan.random_weight / max(plan.num_random, 1), dtype)
-    kernel_w = jnp.concatenate([fixed_w, random_w])
+    return jnp.concatenate([fixed_w, random_w])
+
+
+def _coalitions(plan, key, M, dtype):
+    """``(S, M)`` one instance's coalitions: the enumerated ones, then its random pairs."""
+    fixed = jnp.asarray(plan.fixed_masks)
+    if not plan.num_random:
+        return fixed
+    num_pairs = -(-plan.num_random // 2)
+    size_key, order_key = jax.random.split(key)
+    sizes = jax.random.choice(
+        size_key,
+        jnp.asarray(plan.random_sizes),
+        (num_pairs,),
+        p=jnp.asarray(plan.random_probs, dtype),
+    )
+    m = random_subsets(order_key, sizes, M)
+    pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
+    return jnp.concatenate([fixed, pairs[: plan.num_random]])
+
+
+def _fit_one(plan, x, rows, ids, masks, v, fx_i, fnull_i, M, num_features, link, fill):
+    """One instance's ``(phi, status)`` from its coalition values ``v: (S, *out)``."""
+    dtype = fx_i.dtype
+    kernel_w = _kernel_weights(plan, dtype)
     # Complementary pairs carry one equation between them once the constraint is imposed, so a
     # sampled design is full rank (QR, several times faster than SVD) only with ample samples;
     # below that the minimum-norm SVD solution degrades gracefully.
     solver = "qr" if plan.num_random == 0 or plan.num_samples >= 4 * M else "svd"
-
-    def sample(key):
-        num_pairs = -(-plan.num_random // 2)
-        size_key, order_key = jax.random.split(key)
-        sizes = jax.random.choice(
-            size_key,
-            jnp.asarray(plan.random_sizes),
-            (num_pairs,),
-            p=jnp.asarray(plan.random_probs, dtype),
-        )
-        m = random_subsets(order_key, sizes, M)
-        pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
-        return pairs[: plan.num_random]
 
     def fit(A, y, d, active):
         """phi on the ``active`` features: the efficiency-constrained Shapley-kernel fit."""
@@ -459,45 +504,24 @@ def _kernel_instances(
         phi = surrogate.coef
         return jnp.where(any_active & active.reshape((M,) + (1,) * (phi.ndim - 1)), phi, 0.0)
 
-    def one(args):
-        x, key, fx_i, fnull_i, ids = args
-        ids = shared_ids if ids is None else ids
-        masks = jnp.concatenate([fixed, sample(key)]) if plan.num_random else fixed
-        rows, weights = fill(x)
-        v = coalition_values(
-            model,
-            params,
-            x,
-            rows,
-            weights,
-            on_elements(lambda i: masks[i], ids, x.shape),
-            S,
-            batch_size,
-            fill=fill,
-        )
-        y = apply_link(link, v) - fnull_i[None]
-        d = fx_i - fnull_i
-        # A player whose elements equal every fill row cannot change the model: a dummy, fixed
-        # at 0 (so is an empty group of an instance with fewer groups than G). Not so under
-        # inpainting: a hidden element's value depends on the coalition, not on the fill row.
-        varying = varying_players(x, rows, ids, M, mask_dependent=fill.mask_dependent)
-        A = masks.astype(dtype) * varying.astype(dtype)[None, :]
-        if num_features is None:
-            phi = fit(A, y, d, varying)  # every output in one solve
-        else:
-            active = _l1_selection(A, y, kernel_w, d, varying, num_features)
-            if y.ndim == 1:
-                phi = fit(A, y, d, active)
-            else:  # each output on its own selection, as shap solves output by output
-                phi = jax.vmap(
-                    lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1
-                )(y, d, active)
-        return phi, output_status(link, v)
-
-    values, ok = map_instances(
-        one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
-    )
-    return values, base, jnp.maximum(finite, ok)
+    y = apply_link(link, v) - fnull_i[None]
+    d = fx_i - fnull_i
+    # A player whose elements equal every fill row cannot change the model: a dummy, fixed
+    # at 0 (so is an empty group of an instance with fewer groups than G). Not so under
+    # inpainting: a hidden element's value depends on the coalition, not on the fill row.
+    varying = varying_players(x, rows, ids, M, mask_dependent=fill.mask_dependent)
+    A = masks.astype(dtype) * varying.astype(dtype)[None, :]
+    if num_features is None:
+        phi = fit(A, y, d, varying)  # every output in one solve
+    else:
+        active = _l1_selection(A, y, kernel_w, d, varying, num_features)
+        if y.ndim == 1:
+            phi = fit(A, y, d, active)
+        else:  # each output on its own selection, as shap solves output by output
+            phi = jax.vmap(lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1)(
+                y, d, active
+            )
+    return phi, output_status(link, v)
 
 
 def _l1_selection(A, y, kernel_w, d, varying, k):
