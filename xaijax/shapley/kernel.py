@@ -20,7 +20,13 @@ from jax.sharding import Mesh
 from jaxtyping import ArrayLike, Float, Key, UInt32
 
 from xaijax.core import contract
-from xaijax.core.batching import check_mesh, evaluate, map_instances, over_instances
+from xaijax.core.batching import (
+    balanced_chunk,
+    check_mesh,
+    evaluate,
+    map_instances,
+    over_instances,
+)
 from xaijax.core.contract import instance_keys
 from xaijax.core.explanation import Explanation
 from xaijax.core.lstsq import fit_surrogate, lars_active_set
@@ -330,6 +336,18 @@ def kernel_shap(
             "during the solve)",
         )
         plan = coalition_plan(M, num_samples)
+    if plan is not None and _stages_host_model(problem, plan, mesh):
+        values, base, finite = _kernel_staged(
+            problem, keys, M=M, num_samples=num_samples, num_features=num_features, link=link
+        )
+        return finish(
+            problem,
+            values,
+            base,
+            method="kernel_shap",
+            extras={"num_samples": plan.num_samples, "num_full_sizes": plan.num_full_sizes},
+            finite=finite,
+        )
     values, base, finite = contract.call(
         _kernel,
         problem.model,
@@ -381,6 +399,128 @@ def _kernel(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **o
         return _kernel_instances(model, *shared, *instances, **options)
 
     return over_instances(local, (X, keys, instance_ids), (params, fill, shared_ids), mesh=mesh)
+
+
+# -- a host model between compiled programs -----------------------------------------------------
+# JAX keeps no program holding a host callback in its persistent compilation cache (the callback
+# is a pointer into the running process), so Kernel SHAP around a scikit-learn model, run as one
+# program with ``pure_callback``, was compiled again in every process: 0.7-1.2 s of a 10-row
+# job's 5 s. Staged, the model runs on the host between two callback-free programs (coalition
+# rows; then the fit), both cacheable, and a second process compiles nothing. The values are
+# the one-program path's (the same operations on the same model outputs).
+def _stages_host_model(problem, plan, mesh) -> bool:
+    """Whether to run a host model between programs: when one instance's coalition rows fit in
+    ``batch_size`` (so the rows of a step stay bounded by it) and nothing needs the one program
+    (a mesh, a mask-dependent fill, a callable target composed with the model)."""
+    model, fill = problem.model, problem.fill
+    return (
+        model.kind == "host"
+        and model.score is None
+        and mesh is None
+        and not fill.mask_dependent
+        and plan.num_samples * fill.num_rows <= problem.batch_size
+    )
+
+
+def _kernel_staged(problem, keys, *, M, num_samples, num_features, link):
+    """Kernel SHAP of a host model: per step of instances, the coalition rows (one program),
+    the model on them (host), the fit (another program). Returns NumPy ``(values, base,
+    status)`` for all instances."""
+    model, fill, X, batch_size = problem.model, problem.fill, problem.X, problem.batch_size
+    instance_ids, shared_ids = group_args(problem)
+    plan = coalition_plan(M, num_samples)
+    n, S, B = X.shape[0], plan.num_samples, fill.num_rows
+    fx_raw = contract.host_outputs(model, X, batch_size=batch_size)
+    if fill.kind == "rows":
+        null_raw = contract.host_outputs(model, fill.arrays[0], batch_size=batch_size)
+    else:
+        null_raw = contract.host_outputs(model, _fill_rows_program(fill, X), batch_size=batch_size)
+    # Equal steps, the last padded by repeating the final instance (as map_instances does):
+    # one shape, so one program of each kind for any number of instances.
+    per_step = balanced_chunk(n, max(1, batch_size // (S * B)))
+    order = np.minimum(np.arange(-(-n // per_step) * per_step), n - 1)
+    key_data = np.asarray(jax.random.key_data(keys))
+    impl = str(jax.random.key_impl(keys))
+    pieces = []
+    for start in range(0, order.size, per_step):
+        step = order[start : start + per_step]
+        ids = None if instance_ids is None else instance_ids[step]
+        rows, masks = contract.call(
+            _kernel_rows,
+            X[step],
+            key_data[step],
+            fill,
+            ids,
+            shared_ids,
+            M=M,
+            num_samples=num_samples,
+            impl=impl,
+        )
+        v_raw = contract.host_outputs(
+            model, np.asarray(rows).reshape((-1,) + X.shape[1:]), batch_size=batch_size
+        )
+        pieces.append(
+            contract.call(
+                _kernel_fit,
+                X[step],
+                masks,
+                v_raw.reshape((step.size, S * B) + model.output_shape),
+                fx_raw[step],
+                null_raw if fill.kind == "rows" else null_raw[step],
+                fill,
+                ids,
+                shared_ids,
+                M=M,
+                num_samples=num_samples,
+                num_features=num_features,
+                link=link,
+            )
+        )
+    return tuple(np.concatenate([np.asarray(p[i]) for p in pieces])[:n] for i in range(3))
+
+
+@jax.jit
+def _fill_rows_program(fill, X):
+    return _fill_rows(fill, X)
+
+
+@functools.partial(jax.jit, static_argnames=("M", "num_samples", "impl"))
+def _kernel_rows(X, key_data, fill, instance_ids, shared_ids, *, M, num_samples, impl):
+    """``(rows (c, S, B, *E), masks (c, S, M))``: each instance's coalitions and the model rows
+    scoring them (the instance where a coalition keeps it, each fill row elsewhere)."""
+    plan = coalition_plan(M, num_samples)
+    keys = jax.random.wrap_key_data(key_data, impl=impl)
+    dtype = jnp.dtype(float_dtype())
+
+    def one(x, key, ids):
+        ids = shared_ids if ids is None else ids
+        masks = _coalitions(plan, key, M, dtype)
+        fill_rows, _ = fill(x)
+        keep = on_elements(lambda i: masks[i], ids, x.shape)(jnp.arange(plan.num_samples))
+        return jnp.where(keep[:, None], x[None, None], fill_rows[None]), masks
+
+    return jax.vmap(one)(X, keys, instance_ids)
+
+
+@functools.partial(jax.jit, static_argnames=("M", "num_samples", "num_features", "link"))
+def _kernel_fit(X, masks, v_raw, fx_raw, null_raw, fill, instance_ids, shared_ids, *, M, **options):
+    """``(values, base, status)`` of a step of instances from the model's outputs on their
+    coalition rows ``v_raw: (c, S * B, *out)``, on them and on the fill rows."""
+    num_samples, num_features, link = (options[k] for k in ("num_samples", "num_features", "link"))
+    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
+    plan = coalition_plan(M, num_samples)
+    B = fill.num_rows
+
+    def one(args):
+        x, m, y, fx_i, fnull_i, ids = args
+        ids = shared_ids if ids is None else ids
+        rows, weights = fill(x)
+        y = y.reshape((plan.num_samples, B) + y.shape[1:])
+        v = jnp.einsum("cb...,b->c...", y, weights, precision="highest")
+        return _fit_one(plan, x, rows, ids, m, v, fx_i, fnull_i, M, num_features, link, fill)
+
+    values, ok = jax.vmap(one)((X, masks, v_raw, fx, fnull, instance_ids))
+    return values, base, jnp.maximum(finite, ok)
 
 
 def _kernel_instances(
