@@ -14,6 +14,8 @@ reuses the compiled program. :func:`as_model` accepts:
 * a host callable on NumPy (``model.predict_proba`` of scikit-learn, a PyTorch wrapper, ...): run
   through ``jax.pure_callback`` so the explainer around it still compiles end to end. A callable
   that cannot be traced is detected and treated this way; :func:`host_model` says it explicitly.
+  An explainer may instead call it between compiled programs (:meth:`Model.host_outputs`), which
+  JAX's persistent compilation cache can then keep (Kernel SHAP does).
 
 A Flax Linen module passed by itself is refused with the pair form in the message.
 """

@@ -254,7 +254,8 @@ def kernel_shap(
     Args:
         f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
             ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable such as
-            ``clf.predict_proba`` (run on the host).
+            ``clf.predict_proba`` (run on the host, between two compiled programs that the
+            persistent compilation cache keeps, so a second process compiles nothing).
         X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` background rows or a :class:`Background` from :func:`kmeans`.
         targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
