@@ -35,6 +35,7 @@ from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import (
+    WORK_BYTES,
     apply_link,
     check_work,
     finish,
@@ -241,7 +242,9 @@ def kernel_shap(
     (:func:`~xaijax.core.lstsq.fit_surrogate` without intercept: LIME's surrogate with another
     kernel), under the efficiency constraint ``sum(phi) = link(f(x)) - link(E f(background))``
     imposed exactly by elimination. A feature equal to every background row is a dummy and gets
-    exactly 0. All instances run in one compiled call.
+    exactly 0. All instances run in one compiled call; around a host model, in steps of
+    instances, each step's coalition rows and its fit two compiled programs with the model called
+    between them (no callback inside, so the persistent compilation cache keeps both).
 
     Departures from ``shap.KernelExplainer``, each for static shapes under ``jit``: coalitions
     are sampled over all ``M`` features (dummies included, then dropped from the fit) rather than
@@ -408,18 +411,24 @@ def _kernel(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **o
 # program with ``pure_callback``, was compiled again in every process: 0.7-1.2 s of a 10-row
 # job's 5 s. Staged, the model runs on the host between two callback-free programs (coalition
 # rows; then the fit), both cacheable, and a second process compiles nothing. The values are
-# the one-program path's (the same operations on the same model outputs).
+# the one-program path's, to the bit while one instance's rows fit in ``batch_size`` (the same
+# operations on the same model outputs); beyond, that path sums the background in chunks of
+# coalitions, and they agree to float rounding (1 ulp seen).
 def _stages_host_model(problem, plan, mesh) -> bool:
-    """Whether to run a host model between programs: when one instance's coalition rows fit in
-    ``batch_size`` (so the rows of a step stay bounded by it) and nothing needs the one program
-    (a mesh, a mask-dependent fill, a callable target composed with the model)."""
-    model, fill = problem.model, problem.fill
+    """Whether to run a host model between programs: unless something needs the one program (a
+    mesh, a mask-dependent fill, a callable target composed with the model). A step holds the
+    model rows of its instances: one instance's may exceed ``batch_size`` rows up to the
+    per-instance work limit of :func:`check_work` (the host model still gets at most
+    ``batch_size`` rows per call); beyond it the one program, whose rows stream in chunks."""
+    model, fill, X = problem.model, problem.fill, problem.X
+    row_bytes = int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    rows_bytes = plan.num_samples * fill.num_rows * row_bytes
     return (
         model.kind == "host"
         and model.score is None
         and mesh is None
         and not fill.mask_dependent
-        and plan.num_samples * fill.num_rows <= problem.batch_size
+        and rows_bytes <= max(WORK_BYTES, problem.batch_size * row_bytes)
     )
 
 
