@@ -344,29 +344,22 @@ def kernel_shap(
         values, base, finite = _kernel_staged(
             problem, keys, M=M, num_samples=num_samples, num_features=num_features, link=link
         )
-        return finish(
-            problem,
-            values,
-            base,
-            method="kernel_shap",
-            extras={"num_samples": plan.num_samples, "num_full_sizes": plan.num_full_sizes},
-            finite=finite,
+    else:
+        values, base, finite = contract.call(
+            _kernel,
+            problem.model,
+            problem.params,
+            problem.X,
+            problem.fill,
+            keys,
+            *group_args(problem),
+            M=M,
+            num_samples=num_samples,
+            num_features=num_features,
+            link=link,
+            batch_size=problem.batch_size,
+            mesh=mesh,
         )
-    values, base, finite = contract.call(
-        _kernel,
-        problem.model,
-        problem.params,
-        problem.X,
-        problem.fill,
-        keys,
-        *group_args(problem),
-        M=M,
-        num_samples=num_samples,
-        num_features=num_features,
-        link=link,
-        batch_size=problem.batch_size,
-        mesh=mesh,
-    )
     extras = {
         "num_samples": plan.num_samples if plan else 0,
         "num_full_sizes": plan.num_full_sizes if plan else 0,
