@@ -327,6 +327,29 @@ def test_kernel_shap_all_features_missing_gives_zeros():
 # -- adapters -------------------------------------------------------------------------------------
 
 
+def test_kernel_shap_host_model_between_programs_equals_one_program(monkeypatch):
+    # A host model runs between two cacheable programs; with a mesh it still runs inside one
+    # program through pure_callback. Both do the same operations on the same model outputs.
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(60, 5)).astype(np.float32)
+    clf = LogisticRegression().fit(A, (A[:, 0] - A[:, 2] > 0).astype(int))
+    X, bg = A[:4], A[10:16]
+    staged = []
+    run = kernel_module._kernel_staged
+    monkeypatch.setattr(
+        kernel_module, "_kernel_staged", lambda *a, **k: staged.append(1) or run(*a, **k)
+    )
+    for options in ({}, {"groups": np.array([0, 0, 1, 2, 2]), "num_samples": 5}):
+        key = jax.random.key(2)
+        ours = xj.kernel_shap(clf.predict_proba, X, bg, key=key, **options)
+        one = xj.kernel_shap(clf.predict_proba, X, bg, key=key, mesh=xj.instance_mesh(), **options)
+        np.testing.assert_array_equal(ours.values, one.values)
+        np.testing.assert_array_equal(ours.base_values, one.base_values)
+    assert len(staged) == 2  # the mesh calls ran as one program
+
+
 def test_host_sklearn_model_and_nnx_module():
     from flax import nnx
     from sklearn.linear_model import LogisticRegression

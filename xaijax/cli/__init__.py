@@ -18,6 +18,16 @@ runs        results files with versions and settings (used by experiments and be
 The command line may import anything in xaijax; nothing in the library imports it.
 """
 
-from xaijax.cli.parser import main
+from xaijax.cli import parser
 
 __all__ = ["main"]
+
+
+def main(argv=None) -> int:
+    """The ``xaijax`` script: :func:`xaijax.cli.parser.main`; run as a program (``argv``
+    ``None``) the process then ends without the interpreter's teardown
+    (:func:`~xaijax.cli.parser.exit_without_teardown`)."""
+    status = parser.main(argv)
+    if argv is None:
+        parser.exit_without_teardown(status)
+    return status

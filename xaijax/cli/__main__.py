@@ -2,7 +2,7 @@
 
 import sys
 
-from xaijax.cli.parser import main
+from xaijax.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,6 +26,7 @@ __all__ = [
     "explain_settings",
     "protopnet_settings",
     "limit_host_threads",
+    "exit_without_teardown",
     "use_compile_cache",
 ]
 
@@ -399,12 +400,40 @@ def limit_host_threads() -> int | None:
     return limit
 
 
+def exit_without_teardown(status: int) -> None:
+    """End the process now with ``status``, skipping the interpreter's teardown, if nothing is
+    left running; else return (and the caller exits as usual).
+
+    Tearing down JAX's runtime, SciPy's and scikit-learn's thread pools and every module took
+    0.4-0.7 s after a 10-row ``xaijax explain`` had written its results (on 2 cores; 0.04 s with
+    this): a tenth of the small job. Everything the command writes is closed by then; the
+    output streams and logging are flushed here. A non-daemon thread or a child process still
+    running means work in flight: then the interpreter exits as usual, waiting for it.
+    """
+    import logging
+    import multiprocessing
+    import threading
+
+    main_thread = threading.main_thread()
+    busy = any(t is not main_thread and not t.daemon for t in threading.enumerate())
+    if busy or multiprocessing.active_children():
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing more to write
+            pass
+    os._exit(status)
+
+
 def main(argv=None) -> int:
     """Run the ``xaijax`` command; returns the exit status (2 for a user error).
 
     Run as a program (``argv`` ``None``: the ``xaijax`` script, ``python -m xaijax.cli``) it also
     caps the process's BLAS/OpenMP thread pools (:func:`limit_host_threads`); called from Python
-    with an argument list it leaves them alone.
+    with an argument list it leaves them alone. The script and ``python -m xaijax.cli`` end the
+    process with :func:`exit_without_teardown` after it.
     """
     from xaijax.cli.demo import demo
     from xaijax.cli.experiment import available_experiments, run_experiment

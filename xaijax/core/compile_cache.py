@@ -6,9 +6,11 @@ can read it back from disk instead. ``import xaijax`` changes no JAX option: lib
 with :func:`enable_compile_cache`; the ``xaijax`` command turns it on for every run (off with
 ``--no-compile-cache`` or ``XAIJAX_COMPILE_CACHE=0``).
 
-What is not cached: programs that call back into Python, i.e. every explainer run on a host model
+What is not cached: programs that call back into Python, i.e. explainers run on a host model
 (scikit-learn's ``predict_proba`` through ``jax.pure_callback``). JAX refuses to write them, since
 the callback is a pointer into the running process; they are compiled again in each process.
+Kernel SHAP avoids them: it calls a host model between two callback-free programs (the
+coalition rows, then the fit), so a second process reads both back.
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def enable_compile_cache(
     it compiled or small it is (JAX's defaults keep only programs that took a second or more,
     which on a CPU leaves out most of an explainer's programs). A second run of the same
     explanation then compiles nothing, apart from programs calling host models (see the module
-    docstring). Calling it again with another ``path`` moves the cache.
+    docstring; Kernel SHAP's are read back too). Calling it again with another ``path`` moves
+    the cache.
 
     The folder is created readable by its owner only: JAX trusts the files it reads back, so a
     cache others can write to lets them run code in your process.

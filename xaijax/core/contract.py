@@ -54,6 +54,7 @@ __all__ = [
     "split_instances_by_model",
     "renamed",
     "call",
+    "host_outputs",
     "pack",
 ]
 
@@ -361,6 +362,19 @@ def call(fn: Callable, *args, **kwargs):
         raise ValueError(
             f"f (a host model) failed while the explainer ran: {type(cause).__name__}: {cause}"
         ) from cause
+
+
+def host_outputs(model: Model, rows, *, batch_size: int) -> np.ndarray:
+    """A host model's outputs on NumPy ``rows``, called directly between compiled programs
+    (:meth:`~xaijax.core.model.Model.host_outputs`); its failure is raised as the
+    ``ValueError`` :func:`call` raises for a failure inside a program."""
+    try:
+        return model.host_outputs(np.asarray(rows), batch_size=batch_size)
+    except Exception as err:
+        host_failure()  # recorded by the adapter for calls inside programs: not needed here
+        raise ValueError(
+            f"f (a host model) failed while the explainer ran: {type(err).__name__}: {err}"
+        ) from err
 
 
 # One cap for the process, however many threads call explainers at once: the first call in

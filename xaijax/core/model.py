@@ -14,6 +14,8 @@ reuses the compiled program. :func:`as_model` accepts:
 * a host callable on NumPy (``model.predict_proba`` of scikit-learn, a PyTorch wrapper, ...): run
   through ``jax.pure_callback`` so the explainer around it still compiles end to end. A callable
   that cannot be traced is detected and treated this way; :func:`host_model` says it explicitly.
+  An explainer may instead call it between compiled programs (:meth:`Model.host_outputs`), which
+  JAX's persistent compilation cache can then keep (Kernel SHAP does).
 
 A Flax Linen module passed by itself is refused with the pair form in the message.
 """
@@ -136,6 +138,28 @@ class Model:
             )
         return y.astype(dtype).reshape(expected)
 
+    def host_outputs(self, X: np.ndarray, *, batch_size: int) -> np.ndarray:
+        """A host model's outputs on NumPy rows ``X: (n, *input_shape)``, called directly
+        (outside any compiled program) in chunks of at most ``batch_size`` rows.
+
+        Returns float ``(n, *output_shape)``; a model with a ``score`` is refused. Explainers
+        that stage a host model between compiled programs call this instead of
+        ``pure_callback``, so that their programs can be kept in the persistent compilation
+        cache (JAX keeps no program holding a callback into the running process). The BLAS
+        cap of calls inside XLA's threads is not applied: no program runs meanwhile.
+        """
+        if self.kind != "host" or self.score is not None:
+            raise ValueError("host_outputs is for host models without a score")
+        call = _HostCall(self.fn, self.input_shape, self.output_shape, np.dtype(float_dtype()))
+        X = np.asarray(X)
+        n, step = X.shape[0], max(1, int(batch_size))
+        if n <= step:
+            return call(X, capped=False)
+        out = np.empty((n,) + self.output_shape, call.dtype)
+        for start in range(0, n, step):
+            out[start : start + step] = call(X[start : start + step], capped=False)
+        return out
+
     @property
     def num_outputs(self) -> int | None:
         """``K`` for a vector output, ``None`` for a scalar output."""
@@ -186,12 +210,12 @@ class _HostCall:
     output_shape: tuple[int, ...]
     dtype: np.dtype
 
-    def __call__(self, X):
+    def __call__(self, X, *, capped: bool = True):
         X = np.asarray(X)
         lead = X.shape[: X.ndim - len(self.input_shape)]
         rows = X.reshape((-1,) + self.input_shape)
         try:
-            limit = _host_thread_limit()
+            limit = _host_thread_limit() if capped else None
             if limit is None:
                 Y = self.fn(rows)
             else:

@@ -20,7 +20,13 @@ from jax.sharding import Mesh
 from jaxtyping import ArrayLike, Float, Key, UInt32
 
 from xaijax.core import contract
-from xaijax.core.batching import check_mesh, evaluate, map_instances, over_instances
+from xaijax.core.batching import (
+    balanced_chunk,
+    check_mesh,
+    evaluate,
+    map_instances,
+    over_instances,
+)
 from xaijax.core.contract import instance_keys
 from xaijax.core.explanation import Explanation
 from xaijax.core.lstsq import fit_surrogate, lars_active_set
@@ -29,6 +35,7 @@ from xaijax.core.model import float_dtype
 from xaijax.core.registry import explainer, register_cache
 from xaijax.core.targets import Targets
 from xaijax.shapley.coalitions import (
+    WORK_BYTES,
     apply_link,
     check_work,
     finish,
@@ -235,7 +242,9 @@ def kernel_shap(
     (:func:`~xaijax.core.lstsq.fit_surrogate` without intercept: LIME's surrogate with another
     kernel), under the efficiency constraint ``sum(phi) = link(f(x)) - link(E f(background))``
     imposed exactly by elimination. A feature equal to every background row is a dummy and gets
-    exactly 0. All instances run in one compiled call.
+    exactly 0. All instances run in one compiled call; around a host model, in steps of
+    instances, each step's coalition rows and its fit two compiled programs with the model called
+    between them (no callback inside, so the persistent compilation cache keeps both).
 
     Departures from ``shap.KernelExplainer``, each for static shapes under ``jit``: coalitions
     are sampled over all ``M`` features (dummies included, then dropped from the fit) rather than
@@ -248,7 +257,8 @@ def kernel_shap(
     Args:
         f: the model, ``f(X: (n, M)) -> (n,)`` or ``(n, K)``: a JAX function, an
             ``(apply_fn, params)`` pair, an NNX or Equinox module, or a NumPy callable such as
-            ``clf.predict_proba`` (run on the host).
+            ``clf.predict_proba`` (run on the host, between two compiled programs that the
+            persistent compilation cache keeps, so a second process compiles nothing).
         X: one instance ``(M,)`` or a batch ``(n, M)``.
         background: ``(B, M)`` background rows or a :class:`Background` from :func:`kmeans`.
         targets: which output to explain: ``None`` (all outputs), an int, ``(n,)`` ints, or
@@ -330,21 +340,26 @@ def kernel_shap(
             "during the solve)",
         )
         plan = coalition_plan(M, num_samples)
-    values, base, finite = contract.call(
-        _kernel,
-        problem.model,
-        problem.params,
-        problem.X,
-        problem.fill,
-        keys,
-        *group_args(problem),
-        M=M,
-        num_samples=num_samples,
-        num_features=num_features,
-        link=link,
-        batch_size=problem.batch_size,
-        mesh=mesh,
-    )
+    if plan is not None and _stages_host_model(problem, plan, mesh):
+        values, base, finite = _kernel_staged(
+            problem, keys, M=M, num_samples=num_samples, num_features=num_features, link=link
+        )
+    else:
+        values, base, finite = contract.call(
+            _kernel,
+            problem.model,
+            problem.params,
+            problem.X,
+            problem.fill,
+            keys,
+            *group_args(problem),
+            M=M,
+            num_samples=num_samples,
+            num_features=num_features,
+            link=link,
+            batch_size=problem.batch_size,
+            mesh=mesh,
+        )
     extras = {
         "num_samples": plan.num_samples if plan else 0,
         "num_full_sizes": plan.num_full_sizes if plan else 0,
@@ -383,6 +398,134 @@ def _kernel(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **o
     return over_instances(local, (X, keys, instance_ids), (params, fill, shared_ids), mesh=mesh)
 
 
+# -- a host model between compiled programs -----------------------------------------------------
+# JAX keeps no program holding a host callback in its persistent compilation cache (the callback
+# is a pointer into the running process), so Kernel SHAP around a scikit-learn model, run as one
+# program with ``pure_callback``, was compiled again in every process: 0.7-1.2 s of a 10-row
+# job's 5 s. Staged, the model runs on the host between two callback-free programs (coalition
+# rows; then the fit), both cacheable, and a second process compiles nothing. The values are
+# the one-program path's, to the bit while one instance's rows fit in ``batch_size`` (the same
+# operations on the same model outputs); beyond, that path sums the background in chunks of
+# coalitions, and they agree to float rounding (1 ulp seen).
+def _stages_host_model(problem, plan, mesh) -> bool:
+    """Whether to run a host model between programs: unless something needs the one program (a
+    mesh, a mask-dependent fill, a callable target composed with the model). A step holds the
+    model rows of its instances: one instance's may exceed ``batch_size`` rows up to the
+    per-instance work limit of :func:`check_work` (the host model still gets at most
+    ``batch_size`` rows per call); beyond it the one program, whose rows stream in chunks."""
+    model, fill, X = problem.model, problem.fill, problem.X
+    row_bytes = int(np.prod(X.shape[1:])) * X.dtype.itemsize
+    rows_bytes = plan.num_samples * fill.num_rows * row_bytes
+    return (
+        model.kind == "host"
+        and model.score is None
+        and mesh is None
+        and not fill.mask_dependent
+        and rows_bytes <= max(WORK_BYTES, problem.batch_size * row_bytes)
+    )
+
+
+def _kernel_staged(problem, keys, *, M, num_samples, num_features, link):
+    """Kernel SHAP of a host model: per step of instances, the coalition rows (one program),
+    the model on them (host), the fit (another program). Returns NumPy ``(values, base,
+    status)`` for all instances."""
+    model, fill, X, batch_size = problem.model, problem.fill, problem.X, problem.batch_size
+    instance_ids, shared_ids = group_args(problem)
+    plan = coalition_plan(M, num_samples)
+    n, S, B = X.shape[0], plan.num_samples, fill.num_rows
+    fx_raw = contract.host_outputs(model, X, batch_size=batch_size)
+    if fill.kind == "rows":
+        null_raw = contract.host_outputs(model, fill.arrays[0], batch_size=batch_size)
+    else:
+        null_raw = contract.host_outputs(model, _fill_rows_program(fill, X), batch_size=batch_size)
+    # Equal steps, the last padded by repeating the final instance (as map_instances does):
+    # one shape, so one program of each kind for any number of instances.
+    per_step = balanced_chunk(n, max(1, batch_size // (S * B)))
+    order = np.minimum(np.arange(-(-n // per_step) * per_step), n - 1)
+    key_data = np.asarray(jax.random.key_data(keys))
+    impl = str(jax.random.key_impl(keys))
+    pieces = []
+    for start in range(0, order.size, per_step):
+        step = order[start : start + per_step]
+        ids = None if instance_ids is None else instance_ids[step]
+        rows, masks = contract.call(
+            _kernel_rows,
+            X[step],
+            key_data[step],
+            fill,
+            ids,
+            shared_ids,
+            M=M,
+            num_samples=num_samples,
+            impl=impl,
+        )
+        v_raw = contract.host_outputs(
+            model, np.asarray(rows).reshape((-1,) + X.shape[1:]), batch_size=batch_size
+        )
+        pieces.append(
+            contract.call(
+                _kernel_fit,
+                X[step],
+                masks,
+                v_raw.reshape((step.size, S * B) + model.output_shape),
+                fx_raw[step],
+                null_raw if fill.kind == "rows" else null_raw[step],
+                fill,
+                ids,
+                shared_ids,
+                M=M,
+                num_samples=num_samples,
+                num_features=num_features,
+                link=link,
+            )
+        )
+    return tuple(np.concatenate([np.asarray(p[i]) for p in pieces])[:n] for i in range(3))
+
+
+@jax.jit
+def _fill_rows_program(fill, X):
+    return _fill_rows(fill, X)
+
+
+@functools.partial(jax.jit, static_argnames=("M", "num_samples", "impl"))
+def _kernel_rows(X, key_data, fill, instance_ids, shared_ids, *, M, num_samples, impl):
+    """``(rows (c, S, B, *E), masks (c, S, M))``: each instance's coalitions and the model rows
+    scoring them (the instance where a coalition keeps it, each fill row elsewhere)."""
+    plan = coalition_plan(M, num_samples)
+    keys = jax.random.wrap_key_data(key_data, impl=impl)
+    dtype = jnp.dtype(float_dtype())
+
+    def one(x, key, ids):
+        ids = shared_ids if ids is None else ids
+        masks = _coalitions(plan, key, M, dtype)
+        fill_rows, _ = fill(x)
+        keep = on_elements(lambda i: masks[i], ids, x.shape)(jnp.arange(plan.num_samples))
+        return jnp.where(keep[:, None], x[None, None], fill_rows[None]), masks
+
+    return jax.vmap(one)(X, keys, instance_ids)
+
+
+@functools.partial(jax.jit, static_argnames=("M", "num_samples", "num_features", "link"))
+def _kernel_fit(X, masks, v_raw, fx_raw, null_raw, fill, instance_ids, shared_ids, *, M, **options):
+    """``(values, base, status)`` of a step of instances from the model's outputs on their
+    coalition rows ``v_raw: (c, S * B, *out)``, on them and on the fill rows."""
+    num_samples, num_features, link = (options[k] for k in ("num_samples", "num_features", "link"))
+    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
+    plan = coalition_plan(M, num_samples)
+    B = fill.num_rows
+
+    def one(args):
+        x, m, y, fx_i, fnull_i, ids = args
+        ids = shared_ids if ids is None else ids
+        rows, weights = fill(x)
+        y = y.reshape((plan.num_samples, B) + y.shape[1:])
+        v = jnp.einsum("cb...,b->c...", y, weights, precision="highest")
+        return _fit_one(plan, x, rows, ids, m, v, fx_i, fnull_i, M, num_features, link, fill)
+
+    values, ok = jax.vmap(one)((X, masks, v_raw, fx, fnull, instance_ids))
+    return values, base, jnp.maximum(finite, ok)
+
+
 def _kernel_instances(
     model,
     params,
@@ -398,53 +541,98 @@ def _kernel_instances(
     link,
     batch_size,
 ):
-    dtype = X.dtype if jnp.issubdtype(X.dtype, jnp.floating) else jnp.dtype(float_dtype())
     fx_raw = evaluate(model, params, X, batch_size=batch_size)
     if fill.kind == "rows":  # one background for all: its mean output once
-        rows, weights = fill(X[0])
-        fnull_raw = jnp.einsum(
-            "b...,b->...",
-            evaluate(model, params, rows, batch_size=batch_size),
-            weights,
-            precision="highest",
-        )
-        null_status = output_status(link, fnull_raw)
-        fnull_raw = jnp.broadcast_to(fnull_raw, fx_raw.shape)
+        rows, _ = fill(X[0])
+        null_raw = evaluate(model, params, rows, batch_size=batch_size)
     else:  # one fill row per instance (a constant, a blurred copy): f of it
-        fill_rows = jax.vmap(lambda x: fill(x)[0][0])(X)
-        fnull_raw = evaluate(model, params, fill_rows, batch_size=batch_size)
-        null_status = output_status(link, fnull_raw, rows=True)
-    fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
-    base = fnull
-    finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
+        null_raw = evaluate(model, params, _fill_rows(fill, X), batch_size=batch_size)
+    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
     if M == 1:
         return (fx - fnull)[:, None], base, finite
 
     plan = coalition_plan(M, num_samples)
-    fixed = jnp.asarray(plan.fixed_masks)
-    fixed_w = jnp.asarray(plan.fixed_weights, dtype)
     S = plan.num_samples
+
+    def one(args):
+        x, key, fx_i, fnull_i, ids = args
+        ids = shared_ids if ids is None else ids
+        masks = _coalitions(plan, key, M, fx_i.dtype)
+        rows, weights = fill(x)
+        v = coalition_values(
+            model,
+            params,
+            x,
+            rows,
+            weights,
+            on_elements(lambda i: masks[i], ids, x.shape),
+            S,
+            batch_size,
+            fill=fill,
+        )
+        return _fit_one(plan, x, rows, ids, masks, v, fx_i, fnull_i, M, num_features, link, fill)
+
+    values, ok = map_instances(
+        one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
+    )
+    return values, base, jnp.maximum(finite, ok)
+
+
+def _fill_rows(fill, X):
+    """``(n, *E)``: each instance's one fill row (a fill that is not a shared background)."""
+    return jax.vmap(lambda x: fill(x)[0][0])(X)
+
+
+def _model_values(fill, link, fx_raw, null_raw):
+    """``(fx, fnull, base, status)`` from the model's raw outputs on the instances and on the
+    fill rows (the weighted background, or one fill row per instance)."""
+    if fill.kind == "rows":
+        _, weights = fill(None)
+        fnull_raw = jnp.einsum("b...,b->...", null_raw, weights, precision="highest")
+        null_status = output_status(link, fnull_raw)
+        fnull_raw = jnp.broadcast_to(fnull_raw, fx_raw.shape)
+    else:
+        fnull_raw = null_raw
+        null_status = output_status(link, fnull_raw, rows=True)
+    fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
+    finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
+    return fx, fnull, fnull, finite
+
+
+def _kernel_weights(plan, dtype):
+    fixed_w = jnp.asarray(plan.fixed_weights, dtype)
     random_w = jnp.full((plan.num_random,), plan.random_weight / max(plan.num_random, 1), dtype)
     # No zero-sized constants (a plan may enumerate no coalition size): under shard_map on
     # several devices (mesh=), JAX 0.11's partitioner crashes on one with signal 11.
-    kernel_w = jnp.concatenate([w for w in (fixed_w, random_w) if w.shape[0]])
+    return jnp.concatenate([w for w in (fixed_w, random_w) if w.shape[0]])
+
+
+def _coalitions(plan, key, M, dtype):
+    """``(S, M)`` one instance's coalitions: the enumerated ones, then its random pairs."""
+    fixed = jnp.asarray(plan.fixed_masks)
+    if not plan.num_random:
+        return fixed
+    num_pairs = -(-plan.num_random // 2)
+    size_key, order_key = jax.random.split(key)
+    sizes = jax.random.choice(
+        size_key,
+        jnp.asarray(plan.random_sizes),
+        (num_pairs,),
+        p=jnp.asarray(plan.random_probs, dtype),
+    )
+    m = random_subsets(order_key, sizes, M)
+    pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)[: plan.num_random]
+    return jnp.concatenate([fixed, pairs]) if fixed.shape[0] else pairs  # (see _kernel_weights)
+
+
+def _fit_one(plan, x, rows, ids, masks, v, fx_i, fnull_i, M, num_features, link, fill):
+    """One instance's ``(phi, status)`` from its coalition values ``v: (S, *out)``."""
+    dtype = fx_i.dtype
+    kernel_w = _kernel_weights(plan, dtype)
     # Complementary pairs carry one equation between them once the constraint is imposed, so a
     # sampled design is full rank (QR, several times faster than SVD) only with ample samples;
     # below that the minimum-norm SVD solution degrades gracefully.
     solver = "qr" if plan.num_random == 0 or plan.num_samples >= 4 * M else "svd"
-
-    def sample(key):
-        num_pairs = -(-plan.num_random // 2)
-        size_key, order_key = jax.random.split(key)
-        sizes = jax.random.choice(
-            size_key,
-            jnp.asarray(plan.random_sizes),
-            (num_pairs,),
-            p=jnp.asarray(plan.random_probs, dtype),
-        )
-        m = random_subsets(order_key, sizes, M)
-        pairs = jnp.stack([m, ~m], axis=1).reshape(2 * num_pairs, M)
-        return pairs[: plan.num_random]
 
     def fit(A, y, d, active):
         """phi on the ``active`` features: the efficiency-constrained Shapley-kernel fit."""
@@ -461,46 +649,24 @@ def _kernel_instances(
         phi = surrogate.coef
         return jnp.where(any_active & active.reshape((M,) + (1,) * (phi.ndim - 1)), phi, 0.0)
 
-    def one(args):
-        x, key, fx_i, fnull_i, ids = args
-        ids = shared_ids if ids is None else ids
-        parts = ([fixed] if fixed.shape[0] else []) + ([sample(key)] if plan.num_random else [])
-        masks = jnp.concatenate(parts)
-        rows, weights = fill(x)
-        v = coalition_values(
-            model,
-            params,
-            x,
-            rows,
-            weights,
-            on_elements(lambda i: masks[i], ids, x.shape),
-            S,
-            batch_size,
-            fill=fill,
-        )
-        y = apply_link(link, v) - fnull_i[None]
-        d = fx_i - fnull_i
-        # A player whose elements equal every fill row cannot change the model: a dummy, fixed
-        # at 0 (so is an empty group of an instance with fewer groups than G). Not so under
-        # inpainting: a hidden element's value depends on the coalition, not on the fill row.
-        varying = varying_players(x, rows, ids, M, mask_dependent=fill.mask_dependent)
-        A = masks.astype(dtype) * varying.astype(dtype)[None, :]
-        if num_features is None:
-            phi = fit(A, y, d, varying)  # every output in one solve
-        else:
-            active = _l1_selection(A, y, kernel_w, d, varying, num_features)
-            if y.ndim == 1:
-                phi = fit(A, y, d, active)
-            else:  # each output on its own selection, as shap solves output by output
-                phi = jax.vmap(
-                    lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1
-                )(y, d, active)
-        return phi, output_status(link, v)
-
-    values, ok = map_instances(
-        one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
-    )
-    return values, base, jnp.maximum(finite, ok)
+    y = apply_link(link, v) - fnull_i[None]
+    d = fx_i - fnull_i
+    # A player whose elements equal every fill row cannot change the model: a dummy, fixed
+    # at 0 (so is an empty group of an instance with fewer groups than G). Not so under
+    # inpainting: a hidden element's value depends on the coalition, not on the fill row.
+    varying = varying_players(x, rows, ids, M, mask_dependent=fill.mask_dependent)
+    A = masks.astype(dtype) * varying.astype(dtype)[None, :]
+    if num_features is None:
+        phi = fit(A, y, d, varying)  # every output in one solve
+    else:
+        active = _l1_selection(A, y, kernel_w, d, varying, num_features)
+        if y.ndim == 1:
+            phi = fit(A, y, d, active)
+        else:  # each output on its own selection, as shap solves output by output
+            phi = jax.vmap(lambda yk, dk, ak: fit(A, yk, dk, ak), in_axes=(1, 0, 1), out_axes=1)(
+                y, d, active
+            )
+    return phi, output_status(link, v)
 
 
 def _l1_selection(A, y, kernel_w, d, varying, k):
