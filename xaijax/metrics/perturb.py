@@ -158,11 +158,11 @@ _OFFSETS = (
 )  # fmt: skip
 
 
-def _neighbours(a, weight_of):
-    """``sum_o w_o * a[y + dy, x + dx]`` over the 8 neighbours (zero outside the image)."""
-    H, W = a.shape[:2]
-    p = jnp.pad(a, ((1, 1), (1, 1)) + ((0, 0),) * (a.ndim - 2))
-    return sum(weight_of(w) * p[1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W] for dy, dx, w in _OFFSETS)
+def _neighbours(a):
+    """``sum_o w_o * a[..., y + dy, x + dx]`` over the 8 neighbours (zero outside the image)."""
+    H, W = a.shape[-2:]
+    p = jnp.pad(a, ((0, 0),) * (a.ndim - 2) + ((1, 1), (1, 1)))
+    return sum(w * p[..., 1 + dy : 1 + dy + H, 1 + dx : 1 + dx + W] for dy, dx, w in _OFFSETS)
 
 
 def noisy_linear_imputation(x, removed, key, noise, *, maxiter: int):
@@ -176,15 +176,23 @@ def noisy_linear_imputation(x, removed, key, noise, *, maxiter: int):
         Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods",
         ICML 2022.
     """
-    m = removed[:, :, None]
-    d = _neighbours(jnp.ones_like(m, x.dtype), lambda w: w)
-    rhs = jnp.where(m, _neighbours(jnp.where(m, 0, x), lambda w: w), 0)
+    # Channels first: the stencil then runs along W, the minor axis (25 % faster than along C).
+    xc = jnp.moveaxis(x, -1, 0)
+    m = removed[None]
+    d = _neighbours(jnp.ones_like(m, x.dtype))
+    rhs = jnp.where(m, _neighbours(jnp.where(m, 0, xc)), 0)
 
     def op(v):  # SPD: D - W on the removed block, the identity elsewhere
-        return jnp.where(m, d * v - _neighbours(jnp.where(m, v, 0), lambda w: w), v)
+        return jnp.where(m, d * v - _neighbours(jnp.where(m, v, 0)), v)
 
     v, _ = jax.scipy.sparse.linalg.cg(op, rhs, tol=1e-7, maxiter=maxiter)
-    return jnp.where(m, v + noise * jax.random.normal(key, x.shape, x.dtype), x)
+    v = jnp.moveaxis(v, 0, -1)
+    return jnp.where(removed[:, :, None], v + noise * jax.random.normal(key, x.shape, x.dtype), x)
+
+
+# ROAD's imputations solved at once: a CG step of this many 32x32x3 rows (2.4 MiB) stays in
+# cache, and a group this small shares a stopping step (~2x faster than a 576-row chunk).
+_IMPUTE_ROWS = 64
 
 
 class Scores(NamedTuple):
@@ -276,11 +284,20 @@ def masked_scores(
             noise_keys = jax.vmap(lambda k, r: jax.random.fold_in(jax.random.fold_in(k, 7), r))(
                 keys[i], t
             )
-            x = jax.vmap(
-                lambda xi, mi, ki: noisy_linear_imputation(
+
+            def one(args):
+                xi, mi, ki = args
+                return noisy_linear_imputation(
                     xi.reshape(H, W, C), mi.reshape(H, W), ki, impute[0], maxiter=impute[1]
                 )
-            )(X[i], mask, noise_keys).reshape(-1, F, C)
+
+            # A vmapped CG runs until its slowest row converges (90 % removed: ~50 steps, 10 %:
+            # ~10), so rows with the same number of removed pixels are solved together.
+            order = jnp.argsort(hi[s], stable=True)
+            x = jax.lax.map(
+                one, (X[i][order], mask[order], noise_keys[order]), batch_size=_IMPUTE_ROWS
+            )
+            x = x[jnp.argsort(order)].reshape(-1, F, C)
         y = model.apply(params, x.reshape((-1,) + x_shape))
         att = jnp.sum(jnp.where(mask, A[i], 0), axis=1)
         cls = jnp.argmax(y, axis=1) if vector else jnp.zeros(rows.shape, jnp.int32)
