@@ -241,7 +241,9 @@ def as_float_array(name: str, a, *, dtype=None, finite: bool = True) -> np.ndarr
         raise ValueError(f"{name} contains NaN or inf; impute or drop those entries first")
     with np.errstate(over="ignore"):
         out = arr.astype(dtype)
-    if finite and arr.size and not np.all(np.isfinite(out)):
+    # Only a narrowing cast can overflow (a second pass over a large X is not free).
+    narrowing = out.dtype.itemsize < arr.dtype.itemsize or not np.issubdtype(arr.dtype, np.floating)
+    if finite and arr.size and narrowing and not np.all(np.isfinite(out)):
         raise ValueError(
             f"{name} has values too large for {dtype} (up to {np.abs(arr).max():.3g}); "
             "rescale the data or enable jax_enable_x64"
