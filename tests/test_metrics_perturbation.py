@@ -395,3 +395,19 @@ def test_sufficiency_distances_equal_cdist():
         np.testing.assert_allclose(_distances(a, metric), ref, rtol=1e-12, atol=1e-15)
     ref = scipy.spatial.distance.cdist(a[:, :7], a[:, :7], metric="seuclidean")
     np.testing.assert_allclose(_distances(a[:, :7], "seuclidean"), ref, rtol=1e-12, atol=1e-15)
+
+
+def test_uniform_baseline_drawn_for_the_band_alone_equals_the_full_draw(monkeypatch):
+    """Narrow bands draw the uniform baseline for their features alone (threefry counters):
+    the draws and the scores equal those of the full ``jax.random.uniform`` draw."""
+    from xaijax.metrics import perturb
+
+    key = jax.random.fold_in(jax.random.key(3), 5)
+    full = jax.random.uniform(key, (H * W, 3), jnp.float32).reshape(-1)
+    flat = jnp.asarray([0, 7, 100, H * W * 3 - 1])
+    np.testing.assert_array_equal(perturb.uniform_at(key, flat), full[flat])
+    assert perturb.uniform_draws_by_index(jax.random.split(key, 2), np.float32)
+    args = dict(targets=Y, key=jax.random.key(1), nr_samples=3, features_in_step=4)
+    narrow = metrics.monotonicity_correlation(jax_model, X, A, **args)
+    monkeypatch.setattr(perturb, "_narrow_bands", lambda *a: (None, None))
+    np.testing.assert_array_equal(metrics.monotonicity_correlation(jax_model, X, A, **args), narrow)

@@ -225,6 +225,34 @@ def noisy_linear_imputation(x, removed, key, noise, *, maxiter: int):
 _IMPUTE_ROWS = 64
 
 
+def uniform_at(key, flat) -> jax.Array:
+    """``jax.random.uniform(key, shape).reshape(-1)[flat]`` (float32) without the other draws.
+
+    Threefry under ``jax_threefry_partitionable`` draws element ``j`` from the counter ``j``
+    alone (:func:`uniform_draws_by_index` says when that holds), so a band of 64 of 1,024
+    pixels costs 1/16 of the full draw.
+    """
+    from jax.extend.random import threefry2x32_p
+
+    data = jax.random.key_data(key)
+    flat = flat.astype(jnp.uint32)
+    hi, lo = threefry2x32_p.bind(data[0], data[1], jnp.zeros_like(flat), flat)
+    # jax.random.uniform's float32 mantissa trick, on the same 32 bits.
+    one = jnp.uint32(np.array(1.0, np.float32).view(np.uint32))
+    return jax.lax.bitcast_convert_type(((hi ^ lo) >> 9) | one, jnp.float32) - 1.0
+
+
+def uniform_draws_by_index(keys, dtype) -> bool:
+    """Whether :func:`uniform_at` reproduces ``jax.random.uniform`` for ``keys`` and ``dtype``."""
+    from jax.extend.random import threefry_prng_impl
+
+    return (
+        np.dtype(dtype) == np.float32
+        and bool(jax.config.jax_threefry_partitionable)
+        and str(jax.random.key_impl(keys)) == threefry_prng_impl.name
+    )
+
+
 class Scores(NamedTuple):
     """Per perturbed row ``(n, T)``: the target score, the predicted class, the attribution sum
     of the replaced features; per instance ``(n,)``: the unperturbed score and class."""
@@ -248,6 +276,7 @@ class Scores(NamedTuple):
         "batch_size",
         "impute",
         "grid",
+        "band_width",
     ),
 )
 def masked_scores(
@@ -262,6 +291,7 @@ def masked_scores(
     hi,
     keys,
     indices,
+    bands=None,
     *,
     x_shape,
     steps,
@@ -271,9 +301,14 @@ def masked_scores(
     batch_size,
     impute=None,
     grid=None,
+    band_width=None,
 ):
     """Scores of ``n * steps`` perturbed rows (see the module docstring); row ``t`` uses band
-    or subset ``t // repeats`` and, with ``span``, its own uniform draw of the baseline."""
+    or subset ``t // repeats`` and, with ``span``, its own uniform draw of the baseline.
+
+    ``bands``: ``(order, position, start)`` of narrow bands (at most ``band_width`` features):
+    each instance's features in ``g`` order, each feature's place in it, and where each band
+    starts; the uniform draws are then made for the band's features alone."""
     n, F, C = X.shape
     out0 = evaluate(model, params, X.reshape((n,) + x_shape), batch_size=batch_size)
     vector = out0.ndim == 2
@@ -298,11 +333,22 @@ def masked_scores(
         b = base[i]
         if span is not None:
             # The noise stream of an instance is apart from its subset stream.
-            u = jax.vmap(
-                lambda k, r: jax.random.uniform(
-                    jax.random.fold_in(jax.random.fold_in(k, 2**31 - 1), r), (F, C), b.dtype
-                )
+            noise_keys = jax.vmap(
+                lambda k, r: jax.random.fold_in(jax.random.fold_in(k, 2**31 - 1), r)
             )(keys[i], t)
+            if bands is None:
+                u = jax.vmap(lambda k: jax.random.uniform(k, (F, C), b.dtype))(noise_keys)
+            else:
+                order, position, start = bands
+                first = jnp.minimum(start[i, s], F - band_width)  # the window holds the band
+
+                def draws(k, order_i, position_i, first_i):
+                    feats = jax.lax.dynamic_slice(order_i, (first_i,), (band_width,))
+                    flat = feats[:, None] * C + jnp.arange(C)[None]  # index in the (F, C) draw
+                    u = uniform_at(k, flat)
+                    return u[jnp.clip(position_i - first_i, 0, band_width - 1)]
+
+                u = jax.vmap(draws)(noise_keys, order[i], position[i], first)
             b = b + span[i] * u
         m = mask[:, :, None]
         x = jnp.where(m, X[i], b) if invert else jnp.where(m, b, X[i])
@@ -371,6 +417,11 @@ def run(
     keys = instance_keys(key, n) if needs_key else None
     if keys is None and impute is not None:  # noise 0: the noise keys are drawn, then unused
         keys = jax.random.split(jax.random.key(0), n)
+    bands, band_width = None, None
+    if rule == "band" and g is not None and span is not None:
+        bands, band_width = _narrow_bands(np.asarray(g, np.int32), lo, hi)
+        if bands is not None and not uniform_draws_by_index(keys, setup.X.dtype):
+            bands, band_width = None, None
     g = None if g is None else jnp.asarray(np.asarray(g, np.int32))
     out = call(
         masked_scores,
@@ -385,6 +436,7 @@ def run(
         jnp.asarray(hi),
         keys,
         setup.indices,
+        bands,
         x_shape=setup.x_shape,
         steps=steps,
         repeats=int(repeats),
@@ -393,6 +445,7 @@ def run(
         batch_size=setup.batch_size,
         impute=impute,
         grid=setup.grid if impute is not None else None,
+        band_width=band_width,
     )
     scores, classes, att, y0, cls0 = (np.asarray(o) for o in out)
     if not (np.all(np.isfinite(scores)) and np.all(np.isfinite(y0))):
@@ -403,6 +456,23 @@ def run(
         )
     vector = bool(setup.model.output_shape)
     return Scores(scores, classes if vector else None, att, y0, cls0 if vector else None)
+
+
+def _narrow_bands(g, lo, hi):
+    """``((order, position, start), width)`` when every band holds at most a quarter of the
+    features (then the uniform baseline is drawn for the band alone), else ``(None, None)``."""
+    n, F = g.shape
+    order = np.argsort(g, axis=1, kind="stable")
+    in_order = np.take_along_axis(g, order, axis=1)
+    start = np.stack([np.searchsorted(row, lo, "left") for row in in_order]).astype(np.int32)
+    end = np.stack([np.searchsorted(row, hi, "left") for row in in_order])
+    width = int((end - start).max(initial=0))
+    if not 0 < width <= F // 4:
+        return None, None
+    position = np.empty_like(order)
+    np.put_along_axis(position, order, np.arange(F)[None].repeat(n, 0), axis=1)
+    arrays = (order.astype(np.int32), position.astype(np.int32), start)
+    return tuple(jnp.asarray(a) for a in arrays), width
 
 
 def ranks(values: np.ndarray) -> np.ndarray:
