@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from xaijax.core.contract import check_choice, check_int, check_number
+from xaijax.core.contract import check_choice, check_int, check_number, one_blas_thread
 from xaijax.core.masking import superpixel_groups
 from xaijax.metrics.faithfulness import Curve
 from xaijax.metrics.perturb import Setup, baseline_values, prepare, ranks, run
@@ -560,7 +560,9 @@ def _distances(A, metric, *, exact_zeros=False):
     if not fast:
         return scipy.spatial.distance.cdist(A, A, metric=metric)
     sq = np.einsum("ij,ij->i", C, C)
-    d2 = np.maximum(sq[:, None] + sq[None] - 2.0 * (C @ C.T), 0.0)
+    with one_blas_thread():
+        gram = C @ C.T
+    d2 = np.maximum(sq[:, None] + sq[None] - 2.0 * gram, 0.0)
     # Near-equal rows lose their few significant digits to cancellation: those pairs directly.
     i, j = np.nonzero(d2 <= 1e-8 * d2.max())
     d2[i, j] = ((C[i] - C[j]) ** 2).sum(axis=1)
