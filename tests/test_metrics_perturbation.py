@@ -17,7 +17,7 @@ import pytest
 
 from xaijax import metrics
 from xaijax.core.contract import instance_keys
-from xaijax.metrics.perturb import random_subset
+from xaijax.metrics.perturb import random_subset, random_subset_mask
 
 gradcam_standin.install()
 import quantus  # noqa: E402
@@ -365,3 +365,49 @@ def test_random_subset_is_a_uniform_random_order(F):
         p = k / F
         assert np.abs(counts / 400 - p).max() < 5 * np.sqrt(p * (1 - p) / 400)
         assert len({tuple(o) for o in orders}) > 390  # rows draw their own orders
+
+
+@pytest.mark.parametrize("F", [1, 7, 1024, 5000])
+def test_random_subset_mask_holds_the_first_k_of_random_subset(F):
+    """The metrics' masks (a binary search for the k-th smallest packed word, no sort) against
+    the sorted order the tests feed to Quantus."""
+    key = jax.random.key(5)
+    ks = np.unique([0, 1, F // 3, F - 1, F])
+    t = jnp.arange(len(ks))
+    masks = np.asarray(jax.vmap(random_subset_mask, (None, 0, None, 0))(key, t, F, ks))
+    for j, k in enumerate(ks):
+        expected = np.zeros(F, bool)
+        expected[np.asarray(random_subset(key, j, F))[:k]] = True
+        np.testing.assert_array_equal(masks[j], expected)
+
+
+def test_sufficiency_distances_equal_cdist():
+    """The Euclidean distances by one product of centred rows against SciPy's cdist."""
+    import scipy.spatial.distance
+
+    from xaijax.metrics.perturbation import _distances
+
+    a = np.random.default_rng(1).normal(size=(9, 50)) + 5
+    a[3] = a[2]  # a duplicate row: 0 apart
+    a[:, 7] = 1.0  # a constant column: cdist's NaNs for seuclidean
+    for metric in ("euclidean", "sqeuclidean", "seuclidean", "cityblock"):
+        ref = scipy.spatial.distance.cdist(a, a, metric=metric)
+        np.testing.assert_allclose(_distances(a, metric), ref, rtol=1e-12, atol=1e-15)
+    ref = scipy.spatial.distance.cdist(a[:, :7], a[:, :7], metric="seuclidean")
+    np.testing.assert_allclose(_distances(a[:, :7], "seuclidean"), ref, rtol=1e-12, atol=1e-15)
+
+
+def test_uniform_baseline_drawn_for_the_band_alone_equals_the_full_draw(monkeypatch):
+    """Narrow bands draw the uniform baseline for their features alone (threefry counters):
+    the draws and the scores equal those of the full ``jax.random.uniform`` draw."""
+    from xaijax.metrics import perturb
+
+    key = jax.random.fold_in(jax.random.key(3), 5)
+    full = jax.random.uniform(key, (H * W, 3), jnp.float32).reshape(-1)
+    flat = jnp.asarray([0, 7, 100, H * W * 3 - 1])
+    np.testing.assert_array_equal(perturb.uniform_at(key, flat), full[flat])
+    assert perturb.uniform_draws_by_index(jax.random.split(key, 2), np.float32)
+    args = dict(targets=Y, key=jax.random.key(1), nr_samples=3, features_in_step=4)
+    narrow = metrics.monotonicity_correlation(jax_model, X, A, **args)
+    monkeypatch.setattr(perturb, "_narrow_bands", lambda *a: (None, None))
+    np.testing.assert_array_equal(metrics.monotonicity_correlation(jax_model, X, A, **args), narrow)

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from xaijax.core.contract import check_choice, check_int, check_number
+from xaijax.core.contract import check_choice, check_int, check_number, one_blas_thread
 from xaijax.core.masking import superpixel_groups
 from xaijax.metrics.faithfulness import Curve
 from xaijax.metrics.perturb import Setup, baseline_values, prepare, ranks, run
@@ -543,6 +543,32 @@ def irof(
     return S - area
 
 
+def _distances(A, metric, *, exact_zeros=False):
+    """``scipy.spatial.distance.cdist(A, A, metric)``; the (standardised) Euclidean ones by one
+    matrix product of the centred rows (20x faster than ``cdist`` on 256 x 1,024; equal to
+    ~1e-15 of the largest distance). ``exact_zeros``: leave it to ``cdist``."""
+    import scipy.spatial.distance
+
+    n = len(A)
+    fast = metric in ("euclidean", "sqeuclidean", "seuclidean") and n > 1 and not exact_zeros
+    C = A - A.mean(axis=0)  # distances do not move; the products lose less to cancellation
+    if fast and metric == "seuclidean":
+        # cdist's default V: the variance of its two inputs stacked, here [A; A].
+        V = (C * C).sum(axis=0) * (2.0 / (2 * n - 1))
+        fast = bool(np.all(V > 0))  # else cdist's 0/0 NaNs: left to cdist
+        C = C / np.sqrt(np.where(V > 0, V, 1.0))
+    if not fast:
+        return scipy.spatial.distance.cdist(A, A, metric=metric)
+    sq = np.einsum("ij,ij->i", C, C)
+    with one_blas_thread():
+        gram = C @ C.T
+    d2 = np.maximum(sq[:, None] + sq[None] - 2.0 * gram, 0.0)
+    # Near-equal rows lose their few significant digits to cancellation: those pairs directly.
+    i, j = np.nonzero(d2 <= 1e-8 * d2.max())
+    d2[i, j] = ((C[i] - C[j]) ** 2).sum(axis=1)
+    return d2 if metric == "sqeuclidean" else np.sqrt(d2)
+
+
 def sufficiency(
     model,
     X,
@@ -572,17 +598,14 @@ def sufficiency(
         >>> sufficiency(f, X, a, distance_func="euclidean", threshold=0.5).tolist()
         [1.0, 1.0, 0.0]
     """
-    import scipy.spatial.distance
-
     s = prepare(
         model, X, attributions, targets=targets, batch_size=batch_size, abs=abs, normalise=normalise
     )
     threshold = check_number("threshold", threshold, minimum=0.0)
-    out = run(s, base=s.X, g=None, lo=[0], hi=[0])
+    out = run(s, base=None, lo=[], hi=[])  # the predicted classes alone
     if out.class0 is None:
         raise ValueError("sufficiency needs a model with class outputs (n, K)")
-    A = _f64(s.A)
-    dist = scipy.spatial.distance.cdist(A, A, metric=distance_func)
+    dist = _distances(_f64(s.A), distance_func, exact_zeros=threshold == 0)
     # Quantus divides the distances by the largest of the batch, so ``threshold`` is relative.
     top = dist.max()
     close = (dist / top if top > 0 else dist) <= threshold
