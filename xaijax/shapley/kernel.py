@@ -399,14 +399,14 @@ def _kernel(model, params, X, fill, keys, instance_ids, shared_ids, *, mesh, **o
 
 
 # -- a host model between compiled programs -----------------------------------------------------
-# JAX keeps no program holding a host callback in its persistent compilation cache (the callback
-# is a pointer into the running process), so Kernel SHAP around a scikit-learn model, run as one
-# program with ``pure_callback``, was compiled again in every process: 0.7-1.2 s of a 10-row
-# job's 5 s. Staged, the model runs on the host between two callback-free programs (coalition
-# rows; then the fit), both cacheable, and a second process compiles nothing. The values are
-# the one-program path's, to the bit while one instance's rows fit in ``batch_size`` (the same
-# operations on the same model outputs); beyond, that path sums the background in chunks of
-# coalitions, and they agree to float rounding (1 ulp seen).
+# JAX 0.10 keeps no program holding a host callback in its persistent compilation cache (the
+# callback is a pointer into the running process; 0.11 keeps them), so Kernel SHAP around a
+# scikit-learn model, run as one program with ``pure_callback``, was compiled again in every
+# process: 0.7-1.2 s of a 10-row job's 5 s. Staged, the model runs on the host between two
+# callback-free programs (coalition rows; then the fit), both cacheable, and a second process
+# compiles nothing. The values are the one-program path's, to the bit while one instance's rows
+# fit in ``batch_size`` (the same operations on the same model outputs); beyond, that path sums
+# the background in chunks of coalitions, and they agree to float rounding (1 ulp seen).
 def _stages_host_model(problem, plan, mesh) -> bool:
     """Whether to run a host model between programs: unless something needs the one program (a
     mesh, a mask-dependent fill, a callable target composed with the model). A step holds the
