@@ -506,11 +506,13 @@ def _kernel_rows(X, key_data, fill, instance_ids, shared_ids, *, M, num_samples,
 
 
 @functools.partial(jax.jit, static_argnames=("M", "num_samples", "num_features", "link"))
-def _kernel_fit(X, masks, v_raw, fx_raw, null_raw, fill, instance_ids, shared_ids, *, M, **options):
+def _kernel_fit(
+    X, masks, v_raw, fx_raw, null_raw, fill, instance_ids, shared_ids, *, M, num_samples,
+    num_features, link,
+):  # fmt: skip
     """``(values, base, status)`` of a step of instances from the model's outputs on their
     coalition rows ``v_raw: (c, S * B, *out)``, on them and on the fill rows."""
-    num_samples, num_features, link = (options[k] for k in ("num_samples", "num_features", "link"))
-    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
+    fx, fnull, finite = _model_values(fill, link, fx_raw, null_raw)
     plan = coalition_plan(M, num_samples)
     B = fill.num_rows
 
@@ -523,7 +525,7 @@ def _kernel_fit(X, masks, v_raw, fx_raw, null_raw, fill, instance_ids, shared_id
         return _fit_one(plan, x, rows, ids, m, v, fx_i, fnull_i, M, num_features, link, fill)
 
     values, ok = jax.vmap(one)((X, masks, v_raw, fx, fnull, instance_ids))
-    return values, base, jnp.maximum(finite, ok)
+    return values, fnull, jnp.maximum(finite, ok)
 
 
 def _kernel_instances(
@@ -547,9 +549,9 @@ def _kernel_instances(
         null_raw = evaluate(model, params, rows, batch_size=batch_size)
     else:  # one fill row per instance (a constant, a blurred copy): f of it
         null_raw = evaluate(model, params, _fill_rows(fill, X), batch_size=batch_size)
-    fx, fnull, base, finite = _model_values(fill, link, fx_raw, null_raw)
+    fx, fnull, finite = _model_values(fill, link, fx_raw, null_raw)
     if M == 1:
-        return (fx - fnull)[:, None], base, finite
+        return (fx - fnull)[:, None], fnull, finite
 
     plan = coalition_plan(M, num_samples)
     S = plan.num_samples
@@ -575,7 +577,7 @@ def _kernel_instances(
     values, ok = map_instances(
         one, (X, keys, fx, fnull, instance_ids), S * fill.num_rows, batch_size
     )
-    return values, base, jnp.maximum(finite, ok)
+    return values, fnull, jnp.maximum(finite, ok)
 
 
 def _fill_rows(fill, X):
@@ -584,8 +586,8 @@ def _fill_rows(fill, X):
 
 
 def _model_values(fill, link, fx_raw, null_raw):
-    """``(fx, fnull, base, status)`` from the model's raw outputs on the instances and on the
-    fill rows (the weighted background, or one fill row per instance)."""
+    """``(fx, fnull, status)`` from the model's raw outputs on the instances and on the fill
+    rows (the weighted background, or one fill row per instance); ``fnull`` is the base value."""
     if fill.kind == "rows":
         _, weights = fill(None)
         fnull_raw = jnp.einsum("b...,b->...", null_raw, weights, precision="highest")
@@ -596,7 +598,7 @@ def _model_values(fill, link, fx_raw, null_raw):
         null_status = output_status(link, fnull_raw, rows=True)
     fx, fnull = apply_link(link, fx_raw), apply_link(link, fnull_raw)
     finite = jnp.maximum(output_status(link, fx_raw, rows=True), null_status)
-    return fx, fnull, fnull, finite
+    return fx, fnull, finite
 
 
 def _kernel_weights(plan, dtype):

@@ -98,7 +98,7 @@ def epoch_runner(loss_fn: Callable, tx: optax.GradientTransformation) -> Callabl
         sums = None
         for _ in range(steps):
             params, rest, opt_state, metrics, i = step(params, rest, opt_state, X, y, order, i)
-            sums = metrics if sums is None else _add(sums, metrics)
+            sums = metrics if sums is None else jax.tree.map(jnp.add, sums, metrics)
         return params, rest, opt_state, _divide(sums, steps)
 
     return run
@@ -108,11 +108,6 @@ def epoch_runner(loss_fn: Callable, tx: optax.GradientTransformation) -> Callabl
 def _shuffle(key, n: int, steps: int, batch_size: int):
     order = jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
     return order, jnp.zeros((), jnp.int32)
-
-
-@jax.jit
-def _add(a, b):
-    return jax.tree.map(jnp.add, a, b)
 
 
 @functools.partial(jax.jit, static_argnums=1)
