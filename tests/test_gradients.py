@@ -147,6 +147,35 @@ def test_nnx_module():
     np.testing.assert_allclose(exp.values, X * jnp.asarray(model.kernel)[None, :, 1], rtol=1e-6)
 
 
+def test_nnx_module_changed_between_calls_is_seen():
+    # The split of a module is remembered between calls (core.model.nnx_split): new weights,
+    # a replaced submodule, a switch to train mode and NaN weights must all be seen anyway.
+    class Net(nnx.Module):
+        def __init__(self):
+            self.fc = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
+            self.drop = nnx.Dropout(0.9, rngs=nnx.Rngs(1))
+
+        def __call__(self, x):
+            return self.drop(self.fc(x))
+
+    def expected(net):
+        return X * np.asarray(net.fc.kernel[...])[None, :, 1]
+
+    net = Net()
+    for _ in range(2):
+        np.testing.assert_allclose(xg.gradient_x_input(net, X, 1).values, expected(net), 1e-6)
+    net.fc.kernel[...] = 2 * net.fc.kernel[...]  # new weights, same structure
+    np.testing.assert_allclose(xg.gradient_x_input(net, X, 1).values, expected(net), 1e-6)
+    net.fc = nnx.Linear(4, 3, rngs=nnx.Rngs(5))  # another submodule
+    np.testing.assert_allclose(xg.gradient_x_input(net, X, 1).values, expected(net), 1e-6)
+    net.train()  # dropout on in the user's module: explained in eval mode, mode kept
+    np.testing.assert_allclose(xg.gradient_x_input(net, X, 1).values, expected(net), 1e-6)
+    assert net.drop.deterministic is False
+    net.fc.kernel[...] = net.fc.kernel[...].at[0, 0].set(jnp.nan)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        xg.gradient_x_input(net, X, 1)
+
+
 # -- the contract --------------------------------------------------------------------------------
 METHODS = {
     "saliency": lambda f, X, *a, **kw: xg.saliency(f, X, *a, **kw),

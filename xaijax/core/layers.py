@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from xaijax.core.model import is_nnx_module
+from xaijax.core.model import is_nnx_module, nnx_merge, nnx_split
 
 __all__ = [
     "LayerModel",
@@ -95,9 +95,7 @@ class LayerModel:
         return self.forward(X)[0]
 
     def _run_nnx(self, X, replace):
-        from flax import nnx
-
-        module = _eval_mode(nnx.merge(self.graphdef, self.state))
+        module = nnx_merge(self.graphdef, self.state)
         parent = _walk(module, self.path[:-1])
         layer = _child(parent, self.path[-1])
         captured = []
@@ -130,9 +128,7 @@ class LayersModel:
     def forward(self, X, deltas=None):
         """``(logits, outputs)``: logits with ``outputs[i] + deltas[i]`` at layer ``i``, and the
         unperturbed outputs (a tuple, one per path)."""
-        from flax import nnx
-
-        module = _eval_mode(nnx.merge(self.graphdef, self.state))
+        module = nnx_merge(self.graphdef, self.state)
         captured = [[] for _ in self.paths]
         for i, path in enumerate(self.paths):
             parent = _walk(module, path[:-1])
@@ -170,8 +166,6 @@ def layers_model(module, paths, *, name: str = "layers") -> LayersModel:
         >>> layers_model(Net(), ["fc"]).paths
         (('fc',),)
     """
-    from flax import nnx
-
     resolved = []
     for layer in paths:
         try:
@@ -184,19 +178,8 @@ def layers_model(module, paths, *, name: str = "layers") -> LayersModel:
                 f"{name}: {layer!r} does not name a callable submodule of {type(module).__name__}"
             )
         resolved.append(path)
-    graphdef, state = nnx.split(module)
+    graphdef, state = nnx_split(module)
     return LayersModel(state=state, graphdef=graphdef, paths=tuple(resolved))
-
-
-def _eval_mode(module):
-    # Flax renamed the eval switch across versions; use whichever this version has.
-    if hasattr(module, "eval"):
-        module.eval()
-    elif hasattr(module, "set_attributes"):  # pragma: no cover - older/newer flax
-        module.set_attributes(
-            deterministic=True, use_running_average=True, raise_if_not_found=False
-        )
-    return module
 
 
 class _Hook:
@@ -292,12 +275,10 @@ def layer_model(features, head) -> LayerModel:
         ValueError: if the functions are not callable or the layer path does not exist.
     """
     if is_nnx_module(features):
-        from flax import nnx
-
         path = _parse_path(head)
-        # Split only; eval mode is set on the copy merged inside the trace, which keeps this
-        # per-call step cheap (one graph traversal) and leaves the user's module untouched.
-        graphdef, state = nnx.split(features)
+        # Split only (remembered per module); eval mode is set on the copy merged inside the
+        # trace, which keeps this per-call step cheap and leaves the user's module untouched.
+        graphdef, state = nnx_split(features)
         try:
             path = _resolve_negative(features, path)
             parent = _walk(features, path[:-1])

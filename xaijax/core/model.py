@@ -29,6 +29,7 @@ import os
 import sys
 import types
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -322,7 +323,7 @@ def as_model(f, example, *, name: str = "X", integer: bool = False) -> tuple[Mod
         )
         return _checked(Model(apply_fn, "pair", input_shape, out), probe.shape), params
     if is_nnx_module(f):
-        graphdef, state = _nnx_eval_split(f)
+        graphdef, state = nnx_split(f)
         _check_finite_params(state)
         out = _probe(
             lambda x: nnx_merge_call(graphdef, state, x),
@@ -374,9 +375,15 @@ def _avals(tree):
     """Hashable shapes and dtypes of a parameter pytree (``None`` if a leaf has neither)."""
     leaves, treedef = jax.tree.flatten(tree)
     try:
-        return treedef, tuple((tuple(np.shape(a)), str(jnp.result_type(a))) for a in leaves)
+        return treedef, tuple(_aval(a) for a in leaves)
     except Exception:  # a leaf that is not an array or a number
         return None
+
+
+def _aval(a) -> tuple:
+    if isinstance(a, (jax.Array, np.ndarray)):  # the common case, without result_type's cost
+        return a.shape, a.dtype.name
+    return tuple(np.shape(a)), jnp.result_type(a).name
 
 
 def _probe_key(key, spec):
@@ -432,10 +439,9 @@ def _output_shape(out, spec) -> tuple[int, ...]:
 
 
 def nnx_merge_call(graphdef, state, X):
-    """Call the NNX module ``graphdef``/``state`` on ``X`` (a pure function of ``state``)."""
-    from flax import nnx
-
-    return nnx.merge(graphdef, state)(X)
+    """Call the NNX module ``graphdef``/``state`` in eval mode on ``X`` (a pure function of
+    ``state``)."""
+    return nnx_merge(graphdef, state)(X)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -539,8 +545,23 @@ def _check_finite_params(params) -> None:
         if isinstance(leaf, (jax.Array, np.ndarray)) and jnp.issubdtype(leaf.dtype, jnp.inexact):
             if isinstance(leaf, jax.core.Tracer):
                 continue
+            seen = _FINITE.get(id(leaf))
+            if seen is not None and seen() is leaf:
+                continue
             if not bool(np.all(np.isfinite(np.asarray(leaf)))):
                 raise ValueError("f's parameters contain NaN or inf; the model is not usable")
+            if isinstance(leaf, jax.Array):  # immutable: checked once (NumPy's may change)
+                _FINITE[id(leaf)] = weakref.ref(leaf, functools.partial(_forget, id(leaf)))
+
+
+def _forget(key, ref) -> None:
+    if _FINITE.get(key) is ref:
+        del _FINITE[key]
+
+
+# id -> weak reference of the JAX parameter arrays already found finite. Checking copies each
+# array to the host, a transfer of every parameter in every call on a GPU.
+_FINITE: dict = register_cache({})
 
 
 def is_nnx_module(f) -> bool:
@@ -580,15 +601,78 @@ def _pytree_module(f):
     return PytreeModule(treedef, static, positions), arrays
 
 
-def _nnx_eval_split(module):
-    """Split a copy of ``module`` in eval mode, leaving the user's module untouched."""
+def nnx_split(module) -> tuple[Any, Any]:
+    """``nnx.split(module)``, remembered per module between calls; the graph definition comes
+    back wrapped with its hash (merge it with :func:`nnx_merge`).
+
+    NNX's graph traversal costs 3-6 ms for a ResNet, which is most of an explainer call's fixed
+    cost on one instance. While the module's pytree structure (its submodules, static attributes
+    and variable types) is unchanged, its state is rebuilt from one pytree flatten of its arrays
+    (about 0.7 ms) around the graph definition of the last split. Modules that are not pytrees,
+    share variables or cannot be weakly referenced are split every time.
+    """
     from flax import nnx
 
+    try:
+        leaves, structure = jax.tree.flatten(module)
+        hit = _SPLITS.get(module)
+    except TypeError:
+        return nnx.split(module)
+    if hit is not None and hit[0] == structure:
+        return hit[1], jax.tree.unflatten(hit[2], leaves)
     graphdef, state = nnx.split(module)
-    copy = nnx.merge(graphdef, state)
+    graphdef = _Graph(graphdef, hash(graphdef))
+    state_leaves, state_structure = jax.tree.flatten(state)
+    # Cached only when the state holds exactly the module's leaves in the same order, which
+    # then holds for every module of this structure (no shared or hidden variables).
+    if len(state_leaves) == len(leaves) and all(
+        a is b for a, b in zip(state_leaves, leaves, strict=True)
+    ):
+        _SPLITS[module] = (structure, graphdef, state_structure)
+    return graphdef, state
+
+
+# module -> (its pytree structure, graph definition, state structure) at its last split.
+_SPLITS: weakref.WeakKeyDictionary = register_cache(weakref.WeakKeyDictionary())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Graph:
+    """An NNX graph definition whose hash is computed once. Flax recomputes it on every hash
+    (about 1 ms for a ResNet), and one explainer call hashes it several times as a key of
+    compiled programs and probes."""
+
+    graphdef: Any
+    hash: int
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        if self is other:
+            return True
+        same = isinstance(other, _Graph) and self.hash == other.hash
+        return same and self.graphdef == other.graphdef
+
+
+def eval_mode(module):
+    """Switch an NNX module (a copy merged inside a trace) to eval mode: dropout off, batch norm
+    on its running statistics. Returns the module."""
     # Flax renamed the eval switch across versions; use whichever this version has.
-    if hasattr(copy, "eval"):
-        copy.eval()
-    elif hasattr(copy, "set_attributes"):  # pragma: no cover - older/newer flax
-        copy.set_attributes(deterministic=True, use_running_average=True, raise_if_not_found=False)
-    return nnx.split(copy)
+    if hasattr(module, "eval"):
+        module.eval()
+    elif hasattr(module, "set_attributes"):  # pragma: no cover - older/newer flax
+        module.set_attributes(
+            deterministic=True, use_running_average=True, raise_if_not_found=False
+        )
+    return module
+
+
+def nnx_merge(graphdef, state):
+    """The NNX module ``graphdef``/``state`` in eval mode, for use inside a trace: the user's
+    module keeps its own mode, and switching costs nothing at run time."""
+    from flax import nnx
+
+    if isinstance(graphdef, _Graph):
+        graphdef = graphdef.graphdef
+    return eval_mode(nnx.merge(graphdef, state))

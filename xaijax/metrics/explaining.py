@@ -34,6 +34,7 @@ import numpy as np
 from xaijax.core.batching import balanced_chunk, evaluate, map_row_chunks
 from xaijax.core.contract import as_float_array, call, resolve_batch_size, split_instances_by_model
 from xaijax.core.explanation import Explanation
+from xaijax.core.model import nnx_merge
 from xaijax.core.targets import check_target_fn, resolve_targets
 from xaijax.metrics.attributions import attribution_array
 
@@ -205,9 +206,7 @@ def explained_model(s: Setup) -> tuple[Callable, Any, Any]:
     """
     kind, fn = s.model.kind, s.model.fn
     if kind == "nnx":
-        from flax import nnx
-
-        return (lambda p: nnx.merge(fn, p)), s.params, s.model
+        return (lambda p: nnx_merge(fn, p)), s.params, s.model
     if kind == "pair":
         return (lambda p: (fn, p)), s.params, s.model
     if kind == "pytree":
