@@ -309,3 +309,15 @@ def test_a_model_is_probed_once_per_form_of_its_parameters():
         with pytest.raises(ValueError, match="failed"):
             as_model((failing, jnp.ones(3)), X)
     assert len(traced) == 6
+
+
+def test_finite_check_reads_host_arrays_in_place_and_sees_nan():
+    # contract._finite uses NumPy on host arrays (no program to load in a fresh process).
+    assert contract.on_host(jnp.ones(3))
+    for ok in (np.ones(3), jnp.ones(3), jnp.ones(3, jnp.bfloat16), np.arange(3), [1.0, 2.0], 1.0):
+        assert contract._finite(ok)
+    for bad in (np.array([1.0, np.nan]), jnp.array([np.inf]), jnp.array([np.nan], jnp.bfloat16)):
+        assert not contract._finite(bad)
+    with pytest.raises(ValueError, match="non-finite attributions"):
+        contract.pack(jnp.array([[np.nan]]), jnp.zeros(1), np.zeros((1, 1)), single=False,
+                      kind="additive", method="m")  # fmt: skip

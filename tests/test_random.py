@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xaijax.core.random import fast_bits, random_bits, threefry2x32
+from xaijax.core.random import fast_bits, fold_in, random_bits, seed_keys, threefry2x32
 
 
 def test_threefry_equals_jax_primitive():
@@ -106,3 +106,18 @@ def test_random_bits_of_another_prng_are_that_prngs_bits():
     np.testing.assert_array_equal(
         np.asarray(random_bits(key, (4, 3))), np.asarray(jax.random.bits(key, (4, 3), jnp.uint32))
     )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31 - 1, 2**31, 2**40])
+def test_seed_keys_and_fold_in_equal_the_eager_ops(seed):
+    # One compiled program each instead of several eager ones (the CLI's start-up), same bits;
+    # seeds past int32 take the eager path.
+    data = jax.random.key_data
+    ours = seed_keys(seed, 3)
+    eager = jax.random.split(jax.random.key(seed), 3)
+    assert len(ours) == 3
+    for a, b in zip(ours, eager, strict=True):
+        np.testing.assert_array_equal(data(a), data(b))
+    for i in (0, 1, 77):
+        theirs = jax.random.fold_in(eager[0], i)
+        np.testing.assert_array_equal(data(fold_in(ours[0], i)), data(theirs))

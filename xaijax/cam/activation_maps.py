@@ -40,7 +40,8 @@ from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.layers import LayerModel, layer_model, resolve_reshape
-from xaijax.core.registry import explainer, register_cache
+from xaijax.core.model import cached_eval_shape
+from xaijax.core.registry import explainer
 from xaijax.core.targets import (
     Targets,
     TargetSpec,
@@ -277,24 +278,11 @@ def prepare(features, head, images, targets, *, batch_size, mesh, reshape=None) 
     return CamProblem(lm, X, single, spec, batch_size, mesh, logits_shape, a_shape)
 
 
-_PROBES: dict = register_cache({})
-
-
 def _probe(lm, X):
     """Shapes of the logits and the layer's activations, traced once per model and input shape."""
-    leaves, treedef = jax.tree.flatten(lm)
-    cache_key = (treedef, tuple((np.shape(x), str(x.dtype)) for x in leaves), X.shape, X.dtype)
-    if cache_key not in _PROBES:
-        if len(_PROBES) > 64:
-            _PROBES.clear()
-        _PROBES[cache_key] = _probe_shapes(lm, X)
-    return _PROBES[cache_key]
-
-
-def _probe_shapes(lm, X):
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
     try:
-        logits, A = jax.eval_shape(lambda x: lm.forward(x), spec)
+        logits, A = cached_eval_shape(LayerModel.forward, lm, spec)
     except Exception as err:
         raise ValueError(
             f"the model failed on images of shape {tuple(X.shape)} (check images against what "

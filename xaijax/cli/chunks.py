@@ -132,7 +132,7 @@ def explain_in_chunks(
         >>> exp.values.shape, run.chunks, run.computed, rerun.computed, rerun.reused
         ((5, 2), 3, 3, 0, 3)
     """
-    import jax
+    from xaijax.core.random import fold_in
 
     X = np.asarray(X)
     n = int(X.shape[0])
@@ -160,7 +160,7 @@ def explain_in_chunks(
         rows = X[lo:hi]
         if hi - lo < size:
             rows = np.concatenate([rows, np.repeat(rows[-1:], size - (hi - lo), axis=0)])
-        chunk_key = None if key is None else jax.random.fold_in(key, i)
+        chunk_key = None if key is None else fold_in(key, i)
         if computed == 0:
             log(
                 f"chunk {i + 1} of {total} ({hi - lo} rows): the first one in this process "

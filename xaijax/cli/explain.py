@@ -67,9 +67,8 @@ def explain(
 
 
 def _explain(settings: ExplainSettings, method: Method, options: dict, log) -> dict:
-    import jax
-
     import xaijax as xj
+    from xaijax.core.random import seed_keys
 
     given = dict(settings.options)
     log(f"loading the model {settings.model}")
@@ -93,8 +92,7 @@ def _explain(settings: ExplainSettings, method: Method, options: dict, log) -> d
     rows = X[: settings.instances] if settings.instances else X
     log(f"{len(rows)} rows of {X.shape[1]} features" + (f" ({_names(names)})" if names else ""))
     model = _probe_model(f, rows, settings, method)
-    key = jax.random.key(settings.seed)
-    k_bg, k_explain = jax.random.split(key)
+    k_bg, k_explain = seed_keys(settings.seed, 2)
     if method.reference is not None:
         log(_reference_text(method, len(pool), settings.background_size))
     reference = _reference(method, pool, settings.background_size, k_bg, xj)

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 
 from xaijax.core.model import is_nnx_module, nnx_merge, nnx_split
+from xaijax.core.registry import register_cache
 
 __all__ = [
     "LayerModel",
@@ -254,8 +255,17 @@ def module_paths(module) -> list[tuple]:
     """
     from flax import nnx
 
-    items = nnx.iter_modules(module) if hasattr(nnx, "iter_modules") else module.iter_modules()
-    return [tuple(p) for p, _ in items if p]
+    graph = nnx_split(module)[0]  # remembered per module: the paths are kept per structure
+    paths = _PATHS.get(graph)
+    if paths is None:
+        items = nnx.iter_modules(module) if hasattr(nnx, "iter_modules") else module.iter_modules()
+        paths = _PATHS[graph] = tuple(tuple(p) for p, _ in items if p)
+        if len(_PATHS) > 64:
+            _PATHS.pop(next(iter(_PATHS)))
+    return list(paths)
+
+
+_PATHS: dict = register_cache({})
 
 
 def _module_paths(module) -> list[str]:

@@ -382,8 +382,8 @@ def _avals(tree):
 
 def _aval(a) -> tuple:
     if isinstance(a, (jax.Array, np.ndarray)):  # the common case, without result_type's cost
-        return a.shape, a.dtype.name
-    return tuple(np.shape(a)), jnp.result_type(a).name
+        return a.shape, a.dtype
+    return tuple(np.shape(a)), jnp.result_type(a)
 
 
 def _probe_key(key, spec):
@@ -418,6 +418,30 @@ def _probe(fn, spec, what, name, *, key=None):
     out = _output_shape(out, spec)
     _remember(cache_key, out)
     return out
+
+
+def cached_eval_shape(fn: Callable, tree, spec: jax.ShapeDtypeStruct):
+    """``jax.eval_shape(fn, tree, spec)``, remembered by ``fn`` (a module-level function or an
+    unbound method, not a fresh closure), the structure, shapes and dtypes of ``tree``'s leaves
+    and ``spec``: tracing a transformer's forward pass again costs 30 ms a call. Failures are
+    not remembered."""
+    avals = _avals(tree)
+    key = None if avals is None else (fn, avals, spec.shape, str(spec.dtype))
+    try:
+        if key is not None and key in _SHAPES:
+            _SHAPES.move_to_end(key)
+            return _SHAPES[key]
+    except TypeError:  # an unhashable static part
+        key = None
+    out = jax.eval_shape(fn, tree, spec)
+    if key is not None:
+        _SHAPES[key] = out
+        while len(_SHAPES) > _PROBED_MAX:
+            _SHAPES.popitem(last=False)
+    return out
+
+
+_SHAPES: collections.OrderedDict = register_cache(collections.OrderedDict())
 
 
 def _output_shape(out, spec) -> tuple[int, ...]:

@@ -33,7 +33,7 @@ from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.layers import LayerModel, layer_model
-from xaijax.core.model import is_nnx_module
+from xaijax.core.model import cached_eval_shape, is_nnx_module
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, TargetSpec, check_target_fn, resolve_targets, target_scores
 from xaijax.gradients.paths import path_weights
@@ -83,7 +83,7 @@ def _inputs(X) -> np.ndarray:
 
 def _shapes(lm: LayerModel, X: np.ndarray):
     spec = jax.ShapeDtypeStruct(X.shape, X.dtype)
-    logits, A = jax.eval_shape(lambda x: lm.forward(x), spec)
+    logits, A = cached_eval_shape(LayerModel.forward, lm, spec)
     return tuple(np.shape(logits)), tuple(np.shape(A))
 
 

@@ -23,7 +23,7 @@ from xaijax.core import contract
 from xaijax.core.batching import check_mesh, map_instances, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.layers import layer_model
-from xaijax.core.model import float_dtype, is_nnx_module
+from xaijax.core.model import cached_eval_shape, float_dtype, is_nnx_module
 from xaijax.core.registry import explainer
 from xaijax.core.relevance import COMPOSITES, Composite, Rule, lrp_relevance
 from xaijax.core.relevance import composite as _composite
@@ -112,7 +112,7 @@ def _lrp_at_layer(f, layer, X, targets, comp, batch_size):
         raise ValueError(f"X must be one sequence (L,) or a batch (n, L); got shape {X.shape}")
     if np.issubdtype(X.dtype, np.floating) and not np.all(np.isfinite(X)):
         raise ValueError("X contains NaN or inf")
-    logits, A = jax.eval_shape(lm.forward, jax.ShapeDtypeStruct(X.shape, X.dtype))
+    logits, A = cached_eval_shape(type(lm).forward, lm, jax.ShapeDtypeStruct(X.shape, X.dtype))
     if len(logits.shape) != 2:
         raise ValueError(
             f"layer= needs a model returning logits (n, K); got outputs of shape {logits.shape}"

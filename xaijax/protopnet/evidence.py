@@ -19,12 +19,12 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jaxtyping import ArrayLike, Float, Int
 
 from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
+from xaijax.core.model import nnx_merge, nnx_split
 from xaijax.core.registry import explainer
 from xaijax.core.targets import resolve_targets
 from xaijax.protopnet.model import ProtoPNet, log_similarity, receptive_field
@@ -63,7 +63,7 @@ def high_activation_boxes(
 def _evidence(graphdef, state, X, targets, *, top_k, batch_size, mesh):
     def local(sharded, state):
         X, targets = sharded
-        model = nnx.merge(graphdef, state)
+        model = nnx_merge(graphdef, state)
         weights = model.last_layer[...]
 
         def rows(idx):
@@ -183,7 +183,7 @@ def explain_prototypes(
     t = np.full((n,), -1, np.int32) if spec.indices is None else np.asarray(spec.indices)
     batch_size = contract.resolve_batch_size(batch_size, shape)
     mesh = check_mesh(mesh)
-    graphdef, state = nnx.split(model)
+    graphdef, state = nnx_split(model)  # remembered per module between calls
     out = contract.call(
         _evidence,
         graphdef,

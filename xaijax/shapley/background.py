@@ -64,9 +64,8 @@ def kmeans(
     num_restarts = check_int("num_restarts", num_restarts, minimum=1)
     num_iters = check_int("num_iters", num_iters, minimum=0)
     key = _one_key(key)
-    centres, labels = _kmeans(
-        jnp.asarray(X), key, k=k, num_restarts=num_restarts, num_iters=num_iters
-    )
+    # X goes in as it is: jnp.asarray would be one more program to load in a fresh process.
+    centres, labels = _kmeans(X, key, k=k, num_restarts=num_restarts, num_iters=num_iters)
     centres = np.asarray(centres)
     if round_values:
         nearest = np.abs(X[None, :, :] - centres[:, None, :]).argmin(axis=1)  # (k, M)
@@ -77,6 +76,12 @@ def kmeans(
 
 def _one_key(key):
     """One key, typed or raw, as a typed key: its own stream, not a split of it."""
+    if (
+        isinstance(key, jax.Array)
+        and key.shape == ()
+        and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    ):
+        return key  # as instance_keys(key[None], 1)[0] would, without two eager programs
     if hasattr(key, "__array__") and not isinstance(key, (numbers.Number, str)):
         key = jnp.asarray(key)[None]
     return instance_keys(key, 1)[0]

@@ -23,7 +23,7 @@ from xaijax.core import contract
 from xaijax.core.batching import balanced_chunk, check_mesh, map_row_chunks, over_instances
 from xaijax.core.explanation import Explanation
 from xaijax.core.layers import layers_model, module_paths
-from xaijax.core.model import is_nnx_module
+from xaijax.core.model import cached_eval_shape, is_nnx_module
 from xaijax.core.registry import explainer
 from xaijax.core.targets import Targets, check_target_fn, resolve_targets, target_scores
 
@@ -178,7 +178,8 @@ def _probe(lm, X):
     readings.append((X[None], True))
     for batch, single in readings:
         try:
-            logits, As = jax.eval_shape(lm.forward, jax.ShapeDtypeStruct(batch.shape, batch.dtype))
+            spec = jax.ShapeDtypeStruct(batch.shape, batch.dtype)
+            logits, As = cached_eval_shape(type(lm).forward, lm, spec)
             return batch, single, logits.shape, [A.shape for A in As]
         except Exception as err:  # the model refused this reading of X
             errors.append(f"as {'one input' if single else 'a batch'}: {type(err).__name__}: {err}")
