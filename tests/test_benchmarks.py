@@ -192,3 +192,17 @@ def test_tree_shap_rows():
     assert row["unit"] == "row" and row["xaijax_ms"] == pytest.approx(2.0)
     assert row["reference_ms"] == pytest.approx(4.0) and row["floor_ms"] == pytest.approx(0.5)
     assert "500 trees, depth 8" in row["case"]
+
+
+def test_call_overhead_runs_and_tabulates(tmp_path):
+    from benchmarks import call_overhead
+
+    report = call_overhead.run(["cam", "linear_shap"], repeats=1)
+    rows = report["explainers"]
+    assert set(rows) == {"cam", "linear_shap"}
+    assert rows["cam"]["nnx_resnet_ms"] > 0  # by layer path on the NNX ResNet too
+    assert "nnx_resnet_ms" not in rows["linear_shap"]  # coefficients: no image model to run
+    earlier = {"label": "old", "explainers": {"cam": {"ms": 9.0, "nnx_resnet_ms": 20.0}}}
+    text = call_overhead.table(report, earlier)
+    assert "before (old): ms, NNX ms" in text
+    assert "| 9.00, 20.00 |" in text and "| linear_shap | coefficients |" in text
