@@ -7,32 +7,7 @@ holds the mechanisms they share, ``xaijax.metrics`` and ``xaijax.plots`` read th
 The CAM family's general form is ``xaijax.cam.cam(features, head, images, weighting=...)``.
 """
 
-from xaijax import (
-    cam,
-    core,
-    maskers,
-    metrics,
-    perturbation,
-    plots,
-    propagation,
-    trees,
-)
-from xaijax.cam import (
-    ablation_cam,
-    eigen_cam,
-    eigen_grad_cam,
-    full_grad,
-    grad_cam,
-    grad_cam_plus_plus,
-    guided_backprop,
-    guided_grad_cam,
-    hires_cam,
-    kpca_cam,
-    layer_cam,
-    score_cam,
-    with_guided_relu,
-    xgrad_cam,
-)
+from xaijax import core, perturbation, propagation
 from xaijax.core.batching import DEFAULT_BATCH_SIZE, default_batch_size, evaluate, instance_mesh
 from xaijax.core.compile_cache import (
     compile_cache_dir,
@@ -81,27 +56,55 @@ from xaijax.shapley import (
     shapley_interactions,
     shapley_kernel_weights,
 )
-from xaijax.trees import TreeEnsemble, tree_ensemble, tree_shap
 
 __version__ = "0.1.0"
 
-# ProtoPNet and the transformer tools are built on Flax NNX, whose import costs about half a
-# second that a command explaining a scikit-learn model need not pay: they are imported on first
-# use (``xj.ProtoPNet``, ``from xaijax import attention_rollout``, ``import xaijax.transformers``)
-# and by ``xaijax.explainers()``, which lists their explainers too.
-_LAZY = {
-    "transformers": ("xaijax.transformers", None),
-    "attention_rollout": ("xaijax.transformers", "attention_rollout"),
-    "contrastive_target": ("xaijax.transformers", "contrastive_target"),
-    "generation_attribution": ("xaijax.transformers", "generation_attribution"),
-    "next_token_target": ("xaijax.transformers", "next_token_target"),
-    "ProtoPNet": ("xaijax.protopnet", "ProtoPNet"),
-    "ProtoPNetConfig": ("xaijax.protopnet", "ProtoPNetConfig"),
-    "TrainConfig": ("xaijax.protopnet", "TrainConfig"),
-    "explain_prototypes": ("xaijax.protopnet", "explain_prototypes"),
-    "train_protopnet": ("xaijax.protopnet", "train_protopnet"),
+# Imported on first use (``xj.grad_cam``, ``from xaijax import ProtoPNet``, ``import
+# xaijax.cam``), so that a command explaining a scikit-learn model pays for none of them:
+# ProtoPNet and the transformer tools (built on Flax NNX, whose import costs about half a
+# second), the CAM family and Tree SHAP (which explain no tabular ``f(X)``), the metrics, the
+# plots and the maskers. ``xaijax.explainers()`` imports the ones holding explainers, so its
+# list is complete.
+_FAMILIES = {
+    "xaijax.cam": (
+        "ablation_cam",
+        "eigen_cam",
+        "eigen_grad_cam",
+        "full_grad",
+        "grad_cam",
+        "grad_cam_plus_plus",
+        "guided_backprop",
+        "guided_grad_cam",
+        "hires_cam",
+        "kpca_cam",
+        "layer_cam",
+        "score_cam",
+        "with_guided_relu",
+        "xgrad_cam",
+    ),
+    "xaijax.protopnet": (
+        "ProtoPNet",
+        "ProtoPNetConfig",
+        "TrainConfig",
+        "explain_prototypes",
+        "train_protopnet",
+    ),
+    "xaijax.transformers": (
+        "attention_rollout",
+        "contrastive_target",
+        "generation_attribution",
+        "next_token_target",
+    ),
+    "xaijax.trees": ("TreeEnsemble", "tree_ensemble", "tree_shap"),
 }
-core.registry.defer(*sorted({module for module, _ in _LAZY.values()}))
+_LAZY = {name: (module, name) for module, names in _FAMILIES.items() for name in names}
+_LAZY.update(
+    {
+        sub: (f"xaijax.{sub}", None)
+        for sub in ("cam", "maskers", "metrics", "plots", "transformers", "trees")
+    }
+)
+core.registry.defer(*sorted(_FAMILIES))
 
 
 def __getattr__(name: str):
