@@ -8,8 +8,10 @@ reuses the compiled program. :func:`as_model` accepts:
   program, and a new closure recompiles: use a pair for parameters that change);
 * an ``(apply_fn, params)`` pair, ``apply_fn(params, X)``: Flax Linen (``(module.apply,
   variables)``), Haiku and plain-JAX models; ``params`` is traced;
-* a Flax NNX module: split once into a static graph definition and its state, called as
-  ``nnx.merge(graphdef, state)(X)`` in eval mode (dropout off, batch-norm on running statistics);
+* a Flax NNX module: split into a static graph definition and its state (remembered per module
+  while its structure is unchanged, :func:`nnx_split`), called as ``nnx.merge(graphdef,
+  state)(X)`` in eval mode (dropout off, batch-norm on running statistics) inside the trace, so
+  the user's module keeps its mode;
 * a callable pytree module (Equinox): its array leaves are the traced parameters, the rest static;
 * a host callable on NumPy (``model.predict_proba`` of scikit-learn, a PyTorch wrapper, ...): run
   through ``jax.pure_callback`` so the explainer around it still compiles end to end. A callable
