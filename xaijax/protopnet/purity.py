@@ -93,7 +93,7 @@ class PrototypePurity(NamedTuple):
         when at least ``threshold`` of its nearest images are of its class.
         ``chance_peak_at_object`` is what a similarity map peaking at a random matched latent
         position of a random image would score: on small images, where an object covers many
-        latent positions, it is far from 0 (0.40 on the 32-pixel shapes).
+        latent positions, it is far from 0 (0.42 on the 32-pixel shapes).
         """
         tolerance = float(self.stride if tolerance is None else tolerance)
         return {
