@@ -46,10 +46,10 @@ QUICK = dict(
 # blocks (ProtoPNet 0.964, plain CNN 0.924 on seed 0), so they keep three.
 SMALL_BACKBONE = {"shapes": ((16, 32), 1), "digits": ((16, 32, 32), 0)}
 
-# Prototypes per class per data set. On shapes one per class and 1,200 images put most prototypes
-# at the objects on every seed 0-4 (3, 3, 2, 3, 2 of 3) at the plain CNN's accuracy; with three
-# per class the spare ones settle a latent position or two off the object (README, "Do the
-# prototypes sit on objects?"). Digits have no masks to check and keep three.
+# Prototypes per class per data set. On shapes one per class and 1,800 images (the settings' n)
+# put most prototypes at the objects on every seed 0-9 (3 of 3, 2 of 3 on seed 3) at the plain CNN's
+# accuracy; with three per class the spare ones settle a latent position or two off the object
+# (README, "Do the prototypes sit on objects?"). Digits have no masks to check and keep three.
 PROTOTYPES_PER_CLASS = {"shapes": 1, "digits": 3}
 
 # Last-layer epochs after pruning (the reference's run_pruning.py runs 100; the quick schedule's 5

@@ -110,7 +110,7 @@ class ProtoPNetSettings:
     quick: bool = False
     epochs: int | None = None
     size: int = 32
-    n: int = 1200
+    n: int = 1800
     backbone: str = "small"
     prototypes_per_class: int | None = None
     prototype_depth: int = 32
