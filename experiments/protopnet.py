@@ -73,7 +73,8 @@ def main(argv=None) -> int:
             p = result["purity"]
             on_object = (
                 f"; of {p['num_prototypes']} prototypes, peaked at the object "
-                f"{p['fraction_peak_at_object']:.2f}, top 5% mostly on it "
+                f"{p['fraction_peak_at_object']:.2f} (a random position "
+                f"{p['chance_peak_at_object']:.2f}), top 5% mostly on it "
                 f"{p['fraction_on_object']:.2f}, nearest images in class {p['class_purity']:.2f}"
             )
         print(

@@ -127,6 +127,32 @@ def test_purity_of_object_and_background_prototypes(pushed):
     assert np.all(pur.rf_on_object[[0, 2]] < 0.6) and pur.rf_on_object[1] == 0.0
 
 
+def test_chance_level_counts_the_positions_near_each_object(pushed):
+    net, result, images, masks, labels = pushed
+    pur = prototype_purity(net, result, images, masks, labels, k=3)
+    assert pur.position_peak_distance.shape == (6, 36)  # every position of the 6x6 grid
+    # Positions on an object score 0 (objects are aligned with the 4-pixel cells).
+    on = masks[:, 2::4, 2::4].reshape(6, -1)
+    assert np.all(pur.position_peak_distance[on] == 0) and np.all(
+        pur.position_peak_distance[~on] > 0
+    )
+    # Closed form: an inner position's map peaks within a pixel of its cell's centre (2 + 4 i
+    # px; at the outer ring the upsampling pulls the peak to the image's edge), so with a 5 px
+    # tolerance the inner positions at the object are those whose centre lies in the square
+    # grown by one 4 px cell on each side (no centre lies near the 5 px boundary).
+    centres = 2.0 + 4.0 * np.arange(1, 5)
+    expected = [
+        np.sum((centres >= y - 4) & (centres < y + 12))
+        * np.sum((centres >= x - 4) & (centres < x + 12))
+        for y, x in CORNERS
+    ]
+    inner = (np.arange(1, 5)[:, None] * 6 + np.arange(1, 5)).ravel()
+    near = (pur.position_peak_distance[:, inner] < 5.0).sum(axis=1)
+    assert near.tolist() == expected == [4, 16, 8, 9, 8, 6]
+    chance = (pur.position_peak_distance < 5.0).mean()
+    assert pur.summary(tolerance=5.0)["chance_peak_at_object"] == chance
+
+
 def test_purity_checks_its_arguments(pushed):
     net, result, images, masks, labels = pushed
     with pytest.raises(ValueError, match="masks"):

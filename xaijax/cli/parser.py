@@ -186,9 +186,16 @@ def build_parser(methods: dict[str, Method] | None = None) -> argparse.ArgumentP
     p_pp.add_argument("--quick", action="store_true", help="small, fast settings (CPU minutes)")
     p_pp.add_argument("--epochs", type=int, default=None)
     p_pp.add_argument("--size", type=int, default=32, help="image side in pixels")
-    p_pp.add_argument("--n", type=int, default=600, help="synthetic images to generate")
+    p_pp.add_argument(
+        "--n", type=int, default=ProtoPNetSettings.n, help="synthetic images to generate"
+    )
     p_pp.add_argument("--backbone", choices=("small", "resnet18"), default="small")
-    p_pp.add_argument("--prototypes-per-class", type=int, default=3)
+    p_pp.add_argument(
+        "--prototypes-per-class",
+        type=int,
+        default=None,
+        help="default: 1 on shapes (then most prototypes sit at the objects), 3 on digits",
+    )
     p_pp.add_argument("--prototype-depth", type=int, default=32)
     p_pp.add_argument(
         "--channels",

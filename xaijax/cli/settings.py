@@ -97,7 +97,9 @@ class ProtoPNetSettings:
     ``channels=None`` picks the small backbone's widths per data set (shapes ``(16, 32)``, digits
     ``(16, 32, 32)``) and ``(16, 32, 64, 64)`` for ResNet-18; ``border=None`` excludes the
     outermost latent ring from prototype matching for the small backbone on shapes (1), nothing
-    otherwise (0); ``epochs=None`` the schedule's default
+    otherwise (0); ``prototypes_per_class=None`` one per class on shapes (then most prototypes
+    sit at the objects on every seed 0-4; README, "Do the prototypes sit on objects?") and three
+    on digits; ``n`` synthetic images (shapes only); ``epochs=None`` the schedule's default
     (``quick``: the small CPU schedule).
     ``prune``: after training, the paper's pruning step (prototypes with fewer than 3 of their 6
     nearest training images in their class go) and last-layer optimisation again.
@@ -108,9 +110,9 @@ class ProtoPNetSettings:
     quick: bool = False
     epochs: int | None = None
     size: int = 32
-    n: int = 600
+    n: int = 1800
     backbone: str = "small"
-    prototypes_per_class: int = 3
+    prototypes_per_class: int | None = None
     prototype_depth: int = 32
     channels: tuple[int, ...] | None = None
     seed: int = 0
