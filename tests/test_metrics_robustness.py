@@ -405,10 +405,8 @@ def test_one_loop_over_all_phases_equals_one_loop_per_phase(tab, monkeypatch):
     from xaijax.metrics import explaining
 
     net, _, X, _ = tab
-    runs = [
-        (metrics.max_sensitivity, dict(nr_samples=3)),
-        (metrics.relative_output_stability, dict(nr_samples=3)),
-    ]
+    # Relative output stability: its score also reads the model's outputs on the rows.
+    runs = [(metrics.relative_output_stability, dict(nr_samples=3))]
     merged = []
     original = explaining._merged_program
     monkeypatch.setattr(
