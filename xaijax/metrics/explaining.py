@@ -170,7 +170,9 @@ class Phase(NamedTuple):
     """One pass over rows: ``x = make(rows, ops)``, ``a = explainer(model, x, targets=...)``,
     then ``score(rows, x, a (c, m), ops)``; ``targets`` is ``None``, a callable or
     ``(total,)`` ints. A later phase reads the scores of the earlier ones as
-    ``ops["phases"][k]``."""
+    ``ops["phases"][k]``: when only ``score`` reads them, all phases' rows run in one loop
+    through one copy of the explainer (compiled once); a ``make`` that reads them gets a loop
+    of its own."""
 
     total: int
     make: Callable
