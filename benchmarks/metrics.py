@@ -38,12 +38,18 @@ the same, so every row has a Quantus time. Their columns:
   ``explainer_floor_ms_per_image``: the gradient alone on that many stored rows, in the
   metrics' chunks, once per model state (``passes``). These metrics are explainer re-runs, so
   this is their honest floor: ``ratio_to_explainer_floor``.
-* ``xaijax_first_call_s``: the warm-up call, compilation included (seconds, all images).
+* ``xaijax_first_call_s``: the warm-up call, compilation included (seconds, all images),
+  after the metrics before it in the same process.
+* ``first_call_s`` (``--first-call``, every metric of the file): the metric's first call in a
+  fresh process with no persistent compilation cache, the user's wait; of which
+  ``first_call_trace_s``, ``first_call_lower_s`` and ``first_call_xla_s`` (tracing, lowering,
+  XLA compiling, as ``benchmarks.first_call`` counts them), ``first_call_programs`` compiled;
+  then ``second_call_s`` and ``second_call_programs`` (0: nothing recompiled).
 
 Each metric's compiled program is kept across calls (:mod:`xaijax.metrics.explaining`), so
 the warm-up call compiles and the timed calls do not, as for the other metrics.
 ``python -m benchmarks.metrics [--images 256] [--quantus-images 16] [--size 32]
-[--nr-samples 10]``; writes ``benchmarks/results/metrics.json``.
+[--nr-samples 10] [--first-call --merge]``; writes ``benchmarks/results/metrics.json``.
 """
 
 from __future__ import annotations
@@ -545,6 +551,96 @@ def bench_explainer_metrics(
     return rows
 
 
+# -- the first call, cold: each metric in a fresh process, no persistent compilation cache -----
+def metric_call(name: str, n: int, size: int, nr_samples: int):
+    """``call()``: one call of metric ``name`` on the benchmark's inputs (built here, untimed)."""
+    from xaijax import metrics
+
+    cnn, params = make_cnn_with_params()
+    images = blobs(n, size)
+    targets = np.asarray(cnn(jnp.asarray(images))).argmax(1)
+    fn = getattr(metrics, name)
+    if name in settings(size):
+        kw = dict(settings(size)[name][0])
+        if kw.get("segments") == "grid":
+            kw["segments"] = np.broadcast_to(
+                (np.arange(size)[:, None] * 4 // size) * 4 + np.arange(size)[None] * 4 // size,
+                (n, size, size),
+            )
+        maps = (
+            np.asarray(jax.random.normal(jax.random.key(2), (n, size, size)), np.float32)
+            + images.mean(-1) / 255
+        )
+
+        def call():
+            out = fn(cnn, images, maps, targets=targets, **kw)
+            return out.auc if isinstance(out, metrics.Curve) else out
+
+        return call
+    kernel0 = jnp.asarray(params[0][0])
+
+    def layer(X):  # as in bench_explainer_metrics
+        h = jax.lax.conv_general_dilated(
+            X / 255.0, kernel0, (2, 2), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return h.reshape(X.shape[0], -1)
+
+    kw = explainer_settings(nr_samples, layer)[name][0]
+    model = nnx_cnn(params) if name in RANDOMISATION else cnn
+
+    def call():
+        out = fn(model, images, grad, targets=targets, **kw)
+        return out.scores if isinstance(out, metrics.LayerScores) else out
+
+    return call
+
+
+def cold_child(name: str, n: int, size: int, nr_samples: int) -> dict:
+    """In this (fresh) process: the first call of ``name`` and what it compiled, then the
+    second call and whether it compiled anything."""
+    from benchmarks.first_call import CompileCounter
+
+    counter = CompileCounter()
+    call = metric_call(name, n, size, nr_samples)
+    counter.reset()
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    first = time.perf_counter() - start
+    compiled = counter.report()
+    counter.reset()
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    second = time.perf_counter() - start
+    return {
+        "first_call_s": first,
+        "first_call_trace_s": compiled["trace_s"],
+        "first_call_lower_s": compiled["lower_s"],
+        "first_call_xla_s": compiled["xla_s"],
+        "first_call_programs": compiled["programs"],
+        "second_call_s": second,
+        "second_call_programs": counter.programs,
+    }
+
+
+def first_calls(names, n: int, size: int, nr_samples: int) -> dict:
+    """name -> :func:`cold_child`'s numbers, each metric in a fresh process with no cache."""
+    import subprocess
+    import sys
+
+    from benchmarks.first_call import ROOT, _env
+
+    out = {}
+    for name in names:
+        cmd = [sys.executable, "-m", "benchmarks.metrics", "--cold-child", name]
+        cmd += ["--images", str(n), "--size", str(size), "--nr-samples", str(nr_samples)]
+        proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        out[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(name, {k: round(v, 3) for k, v in out[name].items()}, flush=True)
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
@@ -562,17 +658,37 @@ def main(argv=None):
         action="store_true",
         help="update only the rows run (with --only) in the existing --out file",
     )
-    args = parser.parse_args(argv)
-    load_start = os.getloadavg()  # other work on the machine colours the times
-    result = {"environment": environment()} | bench(
-        args.images,
-        args.quantus_images,
-        args.size,
-        args.repeats,
-        args.only,
-        not args.no_floor,
-        args.nr_samples,
+    parser.add_argument(
+        "--first-call",
+        action="store_true",
+        help="only the first_call_* columns: each metric's first call in a fresh process with "
+        "no persistent cache (use with --merge)",
     )
+    parser.add_argument("--cold-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.cold_child:
+        print(json.dumps(cold_child(args.cold_child, args.images, args.size, args.nr_samples)))
+        return None
+    load_start = os.getloadavg()  # other work on the machine colours the times
+    if args.first_call:
+        names = args.only or [*settings(args.size), *explainer_settings(args.nr_samples, None)]
+        result = {"environment": environment()} | {
+            "images": args.images,
+            "quantus_images": args.quantus_images,
+            "size": args.size,
+            "nr_samples": args.nr_samples,
+            "metrics": first_calls(names, args.images, args.size, args.nr_samples),
+        }
+    else:
+        result = {"environment": environment()} | bench(
+            args.images,
+            args.quantus_images,
+            args.size,
+            args.repeats,
+            args.only,
+            not args.no_floor,
+            args.nr_samples,
+        )
     result["load_average_1_5_15min"] = {"start": load_start, "end": os.getloadavg()}
     if args.merge and os.path.exists(args.out):
         with open(args.out) as f:
@@ -584,7 +700,9 @@ def main(argv=None):
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         }
         run["rows"] = sorted(result["metrics"])
-        result = old | {"metrics": old["metrics"] | result["metrics"]}
+        # A row run again keeps the columns it did not measure (--first-call adds its own).
+        rows = {k: old["metrics"].get(k, {}) | v for k, v in result["metrics"].items()}
+        result = old | {"metrics": old["metrics"] | rows}
         result["merged_runs"] = old.get("merged_runs", []) + [run]
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

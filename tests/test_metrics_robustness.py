@@ -398,6 +398,31 @@ def test_a_second_call_reuses_the_program_and_reads_its_new_inputs(tab):
         assert not np.allclose(kept[k], kept[k - 1])
 
 
+def test_one_loop_over_all_phases_equals_one_loop_per_phase(tab, monkeypatch):
+    """The inputs' and the perturbed rows' explanations run in one loop (one copy of the
+    explainer in the program): the same numbers as a loop per phase, bit for bit (12 rows in
+    chunks of 4: the first chunk holds rows of both phases)."""
+    from xaijax.metrics import explaining
+
+    net, _, X, _ = tab
+    # Relative output stability: its score also reads the model's outputs on the rows.
+    runs = [(metrics.relative_output_stability, dict(nr_samples=3))]
+    merged = []
+    original = explaining._merged_program
+    monkeypatch.setattr(
+        explaining, "_merged_program", lambda *a: merged.append(original(*a)) or merged[-1]
+    )
+    for fn, kw in runs:
+        out = []
+        for merge in (True, False):
+            monkeypatch.setattr(explaining, "_MERGE_PHASES", merge)
+            explaining._PROGRAMS.clear()
+            out.append(fn(net, X, grad, key=jax.random.key(0), batch_size=5, **kw))
+        np.testing.assert_array_equal(out[0], out[1])
+    assert len(merged) == len(runs) and all(m is not None for m in merged)
+    explaining._PROGRAMS.clear()
+
+
 def test_host_and_compiled_explainers_agree_at_any_batch_size(tab):
     net, _, X, _ = tab
     key = jax.random.key(5)

@@ -127,16 +127,21 @@ def traced_values(out, name: str = "explainer"):
 
 def traceable(explainer, model_of: Callable, params, x_spec, targets_spec) -> bool:
     """Whether ``explainer(model_of(params), X, targets=...)`` traces with abstract ``X``."""
+    return _attribution_spec(explainer, model_of, params, x_spec, targets_spec) is not None
+
+
+def _attribution_spec(explainer, model_of, params, x_spec, targets_spec):
+    """The shape of ``explainer(model_of(params), X, targets=...)``'s attributions for abstract
+    ``X``, or ``None`` when it does not trace."""
     try:
-        jax.eval_shape(
+        return jax.eval_shape(
             lambda p, x, t: traced_values(explainer(model_of(p), x, targets=t)),
             params,
             x_spec,
             targets_spec,
         )
     except Exception:  # noqa: BLE001 - anything that fails to trace runs on the host instead
-        return False
-    return True
+        return None
 
 
 def prepare_attributions(a, *, normalise, absolute: bool):
@@ -165,7 +170,9 @@ class Phase(NamedTuple):
     """One pass over rows: ``x = make(rows, ops)``, ``a = explainer(model, x, targets=...)``,
     then ``score(rows, x, a (c, m), ops)``; ``targets`` is ``None``, a callable or
     ``(total,)`` ints. A later phase reads the scores of the earlier ones as
-    ``ops["phases"][k]``."""
+    ``ops["phases"][k]``: when only ``score`` reads them, all phases' rows run in one loop
+    through one copy of the explainer (compiled once); a ``make`` that reads them gets a loop
+    of its own."""
 
     total: int
     make: Callable
@@ -187,6 +194,8 @@ def run_rows(explainer, model_of: Callable, params, *, operands: Any, **kwargs):
 # compiling it again (seconds for a CNN). Bounded, as jax.jit's own caches are.
 _PROGRAMS: collections.OrderedDict = collections.OrderedDict()
 _MAX_PROGRAMS = 32
+# Whether phases share one loop (see _merged_program); a test compares both ways.
+_MERGE_PHASES = True
 
 
 def _signature(tree):
@@ -301,6 +310,13 @@ def _program(explainer, model_of, params, operands, phases, batch_size, traced, 
         a = a.reshape(a.shape[0], -1)
         return score(rows, x, a, ops), jnp.all(jnp.isfinite(a), axis=1)
 
+    if traced and len(phases) > 1 and _MERGE_PHASES:
+        merged = _merged_program(
+            explainer, model_of, params, operands, phases, batch_size, name, finish, with_phases
+        )
+        if merged is not None:
+            return merged
+
     if traced:
 
         @jax.jit
@@ -357,3 +373,120 @@ def _program(explainer, model_of, params, operands, phases, batch_size, traced, 
         return outs
 
     return run_host
+
+
+def _merged_program(
+    explainer, model_of, params, operands, phases, batch_size, name, finish, with_phases
+):
+    """``run(params, operands, targets)`` running every phase's rows through ONE copy of the
+    explainer: a single chunked loop over the rows of all phases, in order, or ``None`` when the
+    phases cannot share it.
+
+    One loop rather than one per phase halves the program XLA compiles (the explainer and the
+    model inside it are most of it: 2 of max-sensitivity's 3.6 s first call). The phases'
+    ``make`` must not read the earlier phases' scores (their ``score`` may): the scores are
+    written into per-phase buffers carried by the loop, and a phase's rows are scored after the
+    earlier phases' rows of the same chunk are written, so every row it reads is ready (a
+    phase's rows come after the earlier phases' rows). Every chunk is made and scored as each
+    phase (the makes and scores are cheap next to the explainer) and each row keeps its own
+    phase's values.
+    """
+    totals = [ph.total for ph in phases]
+    offsets = np.cumsum([0, *totals])
+    total = int(offsets[-1])
+    chunk = balanced_chunk(total, batch_size)
+    num_chunks = -(-total // chunk)
+    per_row = [_per_row(ph.targets) for ph in phases]
+    if any(per_row) and not all(per_row):
+        return None
+    if not any(per_row) and any(ph.targets is not phases[0].targets for ph in phases):
+        return None
+    rows_spec = jax.ShapeDtypeStruct((chunk,), jnp.int32)
+    try:  # a make that reads the earlier phases' scores raises KeyError without "phases"
+        x_specs = [jax.eval_shape(ph.make, rows_spec, operands) for ph in phases]
+    except KeyError:
+        return None
+    if any(_signature(x) != _signature(x_specs[0]) for x in x_specs):
+        return None
+    x_spec = x_specs[0]
+    t_spec = jax.ShapeDtypeStruct((chunk,), np.int32) if per_row[0] else phases[0].targets
+    a_spec = _attribution_spec(explainer, model_of, params, x_spec, t_spec)
+    if a_spec is None:
+        return None
+    a_spec = jax.ShapeDtypeStruct(a_spec.shape, x_spec.dtype)
+    out_specs = []  # each phase's (scores, finite) for one chunk
+    for ph in phases:
+        o = with_phases(
+            operands,
+            [
+                _buffer_spec(sp[0], ph_.total)
+                for sp, ph_ in zip(out_specs, phases[: len(out_specs)], strict=True)
+            ],
+        )
+        out_specs.append(
+            jax.eval_shape(functools.partial(finish, ph.score), rows_spec, x_spec, a_spec, o)
+        )
+
+    @jax.jit
+    def compiled(p, ops, targets):
+        t_all = jnp.concatenate([jnp.asarray(t) for t in targets]) if per_row[0] else None
+        # Each phase's buffer has a chunk of margin on both sides, so that a chunk's values are
+        # written in one slice at rows (start - offset) + chunk, which is never clamped when
+        # the chunk holds a row of the phase (a scatter of the rows costs ~10% of the metric).
+        buffers = [
+            jax.tree.map(
+                lambda v, T=ph.total: jnp.zeros((T + 2 * chunk, *v.shape[1:]), v.dtype), sp
+            )
+            for sp, ph in zip(out_specs, phases, strict=True)
+        ]
+
+        def written(b, T):
+            return b[chunk : chunk + T]
+
+        def body(k, buffers):
+            raw = k * chunk + jnp.arange(chunk)
+            rows = jnp.minimum(raw, total - 1)
+            phase = sum((rows >= int(o)).astype(jnp.int32) for o in offsets[1:-1])
+            local = [
+                jnp.clip(rows - int(o), 0, T - 1) for o, T in zip(offsets[:-1], totals, strict=True)
+            ]
+            x = phases[0].make(local[0], ops)
+            for j in range(1, len(phases)):
+                x_j = phases[j].make(local[j], ops)
+                sel = (phase == j).reshape((chunk,) + (1,) * (x.ndim - 1))
+                x = jnp.where(sel, x_j, x)
+            t = phases[0].targets if t_all is None else t_all[rows]
+            a = traced_values(explainer(model_of(p), x, targets=t), name).astype(x.dtype)
+            buffers = list(buffers)
+            for j, ph in enumerate(phases):
+                earlier = [
+                    jax.tree.map(lambda v, T=q.total: written(v, T), b[0])
+                    for b, q in zip(buffers[:j], phases, strict=False)
+                ]
+                out = finish(ph.score, local[j], x, a, with_phases(ops, earlier))
+                # Rows of other phases and the last chunk's repeats keep the buffer's values.
+                keep = (phase == j) & (raw < total)
+                start = k * chunk - int(offsets[j]) + chunk
+
+                def put(b, v, keep=keep, start=start):
+                    old = jax.lax.dynamic_slice_in_dim(b, start, chunk)
+                    sel = keep.reshape((chunk,) + (1,) * (v.ndim - 1))
+                    return jax.lax.dynamic_update_slice_in_dim(b, jnp.where(sel, v, old), start, 0)
+
+                buffers[j] = jax.tree.map(put, buffers[j], out)
+            return buffers
+
+        buffers = jax.lax.fori_loop(0, num_chunks, body, buffers)
+        return [
+            jax.tree.map(lambda b, T=ph.total: written(b, T), buf)
+            for buf, ph in zip(buffers, phases, strict=True)
+        ]
+
+    def run_traced(p, ops, targets):
+        return jax.tree.map(np.asarray, call(compiled, p, ops, targets))
+
+    return run_traced
+
+
+def _buffer_spec(spec, total):
+    return jax.tree.map(lambda v: jax.ShapeDtypeStruct((total, *v.shape[1:]), v.dtype), spec)

@@ -596,18 +596,28 @@ def consistency(
         [1.0, 1.0, 0.0]
     """
     n_top = check_int("n", n)
-    disc = _discretise(discretise_func, n_top)
+    _discretise(discretise_func, n_top)  # checks it before the explainer runs
     s = setup(f, X, explainer, targets, batch_size)
     a0 = jnp.asarray(_explain_inputs(s, explainer, normalise=normalise, absolute=abs))
-    labels = jax.vmap(disc)(a0)
+    pred = jnp.asarray(s.predicted)
+    try:  # one program, not one per operation (22 small compilations on a first call)
+        scores = _consistency_scores_jit(a0, pred, discretise_func, n_top)
+    except TypeError:  # an unhashable discretise_func
+        scores = _consistency_scores(a0, pred, discretise_func, n_top)
+    return _finish(s, np.asarray(scores))
+
+
+def _consistency_scores(a0, pred, discretise_func, n_top):
+    labels = jax.vmap(_discretise(discretise_func, n_top))(a0)
     labels = labels.reshape(labels.shape[0], -1)
     same = jnp.all(labels[:, None, :] == labels[None, :, :], axis=2)
-    pred = jnp.asarray(s.predicted)
     other = ~jnp.eye(a0.shape[0], dtype=bool)
     same = same & other
     agree = same & (pred[:, None] == pred[None, :])
-    scores = agree.sum(axis=1) / (same.sum(axis=1) + 1e-9)
-    return _finish(s, np.asarray(scores))
+    return agree.sum(axis=1) / (same.sum(axis=1) + 1e-9)
+
+
+_consistency_scores_jit = jax.jit(_consistency_scores, static_argnums=(2, 3))
 
 
 # -- relative stability ------------------------------------------------------------------------
