@@ -206,3 +206,41 @@ def test_call_overhead_runs_and_tabulates(tmp_path):
     text = call_overhead.table(report, earlier)
     assert "before (old): ms, NNX ms" in text
     assert "| 9.00, 20.00 |" in text and "| linear_shap | coefficients |" in text
+
+
+def test_first_call_table_reports_the_small_jobs_rounds():
+    from benchmarks import first_call
+
+    rounds = {
+        "xaijax_explain_warm_cache": [2.9, 3.1, 2.8],
+        "shap_kernel_explainer": [3.0, 2.7, 3.2],
+    }
+    small = {key: {"wall_s": sorted(v)[1], "walls_s": v} for key, v in rounds.items()}
+    small.update(
+        rounds=3,
+        load_range="0.4–1.2",
+        xaijax_faster_rounds=2,
+        median_difference_s=-0.1,
+        ml_dtypes="0.6.0",
+        xaijax_explain_cold_cache={"wall_s": 4.04, "load_1min": 0.4},
+        **{
+            f"import_{n}": {"wall_s": t}
+            for n, t in zip(IMPORTS, (1.2, 0.01, 1.4, 2.5, 1.0), strict=True)
+        },
+    )
+    report = {
+        "environment": {"device_kind": "cpu", "backend": "cpu", "cpu_count": 2, "jax": "0.10.2"},
+        "load_range": "0.4–1.2",
+        "date": "2026-12-04",
+        "cases": {},
+        "small_job": small,
+    }
+    text = first_call.table(report)
+    assert "| `xaijax explain`, 10 rows, scikit-learn model | 4.0 s | 2.9 s |" in text
+    assert "| shap.KernelExplainer, same job | – | 3.0 s |" in text
+    assert "`xaijax explain` was faster in 2 of 3 (median difference -0.10 s)" in text
+    assert "jax 1.20 s, ml_dtypes 0.01 s, xaijax 1.40 s, shap 2.50 s, sklearn 1.00 s" in text
+    assert "(ml_dtypes 0.6.0)" in text
+
+
+IMPORTS = ("jax", "ml_dtypes", "xaijax", "shap", "sklearn")
