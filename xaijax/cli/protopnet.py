@@ -20,7 +20,7 @@ import numpy as np
 from xaijax.cli.runs import save_figure
 from xaijax.cli.settings import CliError, ProtoPNetSettings
 
-__all__ = ["protopnet", "QUICK", "DATASETS"]
+__all__ = ["protopnet", "QUICK", "FULL", "DATASETS"]
 
 DATASETS = ("shapes", "digits")
 
@@ -36,6 +36,23 @@ QUICK = dict(
     push_every=100,
     last_layer_iterations=5,
     last_layer_lr=3e-3,
+)
+
+# The full schedule: twice the quick one's epochs, pushes every 10 epochs and more last-layer epochs
+# after each. Every backbone here trains from scratch (nothing is downloaded), so both keep the
+# quick rates: the reference settings.py (TrainConfig's defaults) train the backbone at 1e-4, a rate
+# for ImageNet-pretrained features, which left the plain CNN at 0.57-0.66 on shapes (seeds 0-2;
+# ProtoPNet 0.83-0.92) and 0.71-0.74 on digits (seeds 0-1; ProtoPNet 0.85). With this schedule:
+# shapes seeds 0-4 ProtoPNet 1.000, plain CNN 0.993-1.000, 3, 3, 3, 3, 2 of 3 prototypes at the
+# object; digits 0.984 and 0.962 against 0.993 and 0.978 (README, "ProtoPNet").
+FULL = dict(
+    QUICK,
+    epochs=24,
+    warm_epochs=4,
+    joint_step_size=10,
+    push_start=10,
+    push_every=10,
+    last_layer_iterations=10,
 )
 
 
@@ -184,7 +201,7 @@ def protopnet(settings: ProtoPNetSettings | None = None, *, log=print) -> dict:
             border=border,
         )
         mcfg.validate()
-        schedule = dict(QUICK) if s.quick else {}
+        schedule = dict(QUICK) if s.quick else dict(FULL)
         if s.epochs is not None:
             schedule["epochs"] = s.epochs
         tcfg = TrainConfig(**schedule)

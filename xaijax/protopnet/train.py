@@ -63,6 +63,9 @@ class TrainConfig:
         batch_size: images per step (the paper's 80).
         warm_lr: learning rates of ``add_on`` and ``prototypes`` during warm-up.
         joint_lr: learning rates of ``features``, ``add_on``, ``prototypes`` in the joint stage.
+            The reference's 1e-4 for ``features`` is for ImageNet-pretrained features; a backbone
+            trained from scratch, as every backbone here is, needs more (the command's schedules,
+            ``xaijax.cli.protopnet.QUICK`` and ``FULL``, use 5e-3 throughout).
         joint_step_size, joint_gamma: the joint rates are multiplied by ``gamma`` every
             ``step_size`` joint epochs (``StepLR``).
         last_layer_lr: learning rate of the last layer in the last-layer stage.
