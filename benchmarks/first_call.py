@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.metadata
 import json
 import os
 import statistics
@@ -35,6 +36,8 @@ RESULTS = os.path.join(HERE, "results")
 README = os.path.join(ROOT, "README.md")
 STEADY_CALLS = 3
 SMALL_JOB_ROUNDS = 7
+# Modules whose import the small job times alone (the key is the top-level name).
+SMALL_JOB_IMPORTS = ("jax", "ml_dtypes", "xaijax", "shap", "sklearn.linear_model")
 
 
 # -- counting compilations ---------------------------------------------------------------------
@@ -328,6 +331,10 @@ np.save(sys.argv[3], np.asarray(values))
 """
 
 
+def _import_key(module: str) -> str:
+    return "import_" + module.split(".")[0]
+
+
 def run_small_job(rounds: int = SMALL_JOB_ROUNDS) -> dict:
     """10 rows, a scikit-learn classifier, end to end: ``xaijax explain`` against shap.
 
@@ -367,9 +374,10 @@ def run_small_job(rounds: int = SMALL_JOB_ROUNDS) -> dict:
                 _env(),
             ),
         }
-        for name in ("jax", "ml_dtypes", "xaijax", "shap", "sklearn.linear_model"):
-            key = "import_" + name.split(".")[0]
-            jobs[key] = lambda i, name=name: _run([sys.executable, "-c", f"import {name}"], _env())
+        for name in SMALL_JOB_IMPORTS:
+            jobs[_import_key(name)] = lambda i, name=name: _run(
+                [sys.executable, "-c", f"import {name}"], _env()
+            )
         walls = {k: [] for k in jobs}
         loads = []
         for i in range(rounds):
@@ -392,9 +400,7 @@ def run_small_job(rounds: int = SMALL_JOB_ROUNDS) -> dict:
         out["median_difference_s"] = statistics.median(
             a - b for a, b in zip(ours, theirs, strict=True)
         )
-        import importlib.metadata as metadata
-
-        out["ml_dtypes"] = metadata.version("ml_dtypes")
+        out["ml_dtypes"] = importlib.metadata.version("ml_dtypes")
     return out
 
 
@@ -440,8 +446,8 @@ def table(report: dict) -> str:
         )
         if "rounds" in s:
             imports = ", ".join(
-                f"{name} {s['import_' + name]['wall_s']:.2f} s"
-                for name in ("jax", "ml_dtypes", "xaijax", "shap", "sklearn")
+                f"{name.split('.')[0]} {s[_import_key(name)]['wall_s']:.2f} s"
+                for name in SMALL_JOB_IMPORTS
             )
             extra += [
                 "",
